@@ -1,0 +1,104 @@
+//! `net-gazer run`: live capture until SIGTERM or SIGINT.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::capture::live::{self, LiveCapture, LiveConfig};
+use crate::config::Config;
+use crate::output::{Backpressure, EventQueue, JsonLines, Output};
+use crate::pipeline::Pipeline;
+use crate::time::Timestamp;
+use crate::track::{LocalNetworks, Tracker};
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let iface = match &config.capture.interface {
+        Some(name) => live::find_interface(name)?,
+        None => {
+            let i = live::pick_interface()?;
+            tracing::info!(interface = %i.name, "no interface configured; picked the first one up with an address");
+            i
+        }
+    };
+    let networks: Vec<String> = iface.networks.iter().map(ToString::to_string).collect();
+    tracing::info!(interface = %iface.name, networks = %networks.join(", "), "capture interface");
+    let local = config.local_networks().unwrap_or_else(|| LocalNetworks::new(iface.networks.clone()));
+    let local_list: Vec<String> = local.networks().iter().map(ToString::to_string).collect();
+    tracing::info!(local_networks = %local_list.join(", "), "local networks");
+
+    let mut capture = LiveCapture::open(&LiveConfig {
+        interface: iface.name.clone(),
+        mode: config.capture.mode,
+        client_rtt: config.capture.client_rtt,
+        filter: config.capture.filter.clone(),
+        promiscuous: config.capture.promiscuous,
+        snaplen: config.capture.snaplen,
+        buffer_mb: config.capture.buffer_mb,
+    })?;
+    tracing::info!(mode = ?config.capture.mode, filter = %capture.filter(), "capturing");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload)).context("installing signal handlers")?;
+
+    let output = JsonLines::open(&config.output.jsonl)?;
+    let (queue, output_thread) = EventQueue::spawn(vec![Box::new(output) as Box<dyn Output>], config.output.queue_size, Backpressure::Drop);
+    let mut pipeline = Pipeline::new(Tracker::new(config.track_config(), local), queue, None);
+
+    let interval = config.output.stats_interval;
+    let mut next_stats = Instant::now() + interval;
+    let mut since_tick = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        match capture.next_packet()? {
+            Some(pkt) => {
+                pipeline.handle_packet(&pkt);
+                since_tick += 1;
+                // Under steady traffic, still run wall-clock timers now and then.
+                if since_tick >= 4096 {
+                    since_tick = 0;
+                    pipeline.tick(Timestamp::now());
+                }
+            }
+            None => pipeline.tick(Timestamp::now()),
+        }
+        if reload.swap(false, Ordering::Relaxed) {
+            tracing::info!("SIGHUP received: nothing to reload yet (plugins arrive with the plugin host)");
+        }
+        if Instant::now() >= next_stats {
+            next_stats += interval;
+            let kernel = capture.stats();
+            let s = pipeline.emit_stats(Timestamp::now(), Some(kernel));
+            tracing::info!(
+                packets = s.packets,
+                kernel_drops = kernel.dropped,
+                interface_drops = kernel.if_dropped,
+                decode_errors = s.decode_errors.values().sum::<u64>(),
+                table_size = s.table_size,
+                evictions = s.evictions,
+                queue_drops = s.queue_drops,
+                "stats"
+            );
+        }
+    }
+    tracing::info!("stopping: flushing open attempts");
+    let kernel = capture.stats();
+    let (queue, stats) = pipeline.finish(Timestamp::now(), Some(kernel));
+    drop(queue);
+    let report = output_thread.join();
+    tracing::info!(
+        packets = stats.packets,
+        kernel_drops = kernel.dropped,
+        events = report.written,
+        queue_drops = stats.queue_drops,
+        "stopped"
+    );
+    if let Some(e) = report.errors.first() {
+        anyhow::bail!("output failed: {e}");
+    }
+    Ok(())
+}

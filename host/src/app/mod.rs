@@ -1,0 +1,81 @@
+//! The commands: `run` (live), `replay` (files) and `check-config`. Thin
+//! drivers around [`crate::pipeline::Pipeline`]: they own the clock, the
+//! signals and the terminal.
+
+mod live;
+mod replay;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command, PipelineArgs};
+use crate::config::Config;
+
+/// Installs the log subscriber: warnings by default, -v info, -vv debug,
+/// -vvv trace; `RUST_LOG` wins when set. Logs go to standard error so
+/// standard output carries only events.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+pub fn main(cli: Cli) -> anyhow::Result<()> {
+    let (mut config, path) = Config::load(cli.config.as_deref())?;
+    match &path {
+        Some(p) => tracing::info!(file = %p.display(), "configuration loaded"),
+        None => tracing::info!("no configuration file found; using defaults"),
+    }
+    if let Some(iface) = &cli.iface {
+        config.capture.interface = Some(iface.clone());
+    }
+    match cli.command {
+        None => {
+            apply(&mut config, &cli.run.pipeline, cli.run.no_promisc)?;
+            live::run(config)
+        }
+        Some(Command::Run(args)) => {
+            apply(&mut config, &args.pipeline, args.no_promisc)?;
+            live::run(config)
+        }
+        Some(Command::Replay(args)) => {
+            apply(&mut config, &args.pipeline, false)?;
+            replay::run(config, &args)
+        }
+        Some(Command::CheckConfig(_)) => {
+            match &path {
+                Some(p) => println!("# configuration file: {}", p.display()),
+                None => println!("# no configuration file found: built-in defaults"),
+            }
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+    }
+}
+
+/// Command-line and environment settings override the file's.
+fn apply(config: &mut Config, args: &PipelineArgs, no_promisc: bool) -> anyhow::Result<()> {
+    if let Some(mode) = args.mode {
+        config.capture.mode = mode.into();
+    }
+    if let Some(filter) = &args.filter {
+        config.capture.filter = Some(filter.clone());
+    }
+    if !args.local_networks.is_empty() {
+        config.track.local_networks = args.local_networks.clone();
+    }
+    if let Some(output) = &args.output {
+        config.output.jsonl = output.clone();
+    }
+    if args.vlan_in_key {
+        config.track.vlan_in_key = true;
+    }
+    if no_promisc {
+        config.capture.promiscuous = false;
+    }
+    config.validate().map_err(|e| anyhow::anyhow!("{e}")).context("invalid settings from the command line or environment")
+}

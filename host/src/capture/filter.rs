@@ -1,0 +1,96 @@
+//! The kernel-side capture filter for each mode, in tcpdump syntax, combined
+//! with the operator's own filter.
+//!
+//! libpcap cannot index the TCP header behind IPv6 (`tcp[13]` is IPv4
+//! only), so IPv6 segments are matched at fixed offsets behind a 40-byte
+//! header with next-header TCP; IPv6 segments behind extension headers do
+//! not pass the kernel filter in handshake mode (they are rare; quality mode
+//! sees them). Every clause is repeated behind `vlan` so tagged frames on a
+//! trunk pass too.
+
+use crate::track::Mode;
+
+/// SYN, RST or FIN set (whatever else is set: ECE/CWR, data).
+const V4_CONTROL: &str = "(ip and tcp and tcp[13] & 0x07 != 0)";
+const V6_CONTROL: &str = "(ip6 and ip6[6] = 6 and ip6[53] & 0x07 != 0)";
+/// ACK without SYN/RST/FIN and without payload: the client's handshake ACK
+/// is one of these.
+const V4_PURE_ACK: &str =
+    "(ip and tcp and tcp[13] & 0x17 = 0x10 and ip[2:2] - ((ip[0] & 0x0f) << 2) - ((tcp[12] & 0xf0) >> 2) = 0)";
+const V6_PURE_ACK: &str = "(ip6 and ip6[6] = 6 and ip6[53] & 0x17 = 0x10 and ip6[4:2] - ((ip6[52] & 0xf0) >> 2) = 0)";
+
+/// The filter expression for `mode`, ANDed with the operator's filter.
+pub fn expression(mode: Mode, client_rtt: bool, operator: Option<&str>) -> String {
+    let base = match mode {
+        Mode::Quality => "tcp".to_string(),
+        Mode::Handshake if client_rtt => format!("{V4_CONTROL} or {V6_CONTROL} or {V4_PURE_ACK} or {V6_PURE_ACK}"),
+        Mode::Handshake => format!("{V4_CONTROL} or {V6_CONTROL}"),
+    };
+    let with_vlan = format!("({base}) or (vlan and ({base}))");
+    match operator.map(str::trim).filter(|f| !f.is_empty()) {
+        Some(op) => format!("({with_vlan}) and ({op})"),
+        None => with_vlan,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::craft::{frame, TcpSpec};
+    use crate::decode::{LinkType, TcpFlags, VlanStack};
+
+    /// Runs the compiled filter over a frame in user space: the same
+    /// program the kernel runs on the socket.
+    fn passes(expr: &str, frame: &[u8]) -> bool {
+        let cap = pcap::Capture::dead(pcap::Linktype(1)).expect("libpcap dead handle");
+        let prog = cap.compile(expr, true).unwrap_or_else(|e| panic!("filter `{expr}` does not compile: {e}"));
+        prog.filter(frame)
+    }
+
+    fn eth(src: &str, dst: &str, flags: TcpFlags, payload: usize, vlan: VlanStack) -> Vec<u8> {
+        let (s, d): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+        let spec = TcpSpec::new(s, 40000, d, 22, flags).payload(&vec![0u8; payload]);
+        frame(LinkType::Ethernet, vlan, &spec.ip_bytes())
+    }
+
+    #[test]
+    fn handshake_filter_passes_control_segments_and_pure_acks_only() {
+        let f = expression(Mode::Handshake, true, None);
+        let mut q = VlanStack::NONE;
+        q.push(42);
+        for (src, dst) in [("10.0.0.1", "10.0.0.2"), ("fd00::1", "fd00::2")] {
+            for vlan in [VlanStack::NONE, q] {
+                let ctx = format!("{src} vlan {vlan}");
+                assert!(passes(&f, &eth(src, dst, TcpFlags::SYN, 0, vlan)), "SYN {ctx}");
+                let syn_ecn = TcpFlags::SYN | TcpFlags::ECE | TcpFlags::CWR;
+                assert!(passes(&f, &eth(src, dst, syn_ecn, 0, vlan)), "SYN+ECE+CWR {ctx}");
+                assert!(passes(&f, &eth(src, dst, TcpFlags::SYN, 100, vlan)), "TFO SYN with data {ctx}");
+                assert!(passes(&f, &eth(src, dst, TcpFlags::SYN | TcpFlags::ACK, 0, vlan)), "SYN-ACK {ctx}");
+                assert!(passes(&f, &eth(src, dst, TcpFlags::RST | TcpFlags::ACK, 0, vlan)), "RST {ctx}");
+                assert!(passes(&f, &eth(src, dst, TcpFlags::FIN | TcpFlags::ACK, 0, vlan)), "FIN {ctx}");
+                assert!(passes(&f, &eth(src, dst, TcpFlags::ACK, 0, vlan)), "pure ACK {ctx}");
+                assert!(!passes(&f, &eth(src, dst, TcpFlags::ACK, 1000, vlan)), "data {ctx}");
+                assert!(!passes(&f, &eth(src, dst, TcpFlags::ACK | TcpFlags::PSH, 10, vlan)), "data+PSH {ctx}");
+            }
+        }
+        let no_acks = expression(Mode::Handshake, false, None);
+        assert!(!passes(&no_acks, &eth("10.0.0.1", "10.0.0.2", TcpFlags::ACK, 0, VlanStack::NONE)));
+        assert!(passes(&no_acks, &eth("10.0.0.1", "10.0.0.2", TcpFlags::SYN, 0, VlanStack::NONE)));
+    }
+
+    #[test]
+    fn quality_filter_passes_all_tcp_and_operator_filter_is_combined() {
+        let f = expression(Mode::Quality, true, Some("not port 22"));
+        assert!(!passes(&f, &eth("10.0.0.1", "10.0.0.2", TcpFlags::SYN, 0, VlanStack::NONE)), "port 22 excluded");
+        let f = expression(Mode::Quality, true, Some("port 22"));
+        assert!(passes(&f, &eth("10.0.0.1", "10.0.0.2", TcpFlags::ACK, 1000, VlanStack::NONE)));
+    }
+
+    #[test]
+    fn a_bad_operator_filter_does_not_compile() {
+        let cap = pcap::Capture::dead(pcap::Linktype(1)).unwrap();
+        assert!(cap.compile(&expression(Mode::Handshake, true, Some("port banana")), true).is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! Command-line interface (clap). Kept in the library so man pages and
+//! shell completions can be generated from the same definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+
+use crate::track::Mode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "net-gazer",
+    version,
+    about = "network connection capture and analysis daemon",
+    long_about = "network connection capture and analysis daemon\n\n\
+        Watches TCP handshakes on an interface (or in capture files) and reports each connection \
+        attempt with its RTTs, SYN retransmissions and outcome, per-flow quality, and inbound scans, \
+        as JSON lines. Without a subcommand it runs the live sensor (`net-gazer run`).",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Interface to capture on [default: the first that is up, not loopback, with an address]
+    #[arg(short, long, env = "NG_IFACE", global = true)]
+    pub iface: Option<String>,
+
+    /// Configuration file [default: ./etc/net-gazer/net-gazer.toml, then /usr/local/etc/…, then /etc/…]
+    #[arg(short, long, env = "NG_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// More log output: -v info, -vv debug, -vvv trace (default: warnings; RUST_LOG overrides)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture on an interface and report events (the default)
+    Run(RunArgs),
+    /// Run the same pipeline over pcap or pcap-ng files
+    Replay(ReplayArgs),
+    /// Validate the configuration and print the effective settings
+    CheckConfig(CheckArgs),
+}
+
+/// Settings shared by `run` and `replay`; each overrides the file.
+#[derive(Debug, Args, Default, Clone)]
+pub struct PipelineArgs {
+    /// What to track: handshakes only, or per-flow quality too (all TCP)
+    #[arg(short, long, env = "NG_MODE", value_enum)]
+    pub mode: Option<ModeArg>,
+
+    /// Extra capture filter in tcpdump syntax, e.g. "not port 22"
+    #[arg(short, long, env = "NG_FILTER")]
+    pub filter: Option<String>,
+
+    /// Local network (repeatable or comma-separated); decides direction and scans
+    #[arg(short = 'l', long = "local-net", env = "NG_LOCAL_NETS", value_delimiter = ',')]
+    pub local_networks: Vec<IpNet>,
+
+    /// Where to write JSON lines: "-" for standard output, or a file
+    #[arg(short, long, env = "NG_OUTPUT")]
+    pub output: Option<String>,
+
+    /// Tell connections apart by VLAN too
+    #[arg(long, env = "NG_VLAN_IN_KEY")]
+    pub vlan_in_key: bool,
+}
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// Do not put the interface in promiscuous mode
+    #[arg(long, env = "NG_NO_PROMISC")]
+    pub no_promisc: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ReplayArgs {
+    /// Capture files (pcap or pcap-ng, recognised by content), read in order
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// No progress bar even on a terminal
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Print the end-of-run summary as JSON on standard error
+    #[arg(long)]
+    pub summary_json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    Handshake,
+    Quality,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Handshake => Mode::Handshake,
+            ModeArg::Quality => Mode::Quality,
+        }
+    }
+}

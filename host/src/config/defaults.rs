@@ -1,0 +1,87 @@
+//! Every default in one place (trippy's `mod defaults`). The shipped
+//! `etc/net-gazer/net-gazer.toml` repeats them; a test keeps the two equal.
+
+use std::time::Duration;
+
+use super::{CaptureSection, OutputSection, ScanSection, TrackSection};
+use crate::track::{Mode, TrackConfig};
+
+/// Headers only: 14 Ethernet + 8 for two VLAN tags + 40 IPv6 + extension
+/// headers + 60 TCP fits with room to spare; payload lengths come from the
+/// IP header.
+pub const SNAPLEN: u32 = 256;
+pub const BUFFER_MB: u32 = 32;
+pub const UNANSWERED_TIMEOUT: Duration = Duration::from_secs(30);
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const REORDER_WINDOW: Duration = Duration::from_secs(1);
+pub const DUPLICATE_WINDOW: Duration = Duration::from_millis(1);
+/// Covers Linux's SYN retransmissions at 31 s and 63 s after an attempt
+/// reported unanswered at 30 s, so they are not taken for new attempts.
+pub const LINGER: Duration = Duration::from_secs(60);
+pub const FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// About 200 bytes per entry with its timers (docs/benchmarks.md): ~200 MB.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+pub const MAX_ORPHANS: usize = 65_536;
+/// Zeek's scan policy: 15 ports on one host or 25 hosts on one port in 5 min.
+pub const SCAN_WINDOW: Duration = Duration::from_secs(300);
+pub const SCAN_PORT_THRESHOLD: u32 = 15;
+pub const SCAN_HOST_THRESHOLD: u32 = 25;
+pub const SCAN_MAX_SOURCES: usize = 65_536;
+pub const SCAN_MAX_LISTED: usize = 1_024;
+pub const STATS_INTERVAL: Duration = Duration::from_secs(60);
+pub const QUEUE_SIZE: usize = 65_536;
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        CaptureSection {
+            interface: None,
+            mode: Mode::Handshake,
+            filter: None,
+            promiscuous: true,
+            snaplen: SNAPLEN,
+            buffer_mb: BUFFER_MB,
+            client_rtt: true,
+        }
+    }
+}
+
+impl Default for TrackSection {
+    fn default() -> Self {
+        TrackSection {
+            local_networks: Vec::new(),
+            vlan_in_key: false,
+            unanswered_timeout: UNANSWERED_TIMEOUT,
+            ack_timeout: ACK_TIMEOUT,
+            reorder_window: REORDER_WINDOW,
+            duplicate_window: DUPLICATE_WINDOW,
+            linger: LINGER,
+            flow_idle_timeout: FLOW_IDLE_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            max_orphans: MAX_ORPHANS,
+        }
+    }
+}
+
+impl Default for ScanSection {
+    fn default() -> Self {
+        ScanSection {
+            enabled: true,
+            window: SCAN_WINDOW,
+            port_threshold: SCAN_PORT_THRESHOLD,
+            host_threshold: SCAN_HOST_THRESHOLD,
+            max_sources: SCAN_MAX_SOURCES,
+            max_listed: SCAN_MAX_LISTED,
+        }
+    }
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        OutputSection { jsonl: "-".into(), stats_interval: STATS_INTERVAL, queue_size: QUEUE_SIZE }
+    }
+}
+
+/// The tracker's defaults.
+pub fn track() -> TrackConfig {
+    super::Config::default().track_config()
+}

@@ -1,0 +1,330 @@
+//! Configuration: the TOML file, merged with command-line and environment
+//! overrides, validated into one [`Config`] that is split into per-stage
+//! settings.
+//!
+//! Every default lives in [`defaults`]. Unknown keys and bad values are
+//! errors that name the file, the key and the line.
+
+pub mod defaults;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::track::{LocalNetworks, Mode, ScanConfig, TrackConfig};
+
+/// Where the configuration file is looked for when `-c` is not given.
+pub const SEARCH_PATH: [&str; 3] = [
+    "./etc/net-gazer/net-gazer.toml",
+    "/usr/local/etc/net-gazer/net-gazer.toml",
+    "/etc/net-gazer/net-gazer.toml",
+];
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub capture: CaptureSection,
+    pub track: TrackSection,
+    pub scan: ScanSection,
+    pub output: OutputSection,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureSection {
+    /// Interface to capture on; empty: the first one that is up, not
+    /// loopback, and has an address.
+    pub interface: Option<String>,
+    pub mode: Mode,
+    /// Operator filter in tcpdump syntax, combined with the mode's filter.
+    pub filter: Option<String>,
+    pub promiscuous: bool,
+    pub snaplen: u32,
+    pub buffer_mb: u32,
+    /// Handshake mode: also pass payload-free ACKs to measure SYN-ACK→ACK.
+    pub client_rtt: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackSection {
+    /// Local networks; empty: the capture interface's (replay: private ranges).
+    pub local_networks: Vec<IpNet>,
+    pub vlan_in_key: bool,
+    #[serde(with = "duration")]
+    pub unanswered_timeout: Duration,
+    #[serde(with = "duration")]
+    pub ack_timeout: Duration,
+    #[serde(with = "duration")]
+    pub reorder_window: Duration,
+    #[serde(with = "duration")]
+    pub duplicate_window: Duration,
+    #[serde(with = "duration")]
+    pub linger: Duration,
+    #[serde(with = "duration")]
+    pub flow_idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_orphans: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanSection {
+    pub enabled: bool,
+    #[serde(with = "duration")]
+    pub window: Duration,
+    pub port_threshold: u32,
+    pub host_threshold: u32,
+    pub max_sources: usize,
+    pub max_listed: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputSection {
+    /// JSON lines: `-` for standard output, else a file appended to.
+    pub jsonl: String,
+    #[serde(with = "duration")]
+    pub stats_interval: Duration,
+    /// Events waiting for the output thread; beyond it they are dropped
+    /// and counted (live capture never waits for an output).
+    pub queue_size: usize,
+}
+
+impl Config {
+    /// Loads `path`, or the first file of [`SEARCH_PATH`] that exists, or
+    /// the defaults when none does. Returns the file used.
+    pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        let path = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => SEARCH_PATH.iter().map(PathBuf::from).find(|p| p.is_file()),
+        };
+        let Some(path) = path else { return Ok((Config::default(), None)) };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let config = Config::parse(&text).map_err(|e| e.in_file(&path))?;
+        Ok((config, Some(path)))
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, Invalid> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            let key = e.span().and_then(|s| key_at(text, s.start));
+            Invalid { key, line, message: e.message().to_string() }
+        })?;
+        config.validate().map_err(|mut e| {
+            e.line = e.key.as_deref().and_then(|k| find_key(text, k));
+            e
+        })?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let bad = |key: &str, message: &str| Err(Invalid { key: Some(key.into()), line: None, message: message.into() });
+        if self.capture.snaplen < 128 {
+            return bad("capture.snaplen", "must be at least 128 bytes to hold Ethernet, IP and TCP headers");
+        }
+        if self.capture.buffer_mb == 0 {
+            return bad("capture.buffer_mb", "must be at least 1");
+        }
+        if self.track.unanswered_timeout.is_zero() {
+            return bad("track.unanswered_timeout", "must be longer than zero");
+        }
+        if self.track.max_connections == 0 {
+            return bad("track.max_connections", "must be at least 1");
+        }
+        if self.scan.port_threshold == 0 || self.scan.host_threshold == 0 {
+            let key = if self.scan.port_threshold == 0 { "scan.port_threshold" } else { "scan.host_threshold" };
+            return bad(key, "must be at least 1");
+        }
+        if self.scan.window.is_zero() {
+            return bad("scan.window", "must be longer than zero");
+        }
+        if self.scan.max_listed < self.scan.port_threshold.max(self.scan.host_threshold) as usize {
+            return bad("scan.max_listed", "must be at least the larger threshold, or no scan could be detected");
+        }
+        if self.output.queue_size == 0 {
+            return bad("output.queue_size", "must be at least 1");
+        }
+        if self.output.stats_interval.is_zero() {
+            return bad("output.stats_interval", "must be longer than zero");
+        }
+        Ok(())
+    }
+
+    /// The tracker's settings; `local` decided by the caller (interface
+    /// networks, private ranges, or the configured list).
+    pub fn track_config(&self) -> TrackConfig {
+        let t = &self.track;
+        TrackConfig {
+            mode: self.capture.mode,
+            vlan_in_key: t.vlan_in_key,
+            unanswered_timeout: t.unanswered_timeout,
+            ack_timeout: t.ack_timeout,
+            reorder_window: t.reorder_window,
+            duplicate_window: t.duplicate_window,
+            linger: t.linger,
+            flow_idle_timeout: t.flow_idle_timeout,
+            max_connections: t.max_connections,
+            max_orphans: t.max_orphans,
+            scan: ScanConfig {
+                enabled: self.scan.enabled,
+                window: self.scan.window,
+                port_threshold: self.scan.port_threshold,
+                host_threshold: self.scan.host_threshold,
+                max_sources: self.scan.max_sources,
+                max_tracked: self.scan.max_listed,
+            },
+        }
+    }
+
+    /// The configured local networks, if any.
+    pub fn local_networks(&self) -> Option<LocalNetworks> {
+        (!self.track.local_networks.is_empty()).then(|| LocalNetworks::new(self.track.local_networks.clone()))
+    }
+
+    /// The effective configuration as TOML (for `check-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+    }
+}
+
+/// A configuration problem, before it is tied to a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Dotted key, e.g. `capture.mode`.
+    pub key: Option<String>,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Invalid {
+    fn in_file(self, path: &Path) -> ConfigError {
+        ConfigError::Invalid { path: path.to_path_buf(), problem: self }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "key `{key}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("configuration file {path}: {problem}")]
+    Invalid { path: PathBuf, problem: Invalid },
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// The dotted key at `offset`: the table header above it plus the key name
+/// on its line.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = &text[..offset.min(text.len())];
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    if line.starts_with('[') {
+        return Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    }
+    let name = line.split('=').next().map(str::trim).filter(|n| !n.is_empty() && !n.starts_with('#'))?;
+    Some(match table {
+        Some(t) => format!("{t}.{name}"),
+        None => name.to_string(),
+    })
+}
+
+/// The line of `table.key` in `text`, if it is written there.
+fn find_key(text: &str, dotted: &str) -> Option<usize> {
+    let (table, key) = dotted.rsplit_once('.')?;
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if l.starts_with('[') && l.ends_with(']') {
+            current = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        } else if current == table && l.split('=').next().map(str::trim) == Some(key) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// Durations as `"30s"`, `"250ms"`, `"5m"`.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::time::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::time::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn shipped_example_parses_and_equals_the_defaults() {
+        let text = include_str!("../../../etc/net-gazer/net-gazer.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = Config::parse("[capture]\nmode = \"quality\"\npromisc = true\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("capture.promisc"));
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("unknown field `promisc`"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_values_name_key_and_line() {
+        let e = Config::parse("[track]\nunanswered_timeout = \"30\"\n").unwrap_err();
+        assert_eq!((e.key.as_deref(), e.line), (Some("track.unanswered_timeout"), Some(2)));
+        assert!(e.message.contains("missing unit"), "{}", e.message);
+        let e = Config::parse("[capture]\nmode = \"fast\"\n").unwrap_err();
+        assert_eq!((e.key.as_deref(), e.line), (Some("capture.mode"), Some(2)));
+        let e = Config::parse("\n[scan]\nport_threshold = 0\n").unwrap_err();
+        assert_eq!((e.key.as_deref(), e.line), (Some("scan.port_threshold"), Some(3)));
+        let e = Config::parse("[track]\nlocal_networks = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("track.local_networks"));
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let mut c = Config::default();
+        c.capture.filter = Some("not port 22".into());
+        c.track.local_networks = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(Config::parse(&c.to_toml()).unwrap(), c);
+    }
+}

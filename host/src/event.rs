@@ -1,0 +1,300 @@
+//! Events: what the pipeline reports, as typed values.
+//!
+//! Serialised only at the edges (JSON lines today; WIT records and collector
+//! ingest later) with the field names documented once in `docs/events.md`.
+//! Every event carries `ts` (RFC 3339, microseconds, UTC) and `ts_us`
+//! (integer microseconds since the epoch) for the same instant; other
+//! instants are integer microseconds in fields ending in `_us`, and
+//! durations are microseconds as numbers with nanosecond precision in fields
+//! ending in `_us` too (`rtt_last_syn_us`).
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::decode::VlanStack;
+use crate::time::Timestamp;
+
+/// One event out of the tracker.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    Handshake(Handshake),
+    Flow(Flow),
+    Scan(Scan),
+    Stats(Stats),
+}
+
+impl Event {
+    pub fn ts(&self) -> Timestamp {
+        match self {
+            Event::Handshake(h) => h.ts,
+            Event::Flow(f) => f.ts,
+            Event::Scan(s) => s.ts,
+            Event::Stats(s) => s.ts,
+        }
+    }
+
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Handshake(_) => EventKind::Handshake,
+            Event::Flow(_) => EventKind::Flow,
+            Event::Scan(_) => EventKind::Scan,
+            Event::Stats(_) => EventKind::Stats,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Handshake,
+    Flow,
+    Scan,
+    Stats,
+}
+
+/// Where a connection runs relative to the local networks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Local client, remote server.
+    Outbound,
+    /// Remote client, local server.
+    Inbound,
+    /// Both ends local.
+    Internal,
+    /// Neither end local (the sensor sees traffic it only forwards).
+    Transit,
+}
+
+/// How a connection attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The server answered with a SYN-ACK.
+    Established,
+    /// The server answered the SYN with a RST.
+    Refused,
+    /// No answer within the unanswered timeout.
+    Unanswered,
+    /// Still waiting when the sensor stopped, before the timeout.
+    Incomplete,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [Outcome::Established, Outcome::Refused, Outcome::Unanswered, Outcome::Incomplete];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Established => "established",
+            Outcome::Refused => "refused",
+            Outcome::Unanswered => "unanswered",
+            Outcome::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// One end of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// A TCP connection attempt: from the first SYN to its answer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Handshake {
+    /// Sensor-local attempt id; the flow event and later the route event of
+    /// the same connection carry it too.
+    pub id: u64,
+    /// Time of the first SYN.
+    pub ts: Timestamp,
+    pub ts_us: i64,
+    pub client_ip: IpAddr,
+    pub client_port: u16,
+    pub server_ip: IpAddr,
+    pub server_port: u16,
+    pub ip_version: u8,
+    #[serde(skip_serializing_if = "VlanStack::is_empty", serialize_with = "crate::event::display")]
+    pub vlan: VlanStack,
+    pub direction: Direction,
+    pub outcome: Outcome,
+    /// The client's ACK of the SYN-ACK was seen (three-way handshake complete).
+    pub completed: bool,
+    pub syn_count: u32,
+    pub syns_before_synack: u32,
+    pub synack_count: u32,
+    pub first_syn_us: i64,
+    pub first_synack_us: Option<i64>,
+    pub ack_us: Option<i64>,
+    /// First SYN-ACK minus the last SYN before it: the server-side RTT.
+    pub rtt_last_syn_us: Option<f64>,
+    /// First SYN-ACK minus the first SYN: what the user waited.
+    pub rtt_first_syn_us: Option<f64>,
+    /// Client's ACK minus the first SYN-ACK: the client-side RTT.
+    pub client_rtt_us: Option<f64>,
+    /// The SYN-ACK was captured before its SYN.
+    pub reordered: bool,
+    /// Retransmitted SYN-ACKs carried a different sequence number.
+    pub synack_seq_changed: bool,
+    pub rst_from: Option<Side>,
+    pub client_ttl: u8,
+    pub client_initial_ttl: u8,
+    pub client_hops: u8,
+    pub server_ttl: Option<u8>,
+    pub server_initial_ttl: Option<u8>,
+    /// Hop-count guess: the SYN-ACK's initial TTL guess minus its TTL.
+    pub server_hops: Option<u8>,
+    pub client_mss: Option<u16>,
+    pub client_wscale: Option<u8>,
+    pub client_sack_permitted: bool,
+    pub client_timestamps: bool,
+    pub server_mss: Option<u16>,
+    pub server_wscale: Option<u8>,
+    pub server_sack_permitted: Option<bool>,
+    pub server_timestamps: Option<bool>,
+    /// Payload bytes on the SYN (TCP Fast Open).
+    pub syn_data_len: u32,
+    /// The SYN asked for ECN (ECE and CWR set, RFC 3168).
+    pub ecn_setup: bool,
+}
+
+/// Why a flow summary was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowEnd {
+    Fin,
+    Rst,
+    Idle,
+    /// The 4-tuple was reused by a new SYN.
+    Reused,
+    /// Pushed out of a full table.
+    Evicted,
+    Shutdown,
+}
+
+/// Per-flow quality summary (capture mode `quality`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Flow {
+    /// The handshake id when the handshake was seen, else a fresh id.
+    pub id: u64,
+    /// Time of the flow's first packet.
+    pub ts: Timestamp,
+    pub ts_us: i64,
+    pub client_ip: IpAddr,
+    pub client_port: u16,
+    pub server_ip: IpAddr,
+    pub server_port: u16,
+    pub ip_version: u8,
+    #[serde(skip_serializing_if = "VlanStack::is_empty", serialize_with = "crate::event::display")]
+    pub vlan: VlanStack,
+    pub direction: Direction,
+    /// The flow began with a SYN the sensor saw; otherwise client and server
+    /// are guessed (the higher port is the client).
+    pub handshake_seen: bool,
+    pub end_reason: FlowEnd,
+    pub end_us: i64,
+    pub duration_us: f64,
+    pub rst_from: Option<Side>,
+    pub packets_c2s: u64,
+    pub packets_s2c: u64,
+    /// TCP payload bytes.
+    pub bytes_c2s: u64,
+    pub bytes_s2c: u64,
+    /// Data segments resent (SYN and SYN-ACK retransmissions not included).
+    pub retrans_c2s: u64,
+    pub retrans_s2c: u64,
+    pub sack_blocks_c2s: u64,
+    pub sack_blocks_s2c: u64,
+    pub dup_acks_c2s: u64,
+    pub dup_acks_s2c: u64,
+    pub zero_window_c2s: u64,
+    pub zero_window_s2c: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanType {
+    /// One source, one local host, many ports.
+    PortScan,
+    /// One source, one port, many local hosts.
+    AddressScan,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanPhase {
+    /// The threshold was crossed.
+    Detected,
+    /// The window closed; totals for the whole window.
+    Ended,
+}
+
+/// A remote source trying many ports or hosts of the local networks.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Scan {
+    /// When the threshold was crossed, or when the window closed.
+    pub ts: Timestamp,
+    pub ts_us: i64,
+    pub src_ip: IpAddr,
+    pub scan_type: ScanType,
+    pub phase: ScanPhase,
+    /// The local host of a port scan.
+    pub target_ip: Option<IpAddr>,
+    /// The port of an address scan.
+    pub target_port: Option<u16>,
+    /// Distinct ports (port scan) or hosts (address scan) tried.
+    pub distinct: u32,
+    /// The ports tried (port scan), up to `scan.max_listed`.
+    pub ports: Vec<u16>,
+    /// The hosts tried (address scan), up to `scan.max_listed`.
+    pub hosts: Vec<IpAddr>,
+    pub attempts: u64,
+    pub first_us: i64,
+    pub last_us: i64,
+}
+
+/// Counters, periodically and at the end of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub ts: Timestamp,
+    pub ts_us: i64,
+    /// Packets read from the capture.
+    pub packets: u64,
+    /// TCP segments decoded.
+    pub segments: u64,
+    /// Packets that were not TCP (or fragments), by reason.
+    pub ignored: std::collections::BTreeMap<&'static str, u64>,
+    /// Truncated or malformed packets, by kind.
+    pub decode_errors: std::collections::BTreeMap<&'static str, u64>,
+    /// Packets dropped by the kernel (live capture): buffer full.
+    pub kernel_drops: Option<u64>,
+    /// Packets dropped by the interface or driver (live capture).
+    pub interface_drops: Option<u64>,
+    /// Same packet captured twice (NFLOG, loopback, `any`): counted once.
+    pub duplicates: u64,
+    pub attempts: std::collections::BTreeMap<&'static str, u64>,
+    /// SYN-ACKs that never met a SYN (backscatter of spoofed floods, or
+    /// connections opened before capture started).
+    pub synack_without_syn: u64,
+    pub table_size: u64,
+    pub table_peak: u64,
+    /// Pending attempts pushed out of the full table.
+    pub evictions: u64,
+    pub flows: u64,
+    pub scans: u64,
+    /// Events lost because an output could not keep up.
+    pub queue_drops: u64,
+}
+
+pub(crate) fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// The usual initial TTLs (64: Linux, macOS, BSD; 128: Windows; 255: network
+/// gear; 32: old stacks): the smallest one at or above the observed TTL.
+pub fn initial_ttl_guess(observed: u8) -> u8 {
+    [32u8, 64, 128, 255].into_iter().find(|&i| observed <= i).unwrap_or(255)
+}

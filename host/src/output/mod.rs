@@ -1,0 +1,140 @@
+//! outputs: where events leave the process.
+//!
+//! Outputs run on their own thread behind a bounded queue ([`EventQueue`]):
+//! live capture never waits for a slow output; an event that does not fit
+//! is dropped and counted. Replay waits instead, so it loses nothing.
+
+mod jsonl;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub use jsonl::JsonLines;
+
+use crate::event::Event;
+
+/// A destination for events.
+pub trait Output: Send {
+    fn name(&self) -> &str;
+    fn write(&mut self, event: &Event) -> std::io::Result<()>;
+    fn flush(&mut self) -> std::io::Result<()>;
+}
+
+/// What to do when the queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backpressure {
+    /// Drop the event and count it (live capture).
+    Drop,
+    /// Wait for room (replay).
+    Wait,
+}
+
+/// The sending end, owned by the capture thread.
+pub struct EventQueue {
+    tx: SyncSender<Event>,
+    drops: Arc<AtomicU64>,
+    policy: Backpressure,
+}
+
+impl EventQueue {
+    /// Starts the output thread writing every event to each output in turn.
+    pub fn spawn(outputs: Vec<Box<dyn Output>>, capacity: usize, policy: Backpressure) -> (EventQueue, OutputThread) {
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        let handle = std::thread::Builder::new()
+            .name("ng-output".into())
+            .spawn(move || write_all(rx, outputs))
+            .ok();
+        (EventQueue { tx, drops: Arc::new(AtomicU64::new(0)), policy }, OutputThread { handle })
+    }
+
+    pub fn send(&self, event: Event) {
+        let sent = match self.policy {
+            Backpressure::Wait => self.tx.send(event).is_ok(),
+            Backpressure::Drop => match self.tx.try_send(event) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            },
+        };
+        if !sent {
+            self.drops.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Events dropped because the queue was full or the outputs had failed.
+    pub fn drops(&self) -> u64 {
+        self.drops.load(Ordering::Relaxed)
+    }
+}
+
+/// The output thread; join it after dropping the [`EventQueue`].
+pub struct OutputThread {
+    handle: Option<JoinHandle<OutputReport>>,
+}
+
+/// What the output thread did.
+#[derive(Clone, Debug, Default)]
+pub struct OutputReport {
+    pub written: u64,
+    /// The first write error per output, if any.
+    pub errors: Vec<String>,
+}
+
+impl OutputThread {
+    pub fn join(self) -> OutputReport {
+        self.handle.and_then(|h| h.join().ok()).unwrap_or_default()
+    }
+}
+
+fn write_all(rx: Receiver<Event>, mut outputs: Vec<Box<dyn Output>>) -> OutputReport {
+    let mut report = OutputReport::default();
+    let mut failed = vec![false; outputs.len()];
+    let mut pending = 0usize;
+    loop {
+        // Block for the first event, then take whatever else is queued
+        // before flushing, so a burst is one write.
+        let event = if pending == 0 {
+            match rx.recv() {
+                Ok(e) => e,
+                Err(_) => break,
+            }
+        } else {
+            match rx.try_recv() {
+                Ok(e) => e,
+                Err(mpsc::TryRecvError::Empty) => {
+                    flush(&mut outputs, &mut failed, &mut report);
+                    pending = 0;
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => break,
+            }
+        };
+        for (i, out) in outputs.iter_mut().enumerate() {
+            if failed[i] {
+                continue;
+            }
+            if let Err(e) = out.write(&event) {
+                tracing::error!(output = out.name(), error = %e, "output failed; its further events are dropped");
+                report.errors.push(format!("{}: {e}", out.name()));
+                failed[i] = true;
+            }
+        }
+        report.written += 1;
+        pending += 1;
+    }
+    flush(&mut outputs, &mut failed, &mut report);
+    report
+}
+
+fn flush(outputs: &mut [Box<dyn Output>], failed: &mut [bool], report: &mut OutputReport) {
+    for (i, out) in outputs.iter_mut().enumerate() {
+        if !failed[i] {
+            if let Err(e) = out.flush() {
+                tracing::error!(output = out.name(), error = %e, "output failed; its further events are dropped");
+                report.errors.push(format!("{}: {e}", out.name()));
+                failed[i] = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! pipeline: capture → decode → track → outputs, one packet at a time.
+//!
+//! The same [`Pipeline`] serves live capture and replay; the drivers in
+//! [`crate::app`] feed it packets and wall-clock ticks. It owns the decode
+//! counters and the tracker, and hands every event to the output queue.
+
+use std::collections::BTreeMap;
+
+use crate::capture::live::KernelStats;
+use crate::capture::RawPacket;
+use crate::decode::{self, DecodeCounters, LinkType};
+use crate::event::{Event, Outcome, Stats};
+use crate::output::EventQueue;
+use crate::time::Timestamp;
+use crate::track::Tracker;
+
+/// A user-space BPF filter for replays (`--filter`), compiled once per link
+/// type with libpcap so it means exactly what it means live.
+pub struct ReplayFilter {
+    expression: String,
+    compiled: Vec<(LinkType, Option<pcap::BpfProgram>)>,
+}
+
+impl ReplayFilter {
+    /// Checks the expression compiles (for Ethernet) before any file is read.
+    pub fn new(expression: String) -> Result<Self, String> {
+        let mut f = ReplayFilter { expression: expression.clone(), compiled: Vec::new() };
+        if let Err(e) = f.program(LinkType::Ethernet) {
+            return Err(format!("capture filter `{expression}` is invalid: {e}"));
+        }
+        Ok(f)
+    }
+
+    fn program(&mut self, link: LinkType) -> Result<Option<&pcap::BpfProgram>, String> {
+        if let Some(i) = self.compiled.iter().position(|(l, _)| *l == link) {
+            return Ok(self.compiled[i].1.as_ref());
+        }
+        let prog = pcap::Capture::dead(pcap::Linktype(link.to_linktype() as i32))
+            .and_then(|c| c.compile(&self.expression, true))
+            .map_err(|e| e.to_string());
+        let prog = match prog {
+            Ok(p) => Some(p),
+            Err(e) if link == LinkType::Ethernet => return Err(e),
+            Err(e) => {
+                // Some expressions do not apply to some link types (`ether
+                // host` on raw IP): such packets do not match.
+                tracing::warn!(link = ?link, error = %e, "filter does not apply to this link type; its packets are skipped");
+                None
+            }
+        };
+        self.compiled.push((link, prog));
+        Ok(self.compiled.last().and_then(|(_, p)| p.as_ref()))
+    }
+
+    fn matches(&mut self, pkt: &RawPacket) -> bool {
+        match self.program(pkt.link) {
+            Ok(Some(p)) => p.filter(pkt.data),
+            _ => false,
+        }
+    }
+}
+
+pub struct Pipeline {
+    tracker: Tracker,
+    decode: DecodeCounters,
+    queue: EventQueue,
+    filter: Option<ReplayFilter>,
+    next_timeout: Option<Timestamp>,
+    packets: u64,
+    filtered: u64,
+    last_ts: Timestamp,
+}
+
+impl Pipeline {
+    pub fn new(tracker: Tracker, queue: EventQueue, filter: Option<ReplayFilter>) -> Self {
+        Pipeline {
+            tracker,
+            decode: DecodeCounters::default(),
+            queue,
+            filter,
+            next_timeout: None,
+            packets: 0,
+            filtered: 0,
+            last_ts: Timestamp::ZERO,
+        }
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    pub fn decode_counters(&self) -> &DecodeCounters {
+        &self.decode
+    }
+
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// Packets a replay `--filter` left out.
+    pub fn filtered(&self) -> u64 {
+        self.filtered
+    }
+
+    /// The latest packet time seen.
+    pub fn last_ts(&self) -> Timestamp {
+        self.last_ts
+    }
+
+    pub fn handle_packet(&mut self, pkt: &RawPacket) {
+        self.packets += 1;
+        self.last_ts = self.last_ts.max(pkt.ts);
+        if let Some(f) = self.filter.as_mut() {
+            if !f.matches(pkt) {
+                self.filtered += 1;
+                return;
+            }
+        }
+        if self.next_timeout.is_some_and(|t| t <= pkt.ts) {
+            self.tracker.handle_timeout(pkt.ts);
+        }
+        let decode = &mut self.decode;
+        match decode::decode(pkt.link, pkt.data, |w| decode.count_error(w)) {
+            Ok(seg) => self.tracker.handle_segment(pkt.ts, &seg),
+            Err(skip) => self.decode.count(skip),
+        }
+        self.drain();
+    }
+
+    /// Runs timers at wall-clock `now` (live capture between packets).
+    pub fn tick(&mut self, now: Timestamp) {
+        if self.next_timeout.is_some_and(|t| t <= now) {
+            self.tracker.handle_timeout(now);
+            self.drain();
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(event) = self.tracker.poll_event() {
+            self.queue.send(event);
+        }
+        self.next_timeout = self.tracker.poll_timeout();
+    }
+
+    /// End of capture: reports what is open as of `now`, then a final stats
+    /// event. Returns the queue so the caller can close it.
+    pub fn finish(mut self, now: Timestamp, kernel: Option<KernelStats>) -> (EventQueue, Stats) {
+        self.tracker.flush(now);
+        self.drain();
+        let stats = self.stats(now, kernel);
+        self.queue.send(Event::Stats(stats.clone()));
+        (self.queue, stats)
+    }
+
+    /// Writes a stats event now and returns it.
+    pub fn emit_stats(&mut self, now: Timestamp, kernel: Option<KernelStats>) -> Stats {
+        let stats = self.stats(now, kernel);
+        self.queue.send(Event::Stats(stats.clone()));
+        stats
+    }
+
+    pub fn stats(&self, now: Timestamp, kernel: Option<KernelStats>) -> Stats {
+        let t = self.tracker.stats();
+        Stats {
+            ts: now,
+            ts_us: now.as_micros(),
+            packets: self.packets,
+            segments: t.segments,
+            ignored: self.decode.ignored_by_kind().map(|(k, n)| (k.name(), n)).collect(),
+            decode_errors: self.decode.errors_by_kind().map(|(k, n)| (k.name(), n)).collect(),
+            kernel_drops: kernel.map(|k| k.dropped),
+            interface_drops: kernel.map(|k| k.if_dropped),
+            duplicates: t.duplicates,
+            attempts: Outcome::ALL.iter().map(|&o| (o.name(), t.attempts(o))).collect::<BTreeMap<_, _>>(),
+            synack_without_syn: t.synack_without_syn,
+            table_size: self.tracker.table_size() as u64,
+            table_peak: t.table_peak,
+            evictions: t.evictions,
+            flows: t.flows,
+            scans: self.tracker.scans_detected(),
+            queue_drops: self.queue.drops(),
+        }
+    }
+}

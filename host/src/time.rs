@@ -1,0 +1,222 @@
+//! Time as the pipeline sees it: nanoseconds since the Unix epoch.
+//!
+//! Packet timestamps come from the capture (kernel or file), never from the
+//! clock of the stage that handles them; the state machines receive `now` as
+//! an argument. Nanoseconds because pcap-ng and nanosecond pcap files carry
+//! them and RTTs on a LAN are a few microseconds.
+
+use std::fmt;
+use std::ops::{Add, Sub};
+use std::time::Duration;
+
+/// An instant: nanoseconds since 1970-01-01T00:00:00Z (negative before it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub const ZERO: Timestamp = Timestamp(0);
+    pub const MAX: Timestamp = Timestamp(i64::MAX);
+
+    pub const fn from_nanos(ns: i64) -> Self {
+        Timestamp(ns)
+    }
+
+    pub const fn from_micros(us: i64) -> Self {
+        Timestamp(us.saturating_mul(1_000))
+    }
+
+    /// Seconds and a fraction counted in `units_per_sec` (10^6 for µs pcap,
+    /// 10^9 for ns pcap, any power of 10 or 2 for pcap-ng `if_tsresol`).
+    pub fn from_parts(secs: i64, frac: u64, units_per_sec: u64) -> Self {
+        let frac_ns = if units_per_sec == 1_000_000_000 {
+            frac as i128
+        } else {
+            (frac as i128 * 1_000_000_000) / units_per_sec.max(1) as i128
+        };
+        let ns = secs as i128 * 1_000_000_000 + frac_ns;
+        Timestamp(ns.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+    }
+
+    /// The current wall-clock time. Only drivers call this, never the state
+    /// machines.
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(d.as_nanos().min(i64::MAX as u128) as i64)
+    }
+
+    pub const fn as_nanos(self) -> i64 {
+        self.0
+    }
+
+    /// Integer microseconds since the epoch (floor), as events carry them.
+    pub const fn as_micros(self) -> i64 {
+        self.0.div_euclid(1_000)
+    }
+
+    pub fn saturating_add(self, d: Duration) -> Self {
+        Timestamp(self.0.saturating_add(d.as_nanos().min(i64::MAX as u128) as i64))
+    }
+
+    /// `self - earlier` in microseconds with nanosecond precision; negative
+    /// when the capture recorded them out of order.
+    pub fn micros_since(self, earlier: Timestamp) -> f64 {
+        (self.0 as i128 - earlier.0 as i128) as f64 / 1_000.0
+    }
+
+    /// RFC 3339 in UTC with microseconds: `2024-03-01T12:00:00.123456Z`.
+    pub fn rfc3339(self) -> Rfc3339 {
+        Rfc3339(self)
+    }
+}
+
+impl Add<Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, d: Duration) -> Timestamp {
+        self.saturating_add(d)
+    }
+}
+
+impl Sub for Timestamp {
+    type Output = Duration;
+    /// Elapsed time, zero if `rhs` is later.
+    fn sub(self, rhs: Timestamp) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(rhs.0).max(0) as u64)
+    }
+}
+
+/// Display adapter for [`Timestamp::rfc3339`].
+pub struct Rfc3339(Timestamp);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let us = self.0.as_micros();
+        let secs = us.div_euclid(1_000_000);
+        let micros = us.rem_euclid(1_000_000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        )
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.rfc3339())
+    }
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `civil_from_days`, valid for the whole i64 range we can produce).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Parses durations as operators write them: `250ms`, `30s`, `5m`, `1h`,
+/// `2d`, or `1m30s`. A bare number is refused so units are never guessed.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("`{text}`: expected a number before the unit"));
+        }
+        let value: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{text}`: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "us" | "µs" => Duration::from_micros(value),
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" | "min" => Duration::from_secs(value.saturating_mul(60)),
+            "h" => Duration::from_secs(value.saturating_mul(3600)),
+            "d" => Duration::from_secs(value.saturating_mul(86_400)),
+            "" => return Err(format!("`{text}`: missing unit (us, ms, s, m, h or d)")),
+            other => return Err(format!("`{text}`: unknown unit `{other}` (us, ms, s, m, h or d)")),
+        };
+        total = total.saturating_add(part);
+    }
+    Ok(total)
+}
+
+/// Formats a duration the way [`parse_duration`] reads it.
+pub fn format_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    for (unit, size) in [("d", 86_400_000_000_000u128), ("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)] {
+        if ns >= size && ns % size == 0 {
+            return format!("{}{unit}", ns / size);
+        }
+    }
+    format!("{}us", ns / 1_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_microseconds_in_utc() {
+        let t = Timestamp::from_parts(1_418_145_369, 924_505_488, 1_000_000_000);
+        assert_eq!(t.rfc3339().to_string(), "2014-12-09T17:16:09.924505Z");
+        assert_eq!(t.as_micros(), 1_418_145_369_924_505);
+        assert_eq!(Timestamp::ZERO.rfc3339().to_string(), "1970-01-01T00:00:00.000000Z");
+        // Leap day and a negative instant.
+        let leap = Timestamp::from_parts(951_782_400, 0, 1);
+        assert_eq!(leap.rfc3339().to_string(), "2000-02-29T00:00:00.000000Z");
+        let before = Timestamp::from_nanos(-1_000);
+        assert_eq!(before.rfc3339().to_string(), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn binary_fraction_resolutions_convert() {
+        // pcap-ng if_tsresol 2^-10: 512/1024 s is half a second.
+        let t = Timestamp::from_parts(10, 512, 1024);
+        assert_eq!(t.as_nanos(), 10_500_000_000);
+    }
+
+    #[test]
+    fn differences_keep_sign_and_nanoseconds() {
+        let a = Timestamp::from_nanos(1_000_000_000);
+        let b = Timestamp::from_nanos(1_127_521_774);
+        assert_eq!(b.micros_since(a), 127_521.774);
+        assert_eq!(a.micros_since(b), -127_521.774);
+        assert_eq!(a - b, Duration::ZERO);
+    }
+
+    #[test]
+    fn durations_parse_and_reject_bad_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("30").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("3x").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("").is_err());
+        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(format_duration(Duration::from_millis(1)), "1ms");
+    }
+}

@@ -1,0 +1,287 @@
+//! One tracked connection: the handshake record and, in quality mode, the
+//! flow counters. Knows how to turn itself into events; knows nothing of
+//! tables or timers.
+
+use std::net::IpAddr;
+
+use super::flow::HalfFlow;
+use crate::decode::{Segment, TcpFlags, TcpOptions, VlanStack};
+use crate::event::{initial_ttl_guess, Direction, Flow, FlowEnd, Handshake, Outcome, Side};
+use crate::time::Timestamp;
+
+/// The table key: the attempt's 4-tuple seen from the client, plus the VLAN
+/// stack when `vlan_in_key` is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub client: IpAddr,
+    pub server: IpAddr,
+    pub client_port: u16,
+    pub server_port: u16,
+    pub vlan: VlanStack,
+}
+
+impl Key {
+    /// The key of a segment sent by the client.
+    pub fn from_client(seg: &Segment, vlan_in_key: bool) -> Key {
+        Key {
+            client: seg.src,
+            server: seg.dst,
+            client_port: seg.src_port,
+            server_port: seg.dst_port,
+            vlan: if vlan_in_key { seg.vlan } else { VlanStack::NONE },
+        }
+    }
+
+    /// The key of a segment sent by the server.
+    pub fn from_server(seg: &Segment, vlan_in_key: bool) -> Key {
+        Key {
+            client: seg.dst,
+            server: seg.src,
+            client_port: seg.dst_port,
+            server_port: seg.src_port,
+            vlan: if vlan_in_key { seg.vlan } else { VlanStack::NONE },
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// SYN seen, no answer yet.
+    SynSent,
+    /// SYN-ACK seen, waiting for the client's ACK.
+    SynAckSeen,
+    /// The handshake event was written; quality mode keeps counting the flow.
+    Reported,
+}
+
+/// What one side announced in its SYN or SYN-ACK.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Hello {
+    pub ttl: u8,
+    pub options: TcpOptions,
+}
+
+impl Hello {
+    pub fn of(seg: &Segment) -> Self {
+        Hello { ttl: seg.ttl, options: seg.options }
+    }
+}
+
+/// A segment's identity for duplicate detection: the same packet captured
+/// twice has the same IP id, sequence, acknowledgement, flags and TCP
+/// checksum (which covers the payload); a retransmission differs in at least
+/// one of them or comes later than `duplicate_window`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fingerprint {
+    seq: u32,
+    ack: u32,
+    ip_id: u16,
+    checksum: u16,
+    flags: u16,
+    len: u32,
+}
+
+impl Fingerprint {
+    pub fn of(seg: &Segment) -> Self {
+        Fingerprint { seq: seg.seq, ack: seg.ack, ip_id: seg.ip_id, checksum: seg.checksum, flags: seg.flags.bits(), len: seg.payload_len }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LastSeen {
+    pub fingerprint: Fingerprint,
+    pub ts: Timestamp,
+}
+
+/// Flow counters (quality mode only, boxed to keep handshake entries small).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FlowState {
+    pub c2s: HalfFlow,
+    pub s2c: HalfFlow,
+    pub last: Timestamp,
+    pub handshake_seen: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Conn {
+    pub id: u64,
+    pub state: State,
+    pub direction: Direction,
+    /// The first packet of this entry: first SYN, or first packet of a flow
+    /// picked up mid-stream.
+    pub first_seen: Timestamp,
+    pub first_syn: Option<Timestamp>,
+    pub last_syn: Timestamp,
+    /// The last SYN before the first SYN-ACK (SYNs may follow it).
+    pub syn_before_synack: Option<Timestamp>,
+    pub syn_count: u32,
+    pub syns_before_synack: u32,
+    pub isn: u32,
+    pub syn_flags: TcpFlags,
+    pub syn_data_len: u32,
+    pub client: Hello,
+    pub first_synack: Option<Timestamp>,
+    pub synack_count: u32,
+    pub server_isn: u32,
+    pub synack_seq_changed: bool,
+    pub server: Hello,
+    pub ack: Option<Timestamp>,
+    pub reordered: bool,
+    pub rst_from: Option<Side>,
+    /// Last segment each way (client→server, server→client).
+    pub last: [Option<LastSeen>; 2],
+    pub flow: Option<Box<FlowState>>,
+}
+
+impl Conn {
+    pub fn from_syn(id: u64, now: Timestamp, seg: &Segment, direction: Direction) -> Self {
+        Conn {
+            state: State::SynSent,
+            first_syn: Some(now),
+            syn_count: 1,
+            isn: seg.seq,
+            syn_flags: seg.flags,
+            syn_data_len: seg.payload_len,
+            client: Hello::of(seg),
+            ..Conn::blank(id, now, direction)
+        }
+    }
+
+    /// A flow whose handshake the sensor did not see (quality mode).
+    pub fn midstream(id: u64, now: Timestamp, direction: Direction) -> Self {
+        Conn { flow: Some(Box::new(FlowState { last: now, ..FlowState::default() })), ..Conn::blank(id, now, direction) }
+    }
+
+    fn blank(id: u64, now: Timestamp, direction: Direction) -> Self {
+        Conn {
+            id,
+            state: State::Reported,
+            direction,
+            first_seen: now,
+            first_syn: None,
+            last_syn: now,
+            syn_before_synack: None,
+            syn_count: 0,
+            syns_before_synack: 0,
+            isn: 0,
+            syn_flags: TcpFlags::default(),
+            syn_data_len: 0,
+            client: Hello::default(),
+            first_synack: None,
+            synack_count: 0,
+            server_isn: 0,
+            synack_seq_changed: false,
+            server: Hello::default(),
+            ack: None,
+            reordered: false,
+            rst_from: None,
+            last: [None; 2],
+            flow: None,
+        }
+    }
+
+    /// Records a SYN-ACK.
+    pub fn handle_synack(&mut self, now: Timestamp, seg: &Segment) {
+        self.synack_count += 1;
+        match self.first_synack {
+            None => {
+                self.first_synack = Some(now);
+                self.server_isn = seg.seq;
+                self.server = Hello::of(seg);
+                self.syns_before_synack = self.syn_count;
+                self.syn_before_synack = Some(self.last_syn);
+                if self.first_syn.is_some_and(|syn| syn > now) {
+                    // Captured before its SYN (the SYN was queued longer).
+                    self.reordered = true;
+                    self.syns_before_synack = 0;
+                    self.syn_before_synack = None;
+                }
+            }
+            Some(_) if seg.seq != self.server_isn => self.synack_seq_changed = true,
+            Some(_) => {}
+        }
+    }
+
+    pub fn handshake_event(&self, key: &Key, outcome: Outcome) -> Handshake {
+        let first_syn = self.first_syn.unwrap_or(self.first_seen);
+        let rtt_last_syn = self.first_synack.zip(self.syn_before_synack).map(|(sa, syn)| sa.micros_since(syn));
+        let server_seen = self.first_synack.is_some();
+        Handshake {
+            id: self.id,
+            ts: first_syn,
+            ts_us: first_syn.as_micros(),
+            client_ip: key.client,
+            client_port: key.client_port,
+            server_ip: key.server,
+            server_port: key.server_port,
+            ip_version: if key.client.is_ipv4() { 4 } else { 6 },
+            vlan: key.vlan,
+            direction: self.direction,
+            outcome,
+            completed: self.ack.is_some(),
+            syn_count: self.syn_count,
+            syns_before_synack: self.syns_before_synack,
+            synack_count: self.synack_count,
+            first_syn_us: first_syn.as_micros(),
+            first_synack_us: self.first_synack.map(Timestamp::as_micros),
+            ack_us: self.ack.map(Timestamp::as_micros),
+            rtt_last_syn_us: rtt_last_syn,
+            rtt_first_syn_us: self.first_synack.map(|sa| sa.micros_since(first_syn)),
+            client_rtt_us: self.ack.zip(self.first_synack).map(|(ack, sa)| ack.micros_since(sa)),
+            reordered: self.reordered,
+            synack_seq_changed: self.synack_seq_changed,
+            rst_from: self.rst_from,
+            client_ttl: self.client.ttl,
+            client_initial_ttl: initial_ttl_guess(self.client.ttl),
+            client_hops: initial_ttl_guess(self.client.ttl) - self.client.ttl,
+            server_ttl: server_seen.then_some(self.server.ttl),
+            server_initial_ttl: server_seen.then(|| initial_ttl_guess(self.server.ttl)),
+            server_hops: server_seen.then(|| initial_ttl_guess(self.server.ttl) - self.server.ttl),
+            client_mss: self.client.options.mss,
+            client_wscale: self.client.options.wscale,
+            client_sack_permitted: self.client.options.sack_permitted,
+            client_timestamps: self.client.options.timestamps.is_some(),
+            server_mss: self.server.options.mss.filter(|_| server_seen),
+            server_wscale: self.server.options.wscale.filter(|_| server_seen),
+            server_sack_permitted: server_seen.then_some(self.server.options.sack_permitted),
+            server_timestamps: server_seen.then_some(self.server.options.timestamps.is_some()),
+            syn_data_len: self.syn_data_len,
+            ecn_setup: self.syn_flags.contains(TcpFlags::ECE | TcpFlags::CWR),
+        }
+    }
+
+    pub fn flow_event(&self, key: &Key, end: FlowEnd) -> Option<Flow> {
+        let f = self.flow.as_deref()?;
+        let start = self.first_seen;
+        let end_ts = f.last.max(start);
+        Some(Flow {
+            id: self.id,
+            ts: start,
+            ts_us: start.as_micros(),
+            client_ip: key.client,
+            client_port: key.client_port,
+            server_ip: key.server,
+            server_port: key.server_port,
+            ip_version: if key.client.is_ipv4() { 4 } else { 6 },
+            vlan: key.vlan,
+            direction: self.direction,
+            handshake_seen: f.handshake_seen,
+            end_reason: end,
+            end_us: end_ts.as_micros(),
+            duration_us: end_ts.micros_since(start),
+            rst_from: self.rst_from,
+            packets_c2s: f.c2s.packets,
+            packets_s2c: f.s2c.packets,
+            bytes_c2s: f.c2s.bytes,
+            bytes_s2c: f.s2c.bytes,
+            retrans_c2s: f.c2s.retrans,
+            retrans_s2c: f.s2c.retrans,
+            sack_blocks_c2s: f.c2s.sack_blocks,
+            sack_blocks_s2c: f.s2c.sack_blocks,
+            dup_acks_c2s: f.c2s.dup_acks,
+            dup_acks_s2c: f.s2c.dup_acks,
+            zero_window_c2s: f.c2s.zero_window,
+            zero_window_s2c: f.s2c.zero_window,
+        })
+    }
+}

@@ -1,0 +1,500 @@
+//! track: TCP segments and `now` in, events out (sans-IO).
+//!
+//! The [`Tracker`] follows every connection attempt from its first SYN to its
+//! answer (SYN-ACK, RST or nothing) and, in quality mode, every flow to its
+//! end; it feeds inbound attempts to the scan detector. It never reads a
+//! clock or touches a socket: drivers call [`Tracker::handle_segment`] with
+//! each decoded segment and its capture time, [`Tracker::handle_timeout`]
+//! when [`Tracker::poll_timeout`] says a timer is due, and drain
+//! [`Tracker::poll_event`]. Memory is bounded: beyond `max_connections` the
+//! oldest entries are evicted and counted.
+//!
+//! Time is the capture's: packet timestamps may go backwards (a SYN-ACK
+//! captured before its SYN); RTTs use the packets' own timestamps, timers use
+//! the latest time seen.
+
+mod conn;
+mod direction;
+mod flow;
+mod scan;
+mod timer;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
+pub use direction::LocalNetworks;
+pub use scan::ScanConfig;
+
+use self::conn::{Conn, FlowState, Fingerprint, Key, LastSeen, State};
+use self::scan::ScanDetector;
+use self::timer::{Timer, TimerTable};
+use crate::decode::Segment;
+use crate::event::{Direction, Event, FlowEnd, Outcome, Side};
+use crate::time::Timestamp;
+
+/// What the tracker follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Handshakes only: SYN, SYN-ACK, the client's ACK, RST.
+    #[default]
+    Handshake,
+    /// Handshakes and per-flow quality (all TCP).
+    Quality,
+}
+
+/// Tracker settings; defaults in [`crate::config::defaults`].
+#[derive(Clone, Debug)]
+pub struct TrackConfig {
+    pub mode: Mode,
+    pub vlan_in_key: bool,
+    /// No SYN-ACK or RST this long after the first SYN: `unanswered`.
+    pub unanswered_timeout: Duration,
+    /// How long to wait for the client's ACK after the SYN-ACK.
+    pub ack_timeout: Duration,
+    /// How long a SYN-ACK without SYN waits for a SYN captured after it.
+    pub reorder_window: Duration,
+    /// The same segment seen again within this time is a duplicate capture.
+    pub duplicate_window: Duration,
+    /// How long a reported attempt stays to absorb late retransmissions.
+    pub linger: Duration,
+    /// Quality mode: a flow with no packet this long ends.
+    pub flow_idle_timeout: Duration,
+    /// Entries (attempts and flows) held at once.
+    pub max_connections: usize,
+    /// SYN-ACKs without SYN held at once for `reorder_window`.
+    pub max_orphans: usize,
+    pub scan: ScanConfig,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        crate::config::defaults::track()
+    }
+}
+
+/// Counters the tracker keeps.
+#[derive(Clone, Debug, Default)]
+pub struct TrackStats {
+    pub segments: u64,
+    pub duplicates: u64,
+    pub attempts: [u64; 4],
+    pub synack_without_syn: u64,
+    /// SYN-ACKs that came after their attempt was reported unanswered.
+    pub late_synacks: u64,
+    pub evictions: u64,
+    pub flows: u64,
+    pub table_peak: u64,
+}
+
+impl TrackStats {
+    pub fn attempts(&self, outcome: Outcome) -> u64 {
+        self.attempts[outcome as usize]
+    }
+}
+
+/// A SYN-ACK waiting for its SYN.
+struct Orphan {
+    id: u64,
+    ts: Timestamp,
+    seg: Segment,
+}
+
+const C2S: usize = 0;
+const S2C: usize = 1;
+
+pub struct Tracker {
+    cfg: TrackConfig,
+    local: LocalNetworks,
+    conns: FxHashMap<Key, Conn>,
+    orphans: FxHashMap<Key, Orphan>,
+    timers: TimerTable<Key>,
+    scans: ScanDetector,
+    events: VecDeque<Event>,
+    clock: Timestamp,
+    next_id: u64,
+    stats: TrackStats,
+}
+
+impl Tracker {
+    pub fn new(cfg: TrackConfig, local: LocalNetworks) -> Self {
+        Tracker {
+            scans: ScanDetector::new(cfg.scan.clone()),
+            cfg,
+            local,
+            conns: FxHashMap::default(),
+            orphans: FxHashMap::default(),
+            timers: TimerTable::new(),
+            events: VecDeque::new(),
+            clock: Timestamp::ZERO,
+            next_id: 0,
+            stats: TrackStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &TrackStats {
+        &self.stats
+    }
+
+    pub fn scans_detected(&self) -> u64 {
+        self.scans.detected
+    }
+
+    /// Entries held now (attempts, lingering reports and flows).
+    pub fn table_size(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn local_networks(&self) -> &LocalNetworks {
+        &self.local
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Tracker::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        match (self.timers.next_deadline(), self.scans.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// One decoded segment captured at `now`.
+    pub fn handle_segment(&mut self, now: Timestamp, seg: &Segment) {
+        self.stats.segments += 1;
+        self.clock = self.clock.max(now);
+        let f = seg.flags;
+        match (f.syn(), f.ack()) {
+            (true, false) => self.on_syn(now, seg),
+            (true, true) => self.on_synack(now, seg),
+            (false, _) => self.on_other(now, seg),
+        }
+        self.stats.table_peak = self.stats.table_peak.max(self.conns.len() as u64);
+    }
+
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn on_syn(&mut self, now: Timestamp, seg: &Segment) {
+        let key = Key::from_client(seg, self.cfg.vlan_in_key);
+        if let Some(conn) = self.conns.get_mut(&key) {
+            if is_duplicate(conn, C2S, seg, now, self.cfg.duplicate_window) {
+                self.stats.duplicates += 1;
+                return;
+            }
+            if conn.first_syn.is_some() && conn.isn == seg.seq {
+                // A retransmitted SYN (same initial sequence number).
+                conn.syn_count += 1;
+                conn.last_syn = conn.last_syn.max(now);
+                if let Some(flow) = conn.flow.as_deref_mut() {
+                    flow.c2s.update(seg);
+                    flow.last = flow.last.max(now);
+                }
+                return;
+            }
+            // A new ISN: the 4-tuple is reused by a new attempt.
+            if let Some(old) = self.conns.remove(&key) {
+                self.finish(key, old, FlowEnd::Reused);
+            }
+        }
+        if self.conns.len() >= self.cfg.max_connections {
+            self.evict_one();
+        }
+        let id = self.new_id();
+        let direction = self.local.classify(key.client, key.server);
+        let mut conn = Conn::from_syn(id, now, seg, direction);
+        conn.last[C2S] = Some(LastSeen { fingerprint: Fingerprint::of(seg), ts: now });
+        if self.cfg.mode == Mode::Quality {
+            let mut flow = FlowState { last: now, handshake_seen: true, ..FlowState::default() };
+            flow.c2s.update(seg);
+            conn.flow = Some(Box::new(flow));
+            self.timers.push(Timer::Idle, now + self.cfg.flow_idle_timeout, key, id);
+        }
+        self.timers.push(Timer::Unanswered, now + self.cfg.unanswered_timeout, key, id);
+        if direction == Direction::Inbound {
+            self.scans.handle_attempt(now, key.client, key.server, key.server_port, &mut self.events);
+        }
+        if let Some(orphan) = self.orphans.remove(&key) {
+            self.answer(&mut conn, key, orphan.ts, &orphan.seg);
+        }
+        self.conns.insert(key, conn);
+    }
+
+    /// The server's SYN-ACK reaches a known attempt.
+    fn answer(&mut self, conn: &mut Conn, key: Key, now: Timestamp, seg: &Segment) {
+        if let Some(flow) = conn.flow.as_deref_mut() {
+            flow.s2c.update(seg);
+            flow.last = flow.last.max(now);
+        }
+        match conn.state {
+            State::SynSent => {
+                conn.handle_synack(now, seg);
+                conn.state = State::SynAckSeen;
+                conn.last[S2C] = Some(LastSeen { fingerprint: Fingerprint::of(seg), ts: now });
+                self.timers.push(Timer::Ack, now + self.cfg.ack_timeout, key, conn.id);
+            }
+            State::SynAckSeen => conn.handle_synack(now, seg),
+            State::Reported if conn.first_syn.is_some() => {
+                if conn.first_synack.is_none() {
+                    self.stats.late_synacks += 1;
+                }
+                conn.synack_count += 1;
+            }
+            State::Reported => {}
+        }
+    }
+
+    fn on_synack(&mut self, now: Timestamp, seg: &Segment) {
+        let key = Key::from_server(seg, self.cfg.vlan_in_key);
+        let Some(mut conn) = self.conns.remove(&key) else {
+            self.orphan(now, key, seg);
+            return;
+        };
+        if is_duplicate(&mut conn, S2C, seg, now, self.cfg.duplicate_window) {
+            self.stats.duplicates += 1;
+        } else {
+            self.answer(&mut conn, key, now, seg);
+        }
+        self.conns.insert(key, conn);
+    }
+
+    fn orphan(&mut self, now: Timestamp, key: Key, seg: &Segment) {
+        if self.orphans.contains_key(&key) {
+            // A retransmission (or duplicate) of a SYN-ACK already waiting.
+            return;
+        }
+        if self.orphans.len() >= self.cfg.max_orphans || self.cfg.reorder_window.is_zero() {
+            self.stats.synack_without_syn += 1;
+            return;
+        }
+        let id = self.new_id();
+        self.orphans.insert(key, Orphan { id, ts: now, seg: *seg });
+        self.timers.push(Timer::Orphan, now + self.cfg.reorder_window, key, id);
+    }
+
+    fn on_other(&mut self, now: Timestamp, seg: &Segment) {
+        let client_key = Key::from_client(seg, self.cfg.vlan_in_key);
+        let (key, dir) = if self.conns.contains_key(&client_key) {
+            (client_key, C2S)
+        } else {
+            let server_key = Key::from_server(seg, self.cfg.vlan_in_key);
+            if self.conns.contains_key(&server_key) {
+                (server_key, S2C)
+            } else if self.cfg.mode == Mode::Quality && !seg.flags.rst() {
+                self.pick_up(now, seg);
+                return;
+            } else {
+                return;
+            }
+        };
+        let Some(mut conn) = self.conns.remove(&key) else { return };
+        if is_duplicate(&mut conn, dir, seg, now, self.cfg.duplicate_window) {
+            self.stats.duplicates += 1;
+            self.conns.insert(key, conn);
+            return;
+        }
+        let mut flow_ended = None;
+        if let Some(flow) = conn.flow.as_deref_mut() {
+            let half = if dir == C2S { &mut flow.c2s } else { &mut flow.s2c };
+            half.update(seg);
+            flow.last = flow.last.max(now);
+            if seg.flags.rst() {
+                flow_ended = Some(FlowEnd::Rst);
+            } else if flow.c2s.fin && flow.s2c.fin {
+                flow_ended = Some(FlowEnd::Fin);
+            }
+        }
+        let side = if dir == C2S { Side::Client } else { Side::Server };
+        let f = seg.flags;
+        match conn.state {
+            State::SynSent if f.rst() => {
+                conn.rst_from = Some(side);
+                if side == Side::Server {
+                    self.report(&mut conn, key, Outcome::Refused);
+                }
+            }
+            State::SynAckSeen if f.rst() => {
+                conn.rst_from = Some(side);
+                self.report(&mut conn, key, Outcome::Established);
+            }
+            State::SynAckSeen if dir == C2S && f.ack() => {
+                conn.ack = Some(now);
+                self.report(&mut conn, key, Outcome::Established);
+            }
+            State::Reported if f.rst() => conn.rst_from = Some(side),
+            _ => {}
+        }
+        if let Some(end) = flow_ended {
+            self.end_flow(&mut conn, key, end);
+        }
+        self.conns.insert(key, conn);
+    }
+
+    /// Quality mode: a flow already running when capture started.
+    fn pick_up(&mut self, now: Timestamp, seg: &Segment) {
+        // The higher port is the client's (ephemeral) one; ties: the sender.
+        let from_client = seg.src_port >= seg.dst_port;
+        let key = if from_client { Key::from_client(seg, self.cfg.vlan_in_key) } else { Key::from_server(seg, self.cfg.vlan_in_key) };
+        if self.conns.len() >= self.cfg.max_connections {
+            self.evict_one();
+        }
+        let id = self.new_id();
+        let mut conn = Conn::midstream(id, now, self.local.classify(key.client, key.server));
+        let dir = if from_client { C2S } else { S2C };
+        conn.last[dir] = Some(LastSeen { fingerprint: Fingerprint::of(seg), ts: now });
+        if let Some(flow) = conn.flow.as_deref_mut() {
+            if from_client {
+                flow.c2s.update(seg);
+            } else {
+                flow.s2c.update(seg);
+            }
+        }
+        self.timers.push(Timer::Unanswered, now + self.cfg.unanswered_timeout, key, id);
+        self.timers.push(Timer::Idle, now + self.cfg.flow_idle_timeout, key, id);
+        self.conns.insert(key, conn);
+    }
+
+    /// Writes the handshake event; the entry stays (flow counting, or
+    /// lingering to absorb retransmissions).
+    fn report(&mut self, conn: &mut Conn, key: Key, outcome: Outcome) {
+        if conn.state == State::Reported {
+            return;
+        }
+        conn.state = State::Reported;
+        self.stats.attempts[outcome as usize] += 1;
+        self.events.push_back(Event::Handshake(conn.handshake_event(&key, outcome)));
+        if conn.flow.is_none() {
+            self.timers.push(Timer::Linger, self.clock + self.cfg.linger, key, conn.id);
+        }
+    }
+
+    /// Writes the flow event; the entry lingers without flow counters.
+    fn end_flow(&mut self, conn: &mut Conn, key: Key, end: FlowEnd) {
+        if let Some(flow) = conn.flow_event(&key, end) {
+            self.stats.flows += 1;
+            self.events.push_back(Event::Flow(flow));
+        }
+        conn.flow = None;
+        if conn.state == State::Reported {
+            self.timers.push(Timer::Linger, self.clock + self.cfg.linger, key, conn.id);
+        }
+    }
+
+    /// An entry leaves the table: whatever it has not reported yet is
+    /// reported now, as of the latest time seen.
+    fn finish(&mut self, key: Key, mut conn: Conn, end: FlowEnd) {
+        match conn.state {
+            State::SynSent => {
+                let timed_out = conn.first_syn.is_some_and(|syn| self.clock >= syn + self.cfg.unanswered_timeout);
+                let outcome = if timed_out { Outcome::Unanswered } else { Outcome::Incomplete };
+                self.report(&mut conn, key, outcome);
+            }
+            State::SynAckSeen => self.report(&mut conn, key, Outcome::Established),
+            State::Reported => {}
+        }
+        if conn.flow.is_some() {
+            self.end_flow(&mut conn, key, end);
+        }
+    }
+
+    /// Makes room for one entry: a lingering report if any, else the oldest
+    /// pending attempt, else the longest-idle flow.
+    fn evict_one(&mut self) {
+        for timer in [Timer::Linger, Timer::Unanswered, Timer::Idle] {
+            while let Some(e) = self.timers.pop_front(timer) {
+                if self.conns.get(&e.key).is_none_or(|c| c.id != e.id) {
+                    continue;
+                }
+                let Some(conn) = self.conns.remove(&e.key) else { continue };
+                if timer != Timer::Linger {
+                    self.stats.evictions += 1;
+                    // Quality mode: the flow's counters are not lost.
+                    if let Some(flow) = conn.flow_event(&e.key, FlowEnd::Evicted) {
+                        self.stats.flows += 1;
+                        self.events.push_back(Event::Flow(flow));
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.clock = self.clock.max(now);
+        let now = self.clock;
+        for timer in Timer::ALL {
+            while let Some(e) = self.timers.pop_due(timer, now) {
+                if timer == Timer::Orphan {
+                    if self.orphans.get(&e.key).is_some_and(|o| o.id == e.id) {
+                        self.orphans.remove(&e.key);
+                        self.stats.synack_without_syn += 1;
+                    }
+                    continue;
+                }
+                let Some(mut conn) = self.conns.remove(&e.key) else { continue };
+                if conn.id != e.id {
+                    self.conns.insert(e.key, conn);
+                    continue;
+                }
+                match timer {
+                    Timer::Unanswered if conn.state == State::SynSent => self.report(&mut conn, e.key, Outcome::Unanswered),
+                    Timer::Ack if conn.state == State::SynAckSeen => self.report(&mut conn, e.key, Outcome::Established),
+                    Timer::Linger if conn.flow.is_none() => continue, // removed
+                    Timer::Idle => {
+                        if let Some(last) = conn.flow.as_ref().map(|f| f.last) {
+                            let idle_until = last + self.cfg.flow_idle_timeout;
+                            if idle_until > now {
+                                self.timers.push(Timer::Idle, idle_until, e.key, e.id);
+                            } else {
+                                self.finish(e.key, conn, FlowEnd::Idle);
+                                continue;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                self.conns.insert(e.key, conn);
+            }
+        }
+        self.scans.handle_timeout(now, &mut self.events);
+        self.timers.shrink();
+    }
+
+    /// End of capture: reports everything still open, as of `now`.
+    /// Attempts whose timeout has passed are `unanswered`, the others
+    /// `incomplete`; flows end with `shutdown`.
+    pub fn flush(&mut self, now: Timestamp) {
+        self.handle_timeout(now);
+        let mut open: Vec<(Key, Conn)> = self.conns.drain().collect();
+        open.sort_by_key(|(_, c)| c.id);
+        for (key, conn) in open {
+            self.finish(key, conn, FlowEnd::Shutdown);
+        }
+        self.stats.synack_without_syn += self.orphans.len() as u64;
+        self.orphans.clear();
+        self.scans.flush(self.clock, &mut self.events);
+    }
+}
+
+/// The same segment captured twice (NFLOG, loopback, `any`) is one packet.
+fn is_duplicate(conn: &mut Conn, dir: usize, seg: &Segment, now: Timestamp, window: Duration) -> bool {
+    let fingerprint = Fingerprint::of(seg);
+    if let Some(last) = conn.last[dir] {
+        if last.fingerprint == fingerprint && now.micros_since(last.ts).abs() * 1_000.0 <= window.as_nanos() as f64 {
+            return true;
+        }
+    }
+    conn.last[dir] = Some(LastSeen { fingerprint, ts: now });
+    false
+}
+
+#[cfg(test)]
+mod tests;
