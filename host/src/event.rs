@@ -83,7 +83,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [Outcome::Established, Outcome::Refused, Outcome::Unanswered, Outcome::Incomplete];
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Established,
+        Outcome::Refused,
+        Outcome::Unanswered,
+        Outcome::Incomplete,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -117,7 +122,10 @@ pub struct Handshake {
     pub server_ip: IpAddr,
     pub server_port: u16,
     pub ip_version: u8,
-    #[serde(skip_serializing_if = "VlanStack::is_empty", serialize_with = "crate::event::display")]
+    #[serde(
+        skip_serializing_if = "VlanStack::is_empty",
+        serialize_with = "crate::event::display"
+    )]
     pub vlan: VlanStack,
     pub direction: Direction,
     pub outcome: Outcome,
@@ -188,7 +196,10 @@ pub struct Flow {
     pub server_ip: IpAddr,
     pub server_port: u16,
     pub ip_version: u8,
-    #[serde(skip_serializing_if = "VlanStack::is_empty", serialize_with = "crate::event::display")]
+    #[serde(
+        skip_serializing_if = "VlanStack::is_empty",
+        serialize_with = "crate::event::display"
+    )]
     pub vlan: VlanStack,
     pub direction: Direction,
     /// The flow began with a SYN the sensor saw; otherwise client and server

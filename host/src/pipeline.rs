@@ -24,7 +24,10 @@ pub struct ReplayFilter {
 impl ReplayFilter {
     /// Checks the expression compiles (for Ethernet) before any file is read.
     pub fn new(expression: String) -> Result<Self, String> {
-        let mut f = ReplayFilter { expression: expression.clone(), compiled: Vec::new() };
+        let mut f = ReplayFilter {
+            expression: expression.clone(),
+            compiled: Vec::new(),
+        };
         if let Err(e) = f.program(LinkType::Ethernet) {
             return Err(format!("capture filter `{expression}` is invalid: {e}"));
         }
@@ -171,7 +174,10 @@ impl Pipeline {
             kernel_drops: kernel.map(|k| k.dropped),
             interface_drops: kernel.map(|k| k.if_dropped),
             duplicates: t.duplicates,
-            attempts: Outcome::ALL.iter().map(|&o| (o.name(), t.attempts(o))).collect::<BTreeMap<_, _>>(),
+            attempts: Outcome::ALL
+                .iter()
+                .map(|&o| (o.name(), t.attempts(o)))
+                .collect::<BTreeMap<_, _>>(),
             synack_without_syn: t.synack_without_syn,
             table_size: self.tracker.table_size() as u64,
             table_peak: t.table_peak,

@@ -24,7 +24,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     let networks: Vec<String> = iface.networks.iter().map(ToString::to_string).collect();
     tracing::info!(interface = %iface.name, networks = %networks.join(", "), "capture interface");
-    let local = config.local_networks().unwrap_or_else(|| LocalNetworks::new(iface.networks.clone()));
+    let local = config
+        .local_networks()
+        .unwrap_or_else(|| LocalNetworks::new(iface.networks.clone()));
     let local_list: Vec<String> = local.networks().iter().map(ToString::to_string).collect();
     tracing::info!(local_networks = %local_list.join(", "), "local networks");
 
@@ -44,10 +46,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
     }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload)).context("installing signal handlers")?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("installing signal handlers")?;
 
     let output = JsonLines::open(&config.output.jsonl)?;
-    let (queue, output_thread) = EventQueue::spawn(vec![Box::new(output) as Box<dyn Output>], config.output.queue_size, Backpressure::Drop);
+    let (queue, output_thread) = EventQueue::spawn(
+        vec![Box::new(output) as Box<dyn Output>],
+        config.output.queue_size,
+        Backpressure::Drop,
+    );
     let mut pipeline = Pipeline::new(Tracker::new(config.track_config(), local), queue, None);
 
     let interval = config.output.stats_interval;

@@ -20,8 +20,13 @@ pub fn init_logging(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
@@ -77,5 +82,8 @@ fn apply(config: &mut Config, args: &PipelineArgs, no_promisc: bool) -> anyhow::
     if no_promisc {
         config.capture.promiscuous = false;
     }
-    config.validate().map_err(|e| anyhow::anyhow!("{e}")).context("invalid settings from the command line or environment")
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("invalid settings from the command line or environment")
 }

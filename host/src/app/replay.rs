@@ -29,19 +29,37 @@ pub struct Summary {
 
 pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
     let local = config.local_networks().unwrap_or_else(LocalNetworks::private_ranges);
-    let filter = match config.capture.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+    let filter = match config
+        .capture
+        .filter
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+    {
         Some(op) => Some(
-            ReplayFilter::new(crate::capture::filter::expression(config.capture.mode, config.capture.client_rtt, Some(op)))
-                .map_err(anyhow::Error::msg)?,
+            ReplayFilter::new(crate::capture::filter::expression(
+                config.capture.mode,
+                config.capture.client_rtt,
+                Some(op),
+            ))
+            .map_err(anyhow::Error::msg)?,
         ),
         None => None,
     };
     // Open every file first: a typo in the last name should not cost a
     // long replay of the others.
-    let files = args.files.iter().map(|p| CaptureFile::open(p)).collect::<Result<Vec<_>, _>>()?;
+    let files = args
+        .files
+        .iter()
+        .map(|p| CaptureFile::open(p))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let output = JsonLines::open(&config.output.jsonl)?;
-    let (queue, output_thread) = EventQueue::spawn(vec![Box::new(output) as Box<dyn Output>], config.output.queue_size, Backpressure::Wait);
+    let (queue, output_thread) = EventQueue::spawn(
+        vec![Box::new(output) as Box<dyn Output>],
+        config.output.queue_size,
+        Backpressure::Wait,
+    );
     let mut pipeline = Pipeline::new(Tracker::new(config.track_config(), local), queue, filter);
 
     let total_bytes: u64 = files.iter().map(|f| f.len() as u64).sum();
@@ -104,7 +122,9 @@ fn progress_bar(total: u64, disabled: bool) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+    {
         bar.set_style(style);
     }
     Some(bar)
@@ -120,10 +140,21 @@ fn render(s: &Summary, elapsed: Duration) -> String {
             m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
         }
     };
-    out.push_str(&format!("replayed {} file(s): {} packets, {} TCP segments in {:.3} s ({:.0} packets/s)\n", s.files, st.packets, st.segments, elapsed.as_secs_f64(), s.packets_per_s));
+    out.push_str(&format!(
+        "replayed {} file(s): {} packets, {} TCP segments in {:.3} s ({:.0} packets/s)\n",
+        s.files,
+        st.packets,
+        st.segments,
+        elapsed.as_secs_f64(),
+        s.packets_per_s
+    ));
     let attempts: u64 = st.attempts.values().sum();
     out.push_str(&format!("  attempts:      {attempts} ({})\n", kv(&st.attempts)));
-    out.push_str(&format!("  decode errors: {} ({})\n", st.decode_errors.values().sum::<u64>(), kv(&st.decode_errors)));
+    out.push_str(&format!(
+        "  decode errors: {} ({})\n",
+        st.decode_errors.values().sum::<u64>(),
+        kv(&st.decode_errors)
+    ));
     out.push_str(&format!("  not tracked:   {}\n", kv(&st.ignored)));
     if !s.file_errors.is_empty() {
         out.push_str(&format!("  file errors:   {}\n", kv(&s.file_errors)));

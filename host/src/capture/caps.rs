@@ -28,7 +28,11 @@ pub fn effective() -> Option<u64> {
 /// The capabilities of `wanted` that the process lacks.
 pub fn missing(wanted: &[Capability]) -> Vec<Capability> {
     match effective() {
-        Some(set) => wanted.iter().copied().filter(|c| set & (1u64 << *c as u32) == 0).collect(),
+        Some(set) => wanted
+            .iter()
+            .copied()
+            .filter(|c| set & (1u64 << *c as u32) == 0)
+            .collect(),
         None => Vec::new(),
     }
 }

@@ -83,7 +83,10 @@ pub enum Format {
 
 impl CaptureFile {
     pub fn open(path: &Path) -> Result<Self, OpenError> {
-        let io = |source| OpenError::Io { path: path.to_owned(), source };
+        let io = |source| OpenError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only and private to this process; a file
         // truncated underneath us by another process is the documented risk
@@ -114,14 +117,27 @@ impl CaptureFile {
             Some([0xa1, 0xb2, 0x3c, 0x4d]) => pcap_format(path, data, true, true)?,
             Some([0x0a, 0x0d, 0x0d, 0x0a]) => Format::PcapNg,
             _ => {
-                let magic = data.iter().take(4).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+                let magic = data
+                    .iter()
+                    .take(4)
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 return Err(OpenError::UnknownFormat {
                     path: path.to_owned(),
-                    magic: if magic.is_empty() { "nothing: the file is empty".into() } else { magic },
+                    magic: if magic.is_empty() {
+                        "nothing: the file is empty".into()
+                    } else {
+                        magic
+                    },
                 });
             }
         };
-        Ok(CaptureFile { path: path.to_owned(), bytes, format })
+        Ok(CaptureFile {
+            path: path.to_owned(),
+            bytes,
+            format,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -150,24 +166,44 @@ impl CaptureFile {
     pub fn records(&self) -> Records<'_> {
         let data = self.data();
         match self.format {
-            Format::Pcap { big_endian, nanos, link } => Records {
+            Format::Pcap {
+                big_endian,
+                nanos,
+                link,
+            } => Records {
                 data,
                 at: 24,
                 big_endian,
-                kind: Kind::Pcap { units: if nanos { 1_000_000_000 } else { 1_000_000 }, link: LinkType::from_linktype(link) },
+                kind: Kind::Pcap {
+                    units: if nanos { 1_000_000_000 } else { 1_000_000 },
+                    link: LinkType::from_linktype(link),
+                },
                 done: false,
             },
-            Format::PcapNg => Records { data, at: 0, big_endian: false, kind: Kind::PcapNg { interfaces: Vec::new() }, done: false },
+            Format::PcapNg => Records {
+                data,
+                at: 0,
+                big_endian: false,
+                kind: Kind::PcapNg { interfaces: Vec::new() },
+                done: false,
+            },
         }
     }
 }
 
 fn pcap_format(path: &Path, data: &[u8], big_endian: bool, nanos: bool) -> Result<Format, OpenError> {
     if data.len() < 24 {
-        return Err(OpenError::TruncatedHeader { path: path.to_owned(), len: data.len() });
+        return Err(OpenError::TruncatedHeader {
+            path: path.to_owned(),
+            len: data.len(),
+        });
     }
     let link = read32(data, 20, big_endian) & 0x0fff_ffff; // upper bits: FCS info
-    Ok(Format::Pcap { big_endian, nanos, link })
+    Ok(Format::Pcap {
+        big_endian,
+        nanos,
+        link,
+    })
 }
 
 fn read32(b: &[u8], at: usize, big_endian: bool) -> u32 {
@@ -230,7 +266,10 @@ impl<'a> Records<'a> {
         let caplen = read32(header, 8, self.big_endian);
         let orig_len = read32(header, 12, self.big_endian);
         if caplen > MAX_RECORD {
-            return Some(Err(FileError::BadRecordLength { offset: at, len: caplen }));
+            return Some(Err(FileError::BadRecordLength {
+                offset: at,
+                len: caplen,
+            }));
         }
         let start = at + 16;
         let Some(data) = self.data.get(start..start + caplen as usize) else {
@@ -303,7 +342,12 @@ impl<'a> Records<'a> {
                         Err(e) => return Some(Err(e)),
                     };
                     let data = &body[4..body.len().min(4 + orig_len as usize)];
-                    return Some(Ok(RawPacket { ts: Timestamp::ZERO, link: iface.link, data, orig_len }));
+                    return Some(Ok(RawPacket {
+                        ts: Timestamp::ZERO,
+                        link: iface.link,
+                        data,
+                        orig_len,
+                    }));
                 }
                 // Section header handled above; name resolution, statistics,
                 // custom and unknown blocks are skipped.
@@ -327,26 +371,46 @@ impl<'a> Records<'a> {
             return Err(FileError::BadBlockLength { offset: at, len });
         }
         let be = self.big_endian;
-        let interface = if block_type == 6 { read32(body, 0, be) } else { read16(body, 0, be) as u32 };
+        let interface = if block_type == 6 {
+            read32(body, 0, be)
+        } else {
+            read16(body, 0, be) as u32
+        };
         let iface = self.iface(interface, at)?;
         let units = ((read32(body, 4, be) as u64) << 32) | read32(body, 8, be) as u64;
         let caplen = read32(body, 12, be);
         let orig_len = read32(body, 16, be);
-        let data = body
-            .get(20..20 + caplen as usize)
-            .ok_or(FileError::BadRecordLength { offset: at, len: caplen })?;
-        let ts = Timestamp::from_parts((units / iface.units) as i64 + iface.offset, units % iface.units, iface.units);
-        Ok(RawPacket { ts, link: iface.link, data, orig_len })
+        let data = body.get(20..20 + caplen as usize).ok_or(FileError::BadRecordLength {
+            offset: at,
+            len: caplen,
+        })?;
+        let ts = Timestamp::from_parts(
+            (units / iface.units) as i64 + iface.offset,
+            units % iface.units,
+            iface.units,
+        );
+        Ok(RawPacket {
+            ts,
+            link: iface.link,
+            data,
+            orig_len,
+        })
     }
 
     fn interface(&self, body: &[u8]) -> Interface {
         let be = self.big_endian;
-        let mut iface = Interface { link: LinkType::from_linktype(read16(body, 0, be) as u32), units: 1_000_000, offset: 0 };
+        let mut iface = Interface {
+            link: LinkType::from_linktype(read16(body, 0, be) as u32),
+            units: 1_000_000,
+            offset: 0,
+        };
         let mut at = 8;
         while at + 4 <= body.len() {
             let code = read16(body, at, be);
             let olen = read16(body, at + 2, be) as usize;
-            let Some(value) = body.get(at + 4..at + 4 + olen) else { break };
+            let Some(value) = body.get(at + 4..at + 4 + olen) else {
+                break;
+            };
             match (code, olen) {
                 (0, _) => break,
                 (9, 1) => {
@@ -361,7 +425,13 @@ impl<'a> Records<'a> {
                         iface.units = u;
                     }
                 }
-                (14, 8) => iface.offset = if be { i64::from_be_bytes(value.try_into().unwrap_or_default()) } else { i64::from_le_bytes(value.try_into().unwrap_or_default()) },
+                (14, 8) => {
+                    iface.offset = if be {
+                        i64::from_be_bytes(value.try_into().unwrap_or_default())
+                    } else {
+                        i64::from_le_bytes(value.try_into().unwrap_or_default())
+                    }
+                }
                 _ => {}
             }
             at += 4 + ((olen + 3) & !3);
@@ -385,5 +455,134 @@ impl<'a> Iterator for Records<'a> {
             self.done = true;
         }
         item
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::craft::{frame, PcapNgWriter, PcapWriter, TcpSpec, TsResolution};
+    use crate::decode::{TcpFlags, VlanStack};
+
+    fn packet(link: LinkType) -> Vec<u8> {
+        let src: IpAddr = "192.0.2.1".parse().unwrap();
+        let dst: IpAddr = "198.51.100.2".parse().unwrap();
+        frame(
+            link,
+            VlanStack::NONE,
+            &TcpSpec::new(src, 1, dst, 2, TcpFlags::SYN).ip_bytes(),
+        )
+    }
+
+    fn t(ns: i64) -> Timestamp {
+        Timestamp::from_nanos(1_600_000_000_000_000_000 + ns)
+    }
+
+    fn read(bytes: Vec<u8>) -> Vec<Result<(Timestamp, LinkType, usize, u32), FileError>> {
+        let f = CaptureFile::from_vec(Path::new("test.pcap"), bytes).expect("opens");
+        f.records()
+            .map(|r| r.map(|p| (p.ts, p.link, p.data.len(), p.orig_len)))
+            .collect()
+    }
+
+    #[test]
+    fn pcap_in_both_byte_orders_and_resolutions() {
+        for big_endian in [false, true] {
+            for (res, precision) in [(TsResolution::Micro, 1_000), (TsResolution::Nano, 1)] {
+                let p = packet(LinkType::Ethernet);
+                let mut w = PcapWriter::new(Vec::new(), 1, res, big_endian, 65535).unwrap();
+                w.write(t(123_456_789), &p, p.len() as u32).unwrap();
+                w.write(t(2_000_000_001), &p[..30], p.len() as u32).unwrap();
+                let recs = read(w.into_inner());
+                let expect_ts = |ns: i64| t(ns / precision * precision);
+                assert_eq!(
+                    recs,
+                    vec![
+                        Ok((expect_ts(123_456_789), LinkType::Ethernet, p.len(), p.len() as u32)),
+                        Ok((expect_ts(2_000_000_001), LinkType::Ethernet, 30, p.len() as u32)),
+                    ],
+                    "big_endian {big_endian} {res:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pcapng_interfaces_keep_their_own_link_type_and_resolution() {
+        for big_endian in [false, true] {
+            let mut w = PcapNgWriter::new(Vec::new(), big_endian).unwrap();
+            let eth = w.add_interface(1, TsResolution::Micro, 65535).unwrap();
+            let sll2 = w.add_interface(276, TsResolution::Nano, 65535).unwrap();
+            let raw = w.add_interface(101, TsResolution::PowerOfTwo(20), 65535).unwrap();
+            let (pe, ps, pr) = (
+                packet(LinkType::Ethernet),
+                packet(LinkType::LinuxSll2),
+                packet(LinkType::Raw),
+            );
+            w.write(eth, t(1_500), &pe, pe.len() as u32).unwrap();
+            w.write(sll2, t(1_501), &ps, ps.len() as u32).unwrap();
+            w.write(raw, t(1_000_000), &pr, pr.len() as u32).unwrap();
+            let recs: Vec<_> = read(w.into_inner()).into_iter().map(|r| r.unwrap()).collect();
+            assert_eq!(recs[0].0, t(1_000), "µs interface rounds down");
+            assert_eq!(recs[0].1, LinkType::Ethernet);
+            assert_eq!((recs[1].0, recs[1].1), (t(1_501), LinkType::LinuxSll2));
+            assert_eq!(recs[2].1, LinkType::Raw);
+            let err = (recs[2].0.as_nanos() - t(1_000_000).as_nanos()).abs();
+            assert!(err < 1_000, "2^-20 s resolution is within a microsecond: {err} ns");
+        }
+    }
+
+    #[test]
+    fn format_is_recognised_by_content_not_name() {
+        let p = packet(LinkType::Ethernet);
+        let mut w = PcapNgWriter::new(Vec::new(), false).unwrap();
+        let i = w.add_interface(1, TsResolution::Micro, 65535).unwrap();
+        w.write(i, t(0), &p, p.len() as u32).unwrap();
+        let f = CaptureFile::from_vec(Path::new("looks-like.pcap"), w.into_inner()).unwrap();
+        assert_eq!(f.format(), Format::PcapNg);
+        let e = CaptureFile::from_vec(Path::new("x.pcapng"), b"hello world".to_vec())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("not a pcap or pcap-ng file"), "{e}");
+        let e = CaptureFile::from_vec(Path::new("empty.pcap"), Vec::new())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn a_truncated_file_ends_with_an_error_after_the_good_records() {
+        let p = packet(LinkType::Ethernet);
+        let mut w = PcapWriter::new(Vec::new(), 1, TsResolution::Micro, false, 65535).unwrap();
+        w.write(t(0), &p, p.len() as u32).unwrap();
+        w.write(t(1), &p, p.len() as u32).unwrap();
+        let mut bytes = w.into_inner();
+        bytes.truncate(bytes.len() - 5);
+        let recs = read(bytes);
+        assert_eq!(recs.len(), 2);
+        assert!(recs[0].is_ok());
+        assert!(matches!(recs[1], Err(FileError::TruncatedRecord { .. })));
+    }
+
+    #[test]
+    fn corrupt_lengths_never_panic() {
+        let p = packet(LinkType::Ethernet);
+        let mut w = PcapNgWriter::new(Vec::new(), false).unwrap();
+        let i = w.add_interface(1, TsResolution::Micro, 65535).unwrap();
+        for n in 0..3 {
+            w.write(i, t(n), &p, p.len() as u32).unwrap();
+        }
+        let good = w.into_inner();
+        for at in 0..good.len() {
+            for v in [0u8, 0xff, 0x0d] {
+                let mut b = good.clone();
+                b[at] = v;
+                if let Ok(f) = CaptureFile::from_vec(Path::new("x"), b) {
+                    let _ = f.records().count();
+                }
+            }
+        }
     }
 }

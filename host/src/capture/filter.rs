@@ -5,8 +5,8 @@
 //! only), so IPv6 segments are matched at fixed offsets behind a 40-byte
 //! header with next-header TCP; IPv6 segments behind extension headers do
 //! not pass the kernel filter in handshake mode (they are rare; quality mode
-//! sees them). Every clause is repeated behind `vlan` so tagged frames on a
-//! trunk pass too.
+//! sees them). The whole expression is repeated behind `vlan` so tagged
+//! frames on a trunk pass too.
 
 use crate::track::Mode;
 
@@ -26,11 +26,13 @@ pub fn expression(mode: Mode, client_rtt: bool, operator: Option<&str>) -> Strin
         Mode::Handshake if client_rtt => format!("{V4_CONTROL} or {V6_CONTROL} or {V4_PURE_ACK} or {V6_PURE_ACK}"),
         Mode::Handshake => format!("{V4_CONTROL} or {V6_CONTROL}"),
     };
-    let with_vlan = format!("({base}) or (vlan and ({base}))");
-    match operator.map(str::trim).filter(|f| !f.is_empty()) {
-        Some(op) => format!("({with_vlan}) and ({op})"),
-        None => with_vlan,
-    }
+    let inner = match operator.map(str::trim).filter(|f| !f.is_empty()) {
+        Some(op) => format!("({base}) and ({op})"),
+        None => base,
+    };
+    // `vlan` shifts the offsets of everything after it in the expression,
+    // so the whole test (operator filter included) is repeated behind it.
+    format!("({inner}) or (vlan and ({inner}))")
 }
 
 #[cfg(test)]
@@ -45,7 +47,9 @@ mod tests {
     /// program the kernel runs on the socket.
     fn passes(expr: &str, frame: &[u8]) -> bool {
         let cap = pcap::Capture::dead(pcap::Linktype(1)).expect("libpcap dead handle");
-        let prog = cap.compile(expr, true).unwrap_or_else(|e| panic!("filter `{expr}` does not compile: {e}"));
+        let prog = cap
+            .compile(expr, true)
+            .unwrap_or_else(|e| panic!("filter `{expr}` does not compile: {e}"));
         prog.filter(frame)
     }
 
@@ -66,31 +70,64 @@ mod tests {
                 assert!(passes(&f, &eth(src, dst, TcpFlags::SYN, 0, vlan)), "SYN {ctx}");
                 let syn_ecn = TcpFlags::SYN | TcpFlags::ECE | TcpFlags::CWR;
                 assert!(passes(&f, &eth(src, dst, syn_ecn, 0, vlan)), "SYN+ECE+CWR {ctx}");
-                assert!(passes(&f, &eth(src, dst, TcpFlags::SYN, 100, vlan)), "TFO SYN with data {ctx}");
-                assert!(passes(&f, &eth(src, dst, TcpFlags::SYN | TcpFlags::ACK, 0, vlan)), "SYN-ACK {ctx}");
-                assert!(passes(&f, &eth(src, dst, TcpFlags::RST | TcpFlags::ACK, 0, vlan)), "RST {ctx}");
-                assert!(passes(&f, &eth(src, dst, TcpFlags::FIN | TcpFlags::ACK, 0, vlan)), "FIN {ctx}");
+                assert!(
+                    passes(&f, &eth(src, dst, TcpFlags::SYN, 100, vlan)),
+                    "TFO SYN with data {ctx}"
+                );
+                assert!(
+                    passes(&f, &eth(src, dst, TcpFlags::SYN | TcpFlags::ACK, 0, vlan)),
+                    "SYN-ACK {ctx}"
+                );
+                assert!(
+                    passes(&f, &eth(src, dst, TcpFlags::RST | TcpFlags::ACK, 0, vlan)),
+                    "RST {ctx}"
+                );
+                assert!(
+                    passes(&f, &eth(src, dst, TcpFlags::FIN | TcpFlags::ACK, 0, vlan)),
+                    "FIN {ctx}"
+                );
                 assert!(passes(&f, &eth(src, dst, TcpFlags::ACK, 0, vlan)), "pure ACK {ctx}");
                 assert!(!passes(&f, &eth(src, dst, TcpFlags::ACK, 1000, vlan)), "data {ctx}");
-                assert!(!passes(&f, &eth(src, dst, TcpFlags::ACK | TcpFlags::PSH, 10, vlan)), "data+PSH {ctx}");
+                assert!(
+                    !passes(&f, &eth(src, dst, TcpFlags::ACK | TcpFlags::PSH, 10, vlan)),
+                    "data+PSH {ctx}"
+                );
             }
         }
         let no_acks = expression(Mode::Handshake, false, None);
-        assert!(!passes(&no_acks, &eth("10.0.0.1", "10.0.0.2", TcpFlags::ACK, 0, VlanStack::NONE)));
-        assert!(passes(&no_acks, &eth("10.0.0.1", "10.0.0.2", TcpFlags::SYN, 0, VlanStack::NONE)));
+        assert!(!passes(
+            &no_acks,
+            &eth("10.0.0.1", "10.0.0.2", TcpFlags::ACK, 0, VlanStack::NONE)
+        ));
+        assert!(passes(
+            &no_acks,
+            &eth("10.0.0.1", "10.0.0.2", TcpFlags::SYN, 0, VlanStack::NONE)
+        ));
     }
 
     #[test]
     fn quality_filter_passes_all_tcp_and_operator_filter_is_combined() {
         let f = expression(Mode::Quality, true, Some("not port 22"));
-        assert!(!passes(&f, &eth("10.0.0.1", "10.0.0.2", TcpFlags::SYN, 0, VlanStack::NONE)), "port 22 excluded");
+        let mut q = VlanStack::NONE;
+        q.push(7);
+        for vlan in [VlanStack::NONE, q] {
+            assert!(
+                !passes(&f, &eth("10.0.0.1", "10.0.0.2", TcpFlags::SYN, 0, vlan)),
+                "port 22 excluded, vlan {vlan}"
+            );
+        }
         let f = expression(Mode::Quality, true, Some("port 22"));
-        assert!(passes(&f, &eth("10.0.0.1", "10.0.0.2", TcpFlags::ACK, 1000, VlanStack::NONE)));
+        assert!(passes(
+            &f,
+            &eth("10.0.0.1", "10.0.0.2", TcpFlags::ACK, 1000, VlanStack::NONE)
+        ));
     }
 
     #[test]
     fn a_bad_operator_filter_does_not_compile() {
         let cap = pcap::Capture::dead(pcap::Linktype(1)).unwrap();
-        assert!(cap.compile(&expression(Mode::Handshake, true, Some("port banana")), true).is_err());
+        assert!(cap
+            .compile(&expression(Mode::Handshake, true, Some("port banana")), true)
+            .is_err());
     }
 }

@@ -38,7 +38,11 @@ pub enum LiveError {
     #[error("cannot list interfaces: {0}")]
     List(String),
     #[error("capture on `{interface}` failed while {operation}: {message}")]
-    Pcap { interface: String, operation: &'static str, message: String },
+    Pcap {
+        interface: String,
+        operation: &'static str,
+        message: String,
+    },
 }
 
 /// An interface and its networks.
@@ -78,7 +82,10 @@ pub fn find_interface(name: &str) -> Result<Interface, LiveError> {
     let all = interfaces()?;
     let Some(iface) = all.iter().find(|i| i.name == name) else {
         let available = all.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
-        return Err(LiveError::NoSuchInterface { name: name.into(), available });
+        return Err(LiveError::NoSuchInterface {
+            name: name.into(),
+            available,
+        });
     };
     if !iface.up {
         return Err(LiveError::InterfaceDown { name: name.into() });
@@ -121,7 +128,11 @@ impl LiveCapture {
         let name = cfg.interface.clone();
         let err = |operation: &'static str| {
             let name = name.clone();
-            move |e: pcap::Error| LiveError::Pcap { interface: name, operation, message: e.to_string() }
+            move |e: pcap::Error| LiveError::Pcap {
+                interface: name,
+                operation,
+                message: e.to_string(),
+            }
         };
         let missing = caps::missing(&[Capability::NetRaw]);
         if !missing.is_empty() {
@@ -139,12 +150,18 @@ impl LiveCapture {
             if message.contains("ermission") || message.contains("not permitted") {
                 permission_denied(&name, &[Capability::NetRaw, Capability::NetAdmin])
             } else {
-                LiveError::Pcap { interface: name.clone(), operation: "opening", message }
+                LiveError::Pcap {
+                    interface: name.clone(),
+                    operation: "opening",
+                    message,
+                }
             }
         })?;
         let expression = filter::expression(cfg.mode, cfg.client_rtt, cfg.filter.as_deref());
-        cap.filter(&expression, true)
-            .map_err(|e| LiveError::BadFilter { expression: expression.clone(), message: e.to_string() })?;
+        cap.filter(&expression, true).map_err(|e| LiveError::BadFilter {
+            expression: expression.clone(),
+            message: e.to_string(),
+        })?;
         let link = LinkType::from_linktype(cap.get_datalink().0 as u32);
         Ok(LiveCapture {
             cap,
@@ -175,11 +192,24 @@ impl LiveCapture {
     pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, LiveError> {
         match self.cap.next_packet() {
             Ok(p) => {
-                let ts = Timestamp::from_parts(p.header.ts.tv_sec as i64, p.header.ts.tv_usec as u64, self.units_per_sec);
-                Ok(Some(RawPacket { ts, link: self.link, data: p.data, orig_len: p.header.len }))
+                let ts = Timestamp::from_parts(
+                    p.header.ts.tv_sec as i64,
+                    p.header.ts.tv_usec as u64,
+                    self.units_per_sec,
+                );
+                Ok(Some(RawPacket {
+                    ts,
+                    link: self.link,
+                    data: p.data,
+                    orig_len: p.header.len,
+                }))
             }
             Err(pcap::Error::TimeoutExpired) => Ok(None),
-            Err(e) => Err(LiveError::Pcap { interface: self.interface.clone(), operation: "reading", message: e.to_string() }),
+            Err(e) => Err(LiveError::Pcap {
+                interface: self.interface.clone(),
+                operation: "reading",
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -198,5 +228,8 @@ impl LiveCapture {
 
 fn permission_denied(interface: &str, missing: &[Capability]) -> LiveError {
     let missing = missing.iter().map(|c| c.name()).collect::<Vec<_>>().join(" and ");
-    LiveError::PermissionDenied { interface: interface.into(), missing }
+    LiveError::PermissionDenied {
+        interface: interface.into(),
+        missing,
+    }
 }

@@ -77,7 +77,11 @@ impl Default for ScanSection {
 
 impl Default for OutputSection {
     fn default() -> Self {
-        OutputSection { jsonl: "-".into(), stats_interval: STATS_INTERVAL, queue_size: QUEUE_SIZE }
+        OutputSection {
+            jsonl: "-".into(),
+            stats_interval: STATS_INTERVAL,
+            queue_size: QUEUE_SIZE,
+        }
     }
 }
 

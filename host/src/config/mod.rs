@@ -101,8 +101,13 @@ impl Config {
             Some(p) => Some(p.to_path_buf()),
             None => SEARCH_PATH.iter().map(PathBuf::from).find(|p| p.is_file()),
         };
-        let Some(path) = path else { return Ok((Config::default(), None)) };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let Some(path) = path else {
+            return Ok((Config::default(), None));
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
         let config = Config::parse(&text).map_err(|e| e.in_file(&path))?;
         Ok((config, Some(path)))
     }
@@ -112,7 +117,11 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
             let key = e.span().and_then(|s| key_at(text, s.start));
-            Invalid { key, line, message: e.message().to_string() }
+            Invalid {
+                key,
+                line,
+                message: e.message().to_string(),
+            }
         })?;
         config.validate().map_err(|mut e| {
             e.line = e.key.as_deref().and_then(|k| find_key(text, k));
@@ -123,9 +132,18 @@ impl Config {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), Invalid> {
-        let bad = |key: &str, message: &str| Err(Invalid { key: Some(key.into()), line: None, message: message.into() });
+        let bad = |key: &str, message: &str| {
+            Err(Invalid {
+                key: Some(key.into()),
+                line: None,
+                message: message.into(),
+            })
+        };
         if self.capture.snaplen < 128 {
-            return bad("capture.snaplen", "must be at least 128 bytes to hold Ethernet, IP and TCP headers");
+            return bad(
+                "capture.snaplen",
+                "must be at least 128 bytes to hold Ethernet, IP and TCP headers",
+            );
         }
         if self.capture.buffer_mb == 0 {
             return bad("capture.buffer_mb", "must be at least 1");
@@ -137,14 +155,21 @@ impl Config {
             return bad("track.max_connections", "must be at least 1");
         }
         if self.scan.port_threshold == 0 || self.scan.host_threshold == 0 {
-            let key = if self.scan.port_threshold == 0 { "scan.port_threshold" } else { "scan.host_threshold" };
+            let key = if self.scan.port_threshold == 0 {
+                "scan.port_threshold"
+            } else {
+                "scan.host_threshold"
+            };
             return bad(key, "must be at least 1");
         }
         if self.scan.window.is_zero() {
             return bad("scan.window", "must be longer than zero");
         }
         if self.scan.max_listed < self.scan.port_threshold.max(self.scan.host_threshold) as usize {
-            return bad("scan.max_listed", "must be at least the larger threshold, or no scan could be detected");
+            return bad(
+                "scan.max_listed",
+                "must be at least the larger threshold, or no scan could be detected",
+            );
         }
         if self.output.queue_size == 0 {
             return bad("output.queue_size", "must be at least 1");
@@ -203,7 +228,10 @@ pub struct Invalid {
 
 impl Invalid {
     fn in_file(self, path: &Path) -> ConfigError {
-        ConfigError::Invalid { path: path.to_path_buf(), problem: self }
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problem: self,
+        }
     }
 }
 
@@ -246,7 +274,11 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     if line.starts_with('[') {
         return Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string());
     }
-    let name = line.split('=').next().map(str::trim).filter(|n| !n.is_empty() && !n.starts_with('#'))?;
+    let name = line
+        .split('=')
+        .next()
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && !n.starts_with('#'))?;
     Some(match table {
         Some(t) => format!("{t}.{name}"),
         None => name.to_string(),

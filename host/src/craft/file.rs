@@ -39,15 +39,23 @@ pub struct PcapWriter<W: Write> {
 }
 
 impl<W: Write> PcapWriter<W> {
-    pub fn new(mut out: W, linktype: u32, resolution: TsResolution, big_endian: bool, snaplen: u32) -> io::Result<Self> {
+    pub fn new(
+        mut out: W,
+        linktype: u32,
+        resolution: TsResolution,
+        big_endian: bool,
+        snaplen: u32,
+    ) -> io::Result<Self> {
         let magic: u32 = match resolution {
             TsResolution::Nano => 0xa1b2_3c4d,
             _ => 0xa1b2_c3d4,
         };
         let mut h = Vec::with_capacity(24);
-        let put32 = |h: &mut Vec<u8>, v: u32| h.extend_from_slice(&if big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
+        let put32 =
+            |h: &mut Vec<u8>, v: u32| h.extend_from_slice(&if big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
         put32(&mut h, magic);
-        let put16 = |h: &mut Vec<u8>, v: u16| h.extend_from_slice(&if big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
+        let put16 =
+            |h: &mut Vec<u8>, v: u16| h.extend_from_slice(&if big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
         put16(&mut h, 2);
         put16(&mut h, 4);
         put32(&mut h, 0);
@@ -55,14 +63,22 @@ impl<W: Write> PcapWriter<W> {
         put32(&mut h, snaplen);
         put32(&mut h, linktype);
         out.write_all(&h)?;
-        Ok(PcapWriter { out, big_endian, resolution })
+        Ok(PcapWriter {
+            out,
+            big_endian,
+            resolution,
+        })
     }
 
     /// Writes a record; `orig_len` may exceed `data.len()` (a snaplen cut).
     pub fn write(&mut self, ts: Timestamp, data: &[u8], orig_len: u32) -> io::Result<()> {
         let (secs, frac) = self.resolution.split(ts);
         for v in [secs as u32, frac as u32, data.len() as u32, orig_len] {
-            let b = if self.big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+            let b = if self.big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            };
             self.out.write_all(&b)?;
         }
         self.out.write_all(data)
@@ -83,7 +99,11 @@ pub struct PcapNgWriter<W: Write> {
 
 impl<W: Write> PcapNgWriter<W> {
     pub fn new(out: W, big_endian: bool) -> io::Result<Self> {
-        let mut w = PcapNgWriter { out, big_endian, interfaces: Vec::new() };
+        let mut w = PcapNgWriter {
+            out,
+            big_endian,
+            interfaces: Vec::new(),
+        };
         let mut body = Vec::new();
         w.put32(&mut body, 0x1a2b_3c4d);
         w.put16(&mut body, 1);
@@ -94,10 +114,18 @@ impl<W: Write> PcapNgWriter<W> {
     }
 
     fn put16(&self, b: &mut Vec<u8>, v: u16) {
-        b.extend_from_slice(&if self.big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
+        b.extend_from_slice(&if self.big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        });
     }
     fn put32(&self, b: &mut Vec<u8>, v: u32) {
-        b.extend_from_slice(&if self.big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
+        b.extend_from_slice(&if self.big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        });
     }
 
     fn block(&mut self, kind: u32, body: &[u8]) -> io::Result<()> {
@@ -137,7 +165,11 @@ impl<W: Write> PcapNgWriter<W> {
 
     /// Writes an Enhanced Packet Block.
     pub fn write(&mut self, interface: u32, ts: Timestamp, data: &[u8], orig_len: u32) -> io::Result<()> {
-        let resolution = self.interfaces.get(interface as usize).copied().unwrap_or(TsResolution::Micro);
+        let resolution = self
+            .interfaces
+            .get(interface as usize)
+            .copied()
+            .unwrap_or(TsResolution::Micro);
         let (secs, frac) = resolution.split(ts);
         let units = (secs as u128 * resolution.units_per_sec() + frac as u128) as u64;
         let mut body = Vec::with_capacity(20 + data.len());

@@ -100,9 +100,21 @@ pub(crate) fn strip(link: LinkType, frame: &[u8]) -> Result<L3<'_>, Skip> {
             let protocol = be16(frame, 0, DecodeError::TruncatedLink)?;
             by_ethertype(protocol, &frame[SLL2_HEADER_LEN..], VlanStack::NONE)
         }
-        LinkType::Raw => Ok(L3 { network: Network::FromVersion, payload: frame, vlan: VlanStack::NONE }),
-        LinkType::Ipv4 => Ok(L3 { network: Network::Ipv4, payload: frame, vlan: VlanStack::NONE }),
-        LinkType::Ipv6 => Ok(L3 { network: Network::Ipv6, payload: frame, vlan: VlanStack::NONE }),
+        LinkType::Raw => Ok(L3 {
+            network: Network::FromVersion,
+            payload: frame,
+            vlan: VlanStack::NONE,
+        }),
+        LinkType::Ipv4 => Ok(L3 {
+            network: Network::Ipv4,
+            payload: frame,
+            vlan: VlanStack::NONE,
+        }),
+        LinkType::Ipv6 => Ok(L3 {
+            network: Network::Ipv6,
+            payload: frame,
+            vlan: VlanStack::NONE,
+        }),
         LinkType::Null | LinkType::Loop => {
             let fam = frame.get(..4).ok_or(DecodeError::TruncatedLink)?;
             let family = if link == LinkType::Loop {
@@ -123,7 +135,11 @@ pub(crate) fn strip(link: LinkType, frame: &[u8]) -> Result<L3<'_>, Skip> {
                 10 | 24 | 28 | 30 => Network::Ipv6,
                 _ => return Err(Ignored::NotIp.into()),
             };
-            Ok(L3 { network, payload: &frame[4..], vlan: VlanStack::NONE })
+            Ok(L3 {
+                network,
+                payload: &frame[4..],
+                vlan: VlanStack::NONE,
+            })
         }
         LinkType::Nflog => nflog(frame),
         LinkType::Other(_) => Err(DecodeError::UnsupportedLinkType.into()),
@@ -134,8 +150,20 @@ pub(crate) fn strip(link: LinkType, frame: &[u8]) -> Result<L3<'_>, Skip> {
 fn by_ethertype(mut ethertype: u16, mut rest: &[u8], mut vlan: VlanStack) -> Result<L3<'_>, Skip> {
     loop {
         match ethertype {
-            ETHERTYPE_IPV4 => return Ok(L3 { network: Network::Ipv4, payload: rest, vlan }),
-            ETHERTYPE_IPV6 => return Ok(L3 { network: Network::Ipv6, payload: rest, vlan }),
+            ETHERTYPE_IPV4 => {
+                return Ok(L3 {
+                    network: Network::Ipv4,
+                    payload: rest,
+                    vlan,
+                })
+            }
+            ETHERTYPE_IPV6 => {
+                return Ok(L3 {
+                    network: Network::Ipv6,
+                    payload: rest,
+                    vlan,
+                })
+            }
             ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD => {
                 let tci = be16(rest, 0, DecodeError::TruncatedVlan)?;
                 ethertype = be16(rest, 2, DecodeError::TruncatedVlan)?;
@@ -169,7 +197,11 @@ fn nflog(frame: &[u8]) -> Result<L3<'_>, Skip> {
             return Err(DecodeError::MalformedNflog.into());
         }
         if kind == NFULA_PAYLOAD {
-            return Ok(L3 { network, payload: &frame[at + 4..at + len], vlan: VlanStack::NONE });
+            return Ok(L3 {
+                network,
+                payload: &frame[at + 4..at + len],
+                vlan: VlanStack::NONE,
+            });
         }
         at += (len + 3) & !3;
     }

@@ -163,11 +163,7 @@ counted_enum! {
 ///
 /// `MalformedTcpOption` is the one error that still yields a segment; it is
 /// reported through `on_warning` so it can be counted.
-pub fn decode(
-    link: LinkType,
-    frame: &[u8],
-    on_warning: impl FnOnce(DecodeError),
-) -> Result<Segment, Skip> {
+pub fn decode(link: LinkType, frame: &[u8], on_warning: impl FnOnce(DecodeError)) -> Result<Segment, Skip> {
     let l3 = link::strip(link, frame)?;
     let ipd = ip::parse(l3.network, l3.payload)?;
     let (tcp, warning) = tcp::parse(ipd.payload, ipd.payload_len)?;
@@ -238,11 +234,17 @@ impl DecodeCounters {
 
     /// Non-zero error counters by name.
     pub fn errors_by_kind(&self) -> impl Iterator<Item = (DecodeError, u64)> + '_ {
-        DecodeError::ALL.iter().map(|&e| (e, self.errors[e.index()])).filter(|(_, n)| *n > 0)
+        DecodeError::ALL
+            .iter()
+            .map(|&e| (e, self.errors[e.index()]))
+            .filter(|(_, n)| *n > 0)
     }
 
     pub fn ignored_by_kind(&self) -> impl Iterator<Item = (Ignored, u64)> + '_ {
-        Ignored::ALL.iter().map(|&i| (i, self.ignored[i.index()])).filter(|(_, n)| *n > 0)
+        Ignored::ALL
+            .iter()
+            .map(|&i| (i, self.ignored[i.index()]))
+            .filter(|(_, n)| *n > 0)
     }
 }
 
@@ -256,3 +258,6 @@ pub(crate) fn be32(b: &[u8], at: usize, err: DecodeError) -> Result<u32, DecodeE
         .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
         .ok_or(err)
 }
+
+#[cfg(test)]
+mod tests;

@@ -122,7 +122,9 @@ pub(crate) fn parse(seg: &[u8], ip_payload_len: u32) -> Result<(TcpHeader, Optio
     if header_len > ip_payload_len as usize {
         return Err(DecodeError::TcpHeaderBeyondIpPayload);
     }
-    let raw_options = seg.get(TCP_MIN_HEADER_LEN..header_len).ok_or(DecodeError::TruncatedTcp)?;
+    let raw_options = seg
+        .get(TCP_MIN_HEADER_LEN..header_len)
+        .ok_or(DecodeError::TruncatedTcp)?;
     let (options, warning) = parse_options(raw_options);
     Ok((
         TcpHeader {

@@ -19,14 +19,28 @@ impl JsonLines {
         let out: Box<dyn Write + Send> = if target == "-" {
             Box::new(io::stdout())
         } else {
-            let file = OpenOptions::new().create(true).append(true).open(Path::new(target)).map_err(|e| io::Error::new(e.kind(), format!("cannot open {target}: {e}")))?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(Path::new(target))
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot open {target}: {e}")))?;
             Box::new(file)
         };
-        Ok(Self::new(if target == "-" { "stdout".into() } else { target.to_string() }, out))
+        Ok(Self::new(
+            if target == "-" {
+                "stdout".into()
+            } else {
+                target.to_string()
+            },
+            out,
+        ))
     }
 
     pub fn new(name: String, out: Box<dyn Write + Send>) -> Self {
-        JsonLines { name, out: BufWriter::with_capacity(64 * 1024, out) }
+        JsonLines {
+            name,
+            out: BufWriter::with_capacity(64 * 1024, out),
+        }
     }
 }
 

@@ -46,7 +46,14 @@ impl EventQueue {
             .name("ng-output".into())
             .spawn(move || write_all(rx, outputs))
             .ok();
-        (EventQueue { tx, drops: Arc::new(AtomicU64::new(0)), policy }, OutputThread { handle })
+        (
+            EventQueue {
+                tx,
+                drops: Arc::new(AtomicU64::new(0)),
+                policy,
+            },
+            OutputThread { handle },
+        )
     }
 
     pub fn send(&self, event: Event) {

@@ -63,7 +63,10 @@ pub(crate) struct Hello {
 
 impl Hello {
     pub fn of(seg: &Segment) -> Self {
-        Hello { ttl: seg.ttl, options: seg.options }
+        Hello {
+            ttl: seg.ttl,
+            options: seg.options,
+        }
     }
 }
 
@@ -83,7 +86,14 @@ pub(crate) struct Fingerprint {
 
 impl Fingerprint {
     pub fn of(seg: &Segment) -> Self {
-        Fingerprint { seq: seg.seq, ack: seg.ack, ip_id: seg.ip_id, checksum: seg.checksum, flags: seg.flags.bits(), len: seg.payload_len }
+        Fingerprint {
+            seq: seg.seq,
+            ack: seg.ack,
+            ip_id: seg.ip_id,
+            checksum: seg.checksum,
+            flags: seg.flags.bits(),
+            len: seg.payload_len,
+        }
     }
 }
 
@@ -100,6 +110,8 @@ pub(crate) struct FlowState {
     pub s2c: HalfFlow,
     pub last: Timestamp,
     pub handshake_seen: bool,
+    /// Both FINs seen; the flow ends at the last ACK.
+    pub closing: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -149,7 +161,13 @@ impl Conn {
 
     /// A flow whose handshake the sensor did not see (quality mode).
     pub fn midstream(id: u64, now: Timestamp, direction: Direction) -> Self {
-        Conn { flow: Some(Box::new(FlowState { last: now, ..FlowState::default() })), ..Conn::blank(id, now, direction) }
+        Conn {
+            flow: Some(Box::new(FlowState {
+                last: now,
+                ..FlowState::default()
+            })),
+            ..Conn::blank(id, now, direction)
+        }
     }
 
     fn blank(id: u64, now: Timestamp, direction: Direction) -> Self {
@@ -204,7 +222,10 @@ impl Conn {
 
     pub fn handshake_event(&self, key: &Key, outcome: Outcome) -> Handshake {
         let first_syn = self.first_syn.unwrap_or(self.first_seen);
-        let rtt_last_syn = self.first_synack.zip(self.syn_before_synack).map(|(sa, syn)| sa.micros_since(syn));
+        let rtt_last_syn = self
+            .first_synack
+            .zip(self.syn_before_synack)
+            .map(|(sa, syn)| sa.micros_since(syn));
         let server_seen = self.first_synack.is_some();
         Handshake {
             id: self.id,

@@ -14,16 +14,26 @@ pub struct LocalNetworks {
 
 impl LocalNetworks {
     pub fn new(nets: Vec<IpNet>) -> Self {
-        LocalNetworks { nets: nets.into_iter().map(|n| n.trunc()).collect() }
+        LocalNetworks {
+            nets: nets.into_iter().map(|n| n.trunc()).collect(),
+        }
     }
 
     /// RFC 1918, RFC 6598 shared space, IPv4 link-local, IPv6 ULA and
     /// link-local: the default for replays with nothing configured.
     pub fn private_ranges() -> Self {
-        let nets = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10"]
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect();
+        let nets = [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "169.254.0.0/16",
+            "fc00::/7",
+            "fe80::/10",
+        ]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
         LocalNetworks::new(nets)
     }
 

@@ -27,7 +27,7 @@ use rustc_hash::FxHashMap;
 pub use direction::LocalNetworks;
 pub use scan::ScanConfig;
 
-use self::conn::{Conn, FlowState, Fingerprint, Key, LastSeen, State};
+use self::conn::{Conn, Fingerprint, FlowState, Key, LastSeen, State};
 use self::scan::ScanDetector;
 use self::timer::{Timer, TimerTable};
 use crate::decode::Segment;
@@ -210,16 +210,25 @@ impl Tracker {
         let id = self.new_id();
         let direction = self.local.classify(key.client, key.server);
         let mut conn = Conn::from_syn(id, now, seg, direction);
-        conn.last[C2S] = Some(LastSeen { fingerprint: Fingerprint::of(seg), ts: now });
+        conn.last[C2S] = Some(LastSeen {
+            fingerprint: Fingerprint::of(seg),
+            ts: now,
+        });
         if self.cfg.mode == Mode::Quality {
-            let mut flow = FlowState { last: now, handshake_seen: true, ..FlowState::default() };
+            let mut flow = FlowState {
+                last: now,
+                handshake_seen: true,
+                ..FlowState::default()
+            };
             flow.c2s.update(seg);
             conn.flow = Some(Box::new(flow));
             self.timers.push(Timer::Idle, now + self.cfg.flow_idle_timeout, key, id);
         }
-        self.timers.push(Timer::Unanswered, now + self.cfg.unanswered_timeout, key, id);
+        self.timers
+            .push(Timer::Unanswered, now + self.cfg.unanswered_timeout, key, id);
         if direction == Direction::Inbound {
-            self.scans.handle_attempt(now, key.client, key.server, key.server_port, &mut self.events);
+            self.scans
+                .handle_attempt(now, key.client, key.server, key.server_port, &mut self.events);
         }
         if let Some(orphan) = self.orphans.remove(&key) {
             self.answer(&mut conn, key, orphan.ts, &orphan.seg);
@@ -237,7 +246,10 @@ impl Tracker {
             State::SynSent => {
                 conn.handle_synack(now, seg);
                 conn.state = State::SynAckSeen;
-                conn.last[S2C] = Some(LastSeen { fingerprint: Fingerprint::of(seg), ts: now });
+                conn.last[S2C] = Some(LastSeen {
+                    fingerprint: Fingerprint::of(seg),
+                    ts: now,
+                });
                 self.timers.push(Timer::Ack, now + self.cfg.ack_timeout, key, conn.id);
             }
             State::SynAckSeen => conn.handle_synack(now, seg),
@@ -294,7 +306,9 @@ impl Tracker {
                 return;
             }
         };
-        let Some(mut conn) = self.conns.remove(&key) else { return };
+        let Some(mut conn) = self.conns.remove(&key) else {
+            return;
+        };
         if is_duplicate(&mut conn, dir, seg, now, self.cfg.duplicate_window) {
             self.stats.duplicates += 1;
             self.conns.insert(key, conn);
@@ -308,7 +322,15 @@ impl Tracker {
             if seg.flags.rst() {
                 flow_ended = Some(FlowEnd::Rst);
             } else if flow.c2s.fin && flow.s2c.fin {
-                flow_ended = Some(FlowEnd::Fin);
+                // The ACK of the second FIN closes the flow; until it comes
+                // (or `ack_timeout` passes) the flow keeps counting.
+                if flow.closing && !seg.flags.fin() && seg.flags.ack() {
+                    flow_ended = Some(FlowEnd::Fin);
+                } else if !flow.closing {
+                    flow.closing = true;
+                    self.timers
+                        .push(Timer::Closing, now + self.cfg.ack_timeout, key, conn.id);
+                }
             }
         }
         let side = if dir == C2S { Side::Client } else { Side::Server };
@@ -341,14 +363,21 @@ impl Tracker {
     fn pick_up(&mut self, now: Timestamp, seg: &Segment) {
         // The higher port is the client's (ephemeral) one; ties: the sender.
         let from_client = seg.src_port >= seg.dst_port;
-        let key = if from_client { Key::from_client(seg, self.cfg.vlan_in_key) } else { Key::from_server(seg, self.cfg.vlan_in_key) };
+        let key = if from_client {
+            Key::from_client(seg, self.cfg.vlan_in_key)
+        } else {
+            Key::from_server(seg, self.cfg.vlan_in_key)
+        };
         if self.conns.len() >= self.cfg.max_connections {
             self.evict_one();
         }
         let id = self.new_id();
         let mut conn = Conn::midstream(id, now, self.local.classify(key.client, key.server));
         let dir = if from_client { C2S } else { S2C };
-        conn.last[dir] = Some(LastSeen { fingerprint: Fingerprint::of(seg), ts: now });
+        conn.last[dir] = Some(LastSeen {
+            fingerprint: Fingerprint::of(seg),
+            ts: now,
+        });
         if let Some(flow) = conn.flow.as_deref_mut() {
             if from_client {
                 flow.c2s.update(seg);
@@ -356,7 +385,8 @@ impl Tracker {
                 flow.s2c.update(seg);
             }
         }
-        self.timers.push(Timer::Unanswered, now + self.cfg.unanswered_timeout, key, id);
+        self.timers
+            .push(Timer::Unanswered, now + self.cfg.unanswered_timeout, key, id);
         self.timers.push(Timer::Idle, now + self.cfg.flow_idle_timeout, key, id);
         self.conns.insert(key, conn);
     }
@@ -369,9 +399,11 @@ impl Tracker {
         }
         conn.state = State::Reported;
         self.stats.attempts[outcome as usize] += 1;
-        self.events.push_back(Event::Handshake(conn.handshake_event(&key, outcome)));
+        self.events
+            .push_back(Event::Handshake(conn.handshake_event(&key, outcome)));
         if conn.flow.is_none() {
-            self.timers.push(Timer::Linger, self.clock + self.cfg.linger, key, conn.id);
+            self.timers
+                .push(Timer::Linger, self.clock + self.cfg.linger, key, conn.id);
         }
     }
 
@@ -383,7 +415,8 @@ impl Tracker {
         }
         conn.flow = None;
         if conn.state == State::Reported {
-            self.timers.push(Timer::Linger, self.clock + self.cfg.linger, key, conn.id);
+            self.timers
+                .push(Timer::Linger, self.clock + self.cfg.linger, key, conn.id);
         }
     }
 
@@ -392,8 +425,14 @@ impl Tracker {
     fn finish(&mut self, key: Key, mut conn: Conn, end: FlowEnd) {
         match conn.state {
             State::SynSent => {
-                let timed_out = conn.first_syn.is_some_and(|syn| self.clock >= syn + self.cfg.unanswered_timeout);
-                let outcome = if timed_out { Outcome::Unanswered } else { Outcome::Incomplete };
+                let timed_out = conn
+                    .first_syn
+                    .is_some_and(|syn| self.clock >= syn + self.cfg.unanswered_timeout);
+                let outcome = if timed_out {
+                    Outcome::Unanswered
+                } else {
+                    Outcome::Incomplete
+                };
                 self.report(&mut conn, key, outcome);
             }
             State::SynAckSeen => self.report(&mut conn, key, Outcome::Established),
@@ -412,7 +451,9 @@ impl Tracker {
                 if self.conns.get(&e.key).is_none_or(|c| c.id != e.id) {
                     continue;
                 }
-                let Some(conn) = self.conns.remove(&e.key) else { continue };
+                let Some(conn) = self.conns.remove(&e.key) else {
+                    continue;
+                };
                 if timer != Timer::Linger {
                     self.stats.evictions += 1;
                     // Quality mode: the flow's counters are not lost.
@@ -439,15 +480,24 @@ impl Tracker {
                     }
                     continue;
                 }
-                let Some(mut conn) = self.conns.remove(&e.key) else { continue };
+                let Some(mut conn) = self.conns.remove(&e.key) else {
+                    continue;
+                };
                 if conn.id != e.id {
                     self.conns.insert(e.key, conn);
                     continue;
                 }
                 match timer {
-                    Timer::Unanswered if conn.state == State::SynSent => self.report(&mut conn, e.key, Outcome::Unanswered),
-                    Timer::Ack if conn.state == State::SynAckSeen => self.report(&mut conn, e.key, Outcome::Established),
+                    Timer::Unanswered if conn.state == State::SynSent => {
+                        self.report(&mut conn, e.key, Outcome::Unanswered)
+                    }
+                    Timer::Ack if conn.state == State::SynAckSeen => {
+                        self.report(&mut conn, e.key, Outcome::Established)
+                    }
                     Timer::Linger if conn.flow.is_none() => continue, // removed
+                    Timer::Closing if conn.flow.as_ref().is_some_and(|f| f.closing) => {
+                        self.end_flow(&mut conn, e.key, FlowEnd::Fin);
+                    }
                     Timer::Idle => {
                         if let Some(last) = conn.flow.as_ref().map(|f| f.last) {
                             let idle_until = last + self.cfg.flow_idle_timeout;

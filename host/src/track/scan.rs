@@ -50,7 +50,13 @@ struct Tally<T> {
 
 impl<T: PartialEq + Copy> Tally<T> {
     fn new(now: Timestamp) -> Self {
-        Tally { items: Vec::new(), attempts: 0, first: now, last: now, reported: false }
+        Tally {
+            items: Vec::new(),
+            attempts: 0,
+            first: now,
+            last: now,
+            reported: false,
+        }
     }
 
     fn add(&mut self, now: Timestamp, item: T, cap: usize) {
@@ -78,7 +84,13 @@ pub(crate) struct ScanDetector {
 
 impl ScanDetector {
     pub fn new(cfg: ScanConfig) -> Self {
-        ScanDetector { cfg, sources: FxHashMap::default(), expiry: VecDeque::new(), next_id: 0, detected: 0 }
+        ScanDetector {
+            cfg,
+            sources: FxHashMap::default(),
+            expiry: VecDeque::new(),
+            next_id: 0,
+            detected: 0,
+        }
     }
 
     /// An inbound attempt from `src` to local `dst:port`.
@@ -94,9 +106,18 @@ impl ScanDetector {
             // Keep the queue ordered when packets arrive out of order.
             let deadline = (now + self.cfg.window).max(self.expiry.back().map_or(Timestamp::ZERO, |b| b.0));
             self.expiry.push_back((deadline, src, self.next_id));
-            self.sources.insert(src, Source { id: self.next_id, ports_by_host: FxHashMap::default(), hosts_by_port: FxHashMap::default() });
+            self.sources.insert(
+                src,
+                Source {
+                    id: self.next_id,
+                    ports_by_host: FxHashMap::default(),
+                    hosts_by_port: FxHashMap::default(),
+                },
+            );
         }
-        let Some(source) = self.sources.get_mut(&src) else { return };
+        let Some(source) = self.sources.get_mut(&src) else {
+            return;
+        };
         let cap = self.cfg.max_tracked;
         if let Some(t) = tally(&mut source.ports_by_host, dst, now, cap) {
             t.add(now, port, cap);
@@ -152,7 +173,9 @@ impl ScanDetector {
     }
 
     fn close(&mut self, now: Timestamp, src: IpAddr, out: &mut VecDeque<Event>) {
-        let Some(source) = self.sources.remove(&src) else { return };
+        let Some(source) = self.sources.remove(&src) else {
+            return;
+        };
         let now = now.max(Timestamp::ZERO);
         for (dst, t) in source.ports_by_host.iter().filter(|(_, t)| t.reported) {
             out.push_back(Event::Scan(port_scan(now, src, *dst, t, ScanPhase::Ended)));
@@ -164,7 +187,12 @@ impl ScanDetector {
 }
 
 /// The tally for `key`, unless the source already tracks `cap` targets.
-fn tally<K: Eq + Hash, T: PartialEq + Copy>(map: &mut FxHashMap<K, Tally<T>>, key: K, now: Timestamp, cap: usize) -> Option<&mut Tally<T>> {
+fn tally<K: Eq + Hash, T: PartialEq + Copy>(
+    map: &mut FxHashMap<K, Tally<T>>,
+    key: K,
+    now: Timestamp,
+    cap: usize,
+) -> Option<&mut Tally<T>> {
     if map.len() >= cap && !map.contains_key(&key) {
         return None;
     }
@@ -192,13 +220,21 @@ fn scan<T>(now: Timestamp, src: IpAddr, scan_type: ScanType, phase: ScanPhase, t
 fn port_scan(now: Timestamp, src: IpAddr, dst: IpAddr, t: &Tally<u16>, phase: ScanPhase) -> Scan {
     let mut ports = t.items.clone();
     ports.sort_unstable();
-    Scan { target_ip: Some(dst), ports, ..scan(now, src, ScanType::PortScan, phase, t) }
+    Scan {
+        target_ip: Some(dst),
+        ports,
+        ..scan(now, src, ScanType::PortScan, phase, t)
+    }
 }
 
 fn address_scan(now: Timestamp, src: IpAddr, port: u16, t: &Tally<IpAddr>, phase: ScanPhase) -> Scan {
     let mut hosts = t.items.clone();
     hosts.sort_unstable();
-    Scan { target_port: Some(port), hosts, ..scan(now, src, ScanType::AddressScan, phase, t) }
+    Scan {
+        target_port: Some(port),
+        hosts,
+        ..scan(now, src, ScanType::AddressScan, phase, t)
+    }
 }
 
 #[cfg(test)]
@@ -225,8 +261,13 @@ mod tests {
         d.handle_attempt(t(20), a("198.51.100.7"), a("10.0.0.1"), 3, &mut out);
         assert!(out.is_empty());
         d.handle_attempt(t(21), a("198.51.100.7"), a("10.0.0.1"), 15, &mut out);
-        let Some(Event::Scan(s)) = out.pop_front() else { panic!("expected a scan event") };
-        assert_eq!((s.scan_type, s.phase, s.distinct, s.attempts), (ScanType::PortScan, ScanPhase::Detected, 15, 16));
+        let Some(Event::Scan(s)) = out.pop_front() else {
+            panic!("expected a scan event")
+        };
+        assert_eq!(
+            (s.scan_type, s.phase, s.distinct, s.attempts),
+            (ScanType::PortScan, ScanPhase::Detected, 15, 16)
+        );
         assert_eq!(s.ports, (1..=15).collect::<Vec<u16>>());
         assert_eq!(s.target_ip, Some(a("10.0.0.1")));
         // More ports: no second detection; the window's end reports totals.
@@ -236,7 +277,9 @@ mod tests {
         d.handle_timeout(t(300), &mut out);
         assert!(out.is_empty());
         d.handle_timeout(t(301), &mut out);
-        let Some(Event::Scan(s)) = out.pop_front() else { panic!("expected the ended event") };
+        let Some(Event::Scan(s)) = out.pop_front() else {
+            panic!("expected the ended event")
+        };
         assert_eq!((s.phase, s.distinct), (ScanPhase::Ended, 16));
     }
 
@@ -248,13 +291,21 @@ mod tests {
             d.handle_attempt(t(1), a("203.0.113.9"), IpAddr::from([10, 0, 0, host]), 445, &mut out);
         }
         assert_eq!(out.len(), 1);
-        let Some(Event::Scan(s)) = out.pop_front() else { panic!() };
-        assert_eq!((s.scan_type, s.target_port, s.hosts.len()), (ScanType::AddressScan, Some(445), 25));
+        let Some(Event::Scan(s)) = out.pop_front() else {
+            panic!()
+        };
+        assert_eq!(
+            (s.scan_type, s.target_port, s.hosts.len()),
+            (ScanType::AddressScan, Some(445), 25)
+        );
     }
 
     #[test]
     fn memory_is_bounded_by_max_sources() {
-        let cfg = ScanConfig { max_sources: 100, ..ScanConfig::default() };
+        let cfg = ScanConfig {
+            max_sources: 100,
+            ..ScanConfig::default()
+        };
         let mut d = ScanDetector::new(cfg);
         let mut out = VecDeque::new();
         for i in 0..10_000u32 {

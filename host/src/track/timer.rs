@@ -23,10 +23,19 @@ pub(crate) enum Timer {
     Idle,
     /// A SYN-ACK without SYN waits `reorder_window` for its SYN.
     Orphan,
+    /// Quality mode: both FINs seen; waiting `ack_timeout` for the last ACK.
+    Closing,
 }
 
 impl Timer {
-    pub const ALL: [Timer; 5] = [Timer::Unanswered, Timer::Ack, Timer::Linger, Timer::Idle, Timer::Orphan];
+    pub const ALL: [Timer; 6] = [
+        Timer::Unanswered,
+        Timer::Ack,
+        Timer::Linger,
+        Timer::Idle,
+        Timer::Orphan,
+        Timer::Closing,
+    ];
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -37,12 +46,14 @@ pub(crate) struct Entry<K> {
 }
 
 pub(crate) struct TimerTable<K> {
-    queues: [VecDeque<Entry<K>>; 5],
+    queues: [VecDeque<Entry<K>>; 6],
 }
 
 impl<K: Copy> TimerTable<K> {
     pub fn new() -> Self {
-        TimerTable { queues: Default::default() }
+        TimerTable {
+            queues: Default::default(),
+        }
     }
 
     pub fn push(&mut self, timer: Timer, deadline: Timestamp, key: K, id: u64) {
