@@ -119,6 +119,8 @@ pub(crate) struct Conn {
     pub id: u64,
     pub state: State,
     pub direction: Direction,
+    /// VLAN stack of the first packet (reported even when not in the key).
+    pub vlan: VlanStack,
     /// The first packet of this entry: first SYN, or first packet of a flow
     /// picked up mid-stream.
     pub first_seen: Timestamp,
@@ -155,17 +157,19 @@ impl Conn {
             syn_flags: seg.flags,
             syn_data_len: seg.payload_len,
             client: Hello::of(seg),
+            vlan: seg.vlan,
             ..Conn::blank(id, now, direction)
         }
     }
 
     /// A flow whose handshake the sensor did not see (quality mode).
-    pub fn midstream(id: u64, now: Timestamp, direction: Direction) -> Self {
+    pub fn midstream(id: u64, now: Timestamp, seg: &Segment, direction: Direction) -> Self {
         Conn {
             flow: Some(Box::new(FlowState {
                 last: now,
                 ..FlowState::default()
             })),
+            vlan: seg.vlan,
             ..Conn::blank(id, now, direction)
         }
     }
@@ -175,6 +179,7 @@ impl Conn {
             id,
             state: State::Reported,
             direction,
+            vlan: VlanStack::NONE,
             first_seen: now,
             first_syn: None,
             last_syn: now,
@@ -236,7 +241,7 @@ impl Conn {
             server_ip: key.server,
             server_port: key.server_port,
             ip_version: if key.client.is_ipv4() { 4 } else { 6 },
-            vlan: key.vlan,
+            vlan: self.vlan,
             direction: self.direction,
             outcome,
             completed: self.ack.is_some(),
@@ -284,7 +289,7 @@ impl Conn {
             server_ip: key.server,
             server_port: key.server_port,
             ip_version: if key.client.is_ipv4() { 4 } else { 6 },
-            vlan: key.vlan,
+            vlan: self.vlan,
             direction: self.direction,
             handshake_seen: f.handshake_seen,
             end_reason: end,

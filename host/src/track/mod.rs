@@ -372,7 +372,7 @@ impl Tracker {
             self.evict_one();
         }
         let id = self.new_id();
-        let mut conn = Conn::midstream(id, now, self.local.classify(key.client, key.server));
+        let mut conn = Conn::midstream(id, now, seg, self.local.classify(key.client, key.server));
         let dir = if from_client { C2S } else { S2C };
         conn.last[dir] = Some(LastSeen {
             fingerprint: Fingerprint::of(seg),

@@ -1,0 +1,132 @@
+//! The command line as a user meets it: help, version, configuration
+//! errors, bad files and interfaces.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(common::bin())
+        .args(args)
+        .env_remove("NG_IFACE")
+        .env_remove("NG_CONFIG")
+        .output()
+        .expect("run net-gazer")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn help_and_version() {
+    let o = run(&["--help"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("network connection capture and analysis daemon"));
+    for word in [
+        "run",
+        "replay",
+        "check-config",
+        "--iface",
+        "--config",
+        "NG_IFACE",
+        "NG_CONFIG",
+        "--verbose",
+    ] {
+        assert!(text.contains(word), "help mentions {word}");
+    }
+    let o = run(&["-V"]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("net-gazer "));
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_with_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ng.toml");
+    std::fs::write(
+        &cfg,
+        "[capture]\nmode = \"quality\"\n[track]\nunanswered_timeout = \"10s\"\n",
+    )
+    .unwrap();
+    let o = Command::new(common::bin())
+        .args(["check-config", "-c"])
+        .arg(&cfg)
+        .env("NG_IFACE", "eth7")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("mode = \"quality\""), "{text}");
+    assert!(text.contains("unanswered_timeout = \"10s\""), "{text}");
+    assert!(
+        text.contains("interface = \"eth7\""),
+        "environment overrides the file: {text}"
+    );
+    // The printed configuration is itself a valid configuration.
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, text.as_bytes()).unwrap();
+    assert!(run(&["check-config", "-c", again.to_str().unwrap()]).status.success());
+}
+
+#[test]
+fn a_bad_configuration_names_file_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[capture]\nmode = \"handshake\"\n\n[scan]\nport_treshold = 10\n").unwrap();
+    let o = run(&["check-config", "-c", cfg.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("bad.toml") && e.contains("line 5") && e.contains("scan.port_treshold"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_configuration_file_is_an_error() {
+    let o = run(&["check-config", "-c", "/nonexistent/ng.toml"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/nonexistent/ng.toml"));
+}
+
+#[test]
+fn replay_refuses_files_that_are_not_captures_before_reading_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("notes.pcap");
+    std::fs::write(&junk, "not a capture").unwrap();
+    let o = run(&["replay", "-c", "/dev/null", junk.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a pcap or pcap-ng file"), "{}", stderr(&o));
+    let o = run(&["replay", "-c", "/dev/null", "/nonexistent.pcap"]);
+    assert!(stderr(&o).contains("/nonexistent.pcap"));
+}
+
+#[test]
+fn a_missing_interface_is_a_clear_error() {
+    let o = run(&["run", "-c", "/dev/null", "-i", "ng-no-such-if0"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no interface named `ng-no-such-if0`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_bad_filter_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.pcap");
+    let w =
+        net_gazer::craft::PcapWriter::new(Vec::new(), 1, net_gazer::craft::TsResolution::Micro, false, 65535).unwrap();
+    std::fs::write(&f, w.into_inner()).unwrap();
+    let o = run(&[
+        "replay",
+        "-c",
+        "/dev/null",
+        "--filter",
+        "port banana",
+        f.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("port banana"), "{}", stderr(&o));
+}
