@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building and testing net-gazer needs on Debian/Ubuntu.
+# Idempotent: installs only what is missing. Needs root for apt.
+set -euo pipefail
+
+packages=(pkg-config libpcap-dev iproute2 nftables tcpdump python3 procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  for c in "$HOME/.cargo/bin/cargo" /usr/local/cargo/bin/cargo; do
+    [[ -x $c ]] && export PATH="$(dirname "$c"):$PATH" && break
+  done
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: no Rust toolchain: install one with rustup (https://rustup.rs), then run this again" >&2
+  exit 1
+fi

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of net-gazer: formatting, lints, unit tests, replay tests
+# against tshark's analysis, and (as root) the live tests in network
+# namespaces. Installs what is missing first (scripts/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+source scripts/setup.sh
+# One persistent target directory outside the clone, so a fresh clone does
+# not rebuild every dependency.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "==================================================================" >&2
+  echo "NOT ROOT: the live capture tests in network namespaces will SKIP." >&2
+  echo "Run as root (sudo $0) to run them; CI does." >&2
+  echo "==================================================================" >&2
+fi
+
+cargo fmt --all -- --check
+cargo build --workspace --locked
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
