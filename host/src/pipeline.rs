@@ -148,7 +148,9 @@ impl Pipeline {
     /// End of capture: reports what is open as of `now`, then a final stats
     /// event. Returns the queue so the caller can close it.
     pub fn finish(mut self, now: Timestamp, kernel: Option<KernelStats>) -> (EventQueue, Stats) {
-        self.tracker.flush(now);
+        while self.tracker.flush_step(now, 4096) {
+            self.drain();
+        }
         self.drain();
         let stats = self.stats(now, kernel);
         self.queue.send(Event::Stats(stats.clone()));

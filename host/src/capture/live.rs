@@ -193,7 +193,8 @@ impl LiveCapture {
         match self.cap.next_packet() {
             Ok(p) => {
                 let ts = Timestamp::from_parts(
-                    p.header.ts.tv_sec as i64,
+                    #[allow(clippy::unnecessary_cast)] // time_t is not i64 everywhere
+                    (p.header.ts.tv_sec as i64),
                     p.header.ts.tv_usec as u64,
                     self.units_per_sec,
                 );

@@ -2,10 +2,11 @@
 //! flow counters. Knows how to turn itself into events; knows nothing of
 //! tables or timers.
 
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use super::flow::HalfFlow;
-use crate::decode::{Segment, TcpFlags, TcpOptions, VlanStack};
+use crate::decode::{Segment, TcpFlags, VlanStack};
 use crate::event::{initial_ttl_guess, Direction, Flow, FlowEnd, Handshake, Outcome, Side};
 use crate::time::Timestamp;
 
@@ -54,53 +55,58 @@ pub(crate) enum State {
     Reported,
 }
 
-/// What one side announced in its SYN or SYN-ACK.
+/// What one side announced in its SYN or SYN-ACK (compact: one per side
+/// in every table entry).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Hello {
     pub ttl: u8,
-    pub options: TcpOptions,
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack_permitted: bool,
+    pub timestamps: bool,
 }
 
 impl Hello {
     pub fn of(seg: &Segment) -> Self {
+        let o = seg.options;
         Hello {
             ttl: seg.ttl,
-            options: seg.options,
+            mss: o.mss,
+            wscale: o.wscale,
+            sack_permitted: o.sack_permitted,
+            timestamps: o.timestamps.is_some(),
         }
     }
 }
 
-/// A segment's identity for duplicate detection: the same packet captured
-/// twice has the same IP id, sequence, acknowledgement, flags and TCP
-/// checksum (which covers the payload); a retransmission differs in at least
-/// one of them or comes later than `duplicate_window`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Fingerprint {
-    seq: u32,
-    ack: u32,
-    ip_id: u16,
-    checksum: u16,
-    flags: u16,
-    len: u32,
-}
-
-impl Fingerprint {
-    pub fn of(seg: &Segment) -> Self {
-        Fingerprint {
-            seq: seg.seq,
-            ack: seg.ack,
-            ip_id: seg.ip_id,
-            checksum: seg.checksum,
-            flags: seg.flags.bits(),
-            len: seg.payload_len,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default)]
+/// The last segment seen one way, for duplicate detection: the same packet
+/// captured twice has the same IP id, sequence, acknowledgement, flags,
+/// length and TCP checksum (which covers the payload); a retransmission
+/// differs in at least one of them or comes later than `duplicate_window`.
+/// Kept as a 64-bit hash of those fields to keep entries small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LastSeen {
-    pub fingerprint: Fingerprint,
+    pub fingerprint: u64,
     pub ts: Timestamp,
+}
+
+impl LastSeen {
+    pub fn of(seg: &Segment, ts: Timestamp) -> Self {
+        let mut h = rustc_hash::FxHasher::default();
+        (
+            seg.seq,
+            seg.ack,
+            seg.ip_id,
+            seg.checksum,
+            seg.flags.bits(),
+            seg.payload_len,
+        )
+            .hash(&mut h);
+        LastSeen {
+            fingerprint: h.finish(),
+            ts,
+        }
+    }
 }
 
 /// Flow counters (quality mode only, boxed to keep handshake entries small).
@@ -263,14 +269,14 @@ impl Conn {
             server_ttl: server_seen.then_some(self.server.ttl),
             server_initial_ttl: server_seen.then(|| initial_ttl_guess(self.server.ttl)),
             server_hops: server_seen.then(|| initial_ttl_guess(self.server.ttl) - self.server.ttl),
-            client_mss: self.client.options.mss,
-            client_wscale: self.client.options.wscale,
-            client_sack_permitted: self.client.options.sack_permitted,
-            client_timestamps: self.client.options.timestamps.is_some(),
-            server_mss: self.server.options.mss.filter(|_| server_seen),
-            server_wscale: self.server.options.wscale.filter(|_| server_seen),
-            server_sack_permitted: server_seen.then_some(self.server.options.sack_permitted),
-            server_timestamps: server_seen.then_some(self.server.options.timestamps.is_some()),
+            client_mss: self.client.mss,
+            client_wscale: self.client.wscale,
+            client_sack_permitted: self.client.sack_permitted,
+            client_timestamps: self.client.timestamps,
+            server_mss: self.server.mss.filter(|_| server_seen),
+            server_wscale: self.server.wscale.filter(|_| server_seen),
+            server_sack_permitted: server_seen.then_some(self.server.sack_permitted),
+            server_timestamps: server_seen.then_some(self.server.timestamps),
             syn_data_len: self.syn_data_len,
             ecn_setup: self.syn_flags.contains(TcpFlags::ECE | TcpFlags::CWR),
         }

@@ -39,14 +39,15 @@ impl HalfFlow {
         self.bytes += len as u64;
         self.sack_blocks += seg.options.sack_blocks as u64;
         let control = f.syn() || f.fin() || f.rst();
-        if !control && len == 0 && f.ack() {
-            if seg.window != 0
-                && self.last_ack == Some(seg.ack)
-                && self.last_window == seg.window
-                && self.next_seq == Some(seg.seq)
-            {
-                self.dup_acks += 1;
-            }
+        if !control
+            && len == 0
+            && f.ack()
+            && seg.window != 0
+            && self.last_ack == Some(seg.ack)
+            && self.last_window == seg.window
+            && self.next_seq == Some(seg.seq)
+        {
+            self.dup_acks += 1;
         }
         if seg.window == 0 && !control {
             self.zero_window += 1;

@@ -27,7 +27,7 @@ use rustc_hash::FxHashMap;
 pub use direction::LocalNetworks;
 pub use scan::ScanConfig;
 
-use self::conn::{Conn, Fingerprint, FlowState, Key, LastSeen, State};
+use self::conn::{Conn, FlowState, Key, LastSeen, State};
 use self::scan::ScanDetector;
 use self::timer::{Timer, TimerTable};
 use crate::decode::Segment;
@@ -116,21 +116,28 @@ pub struct Tracker {
     clock: Timestamp,
     next_id: u64,
     stats: TrackStats,
+    /// Entries still to report during a flush, newest first.
+    flushing: Option<Vec<(u64, Key)>>,
 }
 
 impl Tracker {
     pub fn new(cfg: TrackConfig, local: LocalNetworks) -> Self {
+        let capacity = cfg.max_connections;
         Tracker {
             scans: ScanDetector::new(cfg.scan.clone()),
             cfg,
             local,
-            conns: FxHashMap::default(),
+            // Sized once for the bound: no rehash (which briefly holds the
+            // old and the new table) as a flood fills it; untouched buckets
+            // cost address space, not memory.
+            conns: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
             orphans: FxHashMap::default(),
             timers: TimerTable::new(),
             events: VecDeque::new(),
             clock: Timestamp::ZERO,
             next_id: 0,
             stats: TrackStats::default(),
+            flushing: None,
         }
     }
 
@@ -210,10 +217,7 @@ impl Tracker {
         let id = self.new_id();
         let direction = self.local.classify(key.client, key.server);
         let mut conn = Conn::from_syn(id, now, seg, direction);
-        conn.last[C2S] = Some(LastSeen {
-            fingerprint: Fingerprint::of(seg),
-            ts: now,
-        });
+        conn.last[C2S] = Some(LastSeen::of(seg, now));
         if self.cfg.mode == Mode::Quality {
             let mut flow = FlowState {
                 last: now,
@@ -231,50 +235,30 @@ impl Tracker {
                 .handle_attempt(now, key.client, key.server, key.server_port, &mut self.events);
         }
         if let Some(orphan) = self.orphans.remove(&key) {
-            self.answer(&mut conn, key, orphan.ts, &orphan.seg);
+            answer(
+                &mut conn,
+                key,
+                orphan.ts,
+                &orphan.seg,
+                &mut self.timers,
+                &mut self.stats,
+                &self.cfg,
+            );
         }
         self.conns.insert(key, conn);
-    }
-
-    /// The server's SYN-ACK reaches a known attempt.
-    fn answer(&mut self, conn: &mut Conn, key: Key, now: Timestamp, seg: &Segment) {
-        if let Some(flow) = conn.flow.as_deref_mut() {
-            flow.s2c.update(seg);
-            flow.last = flow.last.max(now);
-        }
-        match conn.state {
-            State::SynSent => {
-                conn.handle_synack(now, seg);
-                conn.state = State::SynAckSeen;
-                conn.last[S2C] = Some(LastSeen {
-                    fingerprint: Fingerprint::of(seg),
-                    ts: now,
-                });
-                self.timers.push(Timer::Ack, now + self.cfg.ack_timeout, key, conn.id);
-            }
-            State::SynAckSeen => conn.handle_synack(now, seg),
-            State::Reported if conn.first_syn.is_some() => {
-                if conn.first_synack.is_none() {
-                    self.stats.late_synacks += 1;
-                }
-                conn.synack_count += 1;
-            }
-            State::Reported => {}
-        }
     }
 
     fn on_synack(&mut self, now: Timestamp, seg: &Segment) {
         let key = Key::from_server(seg, self.cfg.vlan_in_key);
-        let Some(mut conn) = self.conns.remove(&key) else {
+        let Some(conn) = self.conns.get_mut(&key) else {
             self.orphan(now, key, seg);
             return;
         };
-        if is_duplicate(&mut conn, S2C, seg, now, self.cfg.duplicate_window) {
+        if is_duplicate(conn, S2C, seg, now, self.cfg.duplicate_window) {
             self.stats.duplicates += 1;
         } else {
-            self.answer(&mut conn, key, now, seg);
+            answer(conn, key, now, seg, &mut self.timers, &mut self.stats, &self.cfg);
         }
-        self.conns.insert(key, conn);
     }
 
     fn orphan(&mut self, now: Timestamp, key: Key, seg: &Segment) {
@@ -292,26 +276,33 @@ impl Tracker {
     }
 
     fn on_other(&mut self, now: Timestamp, seg: &Segment) {
+        let f = seg.flags;
         let client_key = Key::from_client(seg, self.cfg.vlan_in_key);
+        if self.cfg.mode == Mode::Handshake && !f.rst() {
+            // Handshake mode needs only the client's payload-free ACK of a
+            // SYN-ACK (what the kernel filter passes live); everything else
+            // is dropped before any further work.
+            let completes = f.ack() && !f.fin() && seg.payload_len == 0;
+            if !completes || self.conns.get(&client_key).is_none_or(|c| c.state != State::SynAckSeen) {
+                return;
+            }
+        }
         let (key, dir) = if self.conns.contains_key(&client_key) {
             (client_key, C2S)
         } else {
             let server_key = Key::from_server(seg, self.cfg.vlan_in_key);
             if self.conns.contains_key(&server_key) {
                 (server_key, S2C)
-            } else if self.cfg.mode == Mode::Quality && !seg.flags.rst() {
+            } else if self.cfg.mode == Mode::Quality && !f.rst() {
                 self.pick_up(now, seg);
                 return;
             } else {
                 return;
             }
         };
-        let Some(mut conn) = self.conns.remove(&key) else {
-            return;
-        };
-        if is_duplicate(&mut conn, dir, seg, now, self.cfg.duplicate_window) {
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        if is_duplicate(conn, dir, seg, now, self.cfg.duplicate_window) {
             self.stats.duplicates += 1;
-            self.conns.insert(key, conn);
             return;
         }
         let mut flow_ended = None;
@@ -319,12 +310,12 @@ impl Tracker {
             let half = if dir == C2S { &mut flow.c2s } else { &mut flow.s2c };
             half.update(seg);
             flow.last = flow.last.max(now);
-            if seg.flags.rst() {
+            if f.rst() {
                 flow_ended = Some(FlowEnd::Rst);
             } else if flow.c2s.fin && flow.s2c.fin {
                 // The ACK of the second FIN closes the flow; until it comes
                 // (or `ack_timeout` passes) the flow keeps counting.
-                if flow.closing && !seg.flags.fin() && seg.flags.ack() {
+                if flow.closing && !f.fin() && f.ack() {
                     flow_ended = Some(FlowEnd::Fin);
                 } else if !flow.closing {
                     flow.closing = true;
@@ -333,8 +324,15 @@ impl Tracker {
                 }
             }
         }
+        let completes = conn.state == State::SynAckSeen && dir == C2S && f.ack();
+        if !f.rst() && !completes && flow_ended.is_none() {
+            // The common case: counted, nothing to report.
+            return;
+        }
         let side = if dir == C2S { Side::Client } else { Side::Server };
-        let f = seg.flags;
+        let Some(mut conn) = self.conns.remove(&key) else {
+            return;
+        };
         match conn.state {
             State::SynSent if f.rst() => {
                 conn.rst_from = Some(side);
@@ -346,7 +344,7 @@ impl Tracker {
                 conn.rst_from = Some(side);
                 self.report(&mut conn, key, Outcome::Established);
             }
-            State::SynAckSeen if dir == C2S && f.ack() => {
+            State::SynAckSeen if completes => {
                 conn.ack = Some(now);
                 self.report(&mut conn, key, Outcome::Established);
             }
@@ -374,10 +372,7 @@ impl Tracker {
         let id = self.new_id();
         let mut conn = Conn::midstream(id, now, seg, self.local.classify(key.client, key.server));
         let dir = if from_client { C2S } else { S2C };
-        conn.last[dir] = Some(LastSeen {
-            fingerprint: Fingerprint::of(seg),
-            ts: now,
-        });
+        conn.last[dir] = Some(LastSeen::of(seg, now));
         if let Some(flow) = conn.flow.as_deref_mut() {
             if from_client {
                 flow.c2s.update(seg);
@@ -520,29 +515,85 @@ impl Tracker {
 
     /// End of capture: reports everything still open, as of `now`.
     /// Attempts whose timeout has passed are `unanswered`, the others
-    /// `incomplete`; flows end with `shutdown`.
+    /// `incomplete`; flows end with `shutdown`. Events accumulate: use
+    /// [`Tracker::flush_step`] to drain them as they come.
     pub fn flush(&mut self, now: Timestamp) {
-        self.handle_timeout(now);
-        let mut open: Vec<(Key, Conn)> = self.conns.drain().collect();
-        open.sort_by_key(|(_, c)| c.id);
-        for (key, conn) in open {
-            self.finish(key, conn, FlowEnd::Shutdown);
+        while self.flush_step(now, usize::MAX) {}
+    }
+
+    /// Like [`Tracker::flush`], at most `max` entries per call, in the
+    /// order they were created; true while entries remain. Keeps a flush of
+    /// a full table from holding a million events at once.
+    pub fn flush_step(&mut self, now: Timestamp, max: usize) -> bool {
+        if self.flushing.is_none() {
+            self.handle_timeout(now);
+            let mut order: Vec<(u64, Key)> = self.conns.iter().map(|(k, c)| (c.id, *k)).collect();
+            order.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+            self.flushing = Some(order);
         }
+        let Some(mut order) = self.flushing.take() else {
+            return false;
+        };
+        for _ in 0..max {
+            let Some((_, key)) = order.pop() else { break };
+            if let Some(conn) = self.conns.remove(&key) {
+                self.finish(key, conn, FlowEnd::Shutdown);
+            }
+        }
+        if !order.is_empty() {
+            self.flushing = Some(order);
+            return true;
+        }
+        self.conns = FxHashMap::default();
         self.stats.synack_without_syn += self.orphans.len() as u64;
         self.orphans.clear();
         self.scans.flush(self.clock, &mut self.events);
+        false
+    }
+}
+
+/// The server's SYN-ACK reaches a known attempt.
+fn answer(
+    conn: &mut Conn,
+    key: Key,
+    now: Timestamp,
+    seg: &Segment,
+    timers: &mut TimerTable<Key>,
+    stats: &mut TrackStats,
+    cfg: &TrackConfig,
+) {
+    if let Some(flow) = conn.flow.as_deref_mut() {
+        flow.s2c.update(seg);
+        flow.last = flow.last.max(now);
+    }
+    match conn.state {
+        State::SynSent => {
+            conn.handle_synack(now, seg);
+            conn.state = State::SynAckSeen;
+            conn.last[S2C] = Some(LastSeen::of(seg, now));
+            timers.push(Timer::Ack, now + cfg.ack_timeout, key, conn.id);
+        }
+        State::SynAckSeen => conn.handle_synack(now, seg),
+        State::Reported if conn.first_syn.is_some() => {
+            if conn.first_synack.is_none() {
+                stats.late_synacks += 1;
+            }
+            conn.synack_count += 1;
+        }
+        State::Reported => {}
     }
 }
 
 /// The same segment captured twice (NFLOG, loopback, `any`) is one packet.
 fn is_duplicate(conn: &mut Conn, dir: usize, seg: &Segment, now: Timestamp, window: Duration) -> bool {
-    let fingerprint = Fingerprint::of(seg);
+    let seen = LastSeen::of(seg, now);
     if let Some(last) = conn.last[dir] {
-        if last.fingerprint == fingerprint && now.micros_since(last.ts).abs() * 1_000.0 <= window.as_nanos() as f64 {
+        if last.fingerprint == seen.fingerprint && now.micros_since(last.ts).abs() * 1_000.0 <= window.as_nanos() as f64
+        {
             return true;
         }
     }
-    conn.last[dir] = Some(LastSeen { fingerprint, ts: now });
+    conn.last[dir] = Some(seen);
     false
 }
 

@@ -496,3 +496,10 @@ fn timeouts_follow_simulated_time_not_the_clock() {
     assert!(t.poll_event().is_none());
     assert_eq!(t.poll_timeout(), Some(ms(30_000)));
 }
+
+#[test]
+fn entries_stay_small() {
+    // docs/benchmarks.md derives the default table size from these.
+    let entry = std::mem::size_of::<conn::Key>() + std::mem::size_of::<conn::Conn>();
+    assert!(entry <= 256, "key + entry = {entry} bytes");
+}
