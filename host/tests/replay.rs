@@ -159,7 +159,10 @@ fn pcapng_with_mixed_link_types_duplicates_backscatter_and_errors() {
         ),
         (Some(1), Some(1), Some(1_000.0))
     );
-    assert_eq!(r.summary["duplicates"].as_u64(), Some(3));
+    // SYN and SYN-ACK copies are counted as duplicates; the ACK's copy comes
+    // after the handshake was reported, and handshake mode drops packets it
+    // no longer needs before looking at them.
+    assert_eq!(r.summary["duplicates"].as_u64(), Some(2));
 
     let h = find(&hs, 40004);
     assert_eq!(
