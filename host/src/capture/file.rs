@@ -23,8 +23,8 @@ use crate::time::Timestamp;
 /// Why a capture file could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not a pcap or pcap-ng file (starts with {magic})")]
     UnknownFormat { path: PathBuf, magic: String },
     #[error("{path}: pcap header cut short ({len} bytes)")]
@@ -83,9 +83,9 @@ pub enum Format {
 
 impl CaptureFile {
     pub fn open(path: &Path) -> Result<Self, OpenError> {
-        let io = |source| OpenError::Io {
+        let io = |error| OpenError::Io {
             path: path.to_owned(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only and private to this process; a file

@@ -6,7 +6,8 @@
 //! header with next-header TCP; IPv6 segments behind extension headers do
 //! not pass the kernel filter in handshake mode (they are rare; quality mode
 //! sees them). The whole expression is repeated behind `vlan` so tagged
-//! frames on a trunk pass too.
+//! frames on a trunk pass too, with one
+//! tag or two (Q-in-Q); deeper stacks do not.
 
 use crate::track::Mode;
 
@@ -32,7 +33,9 @@ pub fn expression(mode: Mode, client_rtt: bool, operator: Option<&str>) -> Strin
     };
     // `vlan` shifts the offsets of everything after it in the expression,
     // so the whole test (operator filter included) is repeated behind it.
-    format!("({inner}) or (vlan and ({inner}))")
+    // Each `vlan` shifts the rest of the expression by one tag, so the
+    // Q-in-Q test nests inside the single-tag one.
+    format!("({inner}) or (vlan and (({inner}) or (vlan and ({inner}))))")
 }
 
 #[cfg(test)]
@@ -64,8 +67,11 @@ mod tests {
         let f = expression(Mode::Handshake, true, None);
         let mut q = VlanStack::NONE;
         q.push(42);
+        let mut qinq = VlanStack::NONE;
+        qinq.push(10);
+        qinq.push(20);
         for (src, dst) in [("10.0.0.1", "10.0.0.2"), ("fd00::1", "fd00::2")] {
-            for vlan in [VlanStack::NONE, q] {
+            for vlan in [VlanStack::NONE, q, qinq] {
                 let ctx = format!("{src} vlan {vlan}");
                 assert!(passes(&f, &eth(src, dst, TcpFlags::SYN, 0, vlan)), "SYN {ctx}");
                 let syn_ecn = TcpFlags::SYN | TcpFlags::ECE | TcpFlags::CWR;

@@ -104,9 +104,9 @@ impl Config {
         let Some(path) = path else {
             return Ok((Config::default(), None));
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
             path: path.clone(),
-            source,
+            error,
         })?;
         let config = Config::parse(&text).map_err(|e| e.in_file(&path))?;
         Ok((config, Some(path)))
@@ -249,8 +249,8 @@ impl std::fmt::Display for Invalid {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read configuration file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("configuration file {path}: {problem}")]
     Invalid { path: PathBuf, problem: Invalid },
 }
