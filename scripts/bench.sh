@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Replay benchmark against tcpdump (docs/benchmarks.md). Generates the
+# captures once in $BENCH_DIR, then times, pinned to one core, several runs
+# of each tool over the same file in the same session and prints medians.
+#   ./scripts/bench.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
+runs="${1:-5}"
+dir="${BENCH_DIR:-/var/tmp/ng-bench}"
+mkdir -p "$dir"
+cargo build --release --locked -p net-gazer --bin net-gazer --example gen_capture >&2
+ng="$CARGO_TARGET_DIR/release/net-gazer"
+gen="$CARGO_TARGET_DIR/release/examples/gen_capture"
+[[ -f $dir/mix.pcap ]] || "$gen" mix "$dir/mix.pcap" 5000000
+[[ -f $dir/flood.pcap ]] || "$gen" flood "$dir/flood.pcap" 1000000
+filter="$("$gen" filter)"
+packets=$(tcpdump -r "$dir/mix.pcap" -w /dev/null 2>&1 | grep -o '^[0-9]*' || true)
+
+timed() { # prints "seconds maxrss_kb" of one run
+  /usr/bin/time -f "%e %M" -o "$dir/time.out" "$@" >/dev/null 2>&1
+  cat "$dir/time.out"
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+: >"$dir/ng.txt"; : >"$dir/td.txt"
+cat "$dir/mix.pcap" >/dev/null # warm the page cache for both
+for _ in $(seq "$runs"); do
+  timed taskset -c 0 "$ng" replay -c /dev/null -o /dev/null --no-progress "$dir/mix.pcap" | awk '{print $1}' >>"$dir/ng.txt"
+  timed taskset -c 0 tcpdump -r "$dir/mix.pcap" -w /dev/null "$filter" | awk '{print $1}' >>"$dir/td.txt"
+done
+ng_s=$(median <"$dir/ng.txt"); td_s=$(median <"$dir/td.txt")
+echo "capture: $dir/mix.pcap, $(stat -c %s "$dir/mix.pcap") bytes, ${packets:-5000006} packets"
+echo "net-gazer replay (handshake mode, JSON to /dev/null), median of $runs: $ng_s s ($(awk -v p="${packets:-5000006}" -v s="$ng_s" 'BEGIN {printf "%.2f", p/s/1e6}') M packets/s)"
+echo "tcpdump -r -w /dev/null with the handshake filter, median of $runs: $td_s s"
+echo "ratio net-gazer / tcpdump: $(awk -v a="$ng_s" -v b="$td_s" 'BEGIN {printf "%.2f", a/b}')"
+for n in 1000 200000; do
+  printf '[track]\nmax_connections = %s\n' "$n" >"$dir/flood.toml"
+  read -r s rss < <(timed "$ng" replay -c "$dir/flood.toml" -o /dev/null --no-progress "$dir/flood.pcap")
+  echo "SYN flood, 1,000,000 sources, max_connections $n: peak RSS $rss KB in $s s (file mapped: $(($(stat -c %s "$dir/flood.pcap") / 1024)) KB)"
+done
