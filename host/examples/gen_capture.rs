@@ -154,7 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match args.get(1).map(String::as_str) {
         Some("filter") => {
             println!("{}", filter::expression(Mode::Handshake, true, None));
-            return Ok(());
+            Ok(())
         }
         Some(kind @ ("mix" | "flood")) => {
             let path = args.get(2).ok_or(usage)?;
