@@ -118,6 +118,8 @@ pub struct LiveCapture {
     units_per_sec: u64,
     interface: String,
     filter: String,
+    /// The last read found nothing: wait on the socket before the next.
+    idle: bool,
     /// libpcap's counters are 32-bit and wrap; widen them here.
     stats: KernelStats,
     last_raw: (u32, u32, u32),
@@ -162,6 +164,10 @@ impl LiveCapture {
             expression: expression.clone(),
             message: e.to_string(),
         })?;
+        // Non-blocking reads plus our own poll with a timeout: a blocking
+        // TPACKET_V3 read on an idle interface may never return, and the
+        // loop must see SIGTERM.
+        let cap = cap.setnonblock().map_err(err("switching to non-blocking reads"))?;
         let link = LinkType::from_linktype(cap.get_datalink().0 as u32);
         Ok(LiveCapture {
             cap,
@@ -169,6 +175,7 @@ impl LiveCapture {
             units_per_sec: 1_000_000_000,
             interface: name,
             filter: expression,
+            idle: true,
             stats: KernelStats::default(),
             last_raw: (0, 0, 0),
         })
@@ -190,8 +197,19 @@ impl LiveCapture {
     /// The next packet, or None when the read timed out (100 ms) so the
     /// caller can run its timers and look at signals.
     pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, LiveError> {
+        if self.idle {
+            let mut pfd = libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&self.cap),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call. An
+            // interrupted or failed poll just means "try reading".
+            unsafe { libc::poll(&mut pfd, 1, 100) };
+        }
         match self.cap.next_packet() {
             Ok(p) => {
+                self.idle = false;
                 let ts = Timestamp::from_parts(
                     #[allow(clippy::unnecessary_cast)] // time_t is not i64 everywhere
                     (p.header.ts.tv_sec as i64),
@@ -205,7 +223,10 @@ impl LiveCapture {
                     orig_len: p.header.len,
                 }))
             }
-            Err(pcap::Error::TimeoutExpired) => Ok(None),
+            Err(pcap::Error::TimeoutExpired) => {
+                self.idle = true;
+                Ok(None)
+            }
             Err(e) => Err(LiveError::Pcap {
                 interface: self.interface.clone(),
                 operation: "reading",
