@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. Needs root for apt.
 set -euo pipefail
 
-packages=(pkg-config libpcap-dev iproute2 nftables tcpdump python3 procps)
+packages=(pkg-config libpcap-dev iproute2 nftables iptables tcpdump python3 procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
