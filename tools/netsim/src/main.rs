@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use nfq::{Message, Queue, Verdict};
 
-const USAGE: &str = "usage: netsim delay --queue NUM --ms MILLISECONDS\n\n\
+const USAGE: &str = "usage: netsim delay --queue NUM --ms MILLISECONDS [--verbose]\n\n\
     Accepts each packet of NFQUEUE NUM MILLISECONDS after receiving it, in order.\n\
-    Exits on SIGTERM or when standard input closes.";
+    --verbose: a line per packet on standard error: how long it was held, how late.\n\
+    Exits on SIGTERM or when standard input closes (so /dev/null as input exits at once).";
 
 fn main() -> ExitCode {
     match run() {
@@ -45,11 +46,12 @@ fn run() -> anyhow::Result<()> {
 struct DelayArgs {
     queue: u16,
     delay: Duration,
+    verbose: bool,
 }
 
 impl DelayArgs {
     fn parse(args: &[String]) -> anyhow::Result<DelayArgs> {
-        let (mut queue, mut ms) = (None, None);
+        let (mut queue, mut ms, mut verbose) = (None, None, false);
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let mut value = || it.next().with_context(|| format!("{flag} needs a value\n\n{USAGE}"));
@@ -68,6 +70,7 @@ impl DelayArgs {
                             .with_context(|| format!("--ms {v}: not a number of milliseconds"))?,
                     );
                 }
+                "-v" | "--verbose" => verbose = true,
                 other => bail!("unknown argument `{other}`\n\n{USAGE}"),
             }
         }
@@ -75,10 +78,18 @@ impl DelayArgs {
             (Some(queue), Some(ms)) => Ok(DelayArgs {
                 queue,
                 delay: Duration::from_millis(ms),
+                verbose,
             }),
             _ => bail!("--queue and --ms are required\n\n{USAGE}"),
         }
     }
+}
+
+/// A packet waiting for its deadline.
+struct Held {
+    due: Instant,
+    received: Instant,
+    msg: Message,
 }
 
 fn delay(args: &DelayArgs) -> anyhow::Result<()> {
@@ -89,6 +100,9 @@ fn delay(args: &DelayArgs) -> anyhow::Result<()> {
         .bind(args.queue)
         .with_context(|| format!("binding NFQUEUE {}", args.queue))?;
     queue.set_nonblocking(true);
+    // Wake at the deadline, not up to the default 50 µs timer slack later.
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     eprintln!(
         "netsim: delaying the packets of NFQUEUE {} by {} ms",
         args.queue,
@@ -96,27 +110,39 @@ fn delay(args: &DelayArgs) -> anyhow::Result<()> {
     );
 
     // Deadlines grow with arrival order: the front is always due first.
-    let mut held: VecDeque<(Instant, Message)> = VecDeque::new();
+    let mut held: VecDeque<Held> = VecDeque::new();
+    let mut count = 0u64;
     loop {
         let now = Instant::now();
-        while held.front().is_some_and(|(due, _)| *due <= now) {
-            if let Some((_, msg)) = held.pop_front() {
-                accept(&mut queue, msg)?;
+        while held.front().is_some_and(|h| h.due <= now) {
+            if let Some(h) = held.pop_front() {
+                count += 1;
+                release(&mut queue, h, count, args.verbose)?;
             }
         }
-        let timeout = held.front().map(|(due, _)| due.saturating_duration_since(now));
+        let timeout = held.front().map(|h| h.due.saturating_duration_since(now));
         let ready = wait(fd, timeout)?;
         if ready.stdin_closed {
             // Let what is held go rather than drop it.
-            for (_, msg) in held.drain(..) {
-                accept(&mut queue, msg)?;
+            for h in held.drain(..) {
+                count += 1;
+                release(&mut queue, h, count, args.verbose)?;
             }
             return Ok(());
         }
         if ready.queue {
             loop {
                 match queue.recv() {
-                    Ok(msg) => held.push_back((Instant::now() + args.delay, msg)),
+                    Ok(msg) => {
+                        // Not the packet's kernel timestamp: nfq 0.2's
+                        // get_timestamp() panics on some values.
+                        let received = Instant::now();
+                        held.push_back(Held {
+                            due: received + args.delay,
+                            received,
+                            msg,
+                        });
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e).context("receiving from the queue"),
                 }
@@ -125,9 +151,18 @@ fn delay(args: &DelayArgs) -> anyhow::Result<()> {
     }
 }
 
-fn accept(queue: &mut Queue, mut msg: Message) -> anyhow::Result<()> {
-    msg.set_verdict(Verdict::Accept);
-    queue.verdict(msg).context("sending a verdict")
+fn release(queue: &mut Queue, mut h: Held, n: u64, verbose: bool) -> anyhow::Result<()> {
+    h.msg.set_verdict(Verdict::Accept);
+    queue.verdict(h.msg).context("sending a verdict")?;
+    if verbose {
+        let now = Instant::now();
+        eprintln!(
+            "netsim: packet {n} held {} µs (late {} µs)",
+            (now - h.received).as_micros(),
+            now.saturating_duration_since(h.due).as_micros()
+        );
+    }
+    Ok(())
 }
 
 /// The process's NETLINK_NETFILTER sockets.
