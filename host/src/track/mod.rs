@@ -277,58 +277,58 @@ impl Tracker {
 
     fn on_other(&mut self, now: Timestamp, seg: &Segment) {
         let f = seg.flags;
+        // Handshake mode needs only RSTs and the client's payload-free ACK of
+        // a SYN-ACK (what the kernel filter passes live); everything else is
+        // dropped before any lookup.
+        if self.cfg.mode == Mode::Handshake && !f.rst() && (!f.ack() || f.fin() || seg.payload_len > 0) {
+            return;
+        }
+        // One lookup per direction; each borrow of the table ends with its
+        // statement so the other direction can be tried.
         let client_key = Key::from_client(seg, self.cfg.vlan_in_key);
-        if self.cfg.mode == Mode::Handshake && !f.rst() {
-            // Handshake mode needs only the client's payload-free ACK of a
-            // SYN-ACK (what the kernel filter passes live); everything else
-            // is dropped before any further work.
-            let completes = f.ack() && !f.fin() && seg.payload_len == 0;
-            if !completes || self.conns.get(&client_key).is_none_or(|c| c.state != State::SynAckSeen) {
-                return;
-            }
-        }
-        let (key, dir) = if self.conns.contains_key(&client_key) {
-            (client_key, C2S)
-        } else {
+        let mut hit = self.conns.get_mut(&client_key).map(|conn| {
+            (
+                client_key,
+                C2S,
+                count(
+                    conn,
+                    C2S,
+                    now,
+                    seg,
+                    client_key,
+                    &self.cfg,
+                    &mut self.timers,
+                    &mut self.stats,
+                ),
+            )
+        });
+        if hit.is_none() {
             let server_key = Key::from_server(seg, self.cfg.vlan_in_key);
-            if self.conns.contains_key(&server_key) {
-                (server_key, S2C)
-            } else if self.cfg.mode == Mode::Quality && !f.rst() {
-                self.pick_up(now, seg);
-                return;
-            } else {
-                return;
-            }
+            hit = self.conns.get_mut(&server_key).map(|conn| {
+                (
+                    server_key,
+                    S2C,
+                    count(
+                        conn,
+                        S2C,
+                        now,
+                        seg,
+                        server_key,
+                        &self.cfg,
+                        &mut self.timers,
+                        &mut self.stats,
+                    ),
+                )
+            });
+        }
+        let (key, dir, change) = match hit {
+            Some(h) => h,
+            None if self.cfg.mode == Mode::Quality && !f.rst() => return self.pick_up(now, seg),
+            None => return,
         };
-        let Some(conn) = self.conns.get_mut(&key) else { return };
-        if is_duplicate(conn, dir, seg, now, self.cfg.duplicate_window) {
-            self.stats.duplicates += 1;
+        let Some(Change { completes, flow_ended }) = change else {
             return;
-        }
-        let mut flow_ended = None;
-        if let Some(flow) = conn.flow.as_deref_mut() {
-            let half = if dir == C2S { &mut flow.c2s } else { &mut flow.s2c };
-            half.update(seg);
-            flow.last = flow.last.max(now);
-            if f.rst() {
-                flow_ended = Some(FlowEnd::Rst);
-            } else if flow.c2s.fin && flow.s2c.fin {
-                // The ACK of the second FIN closes the flow; until it comes
-                // (or `ack_timeout` passes) the flow keeps counting.
-                if flow.closing && !f.fin() && f.ack() {
-                    flow_ended = Some(FlowEnd::Fin);
-                } else if !flow.closing {
-                    flow.closing = true;
-                    self.timers
-                        .push(Timer::Closing, now + self.cfg.ack_timeout, key, conn.id);
-                }
-            }
-        }
-        let completes = conn.state == State::SynAckSeen && dir == C2S && f.ack();
-        if !f.rst() && !completes && flow_ended.is_none() {
-            // The common case: counted, nothing to report.
-            return;
-        }
+        };
         let side = if dir == C2S { Side::Client } else { Side::Server };
         let Some(mut conn) = self.conns.remove(&key) else {
             return;
@@ -550,6 +550,58 @@ impl Tracker {
         self.scans.flush(self.clock, &mut self.events);
         false
     }
+}
+
+/// A segment that changes an entry's state: the caller reports it.
+struct Change {
+    /// The client's ACK of the SYN-ACK.
+    completes: bool,
+    flow_ended: Option<FlowEnd>,
+}
+
+/// Counts a non-SYN segment of a known entry; says whether it changes the
+/// entry's state (the rare case, handled by the caller with the entry out
+/// of the table). Duplicates and, in handshake mode, segments of entries
+/// not waiting for an ACK change nothing.
+#[allow(clippy::too_many_arguments)]
+fn count(
+    conn: &mut Conn,
+    dir: usize,
+    now: Timestamp,
+    seg: &Segment,
+    key: Key,
+    cfg: &TrackConfig,
+    timers: &mut TimerTable<Key>,
+    stats: &mut TrackStats,
+) -> Option<Change> {
+    let f = seg.flags;
+    if cfg.mode == Mode::Handshake && !f.rst() && (dir != C2S || conn.state != State::SynAckSeen) {
+        return None;
+    }
+    if is_duplicate(conn, dir, seg, now, cfg.duplicate_window) {
+        stats.duplicates += 1;
+        return None;
+    }
+    let mut flow_ended = None;
+    if let Some(flow) = conn.flow.as_deref_mut() {
+        let half = if dir == C2S { &mut flow.c2s } else { &mut flow.s2c };
+        half.update(seg);
+        flow.last = flow.last.max(now);
+        if f.rst() {
+            flow_ended = Some(FlowEnd::Rst);
+        } else if flow.c2s.fin && flow.s2c.fin {
+            // The ACK of the second FIN closes the flow; until it comes
+            // (or `ack_timeout` passes) the flow keeps counting.
+            if flow.closing && !f.fin() && f.ack() {
+                flow_ended = Some(FlowEnd::Fin);
+            } else if !flow.closing {
+                flow.closing = true;
+                timers.push(Timer::Closing, now + cfg.ack_timeout, key, conn.id);
+            }
+        }
+    }
+    let completes = conn.state == State::SynAckSeen && dir == C2S && f.ack();
+    (f.rst() || completes || flow_ended.is_some()).then_some(Change { completes, flow_ended })
 }
 
 /// The server's SYN-ACK reaches a known attempt.

@@ -92,6 +92,16 @@ fn handshakes(t: &mut Tracker) -> Vec<Handshake> {
         .collect()
 }
 
+fn flows(t: &mut Tracker) -> Vec<crate::event::Flow> {
+    events(t)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Flow(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
 fn only_handshake(t: &mut Tracker) -> Handshake {
     let mut hs = handshakes(t);
     assert_eq!(hs.len(), 1, "expected one handshake event, got {hs:#?}");
@@ -443,16 +453,9 @@ fn quality_mode_counts_a_flow_until_its_last_ack() {
     t.handle_segment(ms(302), &data(C, 40000, S, 443, 301, 2501, 0));
     t.handle_segment(ms(303), &seg(C, 40000, S, 443, TcpFlags::FIN | ACK, 301, 2501));
     t.handle_segment(ms(304), &seg(S, 443, C, 40000, TcpFlags::FIN | ACK, 2501, 302));
-    let before_last_ack: Vec<_> = events(&mut t)
-        .into_iter()
-        .filter(|e| matches!(e, Event::Flow(_)))
-        .collect();
-    assert!(before_last_ack.is_empty(), "the flow ends at the last ACK");
+    assert!(flows(&mut t).is_empty(), "the flow ends at the last ACK");
     t.handle_segment(ms(305), &seg(C, 40000, S, 443, ACK, 302, 2502));
-    let flows: Vec<_> = events(&mut t)
-        .into_iter()
-        .filter_map(|e| if let Event::Flow(f) = e { Some(f) } else { None })
-        .collect();
+    let flows = flows(&mut t);
     assert_eq!(flows.len(), 1);
     let f = &flows[0];
     assert_eq!(f.end_reason, FlowEnd::Fin);
@@ -476,10 +479,7 @@ fn quality_mode_picks_up_running_flows_and_ends_them_when_idle() {
     t.handle_timeout(ms(299_999));
     assert!(t.poll_event().is_none());
     t.handle_timeout(ms(300_001));
-    let flows: Vec<_> = events(&mut t)
-        .into_iter()
-        .filter_map(|e| if let Event::Flow(f) = e { Some(f) } else { None })
-        .collect();
+    let flows = flows(&mut t);
     assert_eq!(flows.len(), 1);
     let f = &flows[0];
     assert_eq!((f.end_reason, f.handshake_seen), (FlowEnd::Idle, false));
