@@ -100,8 +100,13 @@ pub struct ReplayArgs {
     pub summary_json: bool,
 }
 
-#[derive(Debug, Args, Clone)]
-pub struct CheckArgs {}
+/// `check-config` takes the same overrides as `run`, so it prints what
+/// `run` would use.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModeArg {

@@ -52,6 +52,7 @@ fn check_config_prints_the_effective_settings_with_overrides() {
         .args(["check-config", "-c"])
         .arg(&cfg)
         .env("NG_IFACE", "eth7")
+        .env("NG_FILTER", "not port 22")
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -60,6 +61,7 @@ fn check_config_prints_the_effective_settings_with_overrides() {
     assert!(text.contains("unanswered_timeout = \"10s\""), "{text}");
     assert!(
         text.contains("interface = \"eth7\""),
+    assert!(text.contains("filter = \"not port 22\""), "every NG_* override shows: {text}");
         "environment overrides the file: {text}"
     );
     // The printed configuration is itself a valid configuration.

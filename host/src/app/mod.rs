@@ -52,7 +52,8 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             apply(&mut config, &args.pipeline, false)?;
             replay::run(config, &args)
         }
-        Some(Command::CheckConfig(_)) => {
+        Some(Command::CheckConfig(args)) => {
+            apply(&mut config, &args.run.pipeline, args.run.no_promisc)?;
             match &path {
                 Some(p) => println!("# configuration file: {}", p.display()),
                 None => println!("# no configuration file found: built-in defaults"),
