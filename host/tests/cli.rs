@@ -61,8 +61,11 @@ fn check_config_prints_the_effective_settings_with_overrides() {
     assert!(text.contains("unanswered_timeout = \"10s\""), "{text}");
     assert!(
         text.contains("interface = \"eth7\""),
-    assert!(text.contains("filter = \"not port 22\""), "every NG_* override shows: {text}");
         "environment overrides the file: {text}"
+    );
+    assert!(
+        text.contains("filter = \"not port 22\""),
+        "every NG_* override shows: {text}"
     );
     // The printed configuration is itself a valid configuration.
     let again = dir.path().join("again.toml");
