@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::capture::live::KernelStats;
 use crate::capture::RawPacket;
-use crate::decode::{self, DecodeCounters, LinkType};
+use crate::decode::{self, DecodeCounters, Interest, LinkType};
 use crate::event::{Event, Outcome, Stats};
 use crate::output::EventQueue;
 use crate::time::Timestamp;
@@ -68,6 +68,7 @@ pub struct Pipeline {
     decode: DecodeCounters,
     queue: EventQueue,
     filter: Option<ReplayFilter>,
+    interest: Interest,
     next_timeout: Option<Timestamp>,
     packets: u64,
     filtered: u64,
@@ -75,12 +76,13 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(tracker: Tracker, queue: EventQueue, filter: Option<ReplayFilter>) -> Self {
+    pub fn new(tracker: Tracker, queue: EventQueue, filter: Option<ReplayFilter>, interest: Interest) -> Self {
         Pipeline {
             tracker,
             decode: DecodeCounters::default(),
             queue,
             filter,
+            interest,
             next_timeout: None,
             packets: 0,
             filtered: 0,
@@ -123,7 +125,7 @@ impl Pipeline {
             self.tracker.handle_timeout(pkt.ts);
         }
         let decode = &mut self.decode;
-        match decode::decode(pkt.link, pkt.data, |w| decode.count_error(w)) {
+        match decode::decode(pkt.link, pkt.data, self.interest, |w| decode.count_error(w)) {
             Ok(seg) => self.tracker.handle_segment(pkt.ts, &seg),
             Err(skip) => self.decode.count(skip),
         }

@@ -55,7 +55,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         config.output.queue_size,
         Backpressure::Drop,
     );
-    let mut pipeline = Pipeline::new(Tracker::new(config.track_config(), local), queue, None);
+    let mut pipeline = Pipeline::new(
+        Tracker::new(config.track_config(), local),
+        queue,
+        None,
+        config.interest(),
+    );
 
     let interval = config.output.stats_interval;
     let mut next_stats = Instant::now() + interval;

@@ -60,7 +60,12 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
         config.output.queue_size,
         Backpressure::Wait,
     );
-    let mut pipeline = Pipeline::new(Tracker::new(config.track_config(), local), queue, filter);
+    let mut pipeline = Pipeline::new(
+        Tracker::new(config.track_config(), local),
+        queue,
+        filter,
+        config.interest(),
+    );
 
     let total_bytes: u64 = files.iter().map(|f| f.len() as u64).sum();
     let bar = progress_bar(total_bytes, args.no_progress);

@@ -130,6 +130,42 @@ mod tests {
     }
 
     #[test]
+    fn replay_interest_agrees_with_the_kernel_filter() {
+        use crate::decode::{decode, Interest};
+        let mut q = VlanStack::NONE;
+        q.push(9);
+        for (mode, client_rtt) in [(Mode::Handshake, true), (Mode::Handshake, false), (Mode::Quality, true)] {
+            let expr = expression(mode, client_rtt, None);
+            let interest = Interest {
+                all_tcp: mode == Mode::Quality,
+                pure_acks: client_rtt,
+            };
+            for (src, dst) in [("10.0.0.1", "10.0.0.2"), ("fd00::1", "fd00::2")] {
+                for flags in [
+                    TcpFlags::SYN,
+                    TcpFlags::SYN | TcpFlags::ACK,
+                    TcpFlags::ACK,
+                    TcpFlags::ACK | TcpFlags::PSH,
+                    TcpFlags::RST,
+                    TcpFlags::FIN | TcpFlags::ACK,
+                ] {
+                    for payload in [0, 10] {
+                        for vlan in [VlanStack::NONE, q] {
+                            let f = eth(src, dst, flags, payload, vlan);
+                            let kernel = passes(&expr, &f);
+                            let replay = decode(LinkType::Ethernet, &f, interest, |_| ()).is_ok();
+                            assert_eq!(
+                                kernel, replay,
+                                "{mode:?} client_rtt {client_rtt} {src} {flags:?} payload {payload} vlan {vlan}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_bad_operator_filter_does_not_compile() {
         let cap = pcap::Capture::dead(pcap::Linktype(1)).unwrap();
         assert!(cap

@@ -206,6 +206,15 @@ impl Config {
         }
     }
 
+    /// The segments the tracker needs in this mode (the kernel filter's
+    /// user-space twin, applied to replays too).
+    pub fn interest(&self) -> crate::decode::Interest {
+        crate::decode::Interest {
+            all_tcp: self.capture.mode == Mode::Quality,
+            pure_acks: self.capture.client_rtt,
+        }
+    }
+
     /// The configured local networks, if any.
     pub fn local_networks(&self) -> Option<LocalNetworks> {
         (!self.track.local_networks.is_empty()).then(|| LocalNetworks::new(self.track.local_networks.clone()))

@@ -132,6 +132,9 @@ counted_enum! {
         Fragment => "fragment",
         /// NFLOG messages without a packet payload.
         NoPayload => "no_payload",
+        /// TCP the capture mode does not need (handshake mode: data
+        /// segments), dropped as the kernel filter drops them live.
+        OutsideMode => "outside_mode",
     }
 }
 
@@ -159,14 +162,42 @@ counted_enum! {
     }
 }
 
+/// Which TCP segments the tracker wants: the user-space twin of the kernel
+/// filter (`capture::filter`), so a replay sees what live capture would,
+/// and unwanted segments cost no option parsing or tracking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interest {
+    /// Every segment (quality mode).
+    pub all_tcp: bool,
+    /// Payload-free ACKs too (handshake mode, for the client's ACK).
+    pub pure_acks: bool,
+}
+
+impl Interest {
+    pub const ALL: Interest = Interest {
+        all_tcp: true,
+        pure_acks: true,
+    };
+
+    fn wants(self, flags: TcpFlags, payload_len: u32) -> bool {
+        let control = TcpFlags::SYN | TcpFlags::RST | TcpFlags::FIN;
+        self.all_tcp || flags.bits() & control.bits() != 0 || (self.pure_acks && flags.ack() && payload_len == 0)
+    }
+}
+
 /// Decodes one captured frame of the given link type.
 ///
 /// `MalformedTcpOption` is the one error that still yields a segment; it is
 /// reported through `on_warning` so it can be counted.
-pub fn decode(link: LinkType, frame: &[u8], on_warning: impl FnOnce(DecodeError)) -> Result<Segment, Skip> {
+pub fn decode(
+    link: LinkType,
+    frame: &[u8],
+    interest: Interest,
+    on_warning: impl FnOnce(DecodeError),
+) -> Result<Segment, Skip> {
     let l3 = link::strip(link, frame)?;
     let ipd = ip::parse(l3.network, l3.payload)?;
-    let (tcp, warning) = tcp::parse(ipd.payload, ipd.payload_len)?;
+    let (tcp, warning) = tcp::parse(ipd.payload, ipd.payload_len, interest)?;
     if let Some(w) = warning {
         on_warning(w);
     }

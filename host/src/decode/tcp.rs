@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::{be16, be32, DecodeError};
+use super::{be16, be32, DecodeError, Ignored, Interest, Skip};
 
 const TCP_MIN_HEADER_LEN: usize = 20;
 
@@ -106,21 +106,33 @@ pub(crate) struct TcpHeader {
 
 /// Parses the header from the captured bytes `seg`; `ip_payload_len` is the
 /// segment length the IP header claims.
-pub(crate) fn parse(seg: &[u8], ip_payload_len: u32) -> Result<(TcpHeader, Option<DecodeError>), DecodeError> {
+/// Segments `interest` does not want are `Ignored::OutsideMode`, checked
+/// before the options are read.
+pub(crate) fn parse(
+    seg: &[u8],
+    ip_payload_len: u32,
+    interest: Interest,
+) -> Result<(TcpHeader, Option<DecodeError>), Skip> {
     if seg.len() < TCP_MIN_HEADER_LEN {
         return Err(if (ip_payload_len as usize) < TCP_MIN_HEADER_LEN {
             DecodeError::TcpHeaderBeyondIpPayload
         } else {
             DecodeError::TruncatedTcp
-        });
+        }
+        .into());
     }
     let offset_flags = be16(seg, 12, DecodeError::TruncatedTcp)?;
     let header_len = ((offset_flags >> 12) as usize) * 4;
     if header_len < TCP_MIN_HEADER_LEN {
-        return Err(DecodeError::BadTcpDataOffset);
+        return Err(DecodeError::BadTcpDataOffset.into());
     }
     if header_len > ip_payload_len as usize {
-        return Err(DecodeError::TcpHeaderBeyondIpPayload);
+        return Err(DecodeError::TcpHeaderBeyondIpPayload.into());
+    }
+    let flags = TcpFlags::from_bits(offset_flags & 0x01ff);
+    let payload_len = ip_payload_len - header_len as u32;
+    if !interest.wants(flags, payload_len) {
+        return Err(Ignored::OutsideMode.into());
     }
     let raw_options = seg
         .get(TCP_MIN_HEADER_LEN..header_len)
@@ -132,10 +144,10 @@ pub(crate) fn parse(seg: &[u8], ip_payload_len: u32) -> Result<(TcpHeader, Optio
             dst_port: be16(seg, 2, DecodeError::TruncatedTcp)?,
             seq: be32(seg, 4, DecodeError::TruncatedTcp)?,
             ack: be32(seg, 8, DecodeError::TruncatedTcp)?,
-            flags: TcpFlags::from_bits(offset_flags & 0x01ff),
+            flags,
             window: be16(seg, 14, DecodeError::TruncatedTcp)?,
             checksum: be16(seg, 16, DecodeError::TruncatedTcp)?,
-            payload_len: ip_payload_len - header_len as u32,
+            payload_len,
             options,
         },
         warning,

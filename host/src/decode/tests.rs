@@ -20,7 +20,7 @@ fn spec(src: &str, dst: &str, flags: TcpFlags) -> TcpSpec {
 
 fn ok(link: LinkType, f: &[u8]) -> Segment {
     let mut warning = None;
-    let seg = decode(link, f, |w| warning = Some(w)).unwrap_or_else(|e| panic!("{link:?}: {e:?}"));
+    let seg = decode(link, f, Interest::ALL, |w| warning = Some(w)).unwrap_or_else(|e| panic!("{link:?}: {e:?}"));
     assert_eq!(warning, None);
     seg
 }
@@ -154,21 +154,30 @@ fn ipv6_extension_headers_are_skipped() {
     // A real (non-atomic) fragment is not decoded as TCP.
     let frag = (44u8, vec![0, 0, 0, 1, 0, 0, 0, 1]);
     let p = with_ext_headers(&packet, &[frag]);
-    assert_eq!(decode(LinkType::Raw, &p, |_| ()), Err(Skip::Ignored(Ignored::Fragment)));
+    assert_eq!(
+        decode(LinkType::Raw, &p, Interest::ALL, |_| ()),
+        Err(Skip::Ignored(Ignored::Fragment))
+    );
 }
 
 #[test]
 fn non_tcp_and_fragments_are_ignored_not_errors() {
     let mut p = spec("192.0.2.1", "198.51.100.2", TcpFlags::SYN).ip_bytes();
     p[9] = 17;
-    assert_eq!(decode(LinkType::Raw, &p, |_| ()), Err(Skip::Ignored(Ignored::NotTcp)));
+    assert_eq!(
+        decode(LinkType::Raw, &p, Interest::ALL, |_| ()),
+        Err(Skip::Ignored(Ignored::NotTcp))
+    );
     let mut p = spec("192.0.2.1", "198.51.100.2", TcpFlags::SYN).ip_bytes();
     p[6] = 0x20; // more fragments
-    assert_eq!(decode(LinkType::Raw, &p, |_| ()), Err(Skip::Ignored(Ignored::Fragment)));
+    assert_eq!(
+        decode(LinkType::Raw, &p, Interest::ALL, |_| ()),
+        Err(Skip::Ignored(Ignored::Fragment))
+    );
     let mut arp = vec![0u8; 42];
     arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
     assert_eq!(
-        decode(LinkType::Ethernet, &arp, |_| ()),
+        decode(LinkType::Ethernet, &arp, Interest::ALL, |_| ()),
         Err(Skip::Ignored(Ignored::NotIp))
     );
 }
@@ -179,29 +188,29 @@ fn malformed_headers_are_errors_by_kind() {
     let mut p = good.clone();
     p[0] = 0x44; // IHL 4
     assert_eq!(
-        decode(LinkType::Raw, &p, |_| ()),
+        decode(LinkType::Raw, &p, Interest::ALL, |_| ()),
         Err(Skip::Error(DecodeError::BadIpv4HeaderLength))
     );
     let mut p = good.clone();
     p[2..4].copy_from_slice(&10u16.to_be_bytes());
     assert_eq!(
-        decode(LinkType::Raw, &p, |_| ()),
+        decode(LinkType::Raw, &p, Interest::ALL, |_| ()),
         Err(Skip::Error(DecodeError::BadIpv4TotalLength))
     );
     let mut p = good.clone();
     p[0] = 0x75;
     assert_eq!(
-        decode(LinkType::Raw, &p, |_| ()),
+        decode(LinkType::Raw, &p, Interest::ALL, |_| ()),
         Err(Skip::Error(DecodeError::BadIpVersion))
     );
     let mut p = good.clone();
     p[32] = 0x30; // TCP data offset 3
     assert_eq!(
-        decode(LinkType::Raw, &p, |_| ()),
+        decode(LinkType::Raw, &p, Interest::ALL, |_| ()),
         Err(Skip::Error(DecodeError::BadTcpDataOffset))
     );
     assert_eq!(
-        decode(LinkType::Other(147), &good, |_| ()),
+        decode(LinkType::Other(147), &good, Interest::ALL, |_| ()),
         Err(Skip::Error(DecodeError::UnsupportedLinkType))
     );
 }
@@ -213,7 +222,7 @@ fn a_bad_option_is_counted_and_the_segment_kept() {
     let mut p = s.ip_bytes();
     p[41] = 40; // MSS option length beyond the header
     let mut warning = None;
-    let seg = decode(LinkType::Raw, &p, |w| warning = Some(w)).expect("segment kept");
+    let seg = decode(LinkType::Raw, &p, Interest::ALL, |w| warning = Some(w)).expect("segment kept");
     assert_eq!(warning, Some(DecodeError::MalformedTcpOption));
     assert_eq!(seg.options.mss, None);
 }
@@ -236,7 +245,7 @@ fn every_truncation_of_every_fixture_is_an_error_never_a_panic() {
             );
             let full_headers = f.len() - 10;
             for cut in 0..full_headers {
-                let r = decode(link, &f[..cut], |_| ());
+                let r = decode(link, &f[..cut], Interest::ALL, |_| ());
                 assert!(
                     matches!(r, Err(Skip::Error(_)) | Err(Skip::Ignored(_))),
                     "{link:?} cut at {cut} of {} decoded: {r:?}",
@@ -273,6 +282,53 @@ fn random_bytes_never_panic() {
         }
         f.truncate((next() as usize) % (f.len() + 1));
         let link = ALL_LINKS[(next() as usize) % ALL_LINKS.len()];
-        let _ = decode(link, &f, |_| ());
+        let _ = decode(link, &f, Interest::ALL, |_| ());
     }
+}
+
+#[test]
+fn interest_drops_what_the_mode_does_not_need_before_reading_options() {
+    let handshake = Interest {
+        all_tcp: false,
+        pure_acks: true,
+    };
+    let handshake_no_acks = Interest {
+        all_tcp: false,
+        pure_acks: false,
+    };
+    let raw = |flags: TcpFlags, payload: usize| {
+        spec("192.0.2.1", "198.51.100.2", flags)
+            .syn_options(1)
+            .payload(&vec![0; payload])
+            .ip_bytes()
+    };
+    let outside = Err(Skip::Ignored(Ignored::OutsideMode));
+    assert_eq!(
+        decode(LinkType::Raw, &raw(TcpFlags::ACK, 100), handshake, |_| ()),
+        outside
+    );
+    assert_eq!(
+        decode(
+            LinkType::Raw,
+            &raw(TcpFlags::ACK | TcpFlags::PSH, 100),
+            handshake,
+            |_| ()
+        ),
+        outside
+    );
+    assert!(decode(LinkType::Raw, &raw(TcpFlags::ACK, 0), handshake, |_| ()).is_ok());
+    assert_eq!(
+        decode(LinkType::Raw, &raw(TcpFlags::ACK, 0), handshake_no_acks, |_| ()),
+        outside
+    );
+    for flags in [
+        TcpFlags::SYN,
+        TcpFlags::SYN | TcpFlags::ACK,
+        TcpFlags::RST,
+        TcpFlags::FIN | TcpFlags::ACK,
+    ] {
+        let seg = decode(LinkType::Raw, &raw(flags, 20), handshake_no_acks, |_| ()).expect("control segments pass");
+        assert_eq!(seg.options.mss, Some(1460));
+    }
+    assert!(decode(LinkType::Raw, &raw(TcpFlags::ACK, 100), Interest::ALL, |_| ()).is_ok());
 }
