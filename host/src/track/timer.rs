@@ -47,12 +47,16 @@ pub(crate) struct Entry<K> {
 
 pub(crate) struct TimerTable<K> {
     queues: [VecDeque<Entry<K>>; 6],
+    /// The earliest front deadline, kept on push and pop: asked for after
+    /// every packet.
+    earliest: Option<Timestamp>,
 }
 
 impl<K: Copy> TimerTable<K> {
     pub fn new() -> Self {
         TimerTable {
             queues: Default::default(),
+            earliest: None,
         }
     }
 
@@ -62,26 +66,34 @@ impl<K: Copy> TimerTable<K> {
         // older than the last deadline (out-of-order capture).
         let deadline = q.back().map_or(deadline, |b| deadline.max(b.deadline));
         q.push_back(Entry { deadline, key, id });
+        self.earliest = Some(self.earliest.map_or(deadline, |e| e.min(deadline)));
     }
 
     /// The earliest deadline of any timer.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.queues.iter().filter_map(|q| q.front().map(|e| e.deadline)).min()
+        self.earliest
+    }
+
+    fn recompute(&mut self) {
+        self.earliest = self.queues.iter().filter_map(|q| q.front().map(|e| e.deadline)).min();
     }
 
     /// Pops the front of `timer`'s queue if it is due at `now`.
     pub fn pop_due(&mut self, timer: Timer, now: Timestamp) -> Option<Entry<K>> {
         let q = &mut self.queues[timer as usize];
-        if q.front().is_some_and(|e| e.deadline <= now) {
-            q.pop_front()
-        } else {
-            None
+        if !q.front().is_some_and(|e| e.deadline <= now) {
+            return None;
         }
+        let e = q.pop_front();
+        self.recompute();
+        e
     }
 
     /// Pops the front of `timer`'s queue whatever its deadline (eviction).
     pub fn pop_front(&mut self, timer: Timer) -> Option<Entry<K>> {
-        self.queues[timer as usize].pop_front()
+        let e = self.queues[timer as usize].pop_front();
+        self.recompute();
+        e
     }
 
     pub fn shrink(&mut self) {
