@@ -28,11 +28,19 @@ impl Timestamp {
     /// Seconds and a fraction counted in `units_per_sec` (10^6 for µs pcap,
     /// 10^9 for ns pcap, any power of 10 or 2 for pcap-ng `if_tsresol`).
     pub fn from_parts(secs: i64, frac: u64, units_per_sec: u64) -> Self {
-        let frac_ns = if units_per_sec == 1_000_000_000 {
-            frac as i128
-        } else {
-            (frac as i128 * 1_000_000_000) / units_per_sec.max(1) as i128
+        // The two resolutions of nearly every capture take the cheap path
+        // (this runs once per packet); i128 only for the rest.
+        let fast = match units_per_sec {
+            1_000_000 if frac < 1_000_000 => Some(frac as i64 * 1_000),
+            1_000_000_000 if frac < 1_000_000_000 => Some(frac as i64),
+            _ => None,
         };
+        if let Some(frac_ns) = fast {
+            if let Some(ns) = secs.checked_mul(1_000_000_000).and_then(|s| s.checked_add(frac_ns)) {
+                return Timestamp(ns);
+            }
+        }
+        let frac_ns = (frac as i128 * 1_000_000_000) / units_per_sec.max(1) as i128;
         let ns = secs as i128 * 1_000_000_000 + frac_ns;
         Timestamp(ns.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
     }
@@ -197,6 +205,13 @@ mod tests {
         assert_eq!(leap.rfc3339().to_string(), "2000-02-29T00:00:00.000000Z");
         let before = Timestamp::from_nanos(-1_000);
         assert_eq!(before.rfc3339().to_string(), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn out_of_range_fractions_and_seconds_do_not_overflow() {
+        // A corrupt µs field above a second still converts, carried over.
+        assert_eq!(Timestamp::from_parts(1, 1_500_000, 1_000_000).as_nanos(), 2_500_000_000);
+        assert_eq!(Timestamp::from_parts(i64::MAX, 0, 1_000_000), Timestamp::MAX);
     }
 
     #[test]

@@ -92,7 +92,12 @@ impl CaptureFile {
         // truncated underneath us by another process is the documented risk
         // of every mmap reader, the same as tcpdump's.
         let bytes = match unsafe { Mmap::map(&file) } {
-            Ok(m) => Bytes::Mapped(m),
+            Ok(m) => {
+                // Read front to back once: let the kernel read ahead in big
+                // steps (fewer page faults). Only a hint; failure is harmless.
+                let _ = m.advise(memmap2::Advice::Sequential);
+                Bytes::Mapped(m)
+            }
             // Pipes and special files cannot be mapped: read them instead.
             Err(_) => Bytes::Owned(std::fs::read(path).map_err(io)?),
         };
