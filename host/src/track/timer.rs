@@ -81,7 +81,7 @@ impl<K: Copy> TimerTable<K> {
     /// Pops the front of `timer`'s queue if it is due at `now`.
     pub fn pop_due(&mut self, timer: Timer, now: Timestamp) -> Option<Entry<K>> {
         let q = &mut self.queues[timer as usize];
-        if !q.front().is_some_and(|e| e.deadline <= now) {
+        if q.front().is_none_or(|e| e.deadline > now) {
             return None;
         }
         let e = q.pop_front();
