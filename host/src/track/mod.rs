@@ -397,8 +397,15 @@ impl Tracker {
         self.events
             .push_back(Event::Handshake(conn.handshake_event(&key, outcome)));
         if conn.flow.is_none() {
-            self.timers
-                .push(Timer::Linger, self.clock + self.cfg.linger, key, conn.id);
+            self.linger(key, conn.id);
+        }
+    }
+
+    /// Keeps a reported entry `linger` long to absorb late packets; not
+    /// during a flush, whose entries are dropped.
+    fn linger(&mut self, key: Key, id: u64) {
+        if self.flushing.is_none() {
+            self.timers.push(Timer::Linger, self.clock + self.cfg.linger, key, id);
         }
     }
 
@@ -410,8 +417,7 @@ impl Tracker {
         }
         conn.flow = None;
         if conn.state == State::Reported {
-            self.timers
-                .push(Timer::Linger, self.clock + self.cfg.linger, key, conn.id);
+            self.linger(key, conn.id);
         }
     }
 
@@ -531,19 +537,18 @@ impl Tracker {
             order.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
             self.flushing = Some(order);
         }
-        let Some(mut order) = self.flushing.take() else {
-            return false;
-        };
         for _ in 0..max {
-            let Some((_, key)) = order.pop() else { break };
+            let Some((_, key)) = self.flushing.as_mut().and_then(Vec::pop) else {
+                break;
+            };
             if let Some(conn) = self.conns.remove(&key) {
                 self.finish(key, conn, FlowEnd::Shutdown);
             }
         }
-        if !order.is_empty() {
-            self.flushing = Some(order);
+        if self.flushing.as_ref().is_some_and(|order| !order.is_empty()) {
             return true;
         }
+        self.flushing = None;
         self.conns = FxHashMap::default();
         self.stats.synack_without_syn += self.orphans.len() as u64;
         self.orphans.clear();

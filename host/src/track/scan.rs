@@ -7,10 +7,10 @@
 //! attempt counts, whatever its outcome (a SYN scan against open ports gets
 //! SYN-ACKs). A `detected` event fires when a threshold is crossed, an
 //! `ended` event with the totals when the window closes. Memory is bounded by
-//! `max_sources` and `max_tracked` distinct items per target.
+//! `max_sources` sources and `max_tracked` distinct (host, port) pairs per
+//! source.
 
 use std::collections::VecDeque;
-use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -27,7 +27,8 @@ pub struct ScanConfig {
     pub host_threshold: u32,
     /// Sources tracked at once; the oldest window is dropped beyond it.
     pub max_sources: usize,
-    /// Distinct ports or hosts remembered per target (and listed in events).
+    /// Distinct (local host, port) pairs remembered per source; events list
+    /// the ports or hosts among them.
     pub max_tracked: usize,
 }
 
@@ -37,41 +38,96 @@ impl Default for ScanConfig {
     }
 }
 
-/// Distinct items tried against one target.
-struct Tally<T> {
-    items: Vec<T>,
-    /// Distinct items beyond `max_tracked` cannot be told apart: counted as
-    /// attempts only.
-    attempts: u64,
+/// One distinct (local host, port) pair a source tried.
+#[derive(Clone, Copy, Debug)]
+struct Try {
+    host: IpAddr,
+    port: u16,
+    /// Attempts at this pair, repeats included.
+    attempts: u32,
     first: Timestamp,
     last: Timestamp,
-    reported: bool,
 }
 
-impl<T: PartialEq + Copy> Tally<T> {
-    fn new(now: Timestamp) -> Self {
-        Tally {
-            items: Vec::new(),
-            attempts: 0,
-            first: now,
-            last: now,
-            reported: false,
-        }
-    }
-
-    fn add(&mut self, now: Timestamp, item: T, cap: usize) {
-        self.attempts += 1;
-        self.last = self.last.max(now);
-        if self.items.len() < cap && !self.items.contains(&item) {
-            self.items.push(item);
-        }
-    }
+/// A scan target already reported as detected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Host(IpAddr),
+    Port(u16),
 }
 
+/// One source's window: the distinct pairs it tried, in one small vector
+/// (most sources try one or two; a scanner at most `max_tracked`), so a
+/// flood of one-SYN sources costs little.
 struct Source {
     id: u64,
-    ports_by_host: FxHashMap<IpAddr, Tally<u16>>,
-    hosts_by_port: FxHashMap<u16, Tally<IpAddr>>,
+    /// Pairs beyond `max_tracked` are not remembered.
+    tried: Vec<Try>,
+    reported: Vec<Target>,
+}
+
+impl Source {
+    fn record(&mut self, now: Timestamp, host: IpAddr, port: u16, cap: usize) {
+        if let Some(t) = self.tried.iter_mut().find(|t| t.host == host && t.port == port) {
+            t.attempts += 1;
+            t.last = t.last.max(now);
+        } else if self.tried.len() < cap {
+            self.tried.push(Try {
+                host,
+                port,
+                attempts: 1,
+                first: now,
+                last: now,
+            });
+        }
+    }
+
+    fn matching(&self, target: Target) -> impl Iterator<Item = &Try> {
+        self.tried.iter().filter(move |t| match target {
+            Target::Host(h) => t.host == h,
+            Target::Port(p) => t.port == p,
+        })
+    }
+
+    /// Distinct ports tried on a host, or hosts on a port.
+    fn distinct(&self, target: Target) -> usize {
+        self.matching(target).count()
+    }
+
+    fn event(&self, now: Timestamp, src: IpAddr, target: Target, phase: ScanPhase) -> Scan {
+        let (mut ports, mut hosts) = (Vec::new(), Vec::new());
+        let (mut attempts, mut first, mut last) = (0u64, Timestamp::MAX, Timestamp::ZERO);
+        for t in self.matching(target) {
+            match target {
+                Target::Host(_) => ports.push(t.port),
+                Target::Port(_) => hosts.push(t.host),
+            }
+            attempts += t.attempts as u64;
+            first = first.min(t.first);
+            last = last.max(t.last);
+        }
+        ports.sort_unstable();
+        hosts.sort_unstable();
+        let (scan_type, target_ip, target_port) = match target {
+            Target::Host(h) => (ScanType::PortScan, Some(h), None),
+            Target::Port(p) => (ScanType::AddressScan, None, Some(p)),
+        };
+        Scan {
+            ts: now,
+            ts_us: now.as_micros(),
+            src_ip: src,
+            scan_type,
+            phase,
+            target_ip,
+            target_port,
+            distinct: (ports.len() + hosts.len()) as u32,
+            ports,
+            hosts,
+            attempts,
+            first_us: first.as_micros(),
+            last_us: last.as_micros(),
+        }
+    }
 }
 
 pub(crate) struct ScanDetector {
@@ -100,7 +156,7 @@ impl ScanDetector {
         }
         if !self.sources.contains_key(&src) {
             if self.sources.len() >= self.cfg.max_sources {
-                self.evict_oldest(out);
+                self.evict_oldest(now, out);
             }
             self.next_id += 1;
             // Keep the queue ordered when packets arrive out of order.
@@ -110,29 +166,24 @@ impl ScanDetector {
                 src,
                 Source {
                     id: self.next_id,
-                    ports_by_host: FxHashMap::default(),
-                    hosts_by_port: FxHashMap::default(),
+                    tried: Vec::new(),
+                    reported: Vec::new(),
                 },
             );
         }
         let Some(source) = self.sources.get_mut(&src) else {
             return;
         };
-        let cap = self.cfg.max_tracked;
-        if let Some(t) = tally(&mut source.ports_by_host, dst, now, cap) {
-            t.add(now, port, cap);
-            if !t.reported && t.items.len() as u32 >= self.cfg.port_threshold {
-                t.reported = true;
+        source.record(now, dst, port, self.cfg.max_tracked);
+        let checks = [
+            (Target::Host(dst), self.cfg.port_threshold),
+            (Target::Port(port), self.cfg.host_threshold),
+        ];
+        for (target, threshold) in checks {
+            if !source.reported.contains(&target) && source.distinct(target) >= threshold as usize {
+                source.reported.push(target);
                 self.detected += 1;
-                out.push_back(Event::Scan(port_scan(now, src, dst, t, ScanPhase::Detected)));
-            }
-        }
-        if let Some(t) = tally(&mut source.hosts_by_port, port, now, cap) {
-            t.add(now, dst, cap);
-            if !t.reported && t.items.len() as u32 >= self.cfg.host_threshold {
-                t.reported = true;
-                self.detected += 1;
-                out.push_back(Event::Scan(address_scan(now, src, port, t, ScanPhase::Detected)));
+                out.push_back(Event::Scan(source.event(now, src, target, ScanPhase::Detected)));
             }
         }
     }
@@ -162,11 +213,11 @@ impl ScanDetector {
         }
     }
 
-    fn evict_oldest(&mut self, out: &mut VecDeque<Event>) {
-        while let Some((deadline, src, id)) = self.expiry.pop_front() {
+    /// Makes room: the oldest window is cut short at `now` and reported.
+    fn evict_oldest(&mut self, now: Timestamp, out: &mut VecDeque<Event>) {
+        while let Some((_, src, id)) = self.expiry.pop_front() {
             if self.sources.get(&src).is_some_and(|s| s.id == id) {
-                // The window is cut short: report what it found.
-                self.close(deadline, src, out);
+                self.close(now, src, out);
                 return;
             }
         }
@@ -176,64 +227,9 @@ impl ScanDetector {
         let Some(source) = self.sources.remove(&src) else {
             return;
         };
-        let now = now.max(Timestamp::ZERO);
-        for (dst, t) in source.ports_by_host.iter().filter(|(_, t)| t.reported) {
-            out.push_back(Event::Scan(port_scan(now, src, *dst, t, ScanPhase::Ended)));
+        for &target in &source.reported {
+            out.push_back(Event::Scan(source.event(now, src, target, ScanPhase::Ended)));
         }
-        for (port, t) in source.hosts_by_port.iter().filter(|(_, t)| t.reported) {
-            out.push_back(Event::Scan(address_scan(now, src, *port, t, ScanPhase::Ended)));
-        }
-    }
-}
-
-/// The tally for `key`, unless the source already tracks `cap` targets.
-fn tally<K: Eq + Hash, T: PartialEq + Copy>(
-    map: &mut FxHashMap<K, Tally<T>>,
-    key: K,
-    now: Timestamp,
-    cap: usize,
-) -> Option<&mut Tally<T>> {
-    if map.len() >= cap && !map.contains_key(&key) {
-        return None;
-    }
-    Some(map.entry(key).or_insert_with(|| Tally::new(now)))
-}
-
-fn scan<T>(now: Timestamp, src: IpAddr, scan_type: ScanType, phase: ScanPhase, t: &Tally<T>) -> Scan {
-    Scan {
-        ts: now,
-        ts_us: now.as_micros(),
-        src_ip: src,
-        scan_type,
-        phase,
-        target_ip: None,
-        target_port: None,
-        distinct: t.items.len() as u32,
-        ports: Vec::new(),
-        hosts: Vec::new(),
-        attempts: t.attempts,
-        first_us: t.first.as_micros(),
-        last_us: t.last.as_micros(),
-    }
-}
-
-fn port_scan(now: Timestamp, src: IpAddr, dst: IpAddr, t: &Tally<u16>, phase: ScanPhase) -> Scan {
-    let mut ports = t.items.clone();
-    ports.sort_unstable();
-    Scan {
-        target_ip: Some(dst),
-        ports,
-        ..scan(now, src, ScanType::PortScan, phase, t)
-    }
-}
-
-fn address_scan(now: Timestamp, src: IpAddr, port: u16, t: &Tally<IpAddr>, phase: ScanPhase) -> Scan {
-    let mut hosts = t.items.clone();
-    hosts.sort_unstable();
-    Scan {
-        target_port: Some(port),
-        hosts,
-        ..scan(now, src, ScanType::AddressScan, phase, t)
     }
 }
 
