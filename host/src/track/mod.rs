@@ -17,6 +17,7 @@ mod conn;
 mod direction;
 mod flow;
 mod scan;
+mod table;
 mod timer;
 
 use std::collections::VecDeque;
@@ -29,6 +30,7 @@ pub use scan::ScanConfig;
 
 use self::conn::{Conn, FlowState, Key, LastSeen, State};
 use self::scan::ScanDetector;
+use self::table::ConnTable;
 use self::timer::{Timer, TimerTable};
 use crate::decode::Segment;
 use crate::event::{Direction, Event, FlowEnd, Outcome, Side};
@@ -108,7 +110,7 @@ const S2C: usize = 1;
 pub struct Tracker {
     cfg: TrackConfig,
     local: LocalNetworks,
-    conns: FxHashMap<Key, Conn>,
+    conns: ConnTable,
     orphans: FxHashMap<Key, Orphan>,
     timers: TimerTable<Key>,
     scans: ScanDetector,
@@ -127,10 +129,7 @@ impl Tracker {
             scans: ScanDetector::new(cfg.scan.clone()),
             cfg,
             local,
-            // Sized once for the bound: no rehash (which briefly holds the
-            // old and the new table) as a flood fills it; untouched buckets
-            // cost address space, not memory.
-            conns: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
+            conns: ConnTable::with_capacity(capacity),
             orphans: FxHashMap::default(),
             timers: TimerTable::new(),
             events: VecDeque::new(),
@@ -533,7 +532,7 @@ impl Tracker {
     pub fn flush_step(&mut self, now: Timestamp, max: usize) -> bool {
         if self.flushing.is_none() {
             self.handle_timeout(now);
-            let mut order: Vec<(u64, Key)> = self.conns.iter().map(|(k, c)| (c.id, *k)).collect();
+            let mut order: Vec<(u64, Key)> = self.conns.ids().collect();
             order.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
             self.flushing = Some(order);
         }
@@ -549,7 +548,7 @@ impl Tracker {
             return true;
         }
         self.flushing = None;
-        self.conns = FxHashMap::default();
+        self.conns.reset();
         self.stats.synack_without_syn += self.orphans.len() as u64;
         self.orphans.clear();
         self.scans.flush(self.clock, &mut self.events);
