@@ -132,12 +132,14 @@ impl Pipeline {
         self.drain();
     }
 
-    /// Runs timers at wall-clock `now` (live capture between packets).
+    /// Runs timers at wall-clock `now` and hands pending events to the
+    /// outputs (live capture, between packets and every few thousand).
     pub fn tick(&mut self, now: Timestamp) {
         if self.next_timeout.is_some_and(|t| t <= now) {
             self.tracker.handle_timeout(now);
             self.drain();
         }
+        self.queue.flush();
     }
 
     fn drain(&mut self) {
@@ -156,6 +158,7 @@ impl Pipeline {
         self.drain();
         let stats = self.stats(now, kernel);
         self.queue.send(Event::Stats(stats.clone()));
+        self.queue.flush();
         (self.queue, stats)
     }
 
@@ -163,6 +166,7 @@ impl Pipeline {
     pub fn emit_stats(&mut self, now: Timestamp, kernel: Option<KernelStats>) -> Stats {
         let stats = self.stats(now, kernel);
         self.queue.send(Event::Stats(stats.clone()));
+        self.queue.flush();
         stats
     }
 

@@ -13,6 +13,9 @@ use crate::pipeline::Pipeline;
 use crate::time::Timestamp;
 use crate::track::{LocalNetworks, Tracker};
 
+/// How often timers run and events are handed to the outputs.
+const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub fn run(config: Config) -> anyhow::Result<()> {
     let iface = match &config.capture.interface {
         Some(name) => live::find_interface(name)?,
@@ -64,19 +67,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let interval = config.output.stats_interval;
     let mut next_stats = Instant::now() + interval;
-    let mut since_tick = 0u32;
+    let mut next_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        match capture.next_packet()? {
-            Some(pkt) => {
-                pipeline.handle_packet(&pkt);
-                since_tick += 1;
-                // Under steady traffic, still run wall-clock timers now and then.
-                if since_tick >= 4096 {
-                    since_tick = 0;
-                    pipeline.tick(Timestamp::now());
-                }
-            }
-            None => pipeline.tick(Timestamp::now()),
+        if let Some(pkt) = capture.next_packet()? {
+            pipeline.handle_packet(&pkt);
+        }
+        // Wall-clock timers and the hand-over of events to the outputs run
+        // every TICK whatever the traffic: a trickle of packets must not
+        // hold events back, a flood must not starve the timers.
+        let now = Instant::now();
+        if now >= next_tick {
+            next_tick = now + TICK;
+            pipeline.tick(Timestamp::now());
         }
         if reload.swap(false, Ordering::Relaxed) {
             tracing::info!("SIGHUP received: nothing to reload yet (plugins arrive with the plugin host)");

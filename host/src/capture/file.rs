@@ -170,6 +170,11 @@ impl CaptureFile {
 
     pub fn records(&self) -> Records<'_> {
         let data = self.data();
+        let map = match &self.bytes {
+            Bytes::Mapped(m) => Some(m),
+            Bytes::Owned(_) => None,
+        };
+        let window = Window { map, next: 0 };
         match self.format {
             Format::Pcap {
                 big_endian,
@@ -184,6 +189,7 @@ impl CaptureFile {
                     link: LinkType::from_linktype(link),
                 },
                 done: false,
+                window,
             },
             Format::PcapNg => Records {
                 data,
@@ -191,6 +197,7 @@ impl CaptureFile {
                 big_endian: false,
                 kind: Kind::PcapNg { interfaces: Vec::new() },
                 done: false,
+                window,
             },
         }
     }
@@ -250,6 +257,38 @@ pub struct Records<'a> {
     big_endian: bool,
     kind: Kind,
     done: bool,
+    window: Window<'a>,
+}
+
+/// Maps the file in ahead of the reader a window at a time and lets go of
+/// what it has read: one system call per window instead of a page fault per
+/// page, and resident memory that stays small however large the file.
+struct Window<'a> {
+    map: Option<&'a Mmap>,
+    /// Where the next window starts.
+    next: usize,
+}
+
+impl Window<'_> {
+    const SIZE: usize = 8 << 20;
+
+    fn advance(&mut self, at: usize) {
+        let Some(map) = self.map else { return };
+        if at < self.next {
+            return;
+        }
+        let len = Self::SIZE.min(map.len().saturating_sub(self.next));
+        // Hints only: an older kernel without MADV_POPULATE_READ just
+        // faults pages in as before.
+        let _ = map.advise_range(memmap2::Advice::PopulateRead, self.next, len);
+        if let Some(behind) = self.next.checked_sub(2 * Self::SIZE) {
+            // SAFETY: DONTNEED on a read-only file mapping only drops our
+            // page-table entries; the bytes are read again from the page
+            // cache if touched, and nothing behind the reader is touched.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, behind, Self::SIZE) };
+        }
+        self.next += Self::SIZE;
+    }
 }
 
 impl<'a> Records<'a> {
@@ -452,6 +491,7 @@ impl<'a> Iterator for Records<'a> {
         if self.done {
             return None;
         }
+        self.window.advance(self.at);
         let item = match self.kind {
             Kind::Pcap { units, link } => self.pcap_next(units, link),
             Kind::PcapNg { .. } => self.pcapng_next(),

@@ -3,6 +3,8 @@
 //! Outputs run on their own thread behind a bounded queue ([`EventQueue`]):
 //! live capture never waits for a slow output; an event that does not fit
 //! is dropped and counted. Replay waits instead, so it loses nothing.
+//! Events cross to the output thread in batches (one wake-up per batch, not
+//! per event); the capture side sends a partial batch whenever it flushes.
 
 mod jsonl;
 
@@ -22,6 +24,9 @@ pub trait Output: Send {
     fn flush(&mut self) -> std::io::Result<()>;
 }
 
+/// How long written events may wait in an output's buffer.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// What to do when the queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backpressure {
@@ -31,17 +36,22 @@ pub enum Backpressure {
     Wait,
 }
 
+/// Events per batch handed to the output thread.
+const BATCH: usize = 256;
+
 /// The sending end, owned by the capture thread.
 pub struct EventQueue {
-    tx: SyncSender<Event>,
+    tx: SyncSender<Vec<Event>>,
+    batch: Vec<Event>,
     drops: Arc<AtomicU64>,
     policy: Backpressure,
 }
 
 impl EventQueue {
-    /// Starts the output thread writing every event to each output in turn.
+    /// Starts the output thread writing every event to each output in turn;
+    /// `capacity` events may wait for it.
     pub fn spawn(outputs: Vec<Box<dyn Output>>, capacity: usize, policy: Backpressure) -> (EventQueue, OutputThread) {
-        let (tx, rx) = mpsc::sync_channel(capacity);
+        let (tx, rx) = mpsc::sync_channel(capacity.div_ceil(BATCH));
         let handle = std::thread::Builder::new()
             .name("ng-output".into())
             .spawn(move || write_all(rx, outputs))
@@ -49,6 +59,7 @@ impl EventQueue {
         (
             EventQueue {
                 tx,
+                batch: Vec::with_capacity(BATCH),
                 drops: Arc::new(AtomicU64::new(0)),
                 policy,
             },
@@ -56,16 +67,29 @@ impl EventQueue {
         )
     }
 
-    pub fn send(&self, event: Event) {
+    pub fn send(&mut self, event: Event) {
+        self.batch.push(event);
+        if self.batch.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    /// Hands the partial batch to the output thread.
+    pub fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let n = batch.len() as u64;
         let sent = match self.policy {
-            Backpressure::Wait => self.tx.send(event).is_ok(),
-            Backpressure::Drop => match self.tx.try_send(event) {
+            Backpressure::Wait => self.tx.send(batch).is_ok(),
+            Backpressure::Drop => match self.tx.try_send(batch) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
             },
         };
         if !sent {
-            self.drops.fetch_add(1, Ordering::Relaxed);
+            self.drops.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -94,41 +118,50 @@ impl OutputThread {
     }
 }
 
-fn write_all(rx: Receiver<Event>, mut outputs: Vec<Box<dyn Output>>) -> OutputReport {
+impl Drop for EventQueue {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+fn write_all(rx: Receiver<Vec<Event>>, mut outputs: Vec<Box<dyn Output>>) -> OutputReport {
     let mut report = OutputReport::default();
     let mut failed = vec![false; outputs.len()];
     let mut pending = 0usize;
     loop {
-        // Block for the first event, then take whatever else is queued
-        // before flushing, so a burst is one write.
-        let event = if pending == 0 {
+        // Wait for the next event; with events written but not flushed,
+        // wait at most FLUSH_AFTER, then flush. A burst thus becomes a few
+        // large writes, and a quiet sensor's last events still leave soon.
+        let batch = if pending == 0 {
             match rx.recv() {
                 Ok(e) => e,
                 Err(_) => break,
             }
         } else {
-            match rx.try_recv() {
+            match rx.recv_timeout(FLUSH_AFTER) {
                 Ok(e) => e,
-                Err(mpsc::TryRecvError::Empty) => {
+                Err(mpsc::RecvTimeoutError::Timeout) => {
                     flush(&mut outputs, &mut failed, &mut report);
                     pending = 0;
                     continue;
                 }
-                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         };
-        for (i, out) in outputs.iter_mut().enumerate() {
-            if failed[i] {
-                continue;
-            }
-            if let Err(e) = out.write(&event) {
-                tracing::error!(output = out.name(), error = %e, "output failed; its further events are dropped");
-                report.errors.push(format!("{}: {e}", out.name()));
-                failed[i] = true;
+        for event in &batch {
+            for (i, out) in outputs.iter_mut().enumerate() {
+                if failed[i] {
+                    continue;
+                }
+                if let Err(e) = out.write(event) {
+                    tracing::error!(output = out.name(), error = %e, "output failed; its further events are dropped");
+                    report.errors.push(format!("{}: {e}", out.name()));
+                    failed[i] = true;
+                }
             }
         }
-        report.written += 1;
-        pending += 1;
+        report.written += batch.len() as u64;
+        pending += batch.len();
     }
     flush(&mut outputs, &mut failed, &mut report);
     report
