@@ -178,3 +178,56 @@ fn flush(outputs: &mut [Box<dyn Output>], failed: &mut [bool], report: &mut Outp
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::event::Stats;
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_event_arrives_once_in_order_across_partial_batches() {
+        let sink = Shared::default();
+        let out = JsonLines::new("test".into(), Box::new(sink.clone()));
+        let (mut queue, thread) = EventQueue::spawn(vec![Box::new(out)], 4, Backpressure::Wait);
+        let n = BATCH as u64 * 3 + 17;
+        for i in 0..n {
+            queue.send(Event::Stats(Stats {
+                packets: i,
+                ..Stats::default()
+            }));
+        }
+        drop(queue); // flushes the partial batch
+        let report = thread.join();
+        assert_eq!(report.written, n);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let packets: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["packets"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(packets, (0..n).collect::<Vec<_>>());
+    }
+}
