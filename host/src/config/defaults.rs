@@ -19,8 +19,8 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_millis(1);
 /// reported unanswered at 30 s, so they are not taken for new attempts.
 pub const LINGER: Duration = Duration::from_secs(60);
 pub const FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// A full table of this many entries with its timers takes about 190 MB
-/// under a million-source SYN flood (docs/benchmarks.md).
+/// A full table of this many entries takes about 150 MB under a
+/// million-source SYN flood (docs/benchmarks.md).
 pub const MAX_CONNECTIONS: usize = 200_000;
 pub const MAX_ORPHANS: usize = 65_536;
 /// Zeek's scan policy: 15 ports on one host or 25 hosts on one port in 5 min.
