@@ -78,7 +78,8 @@ pub enum Outcome {
     Refused,
     /// No answer within the unanswered timeout.
     Unanswered,
-    /// Still waiting when the sensor stopped, before the timeout.
+    /// Still waiting, before the timeout, when the sensor stopped or when a
+    /// new SYN (new ISN) reused the 4-tuple.
     Incomplete,
 }
 
@@ -292,8 +293,10 @@ pub struct Stats {
     pub synack_without_syn: u64,
     pub table_size: u64,
     pub table_peak: u64,
-    /// Pending attempts pushed out of the full table.
+    /// Entries (pending attempts or flows) pushed out of the full table.
     pub evictions: u64,
+    /// SYN-ACKs that came after their attempt was reported unanswered.
+    pub late_synacks: u64,
     pub flows: u64,
     pub scans: u64,
     /// Events lost because an output could not keep up.

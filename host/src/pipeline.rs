@@ -190,6 +190,7 @@ impl Pipeline {
             table_size: self.tracker.table_size() as u64,
             table_peak: t.table_peak,
             evictions: t.evictions,
+            late_synacks: t.late_synacks,
             flows: t.flows,
             scans: self.tracker.scans_detected(),
             queue_drops: self.queue.drops(),

@@ -444,7 +444,10 @@ impl Tracker {
     }
 
     /// Makes room for one entry: a lingering report if any, else the oldest
-    /// pending attempt, else the longest-idle flow.
+    /// entry still within `unanswered_timeout` of its creation (pending
+    /// attempts, and flows that young), else the longest-idle flow. Pending
+    /// attempts pushed out are counted, not reported; flows pushed out are
+    /// reported with `end_reason` `evicted`.
     fn evict_one(&mut self) {
         for timer in [Timer::Linger, Timer::Unanswered, Timer::Idle] {
             while let Some(e) = self.timers.pop_front(timer) {
@@ -604,7 +607,12 @@ fn count(
             }
         }
     }
-    let completes = conn.state == State::SynAckSeen && dir == C2S && f.ack();
+    // The client's ACK of the SYN-ACK acknowledges the server's ISN + 1
+    // (of the latest SYN-ACK when a retransmission changed it).
+    let completes = conn.state == State::SynAckSeen
+        && dir == C2S
+        && f.ack()
+        && (seg.ack == conn.server_isn.wrapping_add(1) || conn.synack_seq_changed);
     (f.rst() || completes || flow_ended.is_some()).then_some(Change { completes, flow_ended })
 }
 

@@ -503,3 +503,27 @@ fn entries_stay_small() {
     let entry = std::mem::size_of::<conn::Key>() + std::mem::size_of::<conn::Conn>();
     assert!(entry <= 256, "key + entry = {entry} bytes");
 }
+
+#[test]
+fn only_an_ack_of_the_synack_completes_the_handshake() {
+    let mut t = tracker();
+    t.handle_segment(ms(0), &syn(1));
+    t.handle_segment(ms(3), &synack(1, 500));
+    // A stray ACK on the same tuple (of an older connection) does not count.
+    t.handle_segment(ms(4), &client_ack(1, 9999));
+    assert!(t.poll_event().is_none());
+    t.handle_segment(ms(5), &client_ack(1, 500));
+    let h = only_handshake(&mut t);
+    assert_eq!((h.completed, h.client_rtt_us), (true, Some(2_000.0)));
+}
+
+#[test]
+fn late_synacks_after_an_unanswered_report_are_counted() {
+    let mut t = tracker();
+    t.handle_segment(ms(0), &syn(1));
+    t.handle_timeout(ms(30_000));
+    assert_eq!(only_handshake(&mut t).outcome, Outcome::Unanswered);
+    t.handle_segment(ms(31_000), &synack(1, 2));
+    assert_eq!(t.stats().late_synacks, 1);
+    assert_eq!(t.stats().synack_without_syn, 0);
+}
