@@ -68,7 +68,7 @@ pub struct PipelineArgs {
     pub output: Option<String>,
 
     /// Tell connections apart by VLAN too
-    #[arg(long, env = "NG_VLAN_IN_KEY")]
+    #[arg(long, env = "NG_VLAN_IN_KEY", value_parser = clap::builder::BoolishValueParser::new())]
     pub vlan_in_key: bool,
 }
 
@@ -78,7 +78,7 @@ pub struct RunArgs {
     pub pipeline: PipelineArgs,
 
     /// Do not put the interface in promiscuous mode
-    #[arg(long, env = "NG_NO_PROMISC")]
+    #[arg(long, env = "NG_NO_PROMISC", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_promisc: bool,
 }
 

@@ -135,3 +135,26 @@ fn a_bad_filter_is_refused() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("port banana"), "{}", stderr(&o));
 }
+
+#[test]
+fn boolean_environment_variables_take_the_usual_spellings() {
+    for (value, expected) in [
+        ("1", "true"),
+        ("yes", "true"),
+        ("on", "true"),
+        ("0", "false"),
+        ("false", "false"),
+    ] {
+        let o = Command::new(common::bin())
+            .args(["check-config", "-c", "/dev/null"])
+            .env("NG_VLAN_IN_KEY", value)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "NG_VLAN_IN_KEY={value}: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains(&format!("vlan_in_key = {expected}")),
+            "NG_VLAN_IN_KEY={value}: {text}"
+        );
+    }
+}
