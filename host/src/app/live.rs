@@ -8,10 +8,9 @@ use anyhow::Context;
 
 use crate::capture::live::{self, LiveCapture, LiveConfig};
 use crate::config::Config;
-use crate::output::{Backpressure, EventQueue, JsonLines, Output};
-use crate::pipeline::Pipeline;
+use crate::output::Backpressure;
 use crate::time::Timestamp;
-use crate::track::{LocalNetworks, Tracker};
+use crate::track::LocalNetworks;
 
 /// How often timers run and events are handed to the outputs.
 const TICK: std::time::Duration = std::time::Duration::from_millis(100);
@@ -52,18 +51,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("installing signal handlers")?;
 
-    let output = JsonLines::open(&config.output.jsonl)?;
-    let (queue, output_thread) = EventQueue::spawn(
-        vec![Box::new(output) as Box<dyn Output>],
-        config.output.queue_size,
-        Backpressure::Drop,
-    );
-    let mut pipeline = Pipeline::new(
-        Tracker::new(config.track_config(), local),
-        queue,
-        None,
-        config.interest(),
-    );
+    let (mut pipeline, output_thread) = super::start_pipeline(&config, local, None, Backpressure::Drop)?;
 
     let interval = config.output.stats_interval;
     let mut next_stats = Instant::now() + interval;

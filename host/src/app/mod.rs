@@ -9,6 +9,9 @@ use anyhow::Context;
 
 use crate::cli::{Cli, Command, PipelineArgs};
 use crate::config::Config;
+use crate::output::{Backpressure, EventQueue, JsonLines, Output, OutputThread};
+use crate::pipeline::{Pipeline, ReplayFilter};
+use crate::track::{LocalNetworks, Tracker};
 
 /// Installs the log subscriber: warnings by default, -v info, -vv debug,
 /// -vvv trace; `RUST_LOG` wins when set. Logs go to standard error so
@@ -62,6 +65,24 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The outputs on their thread and the pipeline feeding them, as both
+/// drivers use them.
+fn start_pipeline(
+    config: &Config,
+    local: LocalNetworks,
+    filter: Option<ReplayFilter>,
+    policy: Backpressure,
+) -> anyhow::Result<(Pipeline, OutputThread)> {
+    let output = JsonLines::open(&config.output.jsonl)?;
+    let (queue, thread) = EventQueue::spawn(
+        vec![Box::new(output) as Box<dyn Output>],
+        config.output.queue_size,
+        policy,
+    );
+    let tracker = Tracker::new(config.track_config(), local);
+    Ok((Pipeline::new(tracker, queue, filter, config.interest()), thread))
 }
 
 /// Command-line and environment settings override the file's.

@@ -9,9 +9,9 @@ use crate::capture::file::CaptureFile;
 use crate::cli::ReplayArgs;
 use crate::config::Config;
 use crate::event::Stats;
-use crate::output::{Backpressure, EventQueue, JsonLines, Output};
-use crate::pipeline::{Pipeline, ReplayFilter};
-use crate::track::{LocalNetworks, Tracker};
+use crate::output::Backpressure;
+use crate::pipeline::ReplayFilter;
+use crate::track::LocalNetworks;
 
 /// What a replay did.
 #[derive(Debug, serde::Serialize)]
@@ -54,18 +54,7 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
         .map(|p| CaptureFile::open(p))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let output = JsonLines::open(&config.output.jsonl)?;
-    let (queue, output_thread) = EventQueue::spawn(
-        vec![Box::new(output) as Box<dyn Output>],
-        config.output.queue_size,
-        Backpressure::Wait,
-    );
-    let mut pipeline = Pipeline::new(
-        Tracker::new(config.track_config(), local),
-        queue,
-        filter,
-        config.interest(),
-    );
+    let (mut pipeline, output_thread) = super::start_pipeline(&config, local, filter, Backpressure::Wait)?;
 
     let total_bytes: u64 = files.iter().map(|f| f.len() as u64).sum();
     let bar = progress_bar(total_bytes, args.no_progress);
