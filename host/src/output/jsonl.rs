@@ -10,6 +10,7 @@ use crate::event::Event;
 pub struct JsonLines {
     name: String,
     out: BufWriter<Box<dyn Write + Send>>,
+    line: Vec<u8>,
 }
 
 impl JsonLines {
@@ -40,6 +41,7 @@ impl JsonLines {
         JsonLines {
             name,
             out: BufWriter::with_capacity(64 * 1024, out),
+            line: Vec::with_capacity(2048),
         }
     }
 }
@@ -50,8 +52,10 @@ impl Output for JsonLines {
     }
 
     fn write(&mut self, event: &Event) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, event).map_err(io::Error::other)?;
-        self.out.write_all(b"\n")
+        self.line.clear();
+        super::json::append(&mut self.line, event).map_err(io::Error::other)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
     }
 
     fn flush(&mut self) -> io::Result<()> {

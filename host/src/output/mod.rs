@@ -6,6 +6,7 @@
 //! Events cross to the output thread in batches (one wake-up per batch, not
 //! per event); the capture side sends a partial batch whenever it flushes.
 
+pub mod json;
 mod jsonl;
 
 use std::sync::atomic::{AtomicU64, Ordering};
