@@ -8,4 +8,9 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
 cargo build --release --locked -p net-gazer >&2
+# The first-party plugins, built into $CARGO_TARGET_DIR/plugins; the daemon
+# loads those in its plugin directory (/etc/net-gazer/plugins, or
+# NG_PLUGIN_DIR / --plugin-dir): copy the ones you want there.
+built="$(scripts/build-plugins.sh)"
+echo "run: plugins built in $built (install: cp $built/filter.wasm /etc/net-gazer/plugins/)" >&2
 exec "$CARGO_TARGET_DIR/release/net-gazer" "$@"

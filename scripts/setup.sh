@@ -4,6 +4,8 @@
 set -euo pipefail
 
 packages=(pkg-config libpcap-dev iproute2 nftables iptables tcpdump python3 procps)
+# pip for componentize-py (the Python plugin), unless this Python has it.
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

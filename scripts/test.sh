@@ -18,6 +18,13 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 cargo fmt --all -- --check
+(cd sdk && cargo fmt -- --check)
+(cd plugins && cargo fmt --all -- --check)
 cargo build --workspace --locked
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The first-party plugins (and the test plugin), for the plugin tests: they
+# must run, not skip.
+NG_TEST_PLUGINS="$(scripts/build-plugins.sh)"
+export NG_TEST_PLUGINS NG_REQUIRE_PLUGINS=1
+(cd plugins && cargo clippy --locked --target wasm32-wasip2 -- -D warnings)
 cargo test --workspace --locked

@@ -46,6 +46,37 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Validate the configuration and print the effective settings
     CheckConfig(CheckArgs),
+    /// Inspect plugins: what would load, or whether a file is a valid plugin
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Every plugin of the plugin directory, in chain order, with versions
+    /// and grants, and why any would be refused
+    List(PluginsListArgs),
+    /// Validate one file: print its name, version, contract version and the
+    /// events it wants; exit non-zero if it would be refused
+    Check(PluginsCheckArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct PluginsListArgs {
+    /// Plugin directory instead of the configured one
+    #[arg(long, env = "NG_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PluginsCheckArgs {
+    /// The .wasm file
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Also start it with its `[plugins.<name>]` table (name: file name
+    /// without .wasm) and report whether init accepts it
+    #[arg(long)]
+    pub init: bool,
 }
 
 /// Settings shared by `run` and `replay`; each overrides the file.
@@ -70,6 +101,10 @@ pub struct PipelineArgs {
     /// Tell connections apart by VLAN too
     #[arg(long, env = "NG_VLAN_IN_KEY", value_parser = clap::builder::BoolishValueParser::new())]
     pub vlan_in_key: bool,
+
+    /// Plugin directory (every *.wasm in it is loaded, SIGHUP reloads)
+    #[arg(long, env = "NG_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Default, Clone)]

@@ -45,6 +45,43 @@ impl Event {
     }
 }
 
+/// A key/value a plugin added to an event ("geo.country" = "DE").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// An event on its way through the plugin chain to the outputs, with the
+/// tags plugins added (in the order they were added; a later tag replaces
+/// an earlier one with the same key).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tagged {
+    pub event: Event,
+    pub tags: Vec<Tag>,
+}
+
+impl Tagged {
+    pub fn new(event: Event) -> Self {
+        Tagged {
+            event,
+            tags: Vec::new(),
+        }
+    }
+
+    /// Adds `tag`, replacing one with the same key.
+    pub fn set(&mut self, tag: Tag) {
+        match self.tags.iter_mut().find(|t| t.key == tag.key) {
+            Some(old) => old.value = tag.value,
+            None => self.tags.push(tag),
+        }
+    }
+
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|t| t.key == key).map(|t| t.value.as_str())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {

@@ -27,5 +27,6 @@ pub mod decode;
 pub mod event;
 pub mod output;
 pub mod pipeline;
+pub mod plugin;
 pub mod time;
 pub mod track;

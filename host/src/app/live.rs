@@ -15,7 +15,7 @@ use crate::track::LocalNetworks;
 /// How often timers run and events are handed to the outputs.
 const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
-pub fn run(config: Config) -> anyhow::Result<()> {
+pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()> {
     let iface = match &config.capture.interface {
         Some(name) => live::find_interface(name)?,
         None => {
@@ -51,7 +51,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("installing signal handlers")?;
 
-    let (mut pipeline, output_thread) = super::start_pipeline(&config, local, None, Backpressure::Drop)?;
+    let plugins = super::start_plugins(&config, Some(reconfigure))?;
+    let (reloader, plugin_metrics) = (plugins.reload, plugins.metrics);
+    let (mut pipeline, output_thread) = super::start_pipeline(&config, local, None, Backpressure::Drop, plugins.stage)?;
 
     let interval = config.output.stats_interval;
     let mut next_stats = Instant::now() + interval;
@@ -69,7 +71,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             pipeline.tick(Timestamp::now());
         }
         if reload.swap(false, Ordering::Relaxed) {
-            tracing::info!("SIGHUP received: nothing to reload yet (plugins arrive with the plugin host)");
+            tracing::info!("SIGHUP received: reloading plugins (other settings need a restart)");
+            if let Some(r) = &reloader {
+                let _ = r.send(());
+            }
         }
         if Instant::now() >= next_stats {
             next_stats += interval;
@@ -85,6 +90,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 queue_drops = s.queue_drops,
                 "stats"
             );
+            for (name, m) in plugin_metrics.snapshot() {
+                tracing::info!(plugin = %name, "plugin stats: {}", m.summary());
+            }
         }
     }
     tracing::info!("stopping: flushing open attempts");

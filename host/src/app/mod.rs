@@ -3,14 +3,16 @@
 //! signals and the terminal.
 
 mod live;
+mod plugins;
 mod replay;
 
 use anyhow::Context;
 
 use crate::cli::{Cli, Command, PipelineArgs};
 use crate::config::Config;
-use crate::output::{Backpressure, EventQueue, JsonLines, Output, OutputThread};
+use crate::output::{Backpressure, EventQueue, JsonLines, Output, OutputThread, Stage};
 use crate::pipeline::{Pipeline, ReplayFilter};
+use crate::plugin::{ChainStage, Plugins, Registry};
 use crate::track::{LocalNetworks, Tracker};
 
 /// Installs the log subscriber: warnings by default, -v info, -vv debug,
@@ -39,17 +41,31 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Some(p) => tracing::info!(file = %p.display(), "configuration loaded"),
         None => tracing::info!("no configuration file found; using defaults"),
     }
-    if let Some(iface) = &cli.iface {
+    let iface = cli.iface.clone();
+    if let Some(iface) = &iface {
         config.capture.interface = Some(iface.clone());
     }
+    // What SIGHUP re-reads: the same file with the same overrides.
+    let reconfigure = |args: PipelineArgs, no_promisc: bool| -> Reconfigure {
+        let path = path.clone();
+        let iface = iface.clone();
+        Box::new(move || {
+            let (mut config, _) = Config::load(path.as_deref())?;
+            config.capture.interface = iface.clone();
+            apply(&mut config, &args, no_promisc)?;
+            Ok(config)
+        })
+    };
     match cli.command {
         None => {
             apply(&mut config, &cli.run.pipeline, cli.run.no_promisc)?;
-            live::run(config)
+            let again = reconfigure(cli.run.pipeline.clone(), cli.run.no_promisc);
+            live::run(config, again)
         }
         Some(Command::Run(args)) => {
             apply(&mut config, &args.pipeline, args.no_promisc)?;
-            live::run(config)
+            let again = reconfigure(args.pipeline.clone(), args.no_promisc);
+            live::run(config, again)
         }
         Some(Command::Replay(args)) => {
             apply(&mut config, &args.pipeline, false)?;
@@ -64,7 +80,36 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.to_toml());
             Ok(())
         }
+        Some(Command::Plugins(command)) => plugins::main(config, command),
     }
+}
+
+/// Reads the configuration again (for a reload).
+pub type Reconfigure = Box<dyn Fn() -> anyhow::Result<Config> + Send>;
+
+/// The plugin chain for the output thread, the channel that reloads it
+/// (SIGHUP; live capture only) and the plugins' metrics.
+struct PluginStart {
+    stage: Box<dyn Stage>,
+    reload: Option<std::sync::mpsc::Sender<()>>,
+    metrics: Registry,
+}
+
+/// Loads the plugins now; with `reconfigure`, also starts the reloader.
+fn start_plugins(config: &Config, reconfigure: Option<Reconfigure>) -> anyhow::Result<PluginStart> {
+    let registry = Registry::default();
+    let mut plugins = Plugins::new(registry.clone());
+    let chain = plugins.load(&config.plugins);
+    let (stage, swap) = ChainStage::new(chain);
+    let reload = match reconfigure {
+        Some(r) => Some(crate::plugin::spawn_reloader(plugins, r, swap)?),
+        None => None,
+    };
+    Ok(PluginStart {
+        stage: Box::new(stage),
+        reload,
+        metrics: registry,
+    })
 }
 
 /// The outputs on their thread and the pipeline feeding them, as both
@@ -74,10 +119,12 @@ fn start_pipeline(
     local: LocalNetworks,
     filter: Option<ReplayFilter>,
     policy: Backpressure,
+    stage: Box<dyn Stage>,
 ) -> anyhow::Result<(Pipeline, OutputThread)> {
     let output = JsonLines::open(&config.output.jsonl)?;
     let (queue, thread) = EventQueue::spawn(
         vec![Box::new(output) as Box<dyn Output>],
+        stage,
         config.output.queue_size,
         policy,
     );
@@ -104,6 +151,9 @@ fn apply(config: &mut Config, args: &PipelineArgs, no_promisc: bool) -> anyhow::
     }
     if no_promisc {
         config.capture.promiscuous = false;
+    }
+    if let Some(dir) = &args.plugin_dir {
+        config.plugins.dir = dir.clone();
     }
     config
         .validate()

@@ -23,6 +23,8 @@ pub struct Summary {
     pub elapsed_s: f64,
     pub packets_per_s: f64,
     pub events: u64,
+    /// Per plugin: calls, drops, tags, failures.
+    pub plugins: BTreeMap<String, crate::plugin::metrics::Snapshot>,
     #[serde(flatten)]
     pub stats: Stats,
 }
@@ -54,7 +56,10 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
         .map(|p| CaptureFile::open(p))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let (mut pipeline, output_thread) = super::start_pipeline(&config, local, filter, Backpressure::Wait)?;
+    let plugins = super::start_plugins(&config, None)?;
+    let plugin_metrics = plugins.metrics;
+    let (mut pipeline, output_thread) =
+        super::start_pipeline(&config, local, filter, Backpressure::Wait, plugins.stage)?;
 
     let total_bytes: u64 = files.iter().map(|f| f.len() as u64).sum();
     let bar = progress_bar(total_bytes, args.no_progress);
@@ -97,6 +102,11 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
         elapsed_s: elapsed.as_secs_f64(),
         packets_per_s: stats.packets as f64 / elapsed.as_secs_f64().max(1e-9),
         events: report.written,
+        plugins: plugin_metrics
+            .snapshot()
+            .into_iter()
+            .map(|(name, m)| (name, m.snapshot()))
+            .collect(),
         stats,
     };
     if args.summary_json {
@@ -161,5 +171,19 @@ fn render(s: &Summary, elapsed: Duration) -> String {
         st.duplicates, st.synack_without_syn, st.flows, st.scans, st.evictions, st.table_peak
     ));
     out.push_str(&format!("  events written: {}\n", s.events));
+    for (name, p) in &s.plugins {
+        out.push_str(&format!(
+            "  plugin {name}: {} events, {} dropped, {} tagged, {} errors ({} traps, {} timeouts, {} out of memory, {} bad results), {} ns/event\n",
+            p.events,
+            p.dropped,
+            p.tagged,
+            p.errors,
+            p.traps,
+            p.timeouts,
+            p.out_of_memory,
+            p.bad_results,
+            p.busy_ns.checked_div(p.events).unwrap_or(0),
+        ));
+    }
     out
 }

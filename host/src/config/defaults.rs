@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{CaptureSection, OutputSection, ScanSection, TrackSection};
+use super::{CaptureSection, OutputSection, PluginsSection, ScanSection, TrackSection};
 use crate::track::{Mode, TrackConfig};
 
 /// Headers only: 14 Ethernet + 8 for two VLAN tags + 40 IPv6 + extension
@@ -31,6 +31,14 @@ pub const SCAN_MAX_SOURCES: usize = 65_536;
 pub const SCAN_MAX_LISTED: usize = 1_024;
 pub const STATS_INTERVAL: Duration = Duration::from_secs(60);
 pub const QUEUE_SIZE: usize = 65_536;
+pub const PLUGIN_DIR: &str = "/etc/net-gazer/plugins";
+pub const PLUGIN_CACHE_DIR: &str = "/var/cache/net-gazer";
+/// Per call: a Rust plugin takes well under a microsecond per event, Python
+/// a few; 10 ms is a hung plugin, not a slow one.
+pub const PLUGIN_TIMEOUT_MS: u64 = 10;
+pub const PLUGIN_MEMORY_MB: u64 = 64;
+pub const PLUGIN_MAX_FAILURES: u32 = 5;
+pub const PLUGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 impl Default for CaptureSection {
     fn default() -> Self {
@@ -82,6 +90,21 @@ impl Default for OutputSection {
             jsonl: "-".into(),
             stats_interval: STATS_INTERVAL,
             queue_size: QUEUE_SIZE,
+        }
+    }
+}
+
+impl Default for PluginsSection {
+    fn default() -> Self {
+        PluginsSection {
+            dir: PLUGIN_DIR.into(),
+            order: Vec::new(),
+            cache_dir: PLUGIN_CACHE_DIR.into(),
+            timeout_ms: PLUGIN_TIMEOUT_MS,
+            memory_mb: PLUGIN_MEMORY_MB,
+            max_failures: PLUGIN_MAX_FAILURES,
+            failure_window: PLUGIN_FAILURE_WINDOW,
+            each: Default::default(),
         }
     }
 }

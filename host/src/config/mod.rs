@@ -29,6 +29,7 @@ pub struct Config {
     pub track: TrackSection,
     pub scan: ScanSection,
     pub output: OutputSection,
+    pub plugins: PluginsSection,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -91,6 +92,88 @@ pub struct OutputSection {
     /// Events waiting for the output thread; beyond it they are dropped
     /// and counted (live capture never waits for an output).
     pub queue_size: usize,
+}
+
+/// `[plugins]`: where plugins come from and the limits every plugin gets;
+/// `[plugins.<name>]` tables (name = the file name without `.wasm`) hold one
+/// plugin's grants, limits and its own settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct PluginsSection {
+    /// Every `*.wasm` here is a plugin.
+    pub dir: PathBuf,
+    /// Plugins in this order first (by name), the rest by file name.
+    pub order: Vec<String>,
+    /// Compiled plugins, keyed by content and engine; only the daemon may
+    /// write here.
+    pub cache_dir: PathBuf,
+    /// Per call into a plugin, unless its table says otherwise.
+    pub timeout_ms: u64,
+    /// Per linear memory of a plugin, unless its table says otherwise.
+    pub memory_mb: u64,
+    /// This many failures (trap, timeout, memory) within `failure_window`
+    /// disable a plugin, for 10 s, doubling up to 10 min each time again.
+    pub max_failures: u32,
+    #[serde(with = "duration")]
+    pub failure_window: Duration,
+    /// `[plugins.<name>]` tables.
+    #[serde(flatten)]
+    pub each: std::collections::BTreeMap<String, PluginSettings>,
+}
+
+/// One plugin's table. Keys other than these are the plugin's own settings,
+/// handed to its `init` as JSON (with `dirs` and `http_allow`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct PluginSettings {
+    pub enabled: Option<bool>,
+    /// Directories the plugin may read (read-only, at the same path).
+    pub dirs: Vec<PathBuf>,
+    /// `host:port` (or `host`, any port) the plugin may send HTTP requests to.
+    pub http_allow: Vec<String>,
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    /// When the plugin fails on an event or is disabled: `pass` the event on
+    /// (default) or `drop` it.
+    pub on_error: Option<OnError>,
+    pub max_failures: Option<u32>,
+    /// Call the plugin's `batch` (true) or its per-event functions (false);
+    /// unset: what the plugin asks for.
+    pub batch: Option<bool>,
+    #[serde(flatten)]
+    pub options: toml::Table,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Fail open: the event goes on as if the plugin had kept it.
+    #[default]
+    Pass,
+    /// Fail closed: the event is dropped.
+    Drop,
+}
+
+impl PluginSettings {
+    /// Keys the host reads and the plugin does not see.
+    pub const HOST_KEYS: [&'static str; 6] = [
+        "enabled",
+        "timeout_ms",
+        "memory_mb",
+        "on_error",
+        "max_failures",
+        "batch",
+    ];
+
+    /// The table `init` receives: the plugin's own keys and its grants.
+    pub fn plugin_json(&self) -> String {
+        let mut table = self.options.clone();
+        let strings = |v: &[String]| toml::Value::Array(v.iter().cloned().map(toml::Value::String).collect());
+        let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        table.insert("dirs".into(), strings(&dirs));
+        table.insert("http_allow".into(), strings(&self.http_allow));
+        serde_json::to_string(&table).unwrap_or_else(|_| "{}".into())
+    }
 }
 
 impl Config {
@@ -176,6 +259,38 @@ impl Config {
         }
         if self.output.stats_interval.is_zero() {
             return bad("output.stats_interval", "must be longer than zero");
+        }
+        let p = &self.plugins;
+        if p.timeout_ms == 0 {
+            return bad("plugins.timeout_ms", "must be at least 1");
+        }
+        if p.memory_mb == 0 {
+            return bad("plugins.memory_mb", "must be at least 1");
+        }
+        if p.max_failures == 0 {
+            return bad("plugins.max_failures", "must be at least 1");
+        }
+        for (name, each) in &p.each {
+            let key = |k: &str| format!("plugins.{name}.{k}");
+            if each.timeout_ms == Some(0) {
+                return bad(&key("timeout_ms"), "must be at least 1");
+            }
+            if each.memory_mb == Some(0) {
+                return bad(&key("memory_mb"), "must be at least 1");
+            }
+            if each.max_failures == Some(0) {
+                return bad(&key("max_failures"), "must be at least 1");
+            }
+            for d in &each.dirs {
+                if !d.is_absolute() {
+                    return bad(&key("dirs"), &format!("`{}` must be an absolute path", d.display()));
+                }
+            }
+            for h in &each.http_allow {
+                if h.is_empty() || h.contains('/') || h.contains('@') {
+                    return bad(&key("http_allow"), &format!("`{h}` must be `host:port` or `host`"));
+                }
+            }
         }
         Ok(())
     }

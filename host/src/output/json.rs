@@ -19,6 +19,30 @@ pub fn append<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(),
     value.serialize(&mut Writer { out })
 }
 
+/// Appends the event with its tags as one JSON object: the event's fields,
+/// then `"tags": {key: value, ...}` when a plugin added any.
+pub fn append_tagged(out: &mut Vec<u8>, item: &crate::event::Tagged) -> Result<(), Error> {
+    append(out, &item.event)?;
+    if item.tags.is_empty() {
+        return Ok(());
+    }
+    if out.last() != Some(&b'}') {
+        return Err(Error("an event must serialise as an object".into()));
+    }
+    out.pop();
+    out.extend_from_slice(b",\"tags\":{");
+    for (i, tag) in item.tags.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, &tag.key);
+        out.push(b':');
+        string(out, &tag.value);
+    }
+    out.extend_from_slice(b"}}");
+    Ok(())
+}
+
 #[derive(Debug)]
 pub struct Error(String);
 
@@ -688,8 +712,8 @@ mod tests {
             fn name(&self) -> &str {
                 "collect"
             }
-            fn write(&mut self, event: &Event) -> std::io::Result<()> {
-                self.0.lock().expect("lock").push(event.clone());
+            fn write(&mut self, item: &crate::event::Tagged) -> std::io::Result<()> {
+                self.0.lock().expect("lock").push(item.event.clone());
                 Ok(())
             }
             fn flush(&mut self) -> std::io::Result<()> {
@@ -715,6 +739,7 @@ mod tests {
             files += 1;
             let (queue, thread) = EventQueue::spawn(
                 vec![Box::new(Collect(events.clone())) as Box<dyn Output>],
+                Box::new(crate::output::Passthrough),
                 1024,
                 Backpressure::Wait,
             );

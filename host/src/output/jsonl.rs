@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use super::Output;
-use crate::event::Event;
+use crate::event::Tagged;
 
 pub struct JsonLines {
     name: String,
@@ -51,9 +51,9 @@ impl Output for JsonLines {
         &self.name
     }
 
-    fn write(&mut self, event: &Event) -> io::Result<()> {
+    fn write(&mut self, item: &Tagged) -> io::Result<()> {
         self.line.clear();
-        super::json::append(&mut self.line, event).map_err(io::Error::other)?;
+        super::json::append_tagged(&mut self.line, item).map_err(io::Error::other)?;
         self.line.push(b'\n');
         self.out.write_all(&self.line)
     }

@@ -5,6 +5,8 @@
 //! is dropped and counted. Replay waits instead, so it loses nothing.
 //! Events cross to the output thread in batches (one wake-up per batch, not
 //! per event); the capture side sends a partial batch whenever it flushes.
+//! On that thread a [`Stage`] (the plugin chain) sees each batch before the
+//! outputs do, and may tag or drop events.
 
 pub mod json;
 mod jsonl;
@@ -16,17 +18,37 @@ use std::thread::JoinHandle;
 
 pub use jsonl::JsonLines;
 
-use crate::event::Event;
+use crate::event::{Event, Tagged};
+use crate::time::Timestamp;
 
 /// A destination for events.
 pub trait Output: Send {
     fn name(&self) -> &str;
-    fn write(&mut self, event: &Event) -> std::io::Result<()>;
+    fn write(&mut self, item: &Tagged) -> std::io::Result<()>;
     fn flush(&mut self) -> std::io::Result<()>;
+}
+
+/// Work on the output thread between the queue and the outputs.
+pub trait Stage: Send {
+    /// Tags or removes events of one batch, keeping the order of the rest.
+    fn process(&mut self, batch: &mut Vec<Tagged>);
+    /// About once a second, and when the queue is idle.
+    fn tick(&mut self, _now: Timestamp) {}
+    /// The queue closed: last work before the outputs flush.
+    fn finish(&mut self) {}
+}
+
+/// No work: events go straight to the outputs.
+pub struct Passthrough;
+
+impl Stage for Passthrough {
+    fn process(&mut self, _batch: &mut Vec<Tagged>) {}
 }
 
 /// How long written events may wait in an output's buffer.
 const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often the stage's `tick` runs.
+const TICK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What to do when the queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,13 +71,18 @@ pub struct EventQueue {
 }
 
 impl EventQueue {
-    /// Starts the output thread writing every event to each output in turn;
-    /// `capacity` events may wait for it.
-    pub fn spawn(outputs: Vec<Box<dyn Output>>, capacity: usize, policy: Backpressure) -> (EventQueue, OutputThread) {
+    /// Starts the output thread: each batch goes through `stage`, then to
+    /// each output in turn; `capacity` events may wait for it.
+    pub fn spawn(
+        outputs: Vec<Box<dyn Output>>,
+        stage: Box<dyn Stage>,
+        capacity: usize,
+        policy: Backpressure,
+    ) -> (EventQueue, OutputThread) {
         let (tx, rx) = mpsc::sync_channel(capacity.div_ceil(BATCH));
         let handle = std::thread::Builder::new()
             .name("ng-output".into())
-            .spawn(move || write_all(rx, outputs))
+            .spawn(move || write_all(rx, stage, outputs))
             .ok();
         (
             EventQueue {
@@ -125,36 +152,44 @@ impl Drop for EventQueue {
     }
 }
 
-fn write_all(rx: Receiver<Vec<Event>>, mut outputs: Vec<Box<dyn Output>>) -> OutputReport {
+fn write_all(rx: Receiver<Vec<Event>>, mut stage: Box<dyn Stage>, mut outputs: Vec<Box<dyn Output>>) -> OutputReport {
     let mut report = OutputReport::default();
     let mut failed = vec![false; outputs.len()];
     let mut pending = 0usize;
+    let mut next_tick = std::time::Instant::now() + TICK_EVERY;
     loop {
-        // Wait for the next event; with events written but not flushed,
-        // wait at most FLUSH_AFTER, then flush. A burst thus becomes a few
-        // large writes, and a quiet sensor's last events still leave soon.
-        let batch = if pending == 0 {
-            match rx.recv() {
-                Ok(e) => e,
-                Err(_) => break,
-            }
-        } else {
-            match rx.recv_timeout(FLUSH_AFTER) {
-                Ok(e) => e,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
+        // Wait for the next batch, at most until the stage's next tick; with
+        // events written but not flushed, at most FLUSH_AFTER, then flush. A
+        // burst thus becomes a few large writes, and a quiet sensor's last
+        // events still leave soon.
+        let now = std::time::Instant::now();
+        let mut wait = next_tick.saturating_duration_since(now);
+        if pending > 0 {
+            wait = wait.min(FLUSH_AFTER);
+        }
+        let batch = match rx.recv_timeout(wait) {
+            Ok(batch) => batch,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if pending > 0 {
                     flush(&mut outputs, &mut failed, &mut report);
                     pending = 0;
-                    continue;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                if std::time::Instant::now() >= next_tick {
+                    stage.tick(Timestamp::now());
+                    next_tick = std::time::Instant::now() + TICK_EVERY;
+                }
+                continue;
             }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        for event in &batch {
+        let mut batch: Vec<Tagged> = batch.into_iter().map(Tagged::new).collect();
+        stage.process(&mut batch);
+        for item in &batch {
             for (i, out) in outputs.iter_mut().enumerate() {
                 if failed[i] {
                     continue;
                 }
-                if let Err(e) = out.write(event) {
+                if let Err(e) = out.write(item) {
                     tracing::error!(output = out.name(), error = %e, "output failed; its further events are dropped");
                     report.errors.push(format!("{}: {e}", out.name()));
                     failed[i] = true;
@@ -163,7 +198,12 @@ fn write_all(rx: Receiver<Vec<Event>>, mut outputs: Vec<Box<dyn Output>>) -> Out
         }
         report.written += batch.len() as u64;
         pending += batch.len();
+        if std::time::Instant::now() >= next_tick {
+            stage.tick(Timestamp::now());
+            next_tick = std::time::Instant::now() + TICK_EVERY;
+        }
     }
+    stage.finish();
     flush(&mut outputs, &mut failed, &mut report);
     report
 }
@@ -209,7 +249,7 @@ mod tests {
     fn every_event_arrives_once_in_order_across_partial_batches() {
         let sink = Shared::default();
         let out = JsonLines::new("test".into(), Box::new(sink.clone()));
-        let (mut queue, thread) = EventQueue::spawn(vec![Box::new(out)], 4, Backpressure::Wait);
+        let (mut queue, thread) = EventQueue::spawn(vec![Box::new(out)], Box::new(Passthrough), 4, Backpressure::Wait);
         let n = BATCH as u64 * 3 + 17;
         for i in 0..n {
             queue.send(Event::Stats(Stats {

@@ -1,0 +1,102 @@
+//! `net-gazer plugins list` and `net-gazer plugins check FILE`: what would
+//! load, and why not, without starting capture.
+
+use crate::cli::PluginsCommand;
+use crate::config::Config;
+use crate::plugin::{chain::Running, wit, Loader, Registry};
+
+pub fn main(mut config: Config, command: PluginsCommand) -> anyhow::Result<()> {
+    match command {
+        PluginsCommand::List(args) => {
+            if let Some(dir) = args.plugin_dir {
+                config.plugins.dir = dir;
+            }
+            list(&config)
+        }
+        PluginsCommand::Check(args) => check(&config, &args.file, args.init),
+    }
+}
+
+fn list(config: &Config) -> anyhow::Result<()> {
+    let section = &config.plugins;
+    let found = Loader::discover(section).map_err(anyhow::Error::msg)?;
+    println!("plugin directory: {} ({} files)", section.dir.display(), found.len());
+    println!("contract versions this net-gazer runs: {}", wit::supported_list());
+    if found.is_empty() {
+        return Ok(());
+    }
+    // No cache: listing must not write anything.
+    let mut loader = Loader::new(None)?;
+    let mut refused = 0;
+    for (i, f) in found.iter().enumerate() {
+        let s = &f.settings;
+        let grants = format!(
+            "dirs [{}], http_allow [{}], timeout {} ms, memory {} MiB, on_error {:?}",
+            s.dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.http_allow.join(", "),
+            s.timeout_ms.unwrap_or(section.timeout_ms),
+            s.memory_mb.unwrap_or(section.memory_mb),
+            s.on_error.unwrap_or_default(),
+        );
+        if !f.enabled {
+            println!("{:>2}. {:<16} disabled in the configuration", i + 1, f.name);
+            continue;
+        }
+        match loader.prepare(&f.name, &f.path) {
+            Ok(p) => {
+                let d = &p.description;
+                println!(
+                    "{:>2}. {:<16} {} {} (contract {}), wants {}{}\n    {grants}",
+                    i + 1,
+                    f.name,
+                    d.name,
+                    d.version,
+                    p.contract,
+                    d.wants_list(),
+                    if s.batch.unwrap_or(d.batch) { ", batches" } else { "" },
+                );
+            }
+            Err(e) => {
+                refused += 1;
+                println!("{:>2}. {:<16} REFUSED: {}", i + 1, f.name, e.reason);
+            }
+        }
+    }
+    if refused > 0 {
+        anyhow::bail!("{refused} plugin(s) would be refused");
+    }
+    Ok(())
+}
+
+fn check(config: &Config, file: &std::path::Path, init: bool) -> anyhow::Result<()> {
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| anyhow::anyhow!("{}: not a file name", file.display()))?
+        .to_string();
+    let mut loader = Loader::new(None)?;
+    let p = loader.prepare(&name, file)?;
+    let d = &p.description;
+    println!("file:     {}", file.display());
+    println!("sha256:   {}", p.sha256);
+    println!("name:     {}", d.name);
+    println!("version:  {}", d.version);
+    println!(
+        "contract: {} (this net-gazer runs {})",
+        p.contract,
+        wit::supported_list()
+    );
+    println!("wants:    {}", d.wants_list());
+    println!("batch:    {}", d.batch);
+    if init {
+        let settings = config.plugins.each.get(&name).cloned().unwrap_or_default();
+        let metrics = Registry::default().get(&name);
+        Running::start(p, settings, &config.plugins, metrics).map_err(|e| anyhow::anyhow!("init: {e}"))?;
+        println!("init:     accepted its [plugins.{name}] configuration");
+    }
+    Ok(())
+}

@@ -1,0 +1,513 @@
+//! The plugin chain: every event goes through the plugins in order, each
+//! sees the tags of those before it, and a drop ends the event's way.
+//!
+//! Each plugin runs in one long-lived Store on the output thread. Every
+//! entry into a plugin gets a deadline first (epoch interruption) and every
+//! Store a memory cap. A trap, timeout or out-of-memory drops the Store; the
+//! next event instantiates the plugin again from its `InstancePre` and calls
+//! `init` again. Too many failures in a window disable the plugin for a
+//! while (doubling each time). The event a plugin failed on goes on
+//! (`on_error = "pass"`, the default) or is dropped (`"drop"`); the daemon
+//! itself never stops because of a plugin.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+
+use super::host_api::{Grants, State};
+use super::load::{ticks, Prepared};
+use super::metrics::PluginMetrics;
+use super::wit::since_v0_1::{self, types, SensorPlugin};
+use crate::config::{OnError, PluginSettings, PluginsSection};
+use crate::event::{Tag, Tagged};
+use crate::time::Timestamp;
+
+/// How long `init` may take (it may open databases).
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first time a plugin is disabled, for this long; doubling after.
+const BACKOFF_FIRST: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(600);
+/// HTTP requests of a plugin time out after this.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tags a plugin may add to one event, and their sizes.
+const MAX_TAGS: usize = 32;
+const MAX_KEY: usize = 64;
+const MAX_VALUE: usize = 1024;
+
+/// Why a call into a plugin failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    Trap,
+    Timeout,
+    OutOfMemory,
+    /// It returned something the host cannot use (wrong number of verdicts).
+    BadResult,
+    /// `init` refused its configuration when the plugin was restarted.
+    Init,
+}
+
+/// One plugin of a chain, with its running instance.
+pub struct Running {
+    prepared: Prepared,
+    settings: PluginSettings,
+    config_json: String,
+    grants: Grants,
+    timeout: Duration,
+    on_error: OnError,
+    batch: bool,
+    max_failures: u32,
+    failure_window: Duration,
+    pub metrics: Arc<PluginMetrics>,
+    instance: Option<(Store<State>, SensorPlugin)>,
+    failures: VecDeque<Instant>,
+    disabled_until: Option<Instant>,
+    backoff: Duration,
+    last_disabled: Option<Instant>,
+}
+
+impl Running {
+    /// Instantiates the plugin and gives it its configuration; an error is
+    /// the plugin refusing it (or failing to start).
+    pub fn start(
+        prepared: Prepared,
+        settings: PluginSettings,
+        section: &PluginsSection,
+        metrics: Arc<PluginMetrics>,
+    ) -> Result<Running, String> {
+        let mut dirs = Vec::new();
+        for d in &settings.dirs {
+            // Canonical, so the grant is the directory itself, not whatever
+            // a symlink points to later; cap-std keeps `..` and symlinks
+            // inside it.
+            let canonical = d
+                .canonicalize()
+                .map_err(|e| format!("granted directory {}: {e}", d.display()))?;
+            dirs.push(canonical);
+        }
+        let grants = Grants {
+            dirs,
+            http_allow: settings.http_allow.clone(),
+            memory_bytes: usize::try_from(settings.memory_mb.unwrap_or(section.memory_mb).saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+            http_timeout: HTTP_TIMEOUT,
+        };
+        let mut running = Running {
+            config_json: settings.plugin_json(),
+            timeout: Duration::from_millis(settings.timeout_ms.unwrap_or(section.timeout_ms)),
+            on_error: settings.on_error.unwrap_or_default(),
+            batch: settings.batch.unwrap_or(prepared.description.batch),
+            max_failures: settings.max_failures.unwrap_or(section.max_failures),
+            failure_window: section.failure_window,
+            settings,
+            grants,
+            metrics,
+            instance: None,
+            failures: VecDeque::new(),
+            disabled_until: None,
+            backoff: BACKOFF_FIRST,
+            last_disabled: None,
+            prepared,
+        };
+        running.instantiate().map_err(|(_, e)| e)?;
+        Ok(running)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.prepared.name
+    }
+
+    pub fn prepared(&self) -> &Prepared {
+        &self.prepared
+    }
+
+    pub fn settings(&self) -> &PluginSettings {
+        &self.settings
+    }
+
+    pub fn batch(&self) -> bool {
+        self.batch
+    }
+
+    fn wants(&self, kind: types::EventKind) -> bool {
+        self.prepared.description.wants.contains(&kind)
+    }
+
+    /// A fresh Store and instance, `init` called.
+    fn instantiate(&mut self) -> Result<(), (Failure, String)> {
+        let engine = self.prepared.pre.engine().clone();
+        let state = State::new(self.prepared.name.as_str().into(), &self.grants, self.metrics.clone())
+            .map_err(|e| (Failure::Init, e.to_string()))?;
+        let mut store = Store::new(&engine, state);
+        store.limiter(|s| s);
+        store.set_epoch_deadline(ticks(INIT_TIMEOUT));
+        let plugin = self.prepared.pre.instantiate(&mut store).map_err(|e| {
+            (
+                classify(&store, &e),
+                format!("cannot be instantiated: {}", one_line(&e)),
+            )
+        })?;
+        store.set_epoch_deadline(ticks(INIT_TIMEOUT));
+        match plugin
+            .net_gazer_plugin_plugin()
+            .call_init(&mut store, &self.config_json)
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err((Failure::Init, format!("refused its configuration: {message}"))),
+            Err(e) => return Err((classify(&store, &e), format!("init failed: {}", one_line(&e)))),
+        }
+        self.instance = Some((store, plugin));
+        Ok(())
+    }
+
+    /// Whether the plugin may run now (re-enabling it when its time is up).
+    fn available(&mut self, now: Instant) -> bool {
+        match self.disabled_until {
+            Some(until) if now < until => false,
+            Some(_) => {
+                tracing::info!(plugin = %self.name(), "plugin enabled again after its backoff");
+                self.disabled_until = None;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Counts a failure; drops the instance; disables the plugin when
+    /// failures pile up.
+    fn fail(&mut self, failure: Failure, message: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.metrics;
+        m.errors.fetch_add(1, Relaxed);
+        match failure {
+            Failure::Trap | Failure::Init => m.traps.fetch_add(1, Relaxed),
+            Failure::Timeout => m.timeouts.fetch_add(1, Relaxed),
+            Failure::OutOfMemory => m.out_of_memory.fetch_add(1, Relaxed),
+            Failure::BadResult => m.bad_results.fetch_add(1, Relaxed),
+        };
+        tracing::warn!(plugin = %self.name(), failure = ?failure, "plugin failed: {message}");
+        if failure != Failure::BadResult {
+            // A trap poisons the Store: start over from InstancePre.
+            self.instance = None;
+        }
+        let now = Instant::now();
+        self.failures.push_back(now);
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.failure_window)
+        {
+            self.failures.pop_front();
+        }
+        if self.failures.len() >= self.max_failures as usize {
+            if self
+                .last_disabled
+                .is_some_and(|t| now.duration_since(t) > BACKOFF_MAX + self.failure_window)
+            {
+                self.backoff = BACKOFF_FIRST;
+            }
+            tracing::error!(
+                plugin = %self.name(),
+                failures = self.failures.len(),
+                window = %crate::time::format_duration(self.failure_window),
+                disabled_for = %crate::time::format_duration(self.backoff),
+                "plugin disabled: too many failures; events pass it by meanwhile (on_error = {:?})",
+                self.on_error
+            );
+            m.disabled.fetch_add(1, Relaxed);
+            self.disabled_until = Some(now + self.backoff);
+            self.last_disabled = Some(now);
+            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            self.failures.clear();
+            self.instance = None;
+        }
+    }
+
+    /// The instance, made again if a failure dropped it.
+    fn ready(&mut self) -> bool {
+        if self.instance.is_some() {
+            return true;
+        }
+        self.metrics.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.instantiate() {
+            Ok(()) => true,
+            Err((failure, message)) => {
+                self.fail(failure, &message);
+                false
+            }
+        }
+    }
+
+    /// Calls into the plugin under its deadline; failures are handled here.
+    fn call<R>(
+        &mut self,
+        events: u64,
+        f: impl FnOnce(&SensorPlugin, &mut Store<State>) -> wasmtime::Result<R>,
+    ) -> Option<R> {
+        let (store, plugin) = self.instance.as_mut()?;
+        store.set_epoch_deadline(ticks(self.timeout));
+        let start = Instant::now();
+        let result = f(plugin, store);
+        self.metrics.record_call(events, start.elapsed());
+        match result {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let failure = classify(store, &e);
+                self.fail(failure, &one_line(&e));
+                None
+            }
+        }
+    }
+
+    /// Runs the plugin over the events of `work` it wants.
+    fn run(&mut self, work: &mut Work) {
+        let wanted: Vec<usize> = (0..work.items.len())
+            .filter(|&i| !work.dropped[i] && work.kind(i).is_some_and(|k| self.wants(k)))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        if !self.available(Instant::now()) {
+            self.metrics
+                .skipped
+                .fetch_add(wanted.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            for &i in &wanted {
+                self.on_failure(work, i);
+            }
+            return;
+        }
+        if self.batch {
+            self.run_batch(work, &wanted);
+        } else {
+            for &i in &wanted {
+                if !self.available(Instant::now()) || !self.ready() {
+                    self.on_failure(work, i);
+                    continue;
+                }
+                let record = work.record(i);
+                let verdict = self.call(1, |p, s| {
+                    let g = p.net_gazer_plugin_plugin();
+                    match record {
+                        types::Event::Handshake(e) => g.call_on_handshake(s, e),
+                        types::Event::Flow(e) => g.call_on_flow(s, e),
+                        types::Event::Scan(e) => g.call_on_scan(s, e),
+                        types::Event::Route(e) => g.call_on_route(s, e),
+                    }
+                });
+                match verdict {
+                    Some(v) => self.apply(work, i, v),
+                    None => self.on_failure(work, i),
+                }
+            }
+        }
+    }
+
+    fn run_batch(&mut self, work: &mut Work, wanted: &[usize]) {
+        if !self.ready() {
+            wanted.iter().for_each(|&i| self.on_failure(work, i));
+            return;
+        }
+        // The records move into one list for the call and back after it.
+        let records: Vec<types::Event> = wanted.iter().map(|&i| work.take_record(i)).collect();
+        let verdicts = self.call(records.len() as u64, |p, s| {
+            p.net_gazer_plugin_plugin().call_on_batch(s, &records)
+        });
+        for (&i, record) in wanted.iter().zip(records) {
+            work.records[i] = Some(record);
+        }
+        match verdicts {
+            Some(v) if v.len() == wanted.len() => {
+                for (&i, verdict) in wanted.iter().zip(v) {
+                    self.apply(work, i, verdict);
+                }
+            }
+            Some(v) => {
+                let message = format!("batch returned {} verdicts for {} events", v.len(), wanted.len());
+                self.fail(Failure::BadResult, &message);
+                wanted.iter().for_each(|&i| self.on_failure(work, i));
+            }
+            None => wanted.iter().for_each(|&i| self.on_failure(work, i)),
+        }
+    }
+
+    fn on_failure(&self, work: &mut Work, i: usize) {
+        if self.on_error == OnError::Drop {
+            work.dropped[i] = true;
+        }
+    }
+
+    fn apply(&mut self, work: &mut Work, i: usize, verdict: types::Verdict) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match verdict {
+            types::Verdict::Keep => {}
+            types::Verdict::Drop => {
+                self.metrics.dropped.fetch_add(1, Relaxed);
+                work.dropped[i] = true;
+            }
+            types::Verdict::Tag(tags) => {
+                let mut bad = 0usize;
+                let mut added = false;
+                for t in tags.into_iter().take(MAX_TAGS) {
+                    if t.key.is_empty() || t.key.len() > MAX_KEY || t.value.len() > MAX_VALUE {
+                        bad += 1;
+                        continue;
+                    }
+                    work.items[i].set(Tag {
+                        key: t.key,
+                        value: t.value,
+                    });
+                    added = true;
+                }
+                if bad > 0 {
+                    self.fail(
+                        Failure::BadResult,
+                        &format!("{bad} tag(s) refused: keys must be 1..={MAX_KEY} bytes, values at most {MAX_VALUE}"),
+                    );
+                }
+                if added {
+                    self.metrics.tagged.fetch_add(1, Relaxed);
+                    work.retag(i);
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        if self.instance.is_none() || !self.available(Instant::now()) {
+            return;
+        }
+        let now_us = now.as_micros();
+        self.call(0, |p, s| p.net_gazer_plugin_plugin().call_on_tick(s, now_us));
+    }
+}
+
+/// An error on one line: the causes without wasmtime's backtrace.
+pub fn one_line(e: &wasmtime::Error) -> String {
+    let parts: Vec<String> = e
+        .chain()
+        .map(|c| c.to_string())
+        .filter(|m| !m.starts_with("error while executing at wasm backtrace"))
+        .map(|m| m.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    if parts.is_empty() {
+        e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        parts.join(": ")
+    }
+}
+
+fn classify(store: &Store<State>, e: &wasmtime::Error) -> Failure {
+    if store.data().out_of_memory {
+        Failure::OutOfMemory
+    } else if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        Failure::Timeout
+    } else {
+        Failure::Trap
+    }
+}
+
+/// One batch on its way through the chain: the items, their records as
+/// plugins see them (made on first use, kept in step with the tags), and
+/// which were dropped.
+struct Work<'a> {
+    items: &'a mut Vec<Tagged>,
+    records: Vec<Option<types::Event>>,
+    dropped: Vec<bool>,
+}
+
+impl Work<'_> {
+    fn kind(&self, i: usize) -> Option<types::EventKind> {
+        since_v0_1::kind(&self.items[i].event)
+    }
+
+    fn record(&mut self, i: usize) -> &types::Event {
+        let item = &self.items[i];
+        self.records[i].get_or_insert_with(|| {
+            since_v0_1::record(&item.event, &item.tags).unwrap_or(types::Event::Route(empty_route()))
+        })
+    }
+
+    fn take_record(&mut self, i: usize) -> types::Event {
+        self.record(i);
+        self.records[i]
+            .take()
+            .unwrap_or_else(|| types::Event::Route(empty_route()))
+    }
+
+    fn retag(&mut self, i: usize) {
+        if let Some(r) = self.records[i].as_mut() {
+            since_v0_1::set_tags(r, &self.items[i].tags);
+        }
+    }
+}
+
+/// Never sent: `record` only runs for kinds a plugin wants, which stats are not.
+fn empty_route() -> types::Route {
+    types::Route {
+        id: 0,
+        ts_us: 0,
+        handshake_id: None,
+        src_ip: String::new(),
+        dst_ip: String::new(),
+        protocol: String::new(),
+        dst_port: None,
+        reached: false,
+        hops: Vec::new(),
+        changed: false,
+        tags: Vec::new(),
+    }
+}
+
+/// The plugins in order.
+#[derive(Default)]
+pub struct Chain {
+    plugins: Vec<Running>,
+}
+
+impl Chain {
+    pub fn new(plugins: Vec<Running>) -> Chain {
+        Chain { plugins }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    pub fn plugins(&self) -> &[Running] {
+        &self.plugins
+    }
+
+    pub fn into_plugins(self) -> Vec<Running> {
+        self.plugins
+    }
+
+    /// Runs the batch through every plugin; removes what they dropped.
+    pub fn process(&mut self, items: &mut Vec<Tagged>) {
+        if self.plugins.is_empty() || items.is_empty() {
+            return;
+        }
+        let n = items.len();
+        let mut work = Work {
+            items,
+            records: vec![None; n],
+            dropped: vec![false; n],
+        };
+        for plugin in &mut self.plugins {
+            plugin.run(&mut work);
+        }
+        let dropped = work.dropped;
+        let mut i = 0;
+        items.retain(|_| {
+            let keep = !dropped[i];
+            i += 1;
+            keep
+        });
+    }
+
+    pub fn tick(&mut self, now: Timestamp) {
+        for plugin in &mut self.plugins {
+            plugin.tick(now);
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! From files to plugins ready to run: discovery in the plugin directory,
+//! validation (a component, of our world, of a contract version this host
+//! runs, asking only for imports we give), compilation through the cache,
+//! and the plugin's own description.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store};
+
+use super::cache::Cache;
+use super::host_api::{Grants, State};
+use super::metrics::PluginMetrics;
+use super::wit::{self, since_v0_1, Version};
+use crate::config::{PluginSettings, PluginsSection};
+
+/// Epoch ticks per millisecond of deadline: the ticker advances the epoch
+/// every millisecond, so a 10 ms timeout interrupts after 10-11 ms.
+const TICK: Duration = Duration::from_millis(1);
+
+/// Largest plugin file read.
+const MAX_FILE: u64 = 512 << 20;
+
+/// Why a file is not loaded; always names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {path}: {reason}")]
+pub struct Refused {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// What a plugin says about itself (`describe`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Description {
+    pub name: String,
+    pub version: String,
+    pub wants: Vec<since_v0_1::types::EventKind>,
+    pub batch: bool,
+}
+
+impl Description {
+    /// The wanted kinds as WIT names: "handshake, flow".
+    pub fn wants_list(&self) -> String {
+        self.wants
+            .iter()
+            .map(|k| since_v0_1::kind_name(*k))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A plugin that passed validation: instantiate it as often as needed.
+#[derive(Clone)]
+pub struct Prepared {
+    /// The file name without `.wasm`: the key of its `[plugins.<name>]`.
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub contract: Version,
+    pub description: Description,
+    pub pre: since_v0_1::SensorPluginPre<State>,
+}
+
+/// A plugin file found in the directory, with its settings.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub name: String,
+    pub path: PathBuf,
+    pub settings: PluginSettings,
+    pub enabled: bool,
+}
+
+/// The engine (one per process, so compiled code and `InstancePre`s stay
+/// valid across reloads) and its epoch ticker.
+fn engine() -> anyhow::Result<&'static Engine> {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    if let Some(e) = ENGINE.get() {
+        return Ok(e);
+    }
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let engine = ENGINE.get_or_init(|| engine);
+    let weak = engine.weak();
+    std::thread::Builder::new().name("ng-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(TICK);
+        }
+    })?;
+    Ok(engine)
+}
+
+/// Deadline in epoch ticks for a call allowed `timeout`.
+pub fn ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() as u64).max(1) + 1
+}
+
+pub struct Loader {
+    engine: &'static Engine,
+    linker: Linker<State>,
+    cache: Option<Cache>,
+    /// Compiled components by sha256, so a reload compiles only what changed.
+    compiled: HashMap<String, Component>,
+}
+
+impl Loader {
+    /// A loader caching compiled plugins in `cache_dir` when it is usable
+    /// (else it logs why and compiles every time).
+    pub fn new(cache_dir: Option<&Path>) -> anyhow::Result<Loader> {
+        let engine = engine()?;
+        let mut linker = Linker::new(engine);
+        let wasm_err = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
+        since_v0_1::SensorPlugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
+            .map_err(wasm_err)?;
+        let cache = cache_dir.and_then(|dir| match Cache::open(dir, engine) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), reason = %e, "plugin cache not used; plugins are compiled at every start");
+                None
+            }
+        });
+        Ok(Loader {
+            engine,
+            linker,
+            cache,
+            compiled: HashMap::new(),
+        })
+    }
+
+    pub fn engine(&self) -> &'static Engine {
+        self.engine
+    }
+
+    /// Every `*.wasm` in the plugin directory: first those named in `order`
+    /// (in that order), then the rest by file name. A missing directory is
+    /// no plugins, not an error.
+    pub fn discover(section: &PluginsSection) -> Result<Vec<Found>, String> {
+        let dir = &section.dir;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("cannot read plugin directory {}: {e}", dir.display())),
+        };
+        let mut files: Vec<(String, PathBuf)> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+            .filter_map(|p| Some((p.file_stem()?.to_str()?.to_string(), p)))
+            .collect();
+        files.sort();
+        let rank = |name: &str| section.order.iter().position(|o| o == name).unwrap_or(usize::MAX);
+        files.sort_by_key(|(name, _)| rank(name));
+        for name in &section.order {
+            if !files.iter().any(|(n, _)| n == name) {
+                tracing::warn!(plugin = %name, dir = %dir.display(), "plugins.order names a plugin that is not in the directory");
+            }
+        }
+        Ok(files
+            .into_iter()
+            .map(|(name, path)| {
+                let settings = section.each.get(&name).cloned().unwrap_or_default();
+                let enabled = settings.enabled.unwrap_or(true);
+                Found {
+                    name,
+                    path,
+                    settings,
+                    enabled,
+                }
+            })
+            .collect())
+    }
+
+    /// Validates and compiles one file, and asks the plugin to describe
+    /// itself (in a throwaway instance, under a deadline).
+    pub fn prepare(&mut self, name: &str, path: &Path) -> Result<Prepared, Refused> {
+        let refuse = |reason: String| Refused {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let bytes = read_limited(path).map_err(refuse)?;
+        check_header(&bytes).map_err(refuse)?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let component = self.compile(&sha256, &bytes).map_err(refuse)?;
+        let contract = contract_version(self.engine, &component).map_err(refuse)?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            refuse(format!(
+                "needs imports net-gazer does not give (it gives WASI 0.2 and net-gazer:plugin/host): {}",
+                super::chain::one_line(&e)
+            ))
+        })?;
+        let pre = since_v0_1::SensorPluginPre::new(instance_pre).map_err(|e| refuse(format!("{e:#}")))?;
+        let description = describe(self.engine, name, &pre).map_err(refuse)?;
+        Ok(Prepared {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            sha256,
+            contract,
+            description,
+            pre,
+        })
+    }
+
+    fn compile(&mut self, sha256: &str, bytes: &[u8]) -> Result<Component, String> {
+        if let Some(c) = self.compiled.get(sha256) {
+            return Ok(c.clone());
+        }
+        let cached = self.cache.as_ref().and_then(|c| c.load(self.engine, sha256));
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let c = Component::new(self.engine, bytes).map_err(|e| format!("not a valid component: {e:#}"))?;
+                if let Some(cache) = &self.cache {
+                    cache.store(sha256, &c);
+                }
+                c
+            }
+        };
+        self.compiled.insert(sha256.to_string(), component.clone());
+        Ok(component)
+    }
+
+    /// Forgets compiled components no longer in use (after a reload).
+    pub fn retain(&mut self, in_use: &[&str]) {
+        self.compiled.retain(|k, _| in_use.contains(&k.as_str()));
+    }
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.len() > MAX_FILE {
+        return Err(format!(
+            "{} bytes is larger than the {} MiB allowed",
+            meta.len(),
+            MAX_FILE >> 20
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+/// A component starts with `\0asm`, version 0x0d and layer 1; a core module
+/// has version 1 and layer 0.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 0x0d, 0, 1, 0]) => Ok(()),
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(
+            "a core WebAssembly module, not a component: build for wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
+                .into(),
+        ),
+        Some([0, b'a', b's', b'm', ..]) => Err("a WebAssembly binary of an unknown version or layer".into()),
+        _ => Err("not a WebAssembly file".into()),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The contract version of the `plugin` interface the component exports.
+fn contract_version(engine: &Engine, component: &Component) -> Result<Version, String> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    let Some(ours) = exports.iter().find(|n| n.starts_with(wit::EXPORT_PREFIX)) else {
+        let list = if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        };
+        return Err(format!(
+            "a component of another world: it exports {list}, not net-gazer:plugin/plugin (build it against wit/net-gazer-plugin.wit, world sensor-plugin)"
+        ));
+    };
+    let text = &ours[wit::EXPORT_PREFIX.len()..];
+    let version = Version::parse(text).ok_or_else(|| format!("cannot read the contract version of `{ours}`"))?;
+    wit::binding_for(version).ok_or_else(|| {
+        format!(
+            "contract version {version} is not supported by this net-gazer (it runs {})",
+            wit::supported_list()
+        )
+    })?;
+    Ok(version)
+}
+
+/// Runs `describe` in a fresh instance with nothing granted.
+fn describe(engine: &Engine, name: &str, pre: &since_v0_1::SensorPluginPre<State>) -> Result<Description, String> {
+    let grants = Grants {
+        dirs: Vec::new(),
+        http_allow: Vec::new(),
+        memory_bytes: 64 << 20,
+        http_timeout: Duration::from_secs(1),
+    };
+    let state = State::new(name.into(), &grants, Arc::new(PluginMetrics::default())).map_err(|e| e.to_string())?;
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| s);
+    store.set_epoch_deadline(ticks(Duration::from_secs(1)));
+    let plugin = pre
+        .instantiate(&mut store)
+        .map_err(|e| format!("cannot be instantiated: {}", super::chain::one_line(&e)))?;
+    store.set_epoch_deadline(ticks(Duration::from_secs(1)));
+    let info = plugin
+        .net_gazer_plugin_plugin()
+        .call_describe(&mut store)
+        .map_err(|e| format!("describe failed: {}", super::chain::one_line(&e)))?;
+    if info.name.is_empty() || info.name.len() > 64 || info.version.len() > 64 {
+        return Err("describe returned an empty or overlong name or version".into());
+    }
+    let mut wants = info.wants;
+    wants.dedup();
+    Ok(Description {
+        name: info.name,
+        version: info.version,
+        wants,
+        batch: info.batch,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_tell_components_from_modules_and_garbage() {
+        assert!(check_header(b"\0asm\x0d\0\x01\0rest").is_ok());
+        assert!(check_header(b"\0asm\x01\0\0\0")
+            .unwrap_err()
+            .contains("core WebAssembly module"));
+        assert!(check_header(b"\0asm\x0e\0\x01\0")
+            .unwrap_err()
+            .contains("unknown version"));
+        assert!(check_header(b"ELF").unwrap_err().contains("not a WebAssembly file"));
+        assert!(check_header(b"").unwrap_err().contains("not a WebAssembly file"));
+    }
+
+    #[test]
+    fn discovery_orders_by_config_then_name_and_skips_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["b.wasm", "a.wasm", "c.wasm", "notes.txt", "d.wasm.bak"] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("e.wasm")).unwrap();
+        let mut section = PluginsSection {
+            dir: dir.path().to_path_buf(),
+            order: vec!["c".into(), "missing".into()],
+            ..PluginsSection::default()
+        };
+        section.each.insert(
+            "b".into(),
+            PluginSettings {
+                enabled: Some(false),
+                ..PluginSettings::default()
+            },
+        );
+        let found = Loader::discover(&section).unwrap();
+        let names: Vec<(&str, bool)> = found.iter().map(|f| (f.name.as_str(), f.enabled)).collect();
+        assert_eq!(names, vec![("c", true), ("a", true), ("b", false)]);
+        section.dir = dir.path().join("absent");
+        assert!(Loader::discover(&section).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,169 @@
+//! Per-plugin statistics, shared between the thread that runs the chain and
+//! whoever reports them (the periodic stats, later the metrics endpoint).
+//! They outlive reloads: a plugin's counters continue under the same name.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds of the call-time histogram buckets, in nanoseconds (the
+/// last bucket is everything above).
+pub const BUCKETS_NS: [u64; 8] = [500, 1_000, 2_000, 5_000, 10_000, 100_000, 1_000_000, 10_000_000];
+
+/// Named counters and gauges a plugin may create (more are ignored).
+const MAX_CUSTOM: usize = 64;
+
+#[derive(Debug, Default)]
+pub struct PluginMetrics {
+    pub calls: AtomicU64,
+    pub events: AtomicU64,
+    /// Failed calls of any kind (the sum of the three below and `bad_results`).
+    pub errors: AtomicU64,
+    pub traps: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub out_of_memory: AtomicU64,
+    /// Results the host refused (wrong number of verdicts, bad tags).
+    pub bad_results: AtomicU64,
+    pub dropped: AtomicU64,
+    pub tagged: AtomicU64,
+    pub restarts: AtomicU64,
+    pub disabled: AtomicU64,
+    /// Events that passed (or were dropped, fail-closed) unseen while the
+    /// plugin was disabled.
+    pub skipped: AtomicU64,
+    pub busy_ns: AtomicU64,
+    pub histogram: [AtomicU64; BUCKETS_NS.len() + 1],
+    /// Largest linear memory, bytes.
+    pub memory_bytes: AtomicU64,
+    pub custom: Mutex<BTreeMap<String, f64>>,
+}
+
+impl PluginMetrics {
+    pub fn record_call(&self, events: u64, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.events.fetch_add(events, Ordering::Relaxed);
+        self.busy_ns.fetch_add(ns, Ordering::Relaxed);
+        let per_event = ns / events.max(1);
+        let bucket = BUCKETS_NS
+            .iter()
+            .position(|&b| per_event <= b)
+            .unwrap_or(BUCKETS_NS.len());
+        self.histogram[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counter_add(&self, name: &str, delta: u64) {
+        self.custom_update(name, |v| *v += delta as f64);
+    }
+
+    pub fn gauge_set(&self, name: &str, value: f64) {
+        self.custom_update(name, |v| *v = value);
+    }
+
+    fn custom_update(&self, name: &str, f: impl FnOnce(&mut f64)) {
+        let Ok(mut custom) = self.custom.lock() else { return };
+        if let Some(v) = custom.get_mut(name) {
+            f(v);
+        } else if custom.len() < MAX_CUSTOM && name.len() <= 64 {
+            let mut v = 0.0;
+            f(&mut v);
+            custom.insert(name.to_string(), v);
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Snapshot {
+            calls: g(&self.calls),
+            events: g(&self.events),
+            errors: g(&self.errors),
+            traps: g(&self.traps),
+            timeouts: g(&self.timeouts),
+            out_of_memory: g(&self.out_of_memory),
+            bad_results: g(&self.bad_results),
+            dropped: g(&self.dropped),
+            tagged: g(&self.tagged),
+            restarts: g(&self.restarts),
+            disabled: g(&self.disabled),
+            skipped: g(&self.skipped),
+            busy_ns: g(&self.busy_ns),
+            histogram: self.histogram.iter().map(g).collect(),
+            memory_bytes: g(&self.memory_bytes),
+            custom: self.custom.lock().map(|c| c.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// One line for the periodic stats log.
+    pub fn summary(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let events = g(&self.events);
+        let avg = g(&self.busy_ns).checked_div(events).unwrap_or(0);
+        let mut line = format!(
+            "events={events} calls={} avg_ns_per_event={avg} dropped={} tagged={} errors={} traps={} timeouts={} oom={} bad_results={} restarts={} disabled={} skipped={} memory_kb={}",
+            g(&self.calls),
+            g(&self.dropped),
+            g(&self.tagged),
+            g(&self.errors),
+            g(&self.traps),
+            g(&self.timeouts),
+            g(&self.out_of_memory),
+            g(&self.bad_results),
+            g(&self.restarts),
+            g(&self.disabled),
+            g(&self.skipped),
+            g(&self.memory_bytes) / 1024,
+        );
+        if let Ok(custom) = self.custom.lock() {
+            for (k, v) in custom.iter() {
+                line.push_str(&format!(" {k}={v}"));
+            }
+        }
+        line
+    }
+}
+
+/// The counters at one moment (for summaries and, later, the metrics
+/// endpoint); field meanings as in [`PluginMetrics`].
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Snapshot {
+    pub calls: u64,
+    pub events: u64,
+    pub errors: u64,
+    pub traps: u64,
+    pub timeouts: u64,
+    pub out_of_memory: u64,
+    pub bad_results: u64,
+    pub dropped: u64,
+    pub tagged: u64,
+    pub restarts: u64,
+    pub disabled: u64,
+    pub skipped: u64,
+    pub busy_ns: u64,
+    /// Calls by time per event, buckets bounded by [`BUCKETS_NS`].
+    pub histogram: Vec<u64>,
+    pub memory_bytes: u64,
+    pub custom: BTreeMap<String, f64>,
+}
+
+/// Every plugin's metrics by name, across reloads.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    inner: Arc<Mutex<BTreeMap<String, Arc<PluginMetrics>>>>,
+}
+
+impl Registry {
+    pub fn get(&self, name: &str) -> Arc<PluginMetrics> {
+        match self.inner.lock() {
+            Ok(mut map) => map.entry(name.to_string()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, Arc<PluginMetrics>)> {
+        match self.inner.lock() {
+            Ok(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! The real host running the real plugins (built by scripts/build-plugins.sh)
+//! over captures the tests craft: chain order and tags, the filter and the
+//! Python plugin, hostile plugins contained, grants enforced, `plugins
+//! check` and `plugins list`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use net_gazer::craft::{frame, PcapWriter, TcpSpec, TsResolution};
+use net_gazer::decode::{LinkType, TcpFlags, VlanStack};
+use net_gazer::time::Timestamp;
+use serde_json::Value;
+
+/// The built plugins, or `None` (and a loud message) when they were not
+/// built; with NG_REQUIRE_PLUGINS=1 (scripts/test.sh) their absence fails.
+fn built_plugins() -> Option<PathBuf> {
+    let dir = std::env::var_os("NG_TEST_PLUGINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/var/tmp/net-gazer-target"));
+            target.join("plugins")
+        });
+    let complete = ["demo", "filter", "testkit", "slow-rtt"]
+        .iter()
+        .all(|p| dir.join(format!("{p}.wasm")).is_file());
+    if complete {
+        return Some(dir);
+    }
+    if std::env::var("NG_REQUIRE_PLUGINS").as_deref() == Ok("1") {
+        panic!("plugins not built in {}: run scripts/build-plugins.sh", dir.display());
+    }
+    eprintln!("==================================================================");
+    eprintln!(
+        "SKIPPED: plugins not built in {}; run scripts/build-plugins.sh",
+        dir.display()
+    );
+    eprintln!("==================================================================");
+    None
+}
+
+/// One connection of the crafted capture.
+#[derive(Clone, Debug)]
+struct Conn {
+    client: IpAddr,
+    client_port: u16,
+    server: IpAddr,
+    server_port: u16,
+    rtt_us: i64,
+    refused: bool,
+}
+
+/// 48 connections from 10.0.0.0/24 to 192.0.2.0/24 on ports 22, 80 and
+/// 443, with RTTs from 1 to 48 ms; every seventh refused.
+fn connections() -> Vec<Conn> {
+    (0..48u16)
+        .map(|i| Conn {
+            client: IpAddr::from([10, 0, 0, 1 + (i % 5) as u8]),
+            client_port: 40_000 + i,
+            server: IpAddr::from([192, 0, 2, (i * 5 % 256) as u8]),
+            server_port: [22, 80, 443][usize::from(i % 3)],
+            rtt_us: 1_000 * (i64::from(i) + 1),
+            refused: i % 7 == 6,
+        })
+        .collect()
+}
+
+fn write_capture(path: &Path, conns: &[Conn]) {
+    let mut w = PcapWriter::new(Vec::new(), 1, TsResolution::Micro, false, 65535).unwrap();
+    let base = 1_700_000_000_000_000i64;
+    let mut put = |us: i64, spec: TcpSpec| {
+        let f = frame(LinkType::Ethernet, VlanStack::NONE, &spec.ip_bytes());
+        w.write(Timestamp::from_nanos((base + us) * 1_000), &f, f.len() as u32)
+            .unwrap();
+    };
+    for (i, c) in conns.iter().enumerate() {
+        let t0 = i as i64 * 100_000;
+        let (syn, ack) = (TcpFlags::SYN, TcpFlags::ACK);
+        put(
+            t0,
+            TcpSpec::new(c.client, c.client_port, c.server, c.server_port, syn)
+                .seq(1000)
+                .syn_options(5),
+        );
+        if c.refused {
+            put(
+                t0 + c.rtt_us,
+                TcpSpec::new(c.server, c.server_port, c.client, c.client_port, TcpFlags::RST | ack).ack(1001),
+            );
+        } else {
+            put(
+                t0 + c.rtt_us,
+                TcpSpec::new(c.server, c.server_port, c.client, c.client_port, syn | ack)
+                    .seq(9000)
+                    .ack(1001)
+                    .ttl(52)
+                    .syn_options(6),
+            );
+            put(
+                t0 + c.rtt_us + 50,
+                TcpSpec::new(c.client, c.client_port, c.server, c.server_port, ack)
+                    .seq(1001)
+                    .ack(9001),
+            );
+        }
+    }
+    std::fs::write(path, w.into_inner()).unwrap();
+}
+
+/// A plugin directory, a configuration and a capture in a temporary
+/// directory.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// `plugins`: (name in the directory, built plugin it is a copy of).
+    fn new(plugins: &[(&str, &str)], config: &str) -> Option<Setup> {
+        let built = built_plugins()?;
+        let dir = tempfile::tempdir().unwrap();
+        let pdir = dir.path().join("plugins");
+        std::fs::create_dir(&pdir).unwrap();
+        for (name, source) in plugins {
+            std::fs::copy(built.join(format!("{source}.wasm")), pdir.join(format!("{name}.wasm"))).unwrap();
+        }
+        let cache = dir.path().join("cache");
+        let text = format!(
+            "[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n{config}",
+            pdir.display(),
+            cache.display()
+        );
+        std::fs::write(dir.path().join("net-gazer.toml"), text).unwrap();
+        write_capture(&dir.path().join("c.pcap"), &connections());
+        Some(Setup { dir })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn replay(&self) -> common::Replay {
+        let out = self.path("events.jsonl");
+        let _ = std::fs::remove_file(&out);
+        let output = Command::new(common::bin())
+            .args(["replay", "--summary-json", "-v", "-c"])
+            .arg(self.path("net-gazer.toml"))
+            .arg("-o")
+            .arg(&out)
+            .arg(self.path("c.pcap"))
+            .output()
+            .expect("run net-gazer");
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "replay failed: {stderr}");
+        let events = std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        let summary = stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).expect("summary"))
+            .expect("summary line");
+        common::Replay {
+            events,
+            summary,
+            stderr,
+        }
+    }
+}
+
+fn handshakes(r: &common::Replay) -> Vec<&Value> {
+    r.of_kind("handshake")
+}
+
+fn client_ports(events: &[&Value]) -> BTreeSet<u64> {
+    events.iter().map(|e| e["client_port"].as_u64().unwrap()).collect()
+}
+
+fn metric(r: &common::Replay, plugin: &str, key: &str) -> u64 {
+    r.summary["plugins"][plugin][key].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn chain_runs_in_order_and_later_plugins_see_earlier_tags() {
+    let Some(s) = Setup::new(
+        &[("a", "testkit"), ("b", "testkit"), ("demo", "demo")],
+        "order = [\"b\", \"demo\"]\n[plugins.a]\nkey = \"a\"\n[plugins.b]\nkey = \"b\"\n",
+    ) else {
+        return;
+    };
+    let r = s.replay();
+    let hs = handshakes(&r);
+    assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
+    for h in &hs {
+        // b runs first (order), a last: a saw b's tag, b saw none.
+        assert_eq!(h["tags"]["b"], "", "{h}");
+        assert_eq!(h["tags"]["a"], "b", "{h}");
+    }
+    for p in ["a", "b", "demo"] {
+        assert_eq!(metric(&r, p, "events"), hs.len() as u64, "{p}: {}", r.summary);
+    }
+    assert_eq!(
+        r.summary["plugins"]["demo"]["custom"]["handshake"].as_f64(),
+        Some(hs.len() as f64)
+    );
+    // Stats events are not plugin events and still arrive.
+    assert_eq!(r.of_kind("stats").len(), 1);
+}
+
+#[test]
+fn filter_plugin_drops_by_port_and_outcome() {
+    let Some(s) = Setup::new(
+        &[("filter", "filter")],
+        "[plugins.filter]\n[[plugins.filter.drop]]\nports = [22]\n[[plugins.filter.drop]]\noutcomes = [\"refused\"]\nserver = [\"192.0.2.0/25\"]\n",
+    ) else {
+        return;
+    };
+    let r = s.replay();
+    let expected: BTreeSet<u64> = connections()
+        .iter()
+        .filter(|c| c.server_port != 22)
+        .filter(|c| !(c.refused && c.server < "192.0.2.128".parse::<IpAddr>().unwrap()))
+        .map(|c| u64::from(c.client_port))
+        .collect();
+    assert!(expected.len() < connections().len() && !expected.is_empty());
+    assert_eq!(client_ports(&handshakes(&r)), expected, "{}", r.stderr);
+    assert_eq!(
+        metric(&r, "filter", "dropped"),
+        (connections().len() - expected.len()) as u64
+    );
+}
+
+#[test]
+fn filter_plugin_refuses_a_bad_rule_and_the_daemon_runs_without_it() {
+    let Some(s) = Setup::new(
+        &[("filter", "filter"), ("z", "testkit")],
+        "[plugins.filter]\n[[plugins.filter.drop]]\ndirections = [\"sideways\"]\n[plugins.z]\nkey = \"z\"\n",
+    ) else {
+        return;
+    };
+    let r = s.replay();
+    assert!(
+        r.stderr.contains("refused its configuration") && r.stderr.contains("sideways"),
+        "{}",
+        r.stderr
+    );
+    let hs = handshakes(&r);
+    assert_eq!(hs.len(), connections().len());
+    assert!(hs.iter().all(|h| h["tags"]["z"] == ""));
+}
+
+#[test]
+fn python_plugin_tags_slow_handshakes_per_network() {
+    let Some(s) = Setup::new(
+        &[("slow-rtt", "slow-rtt")],
+        "[plugins.slow-rtt]\ndefault_ms = 20\n[plugins.slow-rtt.networks]\n\"192.0.2.128/25\" = 40\n",
+    ) else {
+        return;
+    };
+    let r = s.replay();
+    let hs = handshakes(&r);
+    assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
+    let far: IpAddr = "192.0.2.128".parse().unwrap();
+    let expected: BTreeSet<u64> = connections()
+        .iter()
+        .filter(|c| !c.refused)
+        .filter(|c| c.rtt_us > if c.server >= far { 40_000 } else { 20_000 })
+        .map(|c| u64::from(c.client_port))
+        .collect();
+    assert!(!expected.is_empty());
+    let slow: Vec<&Value> = hs.iter().copied().filter(|h| h["tags"]["slow"] == "true").collect();
+    assert_eq!(client_ports(&slow), expected, "{}", r.stderr);
+    for h in &slow {
+        let far_one = h["server_ip"].as_str().unwrap().parse::<IpAddr>().unwrap() >= far;
+        assert_eq!(h["tags"]["slow.threshold_ms"], if far_one { "40" } else { "20" });
+    }
+}
+
+#[test]
+fn hostile_plugins_are_contained_and_the_others_see_every_event() {
+    let Some(s) = Setup::new(
+        &[
+            ("loop", "testkit"),
+            ("grow", "testkit"),
+            ("trap", "testkit"),
+            ("garbage", "testkit"),
+            ("garbage-batch", "testkit"),
+            ("init-fail", "testkit"),
+            ("z", "testkit"),
+        ],
+        "order = [\"loop\", \"grow\", \"trap\", \"garbage\", \"garbage-batch\", \"init-fail\", \"z\"]\n\
+         [plugins.loop]\nmode = \"loop\"\n\
+         [plugins.grow]\nmode = \"grow\"\nmemory_mb = 8\n\
+         [plugins.trap]\nmode = \"trap\"\n\
+         [plugins.garbage]\nmode = \"garbage\"\n\
+         [plugins.garbage-batch]\nmode = \"garbage\"\nbatch = true\n\
+         [plugins.init-fail]\nmode = \"init-fail\"\n\
+         [plugins.z]\nkey = \"z\"\n",
+    ) else {
+        return;
+    };
+    let r = s.replay();
+    let hs = handshakes(&r);
+    assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
+    for h in &hs {
+        assert_eq!(h["tags"]["z"], "", "z runs on every event: {h}");
+        assert!(h["tags"].get("").is_none() && h["tags"].get("big").is_none(), "{h}");
+    }
+    assert_eq!(metric(&r, "z", "events"), hs.len() as u64);
+    assert!(metric(&r, "loop", "timeouts") >= 1, "{}", r.summary);
+    assert!(metric(&r, "grow", "out_of_memory") >= 1, "{}", r.summary);
+    assert!(metric(&r, "trap", "traps") >= 5, "{}", r.summary);
+    assert!(metric(&r, "trap", "disabled") >= 1, "{}", r.summary);
+    assert!(metric(&r, "garbage", "bad_results") >= 1, "{}", r.summary);
+    assert!(metric(&r, "garbage-batch", "bad_results") >= 1, "{}", r.summary);
+    assert!(r.stderr.contains("plugin disabled"), "{}", r.stderr);
+    assert!(r.stderr.contains("init-fail mode refuses"), "{}", r.stderr);
+}
+
+#[test]
+fn file_grants_are_read_only_directories_nothing_else() {
+    let cases = ["inside", "outside", "symlink", "dotdot"];
+    let plugins: Vec<(&str, &str)> = cases.iter().map(|c| (*c, "testkit")).collect();
+    let Some(s) = Setup::new(&plugins, "") else { return };
+    let granted = s.path("geo");
+    std::fs::create_dir(&granted).unwrap();
+    std::fs::write(granted.join("db.txt"), "inside\n").unwrap();
+    std::fs::write(s.path("secret.txt"), "outside\n").unwrap();
+    std::os::unix::fs::symlink(s.path("secret.txt"), granted.join("link.txt")).unwrap();
+    let paths = [
+        granted.join("db.txt"),
+        s.path("secret.txt"),
+        granted.join("link.txt"),
+        granted.join("../secret.txt"),
+    ];
+    let mut config = std::fs::read_to_string(s.path("net-gazer.toml")).unwrap();
+    for (name, path) in cases.iter().zip(&paths) {
+        config.push_str(&format!(
+            "[plugins.{name}]\nmode = \"read\"\nkey = \"{name}\"\npath = \"{}\"\ndirs = [\"{}\"]\n",
+            path.display(),
+            granted.display()
+        ));
+    }
+    std::fs::write(s.path("net-gazer.toml"), config).unwrap();
+    let r = s.replay();
+    let hs = handshakes(&r);
+    assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
+    for h in hs {
+        assert_eq!(h["tags"]["inside"], "inside", "{h}");
+        for denied in ["outside", "symlink", "dotdot"] {
+            let v = h["tags"][denied].as_str().unwrap_or_default();
+            assert!(v.starts_with("error"), "{denied} must be denied, got {v:?}");
+        }
+    }
+}
+
+#[test]
+fn http_goes_only_to_allowed_hosts() {
+    let Some(s) = Setup::new(&[("allowed", "testkit"), ("denied", "testkit")], "") else {
+        return;
+    };
+    // An HTTP server on loopback answering 204 to every request.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    let config = std::fs::read_to_string(s.path("net-gazer.toml")).unwrap()
+        + &format!(
+            "[plugins.allowed]\nmode = \"http\"\nkey = \"allowed\"\nurl = \"http://127.0.0.1:{port}/x\"\nhttp_allow = [\"127.0.0.1:{port}\"]\ntimeout_ms = 2000\n\
+             [plugins.denied]\nmode = \"http\"\nkey = \"denied\"\nurl = \"http://127.0.0.1:{port}/x\"\nhttp_allow = [\"127.0.0.1:1\"]\n"
+        );
+    std::fs::write(s.path("net-gazer.toml"), config).unwrap();
+    let r = s.replay();
+    let hs = handshakes(&r);
+    assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
+    for h in hs {
+        assert_eq!(h["tags"]["allowed"], "204", "{h}");
+        let v = h["tags"]["denied"].as_str().unwrap_or_default();
+        assert!(v.starts_with("error") && v.contains("http_allow"), "{v}");
+    }
+}
+
+fn check(file: &Path) -> (bool, String) {
+    let out = Command::new(common::bin())
+        .args(["plugins", "check"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn plugins_check_accepts_a_plugin_and_refuses_the_rest_clearly() {
+    let Some(built) = built_plugins() else { return };
+    let (ok, text) = check(&built.join("demo.wasm"));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("name:     demo") && text.contains("contract: 0.1.0"),
+        "{text}"
+    );
+    assert!(text.contains("wants:    handshake, flow, scan, route"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (write("text.wasm", b"hello, world"), "not a WebAssembly file"),
+        (
+            write("core.wasm", b"\0asm\x01\0\0\0"),
+            "core WebAssembly module, not a component",
+        ),
+        (
+            write("empty.wasm", b"\0asm\x0d\0\x01\0"),
+            "a component of another world",
+        ),
+        (
+            write("future.wasm", &retarget(&built.join("demo.wasm"), "0.1.0", "0.9.0")),
+            "contract version 0.9.0 is not supported",
+        ),
+    ];
+    for (file, message) in cases {
+        let (ok, text) = check(&file);
+        assert!(!ok, "{} must be refused: {text}", file.display());
+        assert!(
+            text.contains(message),
+            "{}: expected {message:?} in {text}",
+            file.display()
+        );
+        assert!(
+            text.contains(&file.display().to_string()),
+            "the message names the file: {text}"
+        );
+    }
+}
+
+/// The demo plugin claiming another contract version: its exported
+/// interface name rewritten (same length, so the binary stays valid).
+fn retarget(file: &Path, from: &str, to: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(file).unwrap();
+    let old = format!("net-gazer:plugin/plugin@{from}").into_bytes();
+    let new = format!("net-gazer:plugin/plugin@{to}").into_bytes();
+    assert_eq!(old.len(), new.len());
+    let mut n = 0;
+    let mut i = 0;
+    while i + old.len() <= bytes.len() {
+        if bytes[i..i + old.len()] == old[..] {
+            bytes[i..i + old.len()].copy_from_slice(&new);
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(n > 0, "export name not found");
+    bytes
+}
+
+#[test]
+fn plugins_list_shows_the_chain_with_grants_and_refusals() {
+    let Some(s) = Setup::new(
+        &[("demo", "demo"), ("filter", "filter"), ("off", "testkit")],
+        "order = [\"filter\"]\n[plugins.demo]\ndirs = [\"/tmp\"]\ntimeout_ms = 7\n[plugins.off]\nenabled = false\n",
+    ) else {
+        return;
+    };
+    std::fs::write(s.path("plugins/broken.wasm"), b"not wasm").unwrap();
+    let out = Command::new(common::bin())
+        .args(["plugins", "list", "-c"])
+        .arg(s.path("net-gazer.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "a refused plugin makes list fail: {text}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(". ")).collect();
+    assert!(lines[0].contains("filter"), "{text}");
+    assert!(
+        lines.iter().any(|l| l.contains("broken") && l.contains("REFUSED")),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("off") && l.contains("disabled")),
+        "{text}"
+    );
+    assert!(text.contains("dirs [/tmp]") && text.contains("timeout 7 ms"), "{text}");
+}
+
+#[test]
+fn compiled_plugins_are_cached_and_a_damaged_cache_entry_is_recompiled() {
+    let Some(s) = Setup::new(&[("demo", "demo")], "") else {
+        return;
+    };
+    let r = s.replay();
+    assert_eq!(metric(&r, "demo", "events"), connections().len() as u64);
+    let cached: Vec<PathBuf> = std::fs::read_dir(s.path("cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(cached.len(), 1, "one compiled plugin cached");
+    std::fs::write(&cached[0], b"garbage").unwrap();
+    let r = s.replay();
+    assert!(r.stderr.contains("cached plugin unusable"), "{}", r.stderr);
+    assert_eq!(metric(&r, "demo", "events"), connections().len() as u64);
+}

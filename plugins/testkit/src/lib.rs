@@ -1,0 +1,127 @@
+//! A plugin for the daemon's own tests: its `mode` makes it a well-behaved
+//! tagger or one of the hostile plugins the host must survive. Not shipped.
+//!
+//! Modes: `tag` (adds the tag `key` whose value lists the tag keys it saw),
+//! `drop`, `loop` (never returns), `grow` (allocates 1 MiB per event and keeps
+//! it), `trap` (panics on every event), `read` (tags `read` with the first
+//! line of the file `path`, or the error), `http` (tags `http` with the status
+//! of a GET of `url`, or the error), `garbage` (per event: tags with an empty
+//! key and a 1 MiB value; in batches: one verdict too many), `init-fail` (refuses its configuration).
+
+use net_gazer_sdk::{
+    export_plugin, Config, Event, EventKind, Flow, Handshake, Info, Plugin, Route, Scan, Tagged, Verdict,
+};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Settings {
+    #[serde(default = "default_mode")]
+    mode: String,
+    /// The tag to set (default: `testkit`, or `read` / `http` in those modes).
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    url: String,
+}
+
+fn default_mode() -> String {
+    "tag".into()
+}
+
+struct Testkit {
+    s: Settings,
+    hoard: Vec<Vec<u8>>,
+}
+
+impl Testkit {
+    fn key(&self, default: &str) -> String {
+        self.s.key.clone().unwrap_or_else(|| default.to_string())
+    }
+
+    fn judge(&mut self, seen: &dyn Tagged) -> Verdict {
+        match self.s.mode.as_str() {
+            "drop" => Verdict::Drop,
+            "loop" => {
+                let mut n = 0u64;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "grow" => {
+                self.hoard.push(vec![1u8; 1 << 20]);
+                Verdict::Keep
+            }
+            "trap" => panic!("testkit: trap mode"),
+            // Tags the host must refuse: an empty key, an oversized value.
+            "garbage" => Verdict::Tag(vec![
+                net_gazer_sdk::Tag::new("", "empty key"),
+                net_gazer_sdk::Tag::new("big", "x".repeat(1 << 20)),
+            ]),
+            "read" => {
+                let value = match std::fs::read_to_string(&self.s.path) {
+                    Ok(text) => text.lines().next().unwrap_or("").to_string(),
+                    Err(e) => format!("error: {e}"),
+                };
+                Verdict::tag(self.key("read"), value)
+            }
+            "http" => {
+                let value = match net_gazer_sdk::http::get(&self.s.url) {
+                    Ok(r) => r.status.to_string(),
+                    Err(e) => format!("error: {e}"),
+                };
+                Verdict::tag(self.key("http"), value)
+            }
+            _ => {
+                let keys: Vec<&str> = seen.tags().iter().map(|t| t.key.as_str()).collect();
+                Verdict::tag(self.key("testkit"), keys.join(","))
+            }
+        }
+    }
+}
+
+impl Plugin for Testkit {
+    fn info() -> Info {
+        // Per event; the operator's `batch = true` switches to batches.
+        Info::new("testkit", env!("CARGO_PKG_VERSION")).wants(&[
+            EventKind::Handshake,
+            EventKind::Flow,
+            EventKind::Scan,
+            EventKind::Route,
+        ])
+    }
+
+    fn init(config: Config) -> Result<Self, String> {
+        let s: Settings = config.parse()?;
+        if s.mode == "init-fail" {
+            return Err("testkit: init-fail mode refuses every configuration".into());
+        }
+        Ok(Testkit { s, hoard: Vec::new() })
+    }
+
+    fn handshake(&mut self, e: &Handshake) -> Verdict {
+        self.judge(e)
+    }
+
+    fn flow(&mut self, e: &Flow) -> Verdict {
+        self.judge(e)
+    }
+
+    fn scan(&mut self, e: &Scan) -> Verdict {
+        self.judge(e)
+    }
+
+    fn route(&mut self, e: &Route) -> Verdict {
+        self.judge(e)
+    }
+
+    fn batch(&mut self, events: &[Event]) -> Vec<Verdict> {
+        if self.s.mode == "garbage" {
+            return vec![Verdict::Keep; events.len() + 1];
+        }
+        events.iter().map(|e| self.judge(e)).collect()
+    }
+}
+
+export_plugin!(Testkit);

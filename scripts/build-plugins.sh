@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds every first-party plugin into $PLUGIN_OUT (default
+# $CARGO_TARGET_DIR/plugins): the Rust ones for wasm32-wasip2 through the SDK,
+# slow-rtt with componentize-py. Installs what is missing: the wasm32-wasip2
+# target (rustup; else Debian's rustc-web with build-std, see DESIGN.md) and
+# componentize-py from PyPI.
+#   ./scripts/build-plugins.sh            # all plugins
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
+out="${PLUGIN_OUT:-$CARGO_TARGET_DIR/plugins}"
+mkdir -p "$out"
+
+rust_plugins=(demo filter testkit)
+log() { echo "build-plugins: $*" >&2; }
+
+# --- Rust plugins ---------------------------------------------------------
+build_with_rustup() {
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    log "installing the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2 >&2 || return 1
+  fi
+  (cd plugins && cargo build --release --locked --target wasm32-wasip2 >&2) || return 1
+  for p in "${rust_plugins[@]}"; do
+    cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/$p.wasm" "$out/$p.wasm"
+  done
+}
+
+# Debian only: rustc-web (a newer rustc) + its std sources, lld, wasi-libc,
+# and wasm-component-ld from crates.io as the linker.
+build_with_debian() {
+  log "rustup cannot provide wasm32-wasip2; using Debian's rustc-web with build-std"
+  if command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q rustc-web rust-web-src lld wasi-libc >&2
+  fi
+  local rustc_web
+  rustc_web=$(ls /usr/bin/rustc-web* 2>/dev/null | head -1 || true)
+  [[ -n $rustc_web ]] || { log "no rustc-web found"; return 1; }
+  command -v wasm-component-ld >/dev/null || cargo install --locked wasm-component-ld >&2
+  (cd plugins && RUSTC="$rustc_web" RUSTC_BOOTSTRAP=1 \
+    CARGO_TARGET_WASM32_WASIP2_LINKER=wasm-component-ld \
+    RUSTFLAGS="-L native=/usr/lib/wasm32-wasi" \
+    cargo build --release --locked --target wasm32-wasip2 -Zbuild-std=std,panic_abort >&2) || return 1
+  for p in "${rust_plugins[@]}"; do
+    cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/$p.wasm" "$out/$p.wasm"
+  done
+}
+
+build_with_rustup || build_with_debian || { log "cannot build the Rust plugins"; exit 1; }
+
+# --- Python plugin --------------------------------------------------------
+if ! command -v componentize-py >/dev/null; then
+  log "installing componentize-py"
+  python3 -m pip install -q componentize-py==0.25.1 >&2 ||
+    python3 -m pip install -q --break-system-packages componentize-py==0.25.1 >&2
+  hash -r
+fi
+py_src="$root/plugins/slow-rtt"
+py_out="$out/slow-rtt.wasm"
+# componentize-py takes ~20 s: only when the source or the contract changed.
+if [[ ! -f $py_out || $py_src/app.py -nt $py_out || $root/wit/net-gazer-plugin.wit -nt $py_out ]]; then
+  log "componentize-py: slow-rtt"
+  componentize-py -d "$root/wit" -w sensor-plugin componentize -p "$py_src" app -o "$py_out.tmp" >&2
+  mv "$py_out.tmp" "$py_out"
+fi
+
+ls -1 "$out"/*.wasm >&2
+echo "$out"
