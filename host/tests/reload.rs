@@ -1,0 +1,227 @@
+//! Hot reload under load: the live sensor captures a steady stream of
+//! connections on the loopback of a network namespace of its own while the
+//! test swaps the plugin in the directory and its configuration and sends
+//! SIGHUP again and again, once with a broken file. Every connection must be
+//! reported exactly once, handled by one version or another, and the broken
+//! file must leave the previous version running. Needs root (skipped with a
+//! message otherwise) and the built plugins (scripts/build-plugins.sh).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const CONNECTIONS: usize = 400;
+const PORT: u16 = 18_080;
+
+fn built_plugins() -> Option<PathBuf> {
+    let dir = std::env::var_os("NG_TEST_PLUGINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/var/tmp/net-gazer-target"))
+                .join("plugins")
+        });
+    if dir.join("testkit.wasm").is_file() && dir.join("demo.wasm").is_file() {
+        return Some(dir);
+    }
+    if std::env::var("NG_REQUIRE_PLUGINS").as_deref() == Ok("1") {
+        panic!("plugins not built in {}", dir.display());
+    }
+    eprintln!(
+        "SKIPPED: plugins not built in {}; run scripts/build-plugins.sh",
+        dir.display()
+    );
+    None
+}
+
+/// Removes the namespace however the test ends.
+struct Namespace(String);
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Replaces `dest` atomically (as an operator should: copy, then rename).
+fn install(from: &Path, dest: &Path) {
+    let tmp = dest.with_extension("tmp");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, dest).unwrap();
+}
+
+fn write_config(dir: &Path, key: &str) {
+    let text = format!(
+        "[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n[plugins.v]\nkey = \"{key}\"\n",
+        dir.join("plugins").display(),
+        dir.join("cache").display()
+    );
+    let tmp = dir.join("net-gazer.toml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join("net-gazer.toml")).unwrap();
+}
+
+/// Connects to the listener `CONNECTIONS` times, a few milliseconds apart.
+const TRAFFIC: &str = r#"
+import socket, sys, threading, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port)); srv.listen(512)
+def serve():
+    while True:
+        c, _ = srv.accept(); c.close()
+threading.Thread(target=serve, daemon=True).start()
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port)); s.close()
+    time.sleep(0.005)
+print("done", flush=True)
+"#;
+
+#[test]
+fn reload_under_load_loses_and_duplicates_nothing() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("==================================================================");
+        eprintln!("SKIPPED: the hot-reload test needs root (a network namespace and capture)");
+        eprintln!("==================================================================");
+        return;
+    }
+    let Some(built) = built_plugins() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    let v = dir.path().join("plugins/v.wasm");
+    let garbage = dir.path().join("garbage.bin");
+    std::fs::write(&garbage, b"\0asm\x0d\0\x01\0truncated").unwrap();
+    install(&built.join("testkit.wasm"), &v);
+    write_config(dir.path(), "one");
+
+    let ns = Namespace(format!("ngr{}", std::process::id()));
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("ip")
+        .args(["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"])
+        .status()
+        .unwrap()
+        .success());
+
+    let events = dir.path().join("events.jsonl");
+    let log = std::fs::File::create(dir.path().join("sensor.log")).unwrap();
+    let mut sensor = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(env!("CARGO_BIN_EXE_net-gazer"))
+        .args(["run", "-v", "-i", "lo", "--local-net", "127.0.0.0/8", "-c"])
+        .arg(dir.path().join("net-gazer.toml"))
+        .arg("-o")
+        .arg(&events)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let sensor_log = || std::fs::read_to_string(dir.path().join("sensor.log")).unwrap_or_default();
+    let started = Instant::now();
+    while !sensor_log().contains("capturing") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "sensor did not start: {}",
+            sensor_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut traffic = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "python3",
+            "-c",
+            TRAFFIC,
+            &PORT.to_string(),
+            &CONNECTIONS.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Swap versions while the connections come: testkit tagging `one`, the
+    // demo plugin (keeps everything, tags nothing), testkit tagging
+    // `two`, a broken file (refused: the previous version stays), ...
+    let hup = || {
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe { libc::kill(sensor.id() as i32, libc::SIGHUP) };
+    };
+    let mut reloads = 0;
+    let mut broken_sent = false;
+    while traffic.try_wait().unwrap().is_none() {
+        match reloads % 4 {
+            0 => {
+                install(&built.join("demo.wasm"), &v);
+            }
+            1 => {
+                install(&built.join("testkit.wasm"), &v);
+                write_config(dir.path(), "two");
+            }
+            2 => {
+                install(&garbage, &v);
+                broken_sent = true;
+            }
+            _ => {
+                install(&built.join("testkit.wasm"), &v);
+                write_config(dir.path(), "one");
+            }
+        }
+        hup();
+        reloads += 1;
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    assert!(traffic.wait().unwrap().success(), "traffic generator failed");
+    // Let the last reload and the last events settle, then stop.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: as above.
+    unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
+    let status = sensor.wait().unwrap();
+    let log = sensor_log();
+    assert!(status.success(), "sensor exit {status}: {log}");
+    assert!(reloads >= 8 && broken_sent, "only {reloads} reloads during the traffic");
+
+    let text = std::fs::read_to_string(&events).unwrap();
+    let handshakes: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "handshake" && e["server_port"] == PORT)
+        .collect();
+    let mut per_port: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut versions: BTreeMap<String, usize> = BTreeMap::new();
+    for h in &handshakes {
+        *per_port.entry(h["client_port"].as_u64().unwrap()).or_default() += 1;
+        let tags = h.get("tags").and_then(Value::as_object);
+        let version = match tags {
+            None => "demo".to_string(),
+            Some(t) => {
+                assert_eq!(t.len(), 1, "one version handled it: {h}");
+                t.keys().next().cloned().unwrap_or_default()
+            }
+        };
+        *versions.entry(version).or_default() += 1;
+    }
+    eprintln!("{reloads} reloads; handshakes by version: {versions:?}");
+    let duplicated: Vec<_> = per_port.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(duplicated.is_empty(), "reported twice: {duplicated:?}");
+    assert_eq!(
+        handshakes.len(),
+        CONNECTIONS,
+        "every connection reported once; versions {versions:?}; log:\n{log}"
+    );
+    assert!(
+        versions.keys().all(|k| ["one", "two", "demo"].contains(&k.as_str())),
+        "{versions:?}"
+    );
+    assert!(versions.len() >= 3, "events handled by every version: {versions:?}");
+    assert!(log.matches("reloaded plugin chain active").count() >= 4, "{log}");
+    assert!(log.contains("keeping the previous version"), "{log}");
+}
