@@ -90,6 +90,11 @@ impl Pipeline {
         }
     }
 
+    /// Wakes the output thread (for a reloaded plugin chain).
+    pub fn waker(&self) -> crate::output::Waker {
+        self.queue.waker()
+    }
+
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
     }

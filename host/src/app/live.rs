@@ -51,9 +51,11 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("installing signal handlers")?;
 
-    let plugins = super::start_plugins(&config, Some(reconfigure))?;
-    let (reloader, plugin_metrics) = (plugins.reload, plugins.metrics);
+    let plugins = super::start_plugins(&config);
+    let plugin_metrics = plugins.metrics;
     let (mut pipeline, output_thread) = super::start_pipeline(&config, local, None, Backpressure::Drop, plugins.stage)?;
+    let reloader = crate::plugin::spawn_reloader(plugins.plugins, reconfigure, plugins.swap, pipeline.waker())
+        .context("starting the plugin reloader")?;
 
     let interval = config.output.stats_interval;
     let mut next_stats = Instant::now() + interval;
@@ -72,9 +74,7 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
         }
         if reload.swap(false, Ordering::Relaxed) {
             tracing::info!("SIGHUP received: reloading plugins (other settings need a restart)");
-            if let Some(r) = &reloader {
-                let _ = r.send(());
-            }
+            let _ = reloader.send(());
         }
         if Instant::now() >= next_stats {
             next_stats += interval;

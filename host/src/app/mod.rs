@@ -87,29 +87,26 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
 /// Reads the configuration again (for a reload).
 pub type Reconfigure = Box<dyn Fn() -> anyhow::Result<Config> + Send>;
 
-/// The plugin chain for the output thread, the channel that reloads it
-/// (SIGHUP; live capture only) and the plugins' metrics.
+/// The plugin chain for the output thread, and what a reload needs.
 struct PluginStart {
     stage: Box<dyn Stage>,
-    reload: Option<std::sync::mpsc::Sender<()>>,
+    plugins: Plugins,
+    swap: std::sync::mpsc::Sender<crate::plugin::Chain>,
     metrics: Registry,
 }
 
-/// Loads the plugins now; with `reconfigure`, also starts the reloader.
-fn start_plugins(config: &Config, reconfigure: Option<Reconfigure>) -> anyhow::Result<PluginStart> {
+/// Loads the plugins now.
+fn start_plugins(config: &Config) -> PluginStart {
     let registry = Registry::default();
     let mut plugins = Plugins::new(registry.clone());
     let chain = plugins.load(&config.plugins);
     let (stage, swap) = ChainStage::new(chain);
-    let reload = match reconfigure {
-        Some(r) => Some(crate::plugin::spawn_reloader(plugins, r, swap)?),
-        None => None,
-    };
-    Ok(PluginStart {
+    PluginStart {
         stage: Box::new(stage),
-        reload,
+        plugins,
+        swap,
         metrics: registry,
-    })
+    }
 }
 
 /// The outputs on their thread and the pipeline feeding them, as both

@@ -56,7 +56,7 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
         .map(|p| CaptureFile::open(p))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let plugins = super::start_plugins(&config, None)?;
+    let plugins = super::start_plugins(&config);
     let plugin_metrics = plugins.metrics;
     let (mut pipeline, output_thread) =
         super::start_pipeline(&config, local, filter, Backpressure::Wait, plugins.stage)?;

@@ -34,8 +34,29 @@ pub trait Stage: Send {
     fn process(&mut self, batch: &mut Vec<Tagged>);
     /// About once a second, and when the queue is idle.
     fn tick(&mut self, _now: Timestamp) {}
+    /// Something changed outside the event stream (a reloaded plugin chain
+    /// arrived): act on it now rather than at the next batch or tick.
+    fn wake(&mut self) {}
     /// The queue closed: last work before the outputs flush.
     fn finish(&mut self) {}
+}
+
+/// What crosses to the output thread.
+enum Msg {
+    Batch(Vec<Event>),
+    Wake,
+}
+
+/// Wakes the output thread's [`Stage`] (see [`Stage::wake`]).
+#[derive(Clone)]
+pub struct Waker(SyncSender<Msg>);
+
+impl Waker {
+    pub fn wake(&self) {
+        // A full queue means the thread is busy and sees the change at its
+        // next batch anyway.
+        let _ = self.0.try_send(Msg::Wake);
+    }
 }
 
 /// No work: events go straight to the outputs.
@@ -64,7 +85,7 @@ const BATCH: usize = 256;
 
 /// The sending end, owned by the capture thread.
 pub struct EventQueue {
-    tx: SyncSender<Vec<Event>>,
+    tx: SyncSender<Msg>,
     batch: Vec<Event>,
     drops: Arc<AtomicU64>,
     policy: Backpressure,
@@ -110,8 +131,8 @@ impl EventQueue {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
         let n = batch.len() as u64;
         let sent = match self.policy {
-            Backpressure::Wait => self.tx.send(batch).is_ok(),
-            Backpressure::Drop => match self.tx.try_send(batch) {
+            Backpressure::Wait => self.tx.send(Msg::Batch(batch)).is_ok(),
+            Backpressure::Drop => match self.tx.try_send(Msg::Batch(batch)) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
             },
@@ -119,6 +140,10 @@ impl EventQueue {
         if !sent {
             self.drops.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    pub fn waker(&self) -> Waker {
+        Waker(self.tx.clone())
     }
 
     /// Events dropped because the queue was full or the outputs had failed.
@@ -152,7 +177,7 @@ impl Drop for EventQueue {
     }
 }
 
-fn write_all(rx: Receiver<Vec<Event>>, mut stage: Box<dyn Stage>, mut outputs: Vec<Box<dyn Output>>) -> OutputReport {
+fn write_all(rx: Receiver<Msg>, mut stage: Box<dyn Stage>, mut outputs: Vec<Box<dyn Output>>) -> OutputReport {
     let mut report = OutputReport::default();
     let mut failed = vec![false; outputs.len()];
     let mut pending = 0usize;
@@ -168,7 +193,11 @@ fn write_all(rx: Receiver<Vec<Event>>, mut stage: Box<dyn Stage>, mut outputs: V
             wait = wait.min(FLUSH_AFTER);
         }
         let batch = match rx.recv_timeout(wait) {
-            Ok(batch) => batch,
+            Ok(Msg::Batch(batch)) => batch,
+            Ok(Msg::Wake) => {
+                stage.wake();
+                continue;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if pending > 0 {
                     flush(&mut outputs, &mut failed, &mut report);

@@ -192,6 +192,10 @@ impl Stage for ChainStage {
         self.take_swap();
         self.chain.tick(now);
     }
+
+    fn wake(&mut self) {
+        self.take_swap();
+    }
 }
 
 /// Reloads on request, off the capture and output threads: reads the
@@ -201,6 +205,7 @@ pub fn spawn_reloader(
     mut plugins: Plugins,
     reconfigure: Box<dyn Fn() -> anyhow::Result<Config> + Send>,
     swap: Sender<Chain>,
+    waker: crate::output::Waker,
 ) -> std::io::Result<Sender<()>> {
     let (tx, rx) = mpsc::channel::<()>();
     std::thread::Builder::new().name("ng-reload".into()).spawn(move || {
@@ -209,10 +214,11 @@ pub fn spawn_reloader(
             match reconfigure() {
                 Ok(config) => {
                     let chain = plugins.load(&config.plugins);
-                    tracing::info!(took_ms = started.elapsed().as_millis() as u64, "plugins reloaded");
+                    tracing::info!(took_us = started.elapsed().as_micros() as u64, "plugins reloaded");
                     if swap.send(chain).is_err() {
                         break;
                     }
+                    waker.wake();
                 }
                 Err(e) => tracing::error!("reload: {e:#}; plugins unchanged"),
             }

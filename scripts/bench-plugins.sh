@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Plugin chain benchmark (docs/benchmarks.md): CPU cost per event of 0, 1
+# and 3 Rust plugins (per event and in batches) and of the Python plugin,
+# reload latency (SIGHUP to new chain active, cached and cold), peak RSS
+# with 10 plugins. Needs root for the reload part (a network namespace).
+#   sudo ./scripts/bench-plugins.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
+runs="${1:-5}"
+dir="${BENCH_DIR:-/var/tmp/ng-bench}"
+mkdir -p "$dir"
+cargo build --release --locked -p net-gazer --bin net-gazer --example gen_capture >&2
+built="$(scripts/build-plugins.sh)"
+ng="$CARGO_TARGET_DIR/release/net-gazer"
+gen="$CARGO_TARGET_DIR/release/examples/gen_capture"
+[[ -f $dir/flood.pcap ]] || "$gen" flood "$dir/flood.pcap" 1000000
+work="$dir/plugins-bench"
+rm -rf "$work" && mkdir -p "$work"
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# setup NAME "file:source ..." "extra config": a plugin dir and config.
+setup() {
+  local name=$1 files=$2 extra=$3
+  mkdir -p "$work/$name/plugins"
+  for f in $files; do cp "$built/${f#*:}.wasm" "$work/$name/plugins/${f%%:*}.wasm"; done
+  printf '[track]\nmax_connections = 1100000\n[plugins]\ndir = "%s"\ncache_dir = "%s"\n%b' \
+    "$work/$name/plugins" "$work/cache" "$extra" >"$work/$name/ng.toml"
+}
+
+# cpu NAME: median CPU seconds (user+sys, pinned to one core) of a replay
+# of the flood (1,000,000 handshake events); also keeps the last summary.
+cpu() {
+  local name=$1
+  for _ in $(seq "$runs"); do
+    /usr/bin/time -f "%U %S %M" -o "$work/$name/time" taskset -c 0 \
+      "$ng" replay -c "$work/$name/ng.toml" -o /dev/null --no-progress --summary-json "$dir/flood.pcap" \
+      2>"$work/$name/summary"
+    awk '{print $1 + $2}' "$work/$name/time"
+  done | median
+}
+
+setup none "" ""
+setup demo "demo:demo" ""
+setup demo-batch "demo:demo" '[plugins.demo]\nbatch = true\n'
+setup three "a:demo b:filter c:testkit" ""
+setup three-batch "a:demo b:filter c:testkit" '[plugins.a]\nbatch = true\n[plugins.b]\nbatch = true\n[plugins.c]\nbatch = true\n'
+setup python "slow-rtt:slow-rtt" '[plugins.slow-rtt]\ndefault_ms = 100\n'
+"$ng" replay -c "$work/demo/ng.toml" -o /dev/null --no-progress "$dir/flood.pcap" 2>/dev/null # fill the cache
+
+base=$(cpu none)
+events=$(tail -1 "$work/none/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')
+echo "replay of $dir/flood.pcap: $events events; CPU seconds, median of $runs, pinned to one core"
+echo "  no plugins: $base s"
+for v in demo:1 demo-batch:1 three:3 three-batch:3 python:1; do
+  name=${v%%:*} n=${v#*:}
+  t=$(cpu "$name")
+  inside=$(tail -1 "$work/$name/summary" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["plugins"]
+print(" ".join("%s=%.0fns" % (k, v["busy_ns"] / max(v["events"], 1)) for k, v in s.items()))')
+  awk -v t="$t" -v b="$base" -v e="$events" -v n="$n" -v name="$name" -v inside="$inside" 'BEGIN {
+    printf "  %-12s %s s: +%.0f ns per event per plugin (time inside the calls: %s)\n", name, t, (t - b) * 1e9 / e / n, inside }'
+done
+
+# Peak RSS: 10 Rust plugins loaded, replaying the flood.
+setup ten "p0:demo p1:filter p2:testkit p3:demo p4:filter p5:testkit p6:demo p7:filter p8:testkit p9:demo" ""
+for name in none ten python; do
+  /usr/bin/time -f "%M" -o "$work/$name/rss" "$ng" replay -c "$work/$name/ng.toml" -o /dev/null --no-progress "$dir/flood.pcap" 2>/dev/null
+  echo "  peak RSS, $name: $(cat "$work/$name/rss") KB"
+done
+
+# Reload latency, live: SIGHUP to "reloaded plugin chain active".
+if [[ $(id -u) -ne 0 ]]; then
+  echo "reload latency: skipped (needs root for the network namespace)"
+  exit 0
+fi
+ns="ngbench$$"
+ip netns add "$ns"
+trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
+ip netns exec "$ns" ip link set lo up
+setup live "demo:demo" ""
+ip netns exec "$ns" "$ng" run -v -i lo -c "$work/live/ng.toml" -o /dev/null 2>"$work/live/log" &
+pid=$!
+until grep -q capturing "$work/live/log"; do sleep 0.1; done
+stamp() { date -d "$1" +%s.%N; }
+latency() { # prints ms from the last SIGHUP to the chain taking over
+  local before
+  before=$(grep -c "reloaded plugin chain active" "$work/live/log" || true)
+  kill -HUP "$pid"
+  until [[ $(grep -c "reloaded plugin chain active" "$work/live/log" || true) -gt $before ]]; do sleep 0.01; done
+  local t0 t1
+  t0=$(grep "SIGHUP received" "$work/live/log" | tail -1 | cut -d' ' -f1)
+  t1=$(grep "reloaded plugin chain active" "$work/live/log" | tail -1 | cut -d' ' -f1)
+  awk -v a="$(stamp "$t0")" -v b="$(stamp "$t1")" 'BEGIN {printf "%.1f", (b - a) * 1000}'
+}
+cached=() cold=()
+for i in $(seq "$runs"); do
+  cached+=("$(latency)")
+  # A changed file (a custom section appended: a new sha256) and no cache:
+  # compiled from scratch.
+  cp "$built/demo.wasm" "$work/live/new.wasm"
+  printf '\x00\x0a\x01x%08d' "$i" >>"$work/live/new.wasm"
+  mv "$work/live/new.wasm" "$work/live/plugins/demo.wasm"
+  rm -rf "$work/cache"
+  cold+=("$(latency)")
+done
+kill -TERM "$pid"; wait "$pid" || true
+echo "reload latency, SIGHUP to new chain active, median of $runs:"
+echo "  unchanged plugin (compiled code in memory/cache): $(printf '%s\n' "${cached[@]}" | median) ms"
+echo "  changed plugin, nothing cached (cold compile of demo.wasm): $(printf '%s\n' "${cold[@]}" | median) ms"
