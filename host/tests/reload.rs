@@ -184,7 +184,17 @@ fn reload_under_load_loses_and_duplicates_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     // SAFETY: as above.
     unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
-    let status = sensor.wait().unwrap();
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(status) = sensor.try_wait().unwrap() {
+            break status;
+        }
+        if stopping.elapsed() > Duration::from_secs(20) {
+            let _ = sensor.kill();
+            panic!("the sensor did not exit within 20 s of SIGTERM: {}", sensor_log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let log = sensor_log();
     assert!(status.success(), "sensor exit {status}: {log}");
     assert!(reloads >= 8 && broken_sent, "only {reloads} reloads during the traffic");

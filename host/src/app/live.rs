@@ -99,6 +99,9 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
     let kernel = capture.stats();
     let (queue, stats) = pipeline.finish(Timestamp::now(), Some(kernel));
     drop(queue);
+    // The reloader holds a waker of the output thread: it must go for the
+    // output thread to see the end of the queue.
+    drop(reloader);
     let report = output_thread.join();
     tracing::info!(
         packets = stats.packets,
