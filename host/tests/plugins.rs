@@ -366,7 +366,7 @@ fn http_goes_only_to_allowed_hosts() {
     let Some(s) = Setup::new(&[("allowed", "testkit"), ("denied", "testkit")], "") else {
         return;
     };
-    // An HTTP server on loopback answering 204 to every request.
+    // An HTTP server on loopback answering 204 to every request, 30 ms late.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -374,12 +374,15 @@ fn http_goes_only_to_allowed_hosts() {
         for mut stream in listener.incoming().flatten() {
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
+            // Slower than the plugin's 10 ms deadline: time in the host's
+            // HTTP call must not count against the plugin.
+            std::thread::sleep(std::time::Duration::from_millis(30));
             let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         }
     });
     let config = std::fs::read_to_string(s.path("net-gazer.toml")).unwrap()
         + &format!(
-            "[plugins.allowed]\nmode = \"http\"\nkey = \"allowed\"\nurl = \"http://127.0.0.1:{port}/x\"\nhttp_allow = [\"127.0.0.1:{port}\"]\ntimeout_ms = 2000\n\
+            "[plugins.allowed]\nmode = \"http\"\nkey = \"allowed\"\nurl = \"http://127.0.0.1:{port}/x\"\nhttp_allow = [\"127.0.0.1:{port}\"]\n\
              [plugins.denied]\nmode = \"http\"\nkey = \"denied\"\nurl = \"http://127.0.0.1:{port}/x\"\nhttp_allow = [\"127.0.0.1:1\"]\n"
         );
     std::fs::write(s.path("net-gazer.toml"), config).unwrap();
@@ -391,6 +394,7 @@ fn http_goes_only_to_allowed_hosts() {
         let v = h["tags"]["denied"].as_str().unwrap_or_default();
         assert!(v.starts_with("error") && v.contains("http_allow"), "{v}");
     }
+    assert_eq!(metric(&r, "allowed", "timeouts"), 0, "{}", r.summary);
 }
 
 fn check(file: &Path) -> (bool, String) {

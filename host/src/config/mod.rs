@@ -165,11 +165,12 @@ impl PluginSettings {
         "batch",
     ];
 
-    /// The table `init` receives: the plugin's own keys and its grants.
-    pub fn plugin_json(&self) -> String {
+    /// The table `init` receives: the plugin's own keys and its grants,
+    /// with `dirs` as granted (canonical paths).
+    pub fn plugin_json(&self, granted_dirs: &[PathBuf]) -> String {
         let mut table = self.options.clone();
         let strings = |v: &[String]| toml::Value::Array(v.iter().cloned().map(toml::Value::String).collect());
-        let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        let dirs: Vec<String> = granted_dirs.iter().map(|d| d.display().to_string()).collect();
         table.insert("dirs".into(), strings(&dirs));
         table.insert("http_allow".into(), strings(&self.http_allow));
         serde_json::to_string(&table).unwrap_or_else(|_| "{}".into())

@@ -87,14 +87,15 @@ impl Running {
             dirs.push(canonical);
         }
         let grants = Grants {
-            dirs,
+            dirs: dirs.clone(),
             http_allow: settings.http_allow.clone(),
             memory_bytes: usize::try_from(settings.memory_mb.unwrap_or(section.memory_mb).saturating_mul(1 << 20))
                 .unwrap_or(usize::MAX),
             http_timeout: HTTP_TIMEOUT,
         };
         let mut running = Running {
-            config_json: settings.plugin_json(),
+            // The plugin sees the directories where they are granted.
+            config_json: settings.plugin_json(&grants.dirs),
             timeout: Duration::from_millis(settings.timeout_ms.unwrap_or(section.timeout_ms)),
             on_error: settings.on_error.unwrap_or_default(),
             batch: settings.batch.unwrap_or(prepared.description.batch),
@@ -141,6 +142,13 @@ impl Running {
             .map_err(|e| (Failure::Init, e.to_string()))?;
         let mut store = Store::new(&engine, state);
         store.limiter(|s| s);
+        store.epoch_deadline_callback(|mut cx| {
+            // Time in host calls (HTTP) does not count against the plugin.
+            Ok(match std::mem::take(&mut cx.data_mut().host_ticks) {
+                0 => wasmtime::UpdateDeadline::Interrupt,
+                extra => wasmtime::UpdateDeadline::Continue(extra),
+            })
+        });
         store.set_epoch_deadline(ticks(INIT_TIMEOUT));
         let plugin = self.prepared.pre.instantiate(&mut store).map_err(|e| {
             (
@@ -246,6 +254,7 @@ impl Running {
         f: impl FnOnce(&SensorPlugin, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Option<R> {
         let (store, plugin) = self.instance.as_mut()?;
+        store.data_mut().host_ticks = 0;
         store.set_epoch_deadline(ticks(self.timeout));
         let start = Instant::now();
         let result = f(plugin, store);

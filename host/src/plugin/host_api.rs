@@ -26,6 +26,9 @@ pub struct State {
     /// A memory grew past the limit (the trap that follows is an
     /// out-of-memory, not a bug).
     pub out_of_memory: bool,
+    /// Epoch ticks spent in host calls (HTTP) since the call's deadline was
+    /// set: the deadline is for the plugin's own time, so it moves by this.
+    pub host_ticks: u64,
     metrics: Arc<PluginMetrics>,
     http: Http,
 }
@@ -56,6 +59,7 @@ impl State {
             table: ResourceTable::new(),
             memory_limit: grants.memory_bytes,
             out_of_memory: false,
+            host_ticks: 0,
             metrics,
             http: Http::new(grants.http_allow.clone(), grants.http_timeout),
         })
@@ -142,7 +146,10 @@ impl v0_1::host::Host for State {
     }
 
     fn http_send(&mut self, request: types::HttpRequest) -> Result<types::HttpResponse, String> {
-        self.http.request(request)
+        let started = std::time::Instant::now();
+        let result = self.http.request(request);
+        self.host_ticks += super::load::ticks(started.elapsed());
+        result
     }
 }
 
