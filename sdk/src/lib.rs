@@ -225,8 +225,35 @@ impl Config {
 
 /// Logging through the daemon's log, prefixed with the plugin's name.
 pub mod log {
-    pub use crate::bindings::net_gazer::plugin::host::{log, log_enabled};
+    use std::cell::Cell;
+
+    pub use crate::bindings::net_gazer::plugin::host::log;
     pub use crate::Level;
+
+    thread_local! {
+        // The daemon's log level is fixed while it runs: ask once per level
+        // and tick, not per event (a host call costs a few hundred ns).
+        static ENABLED: Cell<[Option<bool>; 5]> = const { Cell::new([None; 5]) };
+    }
+
+    /// Whether the daemon would write a line at `level` (cached; the cache
+    /// is refreshed every tick).
+    pub fn log_enabled(level: Level) -> bool {
+        let i = level as usize;
+        let mut cache = ENABLED.with(Cell::get);
+        if let Some(known) = cache[i] {
+            return known;
+        }
+        let known = crate::bindings::net_gazer::plugin::host::log_enabled(level);
+        cache[i] = Some(known);
+        ENABLED.with(|c| c.set(cache));
+        known
+    }
+
+    #[doc(hidden)]
+    pub fn forget_levels() {
+        ENABLED.with(|c| c.set([None; 5]));
+    }
 
     /// `log!(Level::Info, "seen {} events", n)`: formats only when the
     /// daemon would write the line.
@@ -325,6 +352,7 @@ pub mod __private {
         }
 
         fn on_tick(now_us: i64) {
+            crate::log::forget_levels();
             with::<P, _>((), |p| p.on_tick(now_us))
         }
     }

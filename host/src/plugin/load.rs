@@ -211,11 +211,25 @@ impl Loader {
         if let Some(c) = self.compiled.get(sha256) {
             return Ok(c.clone());
         }
+        let started = std::time::Instant::now();
         let cached = self.cache.as_ref().and_then(|c| c.load(self.engine, sha256));
         let component = match cached {
-            Some(c) => c,
+            Some(c) => {
+                tracing::debug!(
+                    sha256 = &sha256[..12],
+                    took_us = started.elapsed().as_micros() as u64,
+                    "compiled plugin loaded from the cache"
+                );
+                c
+            }
             None => {
-                let c = Component::new(self.engine, bytes).map_err(|e| format!("not a valid component: {e:#}"))?;
+                let c = Component::new(self.engine, bytes)
+                    .map_err(|e| format!("not a valid component: {}", super::chain::one_line(&e)))?;
+                tracing::info!(
+                    sha256 = &sha256[..12],
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "plugin compiled"
+                );
                 if let Some(cache) = &self.cache {
                     cache.store(sha256, &c);
                 }

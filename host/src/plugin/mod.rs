@@ -177,7 +177,9 @@ impl ChainStage {
         if let Some(chain) = newest {
             let names: Vec<&str> = chain.plugins().iter().map(|r| r.name()).collect();
             tracing::info!(plugins = %names.join(" → "), "reloaded plugin chain active");
-            self.chain = chain;
+            // A last tick lets the old plugins flush what they buffered.
+            let mut old = std::mem::replace(&mut self.chain, chain);
+            old.tick(Timestamp::now());
         }
     }
 }
@@ -195,6 +197,11 @@ impl Stage for ChainStage {
 
     fn wake(&mut self) {
         self.take_swap();
+    }
+
+    fn finish(&mut self) {
+        // The last tick: plugins flush what they buffered.
+        self.chain.tick(Timestamp::now());
     }
 }
 
