@@ -22,8 +22,17 @@ build_with_rustup() {
     rustup target add wasm32-wasip2 >&2 || return 1
   fi
   (cd plugins && cargo build --release --locked --target wasm32-wasip2 >&2) || return 1
+  install_rust_plugins
+}
+
+# The plugins to ship in $out; the test plugin in $out/testing, so that
+# copying $out/*.wasm never installs it.
+install_rust_plugins() {
+  mkdir -p "$out/testing"
   for p in "${rust_plugins[@]}"; do
-    cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/$p.wasm" "$out/$p.wasm"
+    local dest="$out/$p.wasm"
+    [[ $p == testkit ]] && dest="$out/testing/$p.wasm"
+    cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/$p.wasm" "$dest"
   done
 }
 
@@ -42,9 +51,7 @@ build_with_debian() {
     CARGO_TARGET_WASM32_WASIP2_LINKER=wasm-component-ld \
     RUSTFLAGS="-L native=/usr/lib/wasm32-wasi" \
     cargo build --release --locked --target wasm32-wasip2 -Zbuild-std=std,panic_abort >&2) || return 1
-  for p in "${rust_plugins[@]}"; do
-    cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/$p.wasm" "$out/$p.wasm"
-  done
+  install_rust_plugins
 }
 
 build_with_rustup || build_with_debian || { log "cannot build the Rust plugins"; exit 1; }
@@ -65,5 +72,5 @@ if [[ ! -f $py_out || $py_src/app.py -nt $py_out || $root/wit/net-gazer-plugin.w
   mv "$py_out.tmp" "$py_out"
 fi
 
-ls -1 "$out"/*.wasm >&2
+ls -1 "$out"/*.wasm "$out"/testing/*.wasm >&2
 echo "$out"

@@ -17,6 +17,16 @@ use serde_json::Value;
 
 /// The built plugins, or `None` (and a loud message) when they were not
 /// built; with NG_REQUIRE_PLUGINS=1 (scripts/test.sh) their absence fails.
+/// A built plugin: first-party ones at the top, the test plugin in
+/// `testing/`.
+fn built_file(dir: &Path, name: &str) -> PathBuf {
+    if name == "testkit" {
+        dir.join("testing/testkit.wasm")
+    } else {
+        dir.join(format!("{name}.wasm"))
+    }
+}
+
 fn built_plugins() -> Option<PathBuf> {
     let dir = std::env::var_os("NG_TEST_PLUGINS")
         .map(PathBuf::from)
@@ -28,7 +38,7 @@ fn built_plugins() -> Option<PathBuf> {
         });
     let complete = ["demo", "filter", "testkit", "slow-rtt"]
         .iter()
-        .all(|p| dir.join(format!("{p}.wasm")).is_file());
+        .all(|p| built_file(&dir, p).is_file());
     if complete {
         return Some(dir);
     }
@@ -126,7 +136,7 @@ impl Setup {
         let pdir = dir.path().join("plugins");
         std::fs::create_dir(&pdir).unwrap();
         for (name, source) in plugins {
-            std::fs::copy(built.join(format!("{source}.wasm")), pdir.join(format!("{name}.wasm"))).unwrap();
+            std::fs::copy(built_file(&built, source), pdir.join(format!("{name}.wasm"))).unwrap();
         }
         let cache = dir.path().join("cache");
         let text = format!(

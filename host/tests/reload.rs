@@ -16,6 +16,16 @@ use serde_json::Value;
 const CONNECTIONS: usize = 400;
 const PORT: u16 = 18_080;
 
+/// A built plugin: first-party ones at the top, the test plugin in
+/// `testing/`.
+fn built_file(dir: &Path, name: &str) -> PathBuf {
+    if name == "testkit" {
+        dir.join("testing/testkit.wasm")
+    } else {
+        dir.join(format!("{name}.wasm"))
+    }
+}
+
 fn built_plugins() -> Option<PathBuf> {
     let dir = std::env::var_os("NG_TEST_PLUGINS")
         .map(PathBuf::from)
@@ -25,7 +35,7 @@ fn built_plugins() -> Option<PathBuf> {
                 .unwrap_or_else(|| PathBuf::from("/var/tmp/net-gazer-target"))
                 .join("plugins")
         });
-    if dir.join("testkit.wasm").is_file() && dir.join("demo.wasm").is_file() {
+    if built_file(&dir, "testkit").is_file() && built_file(&dir, "demo").is_file() {
         return Some(dir);
     }
     if std::env::var("NG_REQUIRE_PLUGINS").as_deref() == Ok("1") {
@@ -96,7 +106,7 @@ fn reload_under_load_loses_and_duplicates_nothing() {
     let v = dir.path().join("plugins/v.wasm");
     let garbage = dir.path().join("garbage.bin");
     std::fs::write(&garbage, b"\0asm\x0d\0\x01\0truncated").unwrap();
-    install(&built.join("testkit.wasm"), &v);
+    install(&built_file(&built, "testkit"), &v);
     write_config(dir.path(), "one");
 
     let ns = Namespace(format!("ngr{}", std::process::id()));
@@ -160,10 +170,10 @@ fn reload_under_load_loses_and_duplicates_nothing() {
     while traffic.try_wait().unwrap().is_none() {
         match reloads % 4 {
             0 => {
-                install(&built.join("demo.wasm"), &v);
+                install(&built_file(&built, "demo"), &v);
             }
             1 => {
-                install(&built.join("testkit.wasm"), &v);
+                install(&built_file(&built, "testkit"), &v);
                 write_config(dir.path(), "two");
             }
             2 => {
@@ -171,7 +181,7 @@ fn reload_under_load_loses_and_duplicates_nothing() {
                 broken_sent = true;
             }
             _ => {
-                install(&built.join("testkit.wasm"), &v);
+                install(&built_file(&built, "testkit"), &v);
                 write_config(dir.path(), "one");
             }
         }

@@ -31,7 +31,7 @@ fn list(config: &Config) -> anyhow::Result<()> {
     for (i, f) in found.iter().enumerate() {
         let s = &f.settings;
         let grants = format!(
-            "dirs [{}], http_allow [{}], timeout {} ms, memory {} MiB, on_error {:?}",
+            "dirs [{}], http_allow [{}], timeout {} ms, memory {} MiB, on_error {}",
             s.dirs
                 .iter()
                 .map(|d| d.display().to_string())

@@ -117,8 +117,28 @@ pub struct PluginsSection {
     #[serde(with = "duration")]
     pub failure_window: Duration,
     /// `[plugins.<name>]` tables.
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "plugin_tables")]
     pub each: std::collections::BTreeMap<String, PluginSettings>,
+}
+
+/// Every other key under `[plugins]` must be a plugin's table; a scalar is
+/// most likely a misspelt setting, and the error says so.
+fn plugin_tables<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, PluginSettings>, D::Error> {
+    use serde::de::Error;
+    let raw = std::collections::BTreeMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(name, value)| {
+            if !value.is_table() {
+                return Err(D::Error::custom(format!(
+                    "unknown key `plugins.{name}` (the settings of [plugins] are dir, order, cache_dir, timeout_ms, memory_mb, max_failures, failure_window; a plugin's own go in a [plugins.{name}] table)"
+                )));
+            }
+            let settings = PluginSettings::deserialize(value).map_err(|e| D::Error::custom(format!("[plugins.{name}]: {e}")))?;
+            Ok((name, settings))
+        })
+        .collect()
 }
 
 /// One plugin's table. Keys other than these are the plugin's own settings,
@@ -144,6 +164,15 @@ pub struct PluginSettings {
     pub options: toml::Table,
 }
 
+impl std::fmt::Display for OnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OnError::Pass => "pass",
+            OnError::Drop => "drop",
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
@@ -155,16 +184,6 @@ pub enum OnError {
 }
 
 impl PluginSettings {
-    /// Keys the host reads and the plugin does not see.
-    pub const HOST_KEYS: [&'static str; 6] = [
-        "enabled",
-        "timeout_ms",
-        "memory_mb",
-        "on_error",
-        "max_failures",
-        "batch",
-    ];
-
     /// The table `init` receives: the plugin's own keys and its grants,
     /// with `dirs` as granted (canonical paths).
     pub fn plugin_json(&self, granted_dirs: &[PathBuf]) -> String {
@@ -270,6 +289,9 @@ impl Config {
         }
         if p.max_failures == 0 {
             return bad("plugins.max_failures", "must be at least 1");
+        }
+        if p.failure_window.is_zero() {
+            return bad("plugins.failure_window", "must be longer than zero");
         }
         for (name, each) in &p.each {
             let key = |k: &str| format!("plugins.{name}.{k}");
@@ -462,6 +484,33 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("capture.promisc"));
         assert_eq!(e.line, Some(3));
         assert!(e.message.contains("unknown field `promisc`"), "{}", e.message);
+    }
+
+    #[test]
+    fn plugin_tables_are_checked_by_key() {
+        let c = Config::parse(
+            "[plugins]\ndir = \"/p\"\n[plugins.geoip]\ndirs = [\"/usr/share/GeoIP\"]\ncity_db = \"City.mmdb\"\non_error = \"drop\"\n",
+        )
+        .unwrap();
+        let geo = &c.plugins.each["geoip"];
+        assert_eq!(geo.on_error, Some(OnError::Drop));
+        let json: serde_json::Value = serde_json::from_str(&geo.plugin_json(&geo.dirs)).unwrap();
+        assert_eq!(json["city_db"], "City.mmdb");
+        assert_eq!(json["dirs"][0], "/usr/share/GeoIP");
+        assert!(json.get("on_error").is_none(), "host keys stay with the host: {json}");
+
+        let e = Config::parse("[plugins]\ntimeuot_ms = 5\n").unwrap_err();
+        assert!(e.message.contains("unknown key `plugins.timeuot_ms`"), "{e}");
+        let e = Config::parse("[plugins.filter]\ntimeout_ms = \"fast\"\n").unwrap_err();
+        assert!(
+            e.message.contains("[plugins.filter]") && e.message.contains("invalid type"),
+            "{e}"
+        );
+        let e = Config::parse("[plugins.filter]\ntimeout_ms = 0\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("plugins.filter.timeout_ms"));
+        assert_eq!(e.line, Some(2));
+        let e = Config::parse("[plugins.geoip]\ndirs = [\"relative\"]\n").unwrap_err();
+        assert!(e.message.contains("absolute"), "{e}");
     }
 
     #[test]

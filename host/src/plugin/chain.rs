@@ -220,7 +220,7 @@ impl Running {
                 failures = self.failures.len(),
                 window = %crate::time::format_duration(self.failure_window),
                 disabled_for = %crate::time::format_duration(self.backoff),
-                "plugin disabled: too many failures; events pass it by meanwhile (on_error = {:?})",
+                "plugin disabled: too many failures; meanwhile its events are handled as on_error = \"{}\" says",
                 self.on_error
             );
             m.disabled.fetch_add(1, Relaxed);
@@ -258,7 +258,10 @@ impl Running {
         store.set_epoch_deadline(ticks(self.timeout));
         let start = Instant::now();
         let result = f(plugin, store);
-        self.metrics.record_call(events, start.elapsed());
+        // Event calls only: ticks would blur the time per event.
+        if events > 0 {
+            self.metrics.record_call(events, start.elapsed());
+        }
         match result {
             Ok(r) => Some(r),
             Err(e) => {
@@ -355,7 +358,7 @@ impl Running {
                 work.dropped[i] = true;
             }
             types::Verdict::Tag(tags) => {
-                let mut bad = 0usize;
+                let mut bad = tags.len().saturating_sub(MAX_TAGS);
                 let mut added = false;
                 for t in tags.into_iter().take(MAX_TAGS) {
                     if t.key.is_empty() || t.key.len() > MAX_KEY || t.value.len() > MAX_VALUE {
@@ -371,7 +374,9 @@ impl Running {
                 if bad > 0 {
                     self.fail(
                         Failure::BadResult,
-                        &format!("{bad} tag(s) refused: keys must be 1..={MAX_KEY} bytes, values at most {MAX_VALUE}"),
+                        &format!(
+                            "{bad} tag(s) refused: at most {MAX_TAGS} per event, keys 1..={MAX_KEY} bytes, values at most {MAX_VALUE}"
+                        ),
                     );
                 }
                 if added {

@@ -160,6 +160,13 @@ impl Registry {
         }
     }
 
+    /// Drops the metrics of a plugin that never ran (refused at load).
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.remove(name);
+        }
+    }
+
     pub fn snapshot(&self) -> Vec<(String, Arc<PluginMetrics>)> {
         match self.inner.lock() {
             Ok(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),

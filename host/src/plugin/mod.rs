@@ -123,7 +123,12 @@ impl Plugins {
                             Err(e2) => tracing::error!("{e}; the previous version failed too: {e2}"),
                         }
                     }
-                    None => tracing::error!("{e}; not loaded"),
+                    None => {
+                        tracing::error!("{e}; not loaded");
+                        if !self.current.contains_key(&f.name) {
+                            self.registry.forget(&f.name);
+                        }
+                    }
                 },
             }
         }

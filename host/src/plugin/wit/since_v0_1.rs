@@ -9,8 +9,8 @@ wasmtime::component::bindgen!({
     world: "sensor-plugin",
 });
 
-pub use exports::net_gazer::plugin::plugin as exports_plugin;
-pub use net_gazer::plugin::types;
+pub use self::exports::net_gazer::plugin::plugin as exports_plugin;
+pub use self::net_gazer::plugin::types;
 
 pub const VERSION: Version = Version {
     major: 0,
