@@ -107,6 +107,23 @@ pub struct PipelineArgs {
     pub plugin_dir: Option<PathBuf>,
 }
 
+impl PipelineArgs {
+    /// These settings, completed by `outer` (given before the subcommand:
+    /// `net-gazer -m quality replay f.pcap` means what `replay -m quality`
+    /// does); the subcommand's own flags win.
+    pub fn or(mut self, outer: &PipelineArgs) -> PipelineArgs {
+        self.mode = self.mode.or(outer.mode);
+        self.filter = self.filter.or_else(|| outer.filter.clone());
+        if self.local_networks.is_empty() {
+            self.local_networks = outer.local_networks.clone();
+        }
+        self.output = self.output.or_else(|| outer.output.clone());
+        self.vlan_in_key |= outer.vlan_in_key;
+        self.plugin_dir = self.plugin_dir.or_else(|| outer.plugin_dir.clone());
+        self
+    }
+}
+
 #[derive(Debug, Args, Default, Clone)]
 pub struct RunArgs {
     #[command(flatten)]

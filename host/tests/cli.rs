@@ -67,6 +67,26 @@ fn check_config_prints_the_effective_settings_with_overrides() {
         text.contains("filter = \"not port 22\""),
         "every NG_* override shows: {text}"
     );
+    // Flags before the subcommand count too; the subcommand's own win.
+    let o = Command::new(common::bin())
+        .args([
+            "-m",
+            "handshake",
+            "--plugin-dir",
+            "/srv/ng-plugins",
+            "-o",
+            "outer.jsonl",
+            "check-config",
+        ])
+        .args(["-o", "inner.jsonl", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let outer = String::from_utf8_lossy(&o.stdout);
+    assert!(outer.contains("mode = \"handshake\""), "{outer}");
+    assert!(outer.contains("dir = \"/srv/ng-plugins\""), "{outer}");
+    assert!(outer.contains("jsonl = \"inner.jsonl\""), "{outer}");
     // The printed configuration is itself a valid configuration.
     let again = dir.path().join("again.toml");
     std::fs::write(&again, text.as_bytes()).unwrap();

@@ -63,16 +63,19 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             live::run(config, again)
         }
         Some(Command::Run(args)) => {
-            apply(&mut config, &args.pipeline, args.no_promisc)?;
-            let again = reconfigure(args.pipeline.clone(), args.no_promisc);
+            let pipeline = args.pipeline.or(&cli.run.pipeline);
+            let no_promisc = args.no_promisc || cli.run.no_promisc;
+            apply(&mut config, &pipeline, no_promisc)?;
+            let again = reconfigure(pipeline, no_promisc);
             live::run(config, again)
         }
         Some(Command::Replay(args)) => {
-            apply(&mut config, &args.pipeline, false)?;
+            apply(&mut config, &args.pipeline.clone().or(&cli.run.pipeline), false)?;
             replay::run(config, &args)
         }
         Some(Command::CheckConfig(args)) => {
-            apply(&mut config, &args.run.pipeline, args.run.no_promisc)?;
+            let pipeline = args.run.pipeline.or(&cli.run.pipeline);
+            apply(&mut config, &pipeline, args.run.no_promisc || cli.run.no_promisc)?;
             match &path {
                 Some(p) => println!("# configuration file: {}", p.display()),
                 None => println!("# no configuration file found: built-in defaults"),
@@ -80,7 +83,10 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.to_toml());
             Ok(())
         }
-        Some(Command::Plugins(command)) => plugins::main(config, command),
+        Some(Command::Plugins(command)) => {
+            apply(&mut config, &cli.run.pipeline, cli.run.no_promisc)?;
+            plugins::main(config, command)
+        }
     }
 }
 
