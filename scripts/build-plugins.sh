@@ -29,6 +29,7 @@ build_with_rustup() {
 # copying $out/*.wasm never installs it.
 install_rust_plugins() {
   mkdir -p "$out/testing"
+  rm -f "$out/testkit.wasm" # where older builds put it
   for p in "${rust_plugins[@]}"; do
     local dest="$out/$p.wasm"
     [[ $p == testkit ]] && dest="$out/testing/$p.wasm"

@@ -10,49 +10,11 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{built_file, built_plugins};
 use net_gazer::craft::{frame, PcapWriter, TcpSpec, TsResolution};
 use net_gazer::decode::{LinkType, TcpFlags, VlanStack};
 use net_gazer::time::Timestamp;
 use serde_json::Value;
-
-/// The built plugins, or `None` (and a loud message) when they were not
-/// built; with NG_REQUIRE_PLUGINS=1 (scripts/test.sh) their absence fails.
-/// A built plugin: first-party ones at the top, the test plugin in
-/// `testing/`.
-fn built_file(dir: &Path, name: &str) -> PathBuf {
-    if name == "testkit" {
-        dir.join("testing/testkit.wasm")
-    } else {
-        dir.join(format!("{name}.wasm"))
-    }
-}
-
-fn built_plugins() -> Option<PathBuf> {
-    let dir = std::env::var_os("NG_TEST_PLUGINS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/var/tmp/net-gazer-target"));
-            target.join("plugins")
-        });
-    let complete = ["demo", "filter", "testkit", "slow-rtt"]
-        .iter()
-        .all(|p| built_file(&dir, p).is_file());
-    if complete {
-        return Some(dir);
-    }
-    if std::env::var("NG_REQUIRE_PLUGINS").as_deref() == Ok("1") {
-        panic!("plugins not built in {}: run scripts/build-plugins.sh", dir.display());
-    }
-    eprintln!("==================================================================");
-    eprintln!(
-        "SKIPPED: plugins not built in {}; run scripts/build-plugins.sh",
-        dir.display()
-    );
-    eprintln!("==================================================================");
-    None
-}
 
 /// One connection of the crafted capture.
 #[derive(Clone, Debug)]
@@ -131,7 +93,7 @@ struct Setup {
 impl Setup {
     /// `plugins`: (name in the directory, built plugin it is a copy of).
     fn new(plugins: &[(&str, &str)], config: &str) -> Option<Setup> {
-        let built = built_plugins()?;
+        let built = built_plugins(&["demo", "filter", "testkit", "slow-rtt"])?;
         let dir = tempfile::tempdir().unwrap();
         let pdir = dir.path().join("plugins");
         std::fs::create_dir(&pdir).unwrap();
@@ -303,15 +265,17 @@ fn hostile_plugins_are_contained_and_the_others_see_every_event() {
             ("garbage", "testkit"),
             ("garbage-batch", "testkit"),
             ("init-fail", "testkit"),
+            ("http-loop", "testkit"),
             ("z", "testkit"),
         ],
-        "order = [\"loop\", \"grow\", \"trap\", \"garbage\", \"garbage-batch\", \"init-fail\", \"z\"]\n\
+        "order = [\"loop\", \"grow\", \"trap\", \"garbage\", \"garbage-batch\", \"init-fail\", \"http-loop\", \"z\"]\n\
          [plugins.loop]\nmode = \"loop\"\n\
          [plugins.grow]\nmode = \"grow\"\nmemory_mb = 8\n\
          [plugins.trap]\nmode = \"trap\"\n\
          [plugins.garbage]\nmode = \"garbage\"\n\
          [plugins.garbage-batch]\nmode = \"garbage\"\nbatch = true\n\
          [plugins.init-fail]\nmode = \"init-fail\"\n\
+         [plugins.http-loop]\nmode = \"http-loop\"\nurl = \"http://127.0.0.1:9/\"\nhttp_allow = [\"127.0.0.1:9\"]\n\
          [plugins.z]\nkey = \"z\"\n",
     ) else {
         return;
@@ -325,6 +289,7 @@ fn hostile_plugins_are_contained_and_the_others_see_every_event() {
     }
     assert_eq!(metric(&r, "z", "events"), hs.len() as u64);
     assert!(metric(&r, "loop", "timeouts") >= 1, "{}", r.summary);
+    assert!(metric(&r, "http-loop", "timeouts") >= 1, "{}", r.summary);
     assert!(metric(&r, "grow", "out_of_memory") >= 1, "{}", r.summary);
     assert!(metric(&r, "trap", "traps") >= 5, "{}", r.summary);
     assert!(metric(&r, "trap", "disabled") >= 1, "{}", r.summary);
@@ -419,7 +384,9 @@ fn check(file: &Path) -> (bool, String) {
 
 #[test]
 fn plugins_check_accepts_a_plugin_and_refuses_the_rest_clearly() {
-    let Some(built) = built_plugins() else { return };
+    let Some(built) = built_plugins(&["demo", "filter", "testkit", "slow-rtt"]) else {
+        return;
+    };
     let (ok, text) = check(&built.join("demo.wasm"));
     assert!(ok, "{text}");
     assert!(

@@ -6,47 +6,19 @@
 //! file must leave the previous version running. Needs root (skipped with a
 //! message otherwise) and the built plugins (scripts/build-plugins.sh).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::{built_file, built_plugins};
+
 const CONNECTIONS: usize = 400;
 const PORT: u16 = 18_080;
-
-/// A built plugin: first-party ones at the top, the test plugin in
-/// `testing/`.
-fn built_file(dir: &Path, name: &str) -> PathBuf {
-    if name == "testkit" {
-        dir.join("testing/testkit.wasm")
-    } else {
-        dir.join(format!("{name}.wasm"))
-    }
-}
-
-fn built_plugins() -> Option<PathBuf> {
-    let dir = std::env::var_os("NG_TEST_PLUGINS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/var/tmp/net-gazer-target"))
-                .join("plugins")
-        });
-    if built_file(&dir, "testkit").is_file() && built_file(&dir, "demo").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("NG_REQUIRE_PLUGINS").as_deref() == Ok("1") {
-        panic!("plugins not built in {}", dir.display());
-    }
-    eprintln!(
-        "SKIPPED: plugins not built in {}; run scripts/build-plugins.sh",
-        dir.display()
-    );
-    None
-}
 
 /// Removes the namespace however the test ends.
 struct Namespace(String);
@@ -100,7 +72,9 @@ fn reload_under_load_loses_and_duplicates_nothing() {
         eprintln!("==================================================================");
         return;
     }
-    let Some(built) = built_plugins() else { return };
+    let Some(built) = built_plugins(&["demo", "testkit"]) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("plugins")).unwrap();
     let v = dir.path().join("plugins/v.wasm");

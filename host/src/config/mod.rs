@@ -218,13 +218,20 @@ impl Config {
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Config, Invalid> {
         let config: Config = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            // Plugin tables are read through a map, which loses the span:
+            // the message names the key, find it in the text.
+            if let Some(key) = plugin_key_in(&message) {
+                let line = find_key(text, &key).or_else(|| find_table(text, &key));
+                return Invalid {
+                    key: Some(key),
+                    line,
+                    message,
+                };
+            }
             let line = e.span().map(|s| line_of(text, s.start));
             let key = e.span().and_then(|s| key_at(text, s.start));
-            Invalid {
-                key,
-                line,
-                message: e.message().to_string(),
-            }
+            Invalid { key, line, message }
         })?;
         config.validate().map_err(|mut e| {
             e.line = e.key.as_deref().and_then(|k| find_key(text, k));
@@ -432,6 +439,25 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     })
 }
 
+/// `plugins.x` from "unknown key `plugins.x` ..." or "[plugins.x]: ...".
+fn plugin_key_in(message: &str) -> Option<String> {
+    if let Some(rest) = message.split("`plugins.").nth(1) {
+        return rest.split('`').next().map(|k| format!("plugins.{k}"));
+    }
+    let rest = message.strip_prefix("[plugins.")?;
+    rest.split(']').next().map(|k| format!("plugins.{k}"))
+}
+
+/// The line of the table header `[table]` in `text`.
+fn find_table(text: &str, table: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim();
+            l.starts_with('[') && l.trim_matches(|c| c == '[' || c == ']').trim() == table
+        })
+        .map(|i| i + 1)
+}
+
 /// The line of `table.key` in `text`, if it is written there.
 fn find_key(text: &str, dotted: &str) -> Option<usize> {
     let (table, key) = dotted.rsplit_once('.')?;
@@ -499,13 +525,15 @@ mod tests {
         assert_eq!(json["dirs"][0], "/usr/share/GeoIP");
         assert!(json.get("on_error").is_none(), "host keys stay with the host: {json}");
 
-        let e = Config::parse("[plugins]\ntimeuot_ms = 5\n").unwrap_err();
+        let e = Config::parse("[plugins]\ndir = \"/p\"\ntimeuot_ms = 5\n").unwrap_err();
         assert!(e.message.contains("unknown key `plugins.timeuot_ms`"), "{e}");
-        let e = Config::parse("[plugins.filter]\ntimeout_ms = \"fast\"\n").unwrap_err();
+        assert_eq!((e.key.as_deref(), e.line), (Some("plugins.timeuot_ms"), Some(3)));
+        let e = Config::parse("[capture]\n[plugins.filter]\ntimeout_ms = \"fast\"\n").unwrap_err();
         assert!(
             e.message.contains("[plugins.filter]") && e.message.contains("invalid type"),
             "{e}"
         );
+        assert_eq!((e.key.as_deref(), e.line), (Some("plugins.filter"), Some(2)));
         let e = Config::parse("[plugins.filter]\ntimeout_ms = 0\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("plugins.filter.timeout_ms"));
         assert_eq!(e.line, Some(2));

@@ -31,6 +31,9 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(600);
 /// HTTP requests of a plugin time out after this.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Host time (ms, epoch ticks) a call's deadline may be moved by in all:
+/// one request's worth, so a call takes at most its timeout plus this.
+const HOST_BUDGET_MS: u64 = 5_000;
 /// Tags a plugin may add to one event, and their sizes.
 const MAX_TAGS: usize = 32;
 const MAX_KEY: usize = 64;
@@ -143,8 +146,12 @@ impl Running {
         let mut store = Store::new(&engine, state);
         store.limiter(|s| s);
         store.epoch_deadline_callback(|mut cx| {
-            // Time in host calls (HTTP) does not count against the plugin.
-            Ok(match std::mem::take(&mut cx.data_mut().host_ticks) {
+            // Time in host calls (HTTP) does not count against the plugin,
+            // up to HOST_BUDGET_MS per call.
+            let state = cx.data_mut();
+            let extra = std::mem::take(&mut state.host_ticks).min(state.host_budget);
+            state.host_budget -= extra;
+            Ok(match extra {
                 0 => wasmtime::UpdateDeadline::Interrupt,
                 extra => wasmtime::UpdateDeadline::Continue(extra),
             })
@@ -156,6 +163,8 @@ impl Running {
                 format!("cannot be instantiated: {}", one_line(&e)),
             )
         })?;
+        store.data_mut().host_ticks = 0;
+        store.data_mut().host_budget = HOST_BUDGET_MS;
         store.set_epoch_deadline(ticks(INIT_TIMEOUT));
         match plugin
             .net_gazer_plugin_plugin()
@@ -255,6 +264,7 @@ impl Running {
     ) -> Option<R> {
         let (store, plugin) = self.instance.as_mut()?;
         store.data_mut().host_ticks = 0;
+        store.data_mut().host_budget = HOST_BUDGET_MS;
         store.set_epoch_deadline(ticks(self.timeout));
         let start = Instant::now();
         let result = f(plugin, store);
@@ -294,6 +304,7 @@ impl Running {
         } else {
             for &i in &wanted {
                 if !self.available(Instant::now()) || !self.ready() {
+                    self.metrics.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.on_failure(work, i);
                     continue;
                 }

@@ -29,6 +29,9 @@ pub struct State {
     /// Epoch ticks spent in host calls (HTTP) since the call's deadline was
     /// set: the deadline is for the plugin's own time, so it moves by this.
     pub host_ticks: u64,
+    /// How much more host time one call may be given back (reset before
+    /// each call): a plugin that only waits on the host still ends.
+    pub host_budget: u64,
     metrics: Arc<PluginMetrics>,
     http: Http,
 }
@@ -60,6 +63,7 @@ impl State {
             memory_limit: grants.memory_bytes,
             out_of_memory: false,
             host_ticks: 0,
+            host_budget: 0,
             metrics,
             http: Http::new(grants.http_allow.clone(), grants.http_timeout),
         })
@@ -148,9 +152,27 @@ impl v0_1::host::Host for State {
     fn http_send(&mut self, request: types::HttpRequest) -> Result<types::HttpResponse, String> {
         let started = std::time::Instant::now();
         let result = self.http.request(request);
-        self.host_ticks += super::load::ticks(started.elapsed());
+        // Whole milliseconds (the epoch's tick): a request that fails at
+        // once buys the plugin no time.
+        self.host_ticks += started.elapsed().as_millis() as u64;
         result
     }
+}
+
+/// An error with its causes ("timed out", "connection refused", "invalid
+/// peer certificate"), which reqwest's own message leaves out.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// HTTP for one plugin: only to its allow-list, no redirects (they could
@@ -209,7 +231,7 @@ impl Http {
         for (k, v) in request.headers {
             builder = builder.header(k, v);
         }
-        let response = builder.send().map_err(|e| format!("request failed: {e}"))?;
+        let response = builder.send().map_err(|e| format!("request failed: {}", causes(&e)))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()

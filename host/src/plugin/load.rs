@@ -187,7 +187,7 @@ impl Loader {
         let bytes = read_limited(path).map_err(refuse)?;
         check_header(&bytes).map_err(refuse)?;
         let sha256 = hex(&Sha256::digest(&bytes));
-        let component = self.compile(&sha256, &bytes).map_err(refuse)?;
+        let component = self.compile(name, &sha256, &bytes).map_err(refuse)?;
         let contract = contract_version(self.engine, &component).map_err(refuse)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             refuse(format!(
@@ -207,7 +207,7 @@ impl Loader {
         })
     }
 
-    fn compile(&mut self, sha256: &str, bytes: &[u8]) -> Result<Component, String> {
+    fn compile(&mut self, name: &str, sha256: &str, bytes: &[u8]) -> Result<Component, String> {
         if let Some(c) = self.compiled.get(sha256) {
             return Ok(c.clone());
         }
@@ -216,6 +216,7 @@ impl Loader {
         let component = match cached {
             Some(c) => {
                 tracing::debug!(
+                    plugin = name,
                     sha256 = &sha256[..12],
                     took_us = started.elapsed().as_micros() as u64,
                     "compiled plugin loaded from the cache"
@@ -226,6 +227,7 @@ impl Loader {
                 let c = Component::new(self.engine, bytes)
                     .map_err(|e| format!("not a valid component: {}", super::chain::one_line(&e)))?;
                 tracing::info!(
+                    plugin = name,
                     sha256 = &sha256[..12],
                     took_ms = started.elapsed().as_millis() as u64,
                     "plugin compiled"

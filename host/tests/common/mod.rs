@@ -65,3 +65,40 @@ pub fn replay(files: &[&Path], args: &[&str]) -> Replay {
         stderr,
     }
 }
+
+/// A built plugin: first-party ones at the top of the plugin build
+/// directory, the test plugin in `testing/`.
+pub fn built_file(dir: &Path, name: &str) -> PathBuf {
+    if name == "testkit" {
+        dir.join("testing/testkit.wasm")
+    } else {
+        dir.join(format!("{name}.wasm"))
+    }
+}
+
+/// The directory of the built plugins (scripts/build-plugins.sh), or `None`
+/// with a loud message when `needed` are not all there; with
+/// NG_REQUIRE_PLUGINS=1 (scripts/test.sh) their absence fails the test.
+pub fn built_plugins(needed: &[&str]) -> Option<PathBuf> {
+    let dir = std::env::var_os("NG_TEST_PLUGINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/var/tmp/net-gazer-target"))
+                .join("plugins")
+        });
+    if needed.iter().all(|p| built_file(&dir, p).is_file()) {
+        return Some(dir);
+    }
+    if std::env::var("NG_REQUIRE_PLUGINS").as_deref() == Ok("1") {
+        panic!("plugins not built in {}: run scripts/build-plugins.sh", dir.display());
+    }
+    eprintln!("==================================================================");
+    eprintln!(
+        "SKIPPED: plugins not built in {}; run scripts/build-plugins.sh",
+        dir.display()
+    );
+    eprintln!("==================================================================");
+    None
+}

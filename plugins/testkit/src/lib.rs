@@ -5,7 +5,7 @@
 //! `drop`, `loop` (never returns), `grow` (allocates 1 MiB per event and keeps
 //! it), `trap` (panics on every event), `read` (tags `read` with the first
 //! line of the file `path`, or the error), `http` (tags `http` with the status
-//! of a GET of `url`, or the error), `garbage` (per event: tags with an empty
+//! of a GET of `url`, or the error), `http-loop` (GETs `url` forever), `garbage` (per event: tags with an empty
 //! key and a 1 MiB value; in batches: one verdict too many), `init-fail` (refuses its configuration).
 
 use net_gazer_sdk::{
@@ -66,6 +66,11 @@ impl Testkit {
                 };
                 Verdict::tag(self.key("read"), value)
             }
+            // Host calls that fail at once, forever: the deadline must
+            // still come (time in the host is not the plugin's to keep).
+            "http-loop" => loop {
+                let _ = std::hint::black_box(net_gazer_sdk::http::get(&self.s.url));
+            },
             "http" => {
                 let value = match net_gazer_sdk::http::get(&self.s.url) {
                     Ok(r) => r.status.to_string(),
