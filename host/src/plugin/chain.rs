@@ -19,6 +19,7 @@ use wasmtime::Store;
 use super::host_api::{Grants, State};
 use super::load::{ticks, Prepared};
 use super::metrics::PluginMetrics;
+use super::wit::since_v0_1::lower::FastHandshake;
 use super::wit::since_v0_1::{self, types, SensorPlugin};
 use crate::config::{OnError, PluginSettings, PluginsSection};
 use crate::event::{Tag, Tagged};
@@ -63,7 +64,7 @@ pub struct Running {
     max_failures: u32,
     failure_window: Duration,
     pub metrics: Arc<PluginMetrics>,
-    instance: Option<(Store<State>, SensorPlugin)>,
+    instance: Option<(Store<State>, Bindings)>,
     failures: VecDeque<Instant>,
     disabled_until: Option<Instant>,
     backoff: Duration,
@@ -157,12 +158,13 @@ impl Running {
             })
         });
         store.set_epoch_deadline(ticks(INIT_TIMEOUT));
-        let plugin = self.prepared.pre.instantiate(&mut store).map_err(|e| {
+        let bindings = Bindings::new(&mut store, &self.prepared).map_err(|e| {
             (
                 classify(&store, &e),
                 format!("cannot be instantiated: {}", one_line(&e)),
             )
         })?;
+        let plugin = &bindings.plugin;
         store.data_mut().host_ticks = 0;
         store.data_mut().host_budget = HOST_BUDGET_MS;
         store.set_epoch_deadline(ticks(INIT_TIMEOUT));
@@ -174,7 +176,7 @@ impl Running {
             Ok(Err(message)) => return Err((Failure::Init, format!("refused its configuration: {message}"))),
             Err(e) => return Err((classify(&store, &e), format!("init failed: {}", one_line(&e)))),
         }
-        self.instance = Some((store, plugin));
+        self.instance = Some((store, bindings));
         Ok(())
     }
 
@@ -260,7 +262,7 @@ impl Running {
     fn call<R>(
         &mut self,
         events: u64,
-        f: impl FnOnce(&SensorPlugin, &mut Store<State>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Bindings, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Option<R> {
         let (store, plugin) = self.instance.as_mut()?;
         store.data_mut().host_ticks = 0;
@@ -303,16 +305,18 @@ impl Running {
             self.run_batch(work, &wanted);
         } else {
             for &i in &wanted {
-                if !self.available(Instant::now()) || !self.ready() {
+                // The clock only once a failure in this batch disabled it.
+                let disabled = self.disabled_until.is_some() && !self.available(Instant::now());
+                if disabled || !self.ready() {
                     self.metrics.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.on_failure(work, i);
                     continue;
                 }
                 let record = work.record(i);
-                let verdict = self.call(1, |p, s| {
-                    let g = p.net_gazer_plugin_plugin();
+                let verdict = self.call(1, |b, s| {
+                    let g = b.plugin.net_gazer_plugin_plugin();
                     match record {
-                        types::Event::Handshake(e) => g.call_on_handshake(s, e),
+                        types::Event::Handshake(e) => b.on_handshake(s, e),
                         types::Event::Flow(e) => g.call_on_flow(s, e),
                         types::Event::Scan(e) => g.call_on_scan(s, e),
                         types::Event::Route(e) => g.call_on_route(s, e),
@@ -333,8 +337,8 @@ impl Running {
         }
         // The records move into one list for the call and back after it.
         let records: Vec<types::Event> = wanted.iter().map(|&i| work.take_record(i)).collect();
-        let verdicts = self.call(records.len() as u64, |p, s| {
-            p.net_gazer_plugin_plugin().call_on_batch(s, &records)
+        let verdicts = self.call(records.len() as u64, |b, s| {
+            b.plugin.net_gazer_plugin_plugin().call_on_batch(s, &records)
         });
         for (&i, record) in wanted.iter().zip(records) {
             work.records[i] = Some(record);
@@ -403,7 +407,43 @@ impl Running {
             return;
         }
         let now_us = now.as_micros();
-        self.call(0, |p, s| p.net_gazer_plugin_plugin().call_on_tick(s, now_us));
+        self.call(0, |b, s| b.plugin.net_gazer_plugin_plugin().call_on_tick(s, now_us));
+    }
+}
+
+/// One instance's entry points: the generated bindings, and `on-handshake`
+/// called with the one-pass lowering of [`FastHandshake`].
+struct Bindings {
+    plugin: SensorPlugin,
+    on_handshake: wasmtime::component::Func,
+}
+
+impl Bindings {
+    fn new(store: &mut Store<State>, prepared: &Prepared) -> wasmtime::Result<Bindings> {
+        let instance = prepared.pre.instance_pre().instantiate(&mut *store)?;
+        let plugin = SensorPlugin::new(&mut *store, &instance)?;
+        let interface = format!("{}{}", super::wit::EXPORT_PREFIX, prepared.contract);
+        let func = instance
+            .get_export_index(&mut *store, None, &interface)
+            .and_then(|i| instance.get_export_index(&mut *store, Some(&i), "on-handshake"))
+            .and_then(|i| instance.get_func(&mut *store, i))
+            .ok_or_else(|| wasmtime::format_err!("{interface} has no on-handshake"))?;
+        // The check `call_on_handshake` relies on, done once here.
+        func.typed::<(FastHandshake<'static>,), (types::Verdict,)>(&*store)?;
+        Ok(Bindings {
+            plugin,
+            on_handshake: func,
+        })
+    }
+
+    fn on_handshake(&self, store: &mut Store<State>, event: &types::Handshake) -> wasmtime::Result<types::Verdict> {
+        // SAFETY: `new` checked this function's type against exactly these
+        // parameter and result types.
+        let f = unsafe {
+            wasmtime::component::TypedFunc::<(FastHandshake<'_>,), (types::Verdict,)>::new_unchecked(self.on_handshake)
+        };
+        let (verdict,) = f.call(&mut *store, (FastHandshake(event),))?;
+        Ok(verdict)
     }
 }
 
@@ -533,6 +573,133 @@ impl Chain {
     pub fn tick(&mut self, now: Timestamp) {
         for plugin in &mut self.plugins {
             plugin.tick(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{Loader, Registry};
+
+    /// The built test plugin (scripts/build-plugins.sh), if there is one.
+    fn testkit() -> Option<std::path::PathBuf> {
+        let dir = std::env::var_os("NG_TEST_PLUGINS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::var_os("CARGO_TARGET_DIR")
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| "/var/tmp/net-gazer-target".into())
+                    .join("plugins")
+            });
+        let file = dir.join("testing/testkit.wasm");
+        if file.is_file() {
+            return Some(file);
+        }
+        assert!(
+            std::env::var("NG_REQUIRE_PLUGINS").as_deref() != Ok("1"),
+            "{} is missing",
+            file.display()
+        );
+        eprintln!("SKIPPED: {} not built; run scripts/build-plugins.sh", file.display());
+        None
+    }
+
+    fn handshake(i: u32) -> types::Handshake {
+        fn on<T>(yes: bool, v: T) -> Option<T> {
+            yes.then_some(v)
+        }
+        let even = i % 2 == 0;
+        types::Handshake {
+            id: 0x0102_0304_0506_0708 + u64::from(i),
+            ts_us: -5 - i64::from(i),
+            client_ip: format!("10.0.{i}.1"),
+            client_port: 40_000 + i as u16,
+            server_ip: if i % 3 == 0 {
+                "2001:db8::1".into()
+            } else {
+                "192.0.2.1".into()
+            },
+            server_port: 443,
+            ip_version: if i % 3 == 0 { 6 } else { 4 },
+            vlan: if i % 4 == 0 { "100.200".into() } else { String::new() },
+            direction: [
+                types::Direction::Outbound,
+                types::Direction::Inbound,
+                types::Direction::Internal,
+                types::Direction::Transit,
+            ][i as usize % 4],
+            outcome: [
+                types::Outcome::Established,
+                types::Outcome::Refused,
+                types::Outcome::Unanswered,
+                types::Outcome::Incomplete,
+            ][i as usize % 4],
+            completed: i % 2 == 1,
+            syn_count: i + 1,
+            syns_before_synack: i,
+            synack_count: 7 * i,
+            first_syn_us: 1_700_000_000_000_000 + i64::from(i),
+            first_synack_us: on(even, 1_700_000_000_000_123),
+            ack_us: if i % 3 == 1 { Some(-1) } else { None },
+            rtt_last_syn_us: on(even, 123.456 + f64::from(i)),
+            rtt_first_syn_us: if i % 3 == 2 { Some(f64::MAX) } else { on(even, 0.5) },
+            client_rtt_us: if i % 2 == 1 { Some(7.25) } else { None },
+            reordered: i % 3 == 0,
+            synack_seq_changed: i % 5 == 0,
+            rst_from: [None, Some(types::Side::Client), Some(types::Side::Server)][i as usize % 3],
+            client_ttl: 64 - i as u8,
+            client_initial_ttl: 64,
+            client_hops: i as u8,
+            server_ttl: on(even, 52),
+            server_initial_ttl: if i % 2 == 1 { Some(255) } else { None },
+            server_hops: on(even, 12),
+            client_mss: on(even, 1460),
+            client_wscale: if i % 2 == 1 { Some(14) } else { None },
+            client_sack_permitted: i % 2 == 0,
+            client_timestamps: i % 3 != 0,
+            server_mss: if i % 2 == 1 { Some(65_495) } else { None },
+            server_wscale: on(even, 7),
+            server_sack_permitted: [None, Some(true), Some(false)][i as usize % 3],
+            server_timestamps: [Some(false), None, Some(true)][i as usize % 3],
+            syn_data_len: 1_000 * i,
+            ecn_setup: i % 4 == 3,
+            tags: (0..i % 3)
+                .map(|t| types::Tag {
+                    key: format!("k{t}"),
+                    value: "v\"\u{e9}".repeat(t as usize + 1),
+                })
+                .collect(),
+        }
+    }
+
+    /// The one-pass lowering hands the plugin exactly what wasmtime's
+    /// derived lowering does: the plugin echoes every field it received.
+    #[test]
+    fn fast_handshake_lowering_matches_the_derived_one() {
+        let Some(file) = testkit() else { return };
+        let mut loader = Loader::new(None).unwrap();
+        let prepared = loader.prepare("echo", &file).unwrap();
+        let mut settings = PluginSettings::default();
+        settings
+            .options
+            .insert("mode".into(), toml::Value::String("echo".into()));
+        let section = PluginsSection::default();
+        let mut running = Running::start(prepared, settings, &section, Registry::default().get("echo")).unwrap();
+        let (store, bindings) = running.instance.as_mut().unwrap();
+        for i in 0..24 {
+            let h = handshake(i);
+            let fast = bindings.on_handshake(store, &h).unwrap();
+            let derived = bindings
+                .plugin
+                .net_gazer_plugin_plugin()
+                .call_on_handshake(&mut *store, &h)
+                .unwrap();
+            let types::Verdict::Tag(tags) = &derived else {
+                panic!("echo tags: {derived:?}")
+            };
+            assert!(tags[0].value.contains(&h.client_ip), "{derived:?}");
+            assert_eq!(format!("{fast:?}"), format!("{derived:?}"), "record {i}");
         }
     }
 }

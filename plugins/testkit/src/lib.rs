@@ -6,7 +6,8 @@
 //! it), `trap` (panics on every event), `read` (tags `read` with the first
 //! line of the file `path`, or the error), `http` (tags `http` with the status
 //! of a GET of `url`, or the error), `http-loop` (GETs `url` forever), `garbage` (per event: tags with an empty
-//! key and a 1 MiB value; in batches: one verdict too many), `init-fail` (refuses its configuration).
+//! key and a 1 MiB value; in batches: one verdict too many), `init-fail` (refuses its configuration), `echo` (tags a handshake with
+//! everything it received, `{:?}`).
 
 use net_gazer_sdk::{
     export_plugin, Config, Event, EventKind, Flow, Handshake, Info, Plugin, Route, Scan, Tagged, Verdict,
@@ -106,6 +107,10 @@ impl Plugin for Testkit {
     }
 
     fn handshake(&mut self, e: &Handshake) -> Verdict {
+        if self.s.mode == "echo" {
+            // Everything it received, for the host's lowering tests.
+            return Verdict::tag("echo", format!("{e:?}"));
+        }
         self.judge(e)
     }
 

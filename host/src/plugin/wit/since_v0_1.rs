@@ -12,6 +12,8 @@ wasmtime::component::bindgen!({
 pub use self::exports::net_gazer::plugin::plugin as exports_plugin;
 pub use self::net_gazer::plugin::types;
 
+pub mod lower;
+
 pub const VERSION: Version = Version {
     major: 0,
     minor: 1,
