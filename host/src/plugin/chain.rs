@@ -19,7 +19,7 @@ use wasmtime::Store;
 use super::host_api::{Grants, State};
 use super::load::{ticks, Prepared};
 use super::metrics::PluginMetrics;
-use super::wit::since_v0_1::lower::FastHandshake;
+use super::wit::since_v0_1::lower::{FastEvent, FastHandshake};
 use super::wit::since_v0_1::{self, types, SensorPlugin};
 use crate::config::{OnError, PluginSettings, PluginsSection};
 use crate::event::{Tag, Tagged};
@@ -337,9 +337,7 @@ impl Running {
         }
         // The records move into one list for the call and back after it.
         let records: Vec<types::Event> = wanted.iter().map(|&i| work.take_record(i)).collect();
-        let verdicts = self.call(records.len() as u64, |b, s| {
-            b.plugin.net_gazer_plugin_plugin().call_on_batch(s, &records)
-        });
+        let verdicts = self.call(records.len() as u64, |b, s| b.on_batch(s, &records));
         for (&i, record) in wanted.iter().zip(records) {
             work.records[i] = Some(record);
         }
@@ -416,6 +414,7 @@ impl Running {
 struct Bindings {
     plugin: SensorPlugin,
     on_handshake: wasmtime::component::Func,
+    on_batch: wasmtime::component::Func,
 }
 
 impl Bindings {
@@ -423,17 +422,34 @@ impl Bindings {
         let instance = prepared.pre.instance_pre().instantiate(&mut *store)?;
         let plugin = SensorPlugin::new(&mut *store, &instance)?;
         let interface = format!("{}{}", super::wit::EXPORT_PREFIX, prepared.contract);
-        let func = instance
-            .get_export_index(&mut *store, None, &interface)
-            .and_then(|i| instance.get_export_index(&mut *store, Some(&i), "on-handshake"))
-            .and_then(|i| instance.get_func(&mut *store, i))
-            .ok_or_else(|| wasmtime::format_err!("{interface} has no on-handshake"))?;
-        // The check `call_on_handshake` relies on, done once here.
-        func.typed::<(FastHandshake<'static>,), (types::Verdict,)>(&*store)?;
+        let mut func = |name: &str| {
+            instance
+                .get_export_index(&mut *store, None, &interface)
+                .and_then(|i| instance.get_export_index(&mut *store, Some(&i), name))
+                .and_then(|i| instance.get_func(&mut *store, i))
+                .ok_or_else(|| wasmtime::format_err!("{interface} has no {name}"))
+        };
+        let on_handshake = func("on-handshake")?;
+        let on_batch = func("on-batch")?;
+        // The checks the calls below rely on, done once here.
+        on_handshake.typed::<(FastHandshake<'static>,), (types::Verdict,)>(&*store)?;
+        on_batch.typed::<(&'static [FastEvent<'static>],), (Vec<types::Verdict>,)>(&*store)?;
         Ok(Bindings {
             plugin,
-            on_handshake: func,
+            on_handshake,
+            on_batch,
         })
+    }
+
+    fn on_batch(&self, store: &mut Store<State>, events: &[types::Event]) -> wasmtime::Result<Vec<types::Verdict>> {
+        let fast: Vec<FastEvent<'_>> = events.iter().map(FastEvent).collect();
+        // SAFETY: `new` checked this function's type against exactly these
+        // parameter and result types.
+        let f = unsafe {
+            wasmtime::component::TypedFunc::<(&[FastEvent<'_>],), (Vec<types::Verdict>,)>::new_unchecked(self.on_batch)
+        };
+        let (verdicts,) = f.call(&mut *store, (&fast,))?;
+        Ok(verdicts)
     }
 
     fn on_handshake(&self, store: &mut Store<State>, event: &types::Handshake) -> wasmtime::Result<types::Verdict> {
@@ -676,7 +692,7 @@ mod tests {
     /// The one-pass lowering hands the plugin exactly what wasmtime's
     /// derived lowering does: the plugin echoes every field it received.
     #[test]
-    fn fast_handshake_lowering_matches_the_derived_one() {
+    fn fast_lowering_matches_the_derived_one() {
         let Some(file) = testkit() else { return };
         let mut loader = Loader::new(None).unwrap();
         let prepared = loader.prepare("echo", &file).unwrap();
@@ -701,5 +717,38 @@ mod tests {
             assert!(tags[0].value.contains(&h.client_ip), "{derived:?}");
             assert_eq!(format!("{fast:?}"), format!("{derived:?}"), "record {i}");
         }
+        // Batches: handshakes (one-pass) mixed with other kinds (derived).
+        let scan = types::Event::Scan(types::Scan {
+            ts_us: 1,
+            src_ip: "198.51.100.7".into(),
+            scan_type: types::ScanType::PortScan,
+            phase: types::ScanPhase::Detected,
+            target_ip: Some("10.0.0.1".into()),
+            target_port: None,
+            distinct: 15,
+            ports: (1..16).collect(),
+            hosts: Vec::new(),
+            attempts: 15,
+            first_us: 0,
+            last_us: 1,
+            tags: Vec::new(),
+        });
+        let batch: Vec<types::Event> = (0..24)
+            .map(|i| {
+                if i % 5 == 4 {
+                    scan.clone()
+                } else {
+                    types::Event::Handshake(handshake(i))
+                }
+            })
+            .collect();
+        let fast = bindings.on_batch(store, &batch).unwrap();
+        let derived = bindings
+            .plugin
+            .net_gazer_plugin_plugin()
+            .call_on_batch(&mut *store, &batch)
+            .unwrap();
+        assert_eq!(fast.len(), batch.len());
+        assert_eq!(format!("{fast:?}"), format!("{derived:?}"));
     }
 }

@@ -130,6 +130,9 @@ impl Plugin for Testkit {
         if self.s.mode == "garbage" {
             return vec![Verdict::Keep; events.len() + 1];
         }
+        if self.s.mode == "echo" {
+            return events.iter().map(|e| Verdict::tag("echo", format!("{e:?}"))).collect();
+        }
         events.iter().map(|e| self.judge(e)).collect()
     }
 }

@@ -1,4 +1,5 @@
-//! Handshake records lowered into a plugin's memory in one pass.
+//! Handshake records (alone or in batches) lowered into a plugin's memory
+//! in one pass.
 //!
 //! wasmtime's derived lowering writes a record field by field, and every
 //! write looks the linear memory up again through the instance (measured:
@@ -207,5 +208,55 @@ unsafe impl Lower for FastHandshake<'_> {
         handshake_fields!(scalars);
         let _ = i;
         Ok(())
+    }
+}
+
+/// An `event` of a batch, its handshakes lowered by [`FastHandshake`].
+#[derive(Clone, Copy)]
+pub struct FastEvent<'a>(pub &'a types::Event);
+
+// SAFETY: as for `FastHandshake`: the derived type's ABI and type check;
+// the discriminant and payload offset are the variant's.
+unsafe impl ComponentType for FastEvent<'_> {
+    type Lower = <types::Event as ComponentType>::Lower;
+    const ABI: CanonicalAbiInfo = <types::Event as ComponentType>::ABI;
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+        <types::Event as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: as above.
+unsafe impl Lower for FastEvent<'_> {
+    fn linear_lower_to_flat<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ty: InterfaceType,
+        dst: &mut std::mem::MaybeUninit<Self::Lower>,
+    ) -> wasmtime::Result<()> {
+        self.0.linear_lower_to_flat(cx, ty, dst)
+    }
+
+    fn linear_lower_to_memory<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ty: InterfaceType,
+        offset: usize,
+    ) -> wasmtime::Result<()> {
+        let types::Event::Handshake(h) = self.0 else {
+            return self.0.linear_lower_to_memory(cx, ty, offset);
+        };
+        let InterfaceType::Variant(index) = ty else {
+            wasmtime::bail!("an event must be a variant");
+        };
+        // Case 0, handshake: a one-byte discriminant (four cases), the
+        // payload at the variant's payload offset.
+        let case_ty = match cx.types[index].cases.get_index(0) {
+            Some((name, Some(t))) if name == "handshake" => *t,
+            _ => wasmtime::bail!("event case 0 is not handshake(handshake)"),
+        };
+        *cx.get::<1>(offset) = [0];
+        let payload = <types::Event as wasmtime::component::__internal::ComponentVariant>::PAYLOAD_OFFSET32;
+        FastHandshake(h).linear_lower_to_memory(cx, case_ty, offset + payload)
     }
 }
