@@ -47,9 +47,9 @@ cpu() {
 }
 
 setup none "" ""
-setup demo "demo:demo" ""
+setup demo "demo:demo" '[plugins.demo]\nbatch = false\n'
 setup demo-batch "demo:demo" '[plugins.demo]\nbatch = true\n'
-setup three "a:demo b:filter c:testkit" ""
+setup three "a:demo b:filter c:testkit" '[plugins.a]\nbatch = false\n[plugins.b]\nbatch = false\n[plugins.c]\nbatch = false\n'
 setup three-batch "a:demo b:filter c:testkit" '[plugins.a]\nbatch = true\n[plugins.b]\nbatch = true\n[plugins.c]\nbatch = true\n'
 setup python "slow-rtt:slow-rtt" '[plugins.slow-rtt]\ndefault_ms = 100\n'
 setup python-batch "slow-rtt:slow-rtt" '[plugins.slow-rtt]\ndefault_ms = 100\nbatch = true\n'

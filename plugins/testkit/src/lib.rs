@@ -89,8 +89,9 @@ impl Testkit {
 
 impl Plugin for Testkit {
     fn info() -> Info {
-        // Per event; the operator's `batch = true` switches to batches.
-        Info::new("testkit", env!("CARGO_PKG_VERSION")).wants(&[
+        // Per event (the tests exercise that path); the operator's
+        // `batch = true` switches to batches.
+        Info::new("testkit", env!("CARGO_PKG_VERSION")).per_event().wants(&[
             EventKind::Handshake,
             EventKind::Flow,
             EventKind::Scan,
