@@ -16,7 +16,9 @@ use crate::track::Mode;
     long_about = "network connection capture and analysis daemon\n\n\
         Watches TCP handshakes on an interface (or in capture files) and reports each connection \
         attempt with its RTTs, SYN retransmissions and outcome, per-flow quality, and inbound scans, \
-        as JSON lines. Without a subcommand it runs the live sensor (`net-gazer run`)."
+        as JSON lines. Every event first passes through the WebAssembly plugins of the plugin \
+        directory (/etc/net-gazer/plugins), which may drop or tag it; SIGHUP reloads them. \
+        Without a subcommand it runs the live sensor (`net-gazer run`)."
 )]
 pub struct Cli {
     /// Interface to capture on [default: the first that is up, not loopback, with an address]
