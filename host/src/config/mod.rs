@@ -111,8 +111,9 @@ pub struct PluginsSection {
     pub timeout_ms: u64,
     /// Per linear memory of a plugin, unless its table says otherwise.
     pub memory_mb: u64,
-    /// This many failures (trap, timeout, memory) within `failure_window`
-    /// disable a plugin, for 10 s, doubling up to 10 min each time again.
+    /// This many failures (trap, timeout, memory, a refused result, `init`
+    /// refusing at a restart) within `failure_window` disable a plugin, for
+    /// 10 s, doubling up to 10 min each time again.
     pub max_failures: u32,
     #[serde(with = "duration")]
     pub failure_window: Duration,

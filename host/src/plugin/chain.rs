@@ -91,7 +91,7 @@ impl Running {
             dirs.push(canonical);
         }
         let grants = Grants {
-            dirs: dirs.clone(),
+            dirs,
             http_allow: settings.http_allow.clone(),
             memory_bytes: usize::try_from(settings.memory_mb.unwrap_or(section.memory_mb).saturating_mul(1 << 20))
                 .unwrap_or(usize::MAX),
