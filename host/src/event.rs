@@ -155,8 +155,10 @@ pub struct Handshake {
     /// Time of the first SYN.
     pub ts: Timestamp,
     pub ts_us: i64,
+    #[serde(serialize_with = "crate::event::ip")]
     pub client_ip: IpAddr,
     pub client_port: u16,
+    #[serde(serialize_with = "crate::event::ip")]
     pub server_ip: IpAddr,
     pub server_port: u16,
     pub ip_version: u8,
@@ -229,8 +231,10 @@ pub struct Flow {
     /// Time of the flow's first packet.
     pub ts: Timestamp,
     pub ts_us: i64,
+    #[serde(serialize_with = "crate::event::ip")]
     pub client_ip: IpAddr,
     pub client_port: u16,
+    #[serde(serialize_with = "crate::event::ip")]
     pub server_ip: IpAddr,
     pub server_port: u16,
     pub ip_version: u8,
@@ -287,6 +291,7 @@ pub struct Scan {
     /// When the threshold was crossed, or when the window closed.
     pub ts: Timestamp,
     pub ts_us: i64,
+    #[serde(serialize_with = "crate::event::ip")]
     pub src_ip: IpAddr,
     pub scan_type: ScanType,
     pub phase: ScanPhase,
@@ -340,6 +345,41 @@ pub struct Stats {
     pub queue_drops: u64,
 }
 
+/// An address as text; IPv4 digits by hand (every event has two addresses,
+/// and the formatting machinery was a visible part of the JSON output).
+pub(crate) fn ip<S: serde::Serializer>(addr: &IpAddr, s: S) -> Result<S::Ok, S::Error> {
+    match addr {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let len = ipv4_text(v4.octets(), &mut buf);
+            s.serialize_str(std::str::from_utf8(&buf[..len]).map_err(serde::ser::Error::custom)?)
+        }
+        IpAddr::V6(_) => s.collect_str(addr),
+    }
+}
+
+/// Dotted-quad text of `octets` into `buf`; its length.
+fn ipv4_text(octets: [u8; 4], buf: &mut [u8; 15]) -> usize {
+    let mut len = 0;
+    for (i, o) in octets.into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if o >= 100 {
+            buf[len] = b'0' + o / 100;
+            len += 1;
+        }
+        if o >= 10 {
+            buf[len] = b'0' + (o / 10) % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + o % 10;
+        len += 1;
+    }
+    len
+}
+
 pub(crate) fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
@@ -348,4 +388,33 @@ pub(crate) fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -
 /// gear; 32: old stacks): the smallest one at or above the observed TTL.
 pub fn initial_ttl_guess(observed: u8) -> u8 {
     [32u8, 64, 128, 255].into_iter().find(|&i| observed <= i).unwrap_or(255)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_text_by_hand_equals_display() {
+        for a in 0..=255u8 {
+            for b in [0u8, 1, 9, 10, 99, 100, 199, 255] {
+                let addr = std::net::Ipv4Addr::new(a, b, 255 - a, b / 2);
+                let mut buf = [0u8; 15];
+                let len = ipv4_text(addr.octets(), &mut buf);
+                assert_eq!(std::str::from_utf8(&buf[..len]).unwrap(), addr.to_string());
+                let json = serde_json::to_string(&Wrap(IpAddr::V4(addr))).unwrap();
+                assert_eq!(json, format!("\"{addr}\""));
+            }
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(serde_json::to_string(&Wrap(v6)).unwrap(), "\"2001:db8::1\"");
+    }
+
+    struct Wrap(IpAddr);
+
+    impl serde::Serialize for Wrap {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            ip(&self.0, s)
+        }
+    }
 }

@@ -97,14 +97,19 @@ impl Sub for Timestamp {
 /// Display adapter for [`Timestamp::rfc3339`].
 pub struct Rfc3339(Timestamp);
 
-impl fmt::Display for Rfc3339 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Rfc3339 {
+    /// (year, month, day, second of the day, microseconds)
+    fn parts(&self) -> (i64, u32, u32, i64, i64) {
         let us = self.0.as_micros();
         let secs = us.div_euclid(1_000_000);
-        let micros = us.rem_euclid(1_000_000);
-        let days = secs.div_euclid(86_400);
-        let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        (y, m, d, secs.rem_euclid(86_400), us.rem_euclid(1_000_000))
+    }
+
+    /// Through the formatting machinery: years outside 0..=9999, and the
+    /// reference for the tests.
+    fn write_slow(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        let (y, m, d, sod, micros) = self.parts();
         write!(
             f,
             "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
@@ -112,6 +117,34 @@ impl fmt::Display for Rfc3339 {
             (sod / 60) % 60,
             sod % 60
         )
+    }
+}
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (y, m, d, sod, micros) = self.parts();
+        let Some(year) = u32::try_from(y).ok().filter(|y| *y <= 9999) else {
+            return self.write_slow(f);
+        };
+        // Every event carries this: digits by hand, not through the
+        // formatting machinery (measured: a tenth of the JSON output).
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        digits(&mut out[0..4], year);
+        digits(&mut out[5..7], m);
+        digits(&mut out[8..10], d);
+        digits(&mut out[11..13], (sod / 3600) as u32);
+        digits(&mut out[14..16], ((sod / 60) % 60) as u32);
+        digits(&mut out[17..19], (sod % 60) as u32);
+        digits(&mut out[20..26], micros as u32);
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// `n` as zero-padded decimal filling `out` (the lowest digits if longer).
+fn digits(out: &mut [u8], mut n: u32) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
     }
 }
 
@@ -193,6 +226,21 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_by_hand_equals_the_formatting_machinery() {
+        // Spread over the whole range of nanosecond timestamps (1677..2262).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..100_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let t = Timestamp::from_nanos(x as i64);
+            let mut slow = String::new();
+            t.rfc3339().write_slow(&mut slow).unwrap();
+            assert_eq!(t.rfc3339().to_string(), slow, "{}", x as i64);
+        }
+    }
 
     #[test]
     fn rfc3339_formats_microseconds_in_utc() {
