@@ -293,10 +293,31 @@ fn hostile_plugins_are_contained_and_the_others_see_every_event() {
     assert!(metric(&r, "grow", "out_of_memory") >= 1, "{}", r.summary);
     assert!(metric(&r, "trap", "traps") >= 5, "{}", r.summary);
     assert!(metric(&r, "trap", "disabled") >= 1, "{}", r.summary);
+    assert_eq!(metric(&r, "trap", "dropped_on_error"), 0, "fail open by default");
     assert!(metric(&r, "garbage", "bad_results") >= 1, "{}", r.summary);
     assert!(metric(&r, "garbage-batch", "bad_results") >= 1, "{}", r.summary);
     assert!(r.stderr.contains("plugin disabled"), "{}", r.stderr);
     assert!(r.stderr.contains("init-fail mode refuses"), "{}", r.stderr);
+}
+
+#[test]
+fn a_failing_plugin_with_on_error_drop_fails_closed() {
+    let Some(s) = Setup::new(
+        &[("guard", "testkit")],
+        "[plugins.guard]\nmode = \"trap\"\non_error = \"drop\"\n",
+    ) else {
+        return;
+    };
+    let r = s.replay();
+    assert!(handshakes(&r).is_empty(), "nothing passes a failing fail-closed plugin");
+    assert_eq!(r.of_kind("stats").len(), 1, "stats are not plugin events");
+    assert_eq!(
+        metric(&r, "guard", "dropped_on_error"),
+        connections().len() as u64,
+        "{}",
+        r.summary
+    );
+    assert!(metric(&r, "guard", "disabled") >= 1, "{}", r.summary);
 }
 
 #[test]

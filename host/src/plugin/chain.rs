@@ -357,8 +357,11 @@ impl Running {
     }
 
     fn on_failure(&self, work: &mut Work, i: usize) {
-        if self.on_error == OnError::Drop {
+        if self.on_error == OnError::Drop && !work.dropped[i] {
             work.dropped[i] = true;
+            self.metrics
+                .dropped_on_error
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -26,6 +26,9 @@ pub struct PluginMetrics {
     /// Results the host refused (wrong number of verdicts, bad tags).
     pub bad_results: AtomicU64,
     pub dropped: AtomicU64,
+    /// Events dropped because the plugin failed on them or was disabled and
+    /// its `on_error` is `drop` (fail closed).
+    pub dropped_on_error: AtomicU64,
     pub tagged: AtomicU64,
     pub restarts: AtomicU64,
     pub disabled: AtomicU64,
@@ -83,6 +86,7 @@ impl PluginMetrics {
             out_of_memory: g(&self.out_of_memory),
             bad_results: g(&self.bad_results),
             dropped: g(&self.dropped),
+            dropped_on_error: g(&self.dropped_on_error),
             tagged: g(&self.tagged),
             restarts: g(&self.restarts),
             disabled: g(&self.disabled),
@@ -100,9 +104,10 @@ impl PluginMetrics {
         let events = g(&self.events);
         let avg = g(&self.busy_ns).checked_div(events).unwrap_or(0);
         let mut line = format!(
-            "events={events} calls={} avg_ns_per_event={avg} dropped={} tagged={} errors={} traps={} timeouts={} oom={} bad_results={} restarts={} disabled={} skipped={} memory_kb={}",
+            "events={events} calls={} avg_ns_per_event={avg} dropped={} dropped_on_error={} tagged={} errors={} traps={} timeouts={} oom={} bad_results={} restarts={} disabled={} skipped={} memory_kb={}",
             g(&self.calls),
             g(&self.dropped),
+            g(&self.dropped_on_error),
             g(&self.tagged),
             g(&self.errors),
             g(&self.traps),
@@ -135,6 +140,7 @@ pub struct Snapshot {
     pub out_of_memory: u64,
     pub bad_results: u64,
     pub dropped: u64,
+    pub dropped_on_error: u64,
     pub tagged: u64,
     pub restarts: u64,
     pub disabled: u64,
