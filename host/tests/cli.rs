@@ -45,7 +45,8 @@ fn check_config_prints_the_effective_settings_with_overrides() {
     let cfg = dir.path().join("ng.toml");
     std::fs::write(
         &cfg,
-        "[capture]\nmode = \"quality\"\n[track]\nunanswered_timeout = \"10s\"\n",
+        "[capture]\nmode = \"quality\"\n[track]\nunanswered_timeout = \"10s\"\n\
+         [plugins.filter]\non_error = \"drop\"\n[[plugins.filter.drop]]\nports = [22]\n",
     )
     .unwrap();
     let o = Command::new(common::bin())
@@ -59,6 +60,12 @@ fn check_config_prints_the_effective_settings_with_overrides() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("mode = \"quality\""), "{text}");
     assert!(text.contains("unanswered_timeout = \"10s\""), "{text}");
+    assert!(
+        text.contains("[plugins.filter]")
+            && text.contains("on_error = \"drop\"")
+            && text.contains("[[plugins.filter.drop]]"),
+        "plugin tables are printed: {text}"
+    );
     assert!(
         text.contains("interface = \"eth7\""),
         "environment overrides the file: {text}"
