@@ -126,15 +126,24 @@ impl Pipeline {
                 return;
             }
         }
+        // The tracker changes (and has events or a new deadline to give)
+        // only on a timeout or a segment: most packets are neither.
+        let mut changed = false;
         if self.next_timeout.is_some_and(|t| t <= pkt.ts) {
             self.tracker.handle_timeout(pkt.ts);
+            changed = true;
         }
         let decode = &mut self.decode;
         match decode::decode(pkt.link, pkt.data, self.interest, |w| decode.count_error(w)) {
-            Ok(seg) => self.tracker.handle_segment(pkt.ts, &seg),
+            Ok(seg) => {
+                self.tracker.handle_segment(pkt.ts, &seg);
+                changed = true;
+            }
             Err(skip) => self.decode.count(skip),
         }
-        self.drain();
+        if changed {
+            self.drain();
+        }
     }
 
     /// Runs timers at wall-clock `now` and hands pending events to the

@@ -8,6 +8,7 @@
 //! the captured bytes, so snaplen-truncated data segments still count their
 //! full size. Decode keeps no state and does no I/O.
 
+mod fast;
 mod ip;
 mod link;
 mod tcp;
@@ -190,6 +191,19 @@ impl Interest {
 /// `MalformedTcpOption` is the one error that still yields a segment; it is
 /// reported through `on_warning` so it can be counted.
 pub fn decode(
+    link: LinkType,
+    frame: &[u8],
+    interest: Interest,
+    on_warning: impl FnOnce(DecodeError),
+) -> Result<Segment, Skip> {
+    if fast::outside_interest(link, frame, interest) {
+        return Err(Ignored::OutsideMode.into());
+    }
+    decode_all(link, frame, interest, on_warning)
+}
+
+/// [`decode`] without the fast path for segments outside the mode.
+fn decode_all(
     link: LinkType,
     frame: &[u8],
     interest: Interest,
