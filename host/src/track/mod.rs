@@ -301,7 +301,10 @@ impl Tracker {
                 ),
             )
         });
-        if hit.is_none() {
+        // In handshake mode only the client's ACK and RSTs matter (`count`),
+        // so a server's ACK needs no second look-up.
+        let server_side_matters = self.cfg.mode == Mode::Quality || f.rst();
+        if hit.is_none() && server_side_matters {
             let server_key = Key::from_server(seg, self.cfg.vlan_in_key);
             hit = self.conns.get_mut(&server_key).map(|conn| {
                 (
