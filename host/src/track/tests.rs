@@ -527,3 +527,86 @@ fn late_synacks_after_an_unanswered_report_are_counted() {
     assert_eq!(t.stats().late_synacks, 1);
     assert_eq!(t.stats().synack_without_syn, 0);
 }
+
+/// Skipping the look-up of ACKs that cannot complete anything changes no
+/// event: random traffic (many clients, ACKs early, late, never, twice,
+/// reordered SYN-ACKs, RSTs, pure ACKs of finished connections) gives the
+/// same events with and without the filter.
+#[test]
+fn skipping_acks_that_cannot_matter_changes_no_event() {
+    let mut x: u64 = 0x853c_49e6_748f_ea9b;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // (time in µs, segment), in capture order.
+    let mut trace: Vec<(i64, Segment)> = Vec::new();
+    for i in 0..3_000u32 {
+        let client = format!("10.0.{}.{}", (i / 250) % 250, i % 250 + 1);
+        let sport = 20_000 + (next() % 40) as u16; // tuples get reused
+        let server = ["192.0.2.1", "192.0.2.2", "198.51.100.9"][(next() % 3) as usize];
+        let t0 = i64::from(i) * 3_000 + (next() % 2_000) as i64;
+        let isn = next() as u32;
+        let sisn = next() as u32;
+        let c2s = |flags, seq, ack| seg(&client, sport, server, 443, flags, seq, ack);
+        let s2c = |flags, seq, ack| seg(server, 443, &client, sport, flags, seq, ack);
+        let rtt = (next() % 50_000) as i64;
+        let synack_first = next() % 20 == 0;
+        if synack_first {
+            trace.push((t0, s2c(SYN | ACK, sisn, isn.wrapping_add(1))));
+            trace.push((t0 + 10, c2s(SYN, isn, 0)));
+        } else {
+            trace.push((t0, c2s(SYN, isn, 0)));
+            match next() % 10 {
+                0 => continue, // unanswered
+                1 => {
+                    trace.push((t0 + rtt, s2c(TcpFlags::RST | ACK, 0, isn.wrapping_add(1))));
+                    continue;
+                }
+                _ => trace.push((t0 + rtt, s2c(SYN | ACK, sisn, isn.wrapping_add(1)))),
+            }
+        }
+        // The client's ACK: soon, after the ack timeout, or never; then
+        // pure ACKs both ways long after.
+        let ack_at = t0 + rtt + [100, 2_000_000, 6_000_000, 0][(next() % 4) as usize];
+        if ack_at > t0 + rtt {
+            trace.push((ack_at, c2s(ACK, isn.wrapping_add(1), sisn.wrapping_add(1))));
+            if next() % 5 == 0 {
+                trace.push((ack_at + 3, c2s(ACK, isn.wrapping_add(1), sisn.wrapping_add(1))));
+            }
+        }
+        for k in 1..4 {
+            let later = ack_at.max(t0) + k * 700_000;
+            trace.push((later, c2s(ACK, isn.wrapping_add(1), sisn.wrapping_add(1))));
+            trace.push((later + 5, s2c(ACK, sisn.wrapping_add(1), isn.wrapping_add(1))));
+        }
+    }
+    trace.sort_by_key(|(t, _)| *t);
+    let run = |off: bool| {
+        let mut t = tracker();
+        t.awaiting_ack.off = off;
+        let mut out = Vec::new();
+        for (us, s) in &trace {
+            let now = ms(0) + Duration::from_micros(*us as u64);
+            if t.poll_timeout().is_some_and(|d| d <= now) {
+                t.handle_timeout(now);
+            }
+            t.handle_segment(now, s);
+            out.extend(events(&mut t));
+        }
+        t.flush(ms(0) + Duration::from_secs(3_600));
+        out.extend(events(&mut t));
+        out
+    };
+    let with_filter = run(false);
+    let without = run(true);
+    let completed = without
+        .iter()
+        .filter(|e| matches!(e, Event::Handshake(h) if h.completed))
+        .count();
+    assert!(completed > 1_000, "the trace completes handshakes: {completed}");
+    assert_eq!(with_filter.len(), without.len());
+    assert_eq!(with_filter, without);
+}
