@@ -13,7 +13,6 @@
 //! captured before its SYN); RTTs use the packets' own timestamps, timers use
 //! the latest time seen.
 
-mod awaiting;
 mod conn;
 mod direction;
 mod flow;
@@ -29,7 +28,6 @@ use rustc_hash::FxHashMap;
 pub use direction::LocalNetworks;
 pub use scan::ScanConfig;
 
-use self::awaiting::AwaitingAck;
 use self::conn::{Conn, FlowState, Key, LastSeen, State};
 use self::scan::ScanDetector;
 use self::table::ConnTable;
@@ -122,7 +120,6 @@ pub struct Tracker {
     stats: TrackStats,
     /// Entries still to report during a flush, newest first.
     flushing: Option<Vec<(u64, Key)>>,
-    awaiting_ack: AwaitingAck,
 }
 
 impl Tracker {
@@ -140,7 +137,6 @@ impl Tracker {
             next_id: 0,
             stats: TrackStats::default(),
             flushing: None,
-            awaiting_ack: AwaitingAck::new(),
         }
     }
 
@@ -246,7 +242,6 @@ impl Tracker {
                 &mut self.timers,
                 &mut self.stats,
                 &self.cfg,
-                &mut self.awaiting_ack,
             );
         }
         self.conns.insert(key, conn);
@@ -261,16 +256,7 @@ impl Tracker {
         if is_duplicate(conn, S2C, seg, now, self.cfg.duplicate_window) {
             self.stats.duplicates += 1;
         } else {
-            answer(
-                conn,
-                key,
-                now,
-                seg,
-                &mut self.timers,
-                &mut self.stats,
-                &self.cfg,
-                &mut self.awaiting_ack,
-            );
+            answer(conn, key, now, seg, &mut self.timers, &mut self.stats, &self.cfg);
         }
     }
 
@@ -299,9 +285,6 @@ impl Tracker {
         // One lookup per direction; each borrow of the table ends with its
         // statement so the other direction can be tried.
         let client_key = Key::from_client(seg, self.cfg.vlan_in_key);
-        if self.cfg.mode == Mode::Handshake && !f.rst() && !self.awaiting_ack.may_matter(&client_key, now) {
-            return;
-        }
         let mut hit = self.conns.get_mut(&client_key).map(|conn| {
             (
                 client_key,
@@ -637,7 +620,6 @@ fn count(
 }
 
 /// The server's SYN-ACK reaches a known attempt.
-#[allow(clippy::too_many_arguments)]
 fn answer(
     conn: &mut Conn,
     key: Key,
@@ -646,7 +628,6 @@ fn answer(
     timers: &mut TimerTable<Key>,
     stats: &mut TrackStats,
     cfg: &TrackConfig,
-    awaiting_ack: &mut AwaitingAck,
 ) {
     if let Some(flow) = conn.flow.as_deref_mut() {
         flow.s2c.update(seg);
@@ -658,7 +639,6 @@ fn answer(
             conn.state = State::SynAckSeen;
             conn.last[S2C] = Some(LastSeen::of(seg, now));
             timers.push(Timer::Ack, now + cfg.ack_timeout, key, conn.id);
-            awaiting_ack.expect(&key, now + cfg.ack_timeout);
         }
         State::SynAckSeen => conn.handle_synack(now, seg),
         State::Reported if conn.first_syn.is_some() => {
