@@ -4,22 +4,10 @@
 # reload latency (SIGHUP to new chain active, cached and cold), peak RSS
 # with 10 plugins. Needs root for the reload part (a network namespace).
 #   sudo ./scripts/bench-plugins.sh [RUNS]
-set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/setup.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
-runs="${1:-5}"
-dir="${BENCH_DIR:-/var/tmp/ng-bench}"
-mkdir -p "$dir"
-cargo build --release --locked -p net-gazer --bin net-gazer --example gen_capture >&2
+source "$(dirname "$0")/bench-common.sh"
 built="$(scripts/build-plugins.sh)"
-ng="$CARGO_TARGET_DIR/release/net-gazer"
-gen="$CARGO_TARGET_DIR/release/examples/gen_capture"
-[[ -f $dir/flood.pcap ]] || "$gen" flood "$dir/flood.pcap" 1000000
 work="$dir/plugins-bench"
 rm -rf "$work" && mkdir -p "$work"
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # setup NAME "file:source ..." "extra config": a plugin dir and config.
 setup() {

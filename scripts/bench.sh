@@ -3,18 +3,7 @@
 # captures once in $BENCH_DIR, then times, pinned to one core, several runs
 # of each tool over the same file in the same session and prints medians.
 #   ./scripts/bench.sh [RUNS]
-set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/setup.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
-runs="${1:-5}"
-dir="${BENCH_DIR:-/var/tmp/ng-bench}"
-mkdir -p "$dir"
-cargo build --release --locked -p net-gazer --bin net-gazer --example gen_capture >&2
-ng="$CARGO_TARGET_DIR/release/net-gazer"
-gen="$CARGO_TARGET_DIR/release/examples/gen_capture"
-[[ -f $dir/mix.pcap ]] || "$gen" mix "$dir/mix.pcap" 5000000
-[[ -f $dir/flood.pcap ]] || "$gen" flood "$dir/flood.pcap" 1000000
+source "$(dirname "$0")/bench-common.sh"
 filter="$("$gen" filter)"
 packets=$(tcpdump -r "$dir/mix.pcap" -w /dev/null 2>&1 | grep -o '^[0-9]*' || true)
 
@@ -22,7 +11,6 @@ timed() { # prints "seconds maxrss_kb" of one run
   /usr/bin/time -f "%e %M" -o "$dir/time.out" "$@" >/dev/null 2>&1
   cat "$dir/time.out"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 cat "$dir/mix.pcap" >/dev/null # warm the page cache for both
 # Pinned: everything net-gazer does (decode, track, and its JSON output

@@ -116,6 +116,11 @@ pub trait Plugin: Sized + 'static {
     fn on_tick(&mut self, _now_us: i64) {}
 }
 
+impl EventKind {
+    /// Every kind: for plugins that want them all.
+    pub const ALL: [EventKind; 4] = [EventKind::Handshake, EventKind::Flow, EventKind::Scan, EventKind::Route];
+}
+
 impl Info {
     /// A plugin that wants no events yet; add them with [`Info::wants`].
     ///

@@ -55,7 +55,6 @@ pub enum Failure {
 /// One plugin of a chain, with its running instance.
 pub struct Running {
     prepared: Prepared,
-    settings: PluginSettings,
     config_json: String,
     grants: Grants,
     timeout: Duration,
@@ -105,7 +104,6 @@ impl Running {
             batch: settings.batch.unwrap_or(prepared.description.batch),
             max_failures: settings.max_failures.unwrap_or(section.max_failures),
             failure_window: section.failure_window,
-            settings,
             grants,
             metrics,
             instance: None,
@@ -125,10 +123,6 @@ impl Running {
 
     pub fn prepared(&self) -> &Prepared {
         &self.prepared
-    }
-
-    pub fn settings(&self) -> &PluginSettings {
-        &self.settings
     }
 
     pub fn batch(&self) -> bool {
@@ -554,16 +548,8 @@ impl Chain {
         Chain { plugins }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.plugins.is_empty()
-    }
-
     pub fn plugins(&self) -> &[Running] {
         &self.plugins
-    }
-
-    pub fn into_plugins(self) -> Vec<Running> {
-        self.plugins
     }
 
     /// Runs the batch through every plugin; removes what they dropped.

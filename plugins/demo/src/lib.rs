@@ -14,12 +14,7 @@ struct Demo {
 
 impl Plugin for Demo {
     fn info() -> Info {
-        Info::new("demo", env!("CARGO_PKG_VERSION")).wants(&[
-            EventKind::Handshake,
-            EventKind::Flow,
-            EventKind::Scan,
-            EventKind::Route,
-        ])
+        Info::new("demo", env!("CARGO_PKG_VERSION")).wants(&EventKind::ALL)
     }
 
     fn init(_config: Config) -> Result<Self, String> {

@@ -212,12 +212,7 @@ impl Filter {
 
 impl Plugin for Filter {
     fn info() -> Info {
-        Info::new("filter", env!("CARGO_PKG_VERSION")).wants(&[
-            EventKind::Handshake,
-            EventKind::Flow,
-            EventKind::Scan,
-            EventKind::Route,
-        ])
+        Info::new("filter", env!("CARGO_PKG_VERSION")).wants(&EventKind::ALL)
     }
 
     fn init(config: Config) -> Result<Self, String> {

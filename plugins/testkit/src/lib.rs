@@ -91,12 +91,9 @@ impl Plugin for Testkit {
     fn info() -> Info {
         // Per event (the tests exercise that path); the operator's
         // `batch = true` switches to batches.
-        Info::new("testkit", env!("CARGO_PKG_VERSION")).per_event().wants(&[
-            EventKind::Handshake,
-            EventKind::Flow,
-            EventKind::Scan,
-            EventKind::Route,
-        ])
+        Info::new("testkit", env!("CARGO_PKG_VERSION"))
+            .per_event()
+            .wants(&EventKind::ALL)
     }
 
     fn init(config: Config) -> Result<Self, String> {

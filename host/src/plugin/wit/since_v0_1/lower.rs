@@ -137,20 +137,28 @@ fn offsets() -> &'static [usize] {
 #[derive(Clone, Copy)]
 pub struct FastHandshake<'a>(pub &'a Handshake);
 
-// SAFETY: the ABI, the flat representation and the type check are those of
-// the derived `Handshake`; `linear_lower_to_memory` writes the same bytes at
-// the same offsets (checked by the tests against a plugin that reports
-// every field back).
-unsafe impl ComponentType for FastHandshake<'_> {
-    type Lower = <Handshake as ComponentType>::Lower;
-    const ABI: CanonicalAbiInfo = <Handshake as ComponentType>::ABI;
+/// The component type of a wrapper is the derived type's: its ABI, its
+/// flat representation and its type check.
+macro_rules! same_type_as {
+    ($fast:ident => $derived:ty) => {
+        // SAFETY: everything is the derived type's; the wrapper's
+        // `linear_lower_to_memory` writes the same bytes at the same offsets
+        // (checked by the tests against a plugin that reports every field
+        // back).
+        unsafe impl ComponentType for $fast<'_> {
+            type Lower = <$derived as ComponentType>::Lower;
+            const ABI: CanonicalAbiInfo = <$derived as ComponentType>::ABI;
 
-    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <Handshake as ComponentType>::typecheck(ty, types)
-    }
+            fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+                <$derived as ComponentType>::typecheck(ty, types)
+            }
+        }
+    };
 }
 
-// SAFETY: as above.
+same_type_as!(FastHandshake => Handshake);
+
+// SAFETY: see `same_type_as`.
 unsafe impl Lower for FastHandshake<'_> {
     fn linear_lower_to_flat<T>(
         &self,
@@ -215,18 +223,10 @@ unsafe impl Lower for FastHandshake<'_> {
 #[derive(Clone, Copy)]
 pub struct FastEvent<'a>(pub &'a types::Event);
 
-// SAFETY: as for `FastHandshake`: the derived type's ABI and type check;
-// the discriminant and payload offset are the variant's.
-unsafe impl ComponentType for FastEvent<'_> {
-    type Lower = <types::Event as ComponentType>::Lower;
-    const ABI: CanonicalAbiInfo = <types::Event as ComponentType>::ABI;
+same_type_as!(FastEvent => types::Event);
 
-    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <types::Event as ComponentType>::typecheck(ty, types)
-    }
-}
-
-// SAFETY: as above.
+// SAFETY: see `same_type_as`; the discriminant and payload offset are the
+// variant's.
 unsafe impl Lower for FastEvent<'_> {
     fn linear_lower_to_flat<T>(
         &self,
