@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. Needs root for apt.
 set -euo pipefail
 
-packages=(pkg-config libpcap-dev iproute2 nftables iptables tcpdump python3 procps)
+packages=(pkg-config libpcap-dev iproute2 nftables iptables tcpdump traceroute mtr-tiny python3 procps)
 # pip for componentize-py (the Python plugin), unless this Python has it.
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 missing=()

@@ -51,6 +51,52 @@ pub enum Command {
     /// Inspect plugins: what would load, or whether a file is a valid plugin
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Trace the route to a host now and print a report (or JSON), with the
+    /// daemon's engine: every TTL probed at once, Paris-style by default
+    Trace(TraceArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TraceArgs {
+    /// Host name or address to trace
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Probe protocol
+    #[arg(short, long, value_enum, default_value_t = crate::trace::Protocol::Tcp)]
+    pub protocol: crate::trace::Protocol,
+    /// Destination port (TCP default 80, UDP default 33434)
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Use IPv6 (resolve HOST to an IPv6 address)
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+    /// Use IPv4 (resolve HOST to an IPv4 address)
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Vary ports per probe as classic traceroute does, instead of Paris-style
+    #[arg(long)]
+    pub classic: bool,
+    /// Probes per hop [default: trace.probes]
+    #[arg(short = 'q', long)]
+    pub probes: Option<u8>,
+    /// Largest TTL [default: trace.max_ttl]
+    #[arg(short = 'm', long)]
+    pub max_ttl: Option<u8>,
+    /// First TTL [default: trace.first_ttl]
+    #[arg(short = 'f', long)]
+    pub first_ttl: Option<u8>,
+    /// Per-probe timeout, e.g. 500ms or 2s [default: trace.timeout]
+    #[arg(short = 'w', long, value_parser = crate::time::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Probes per second [default: trace.rate]
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Trace this many times in a row (one report each)
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Print the route event as JSON (one line per trace) instead of a report
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

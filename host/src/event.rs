@@ -22,6 +22,7 @@ pub enum Event {
     Handshake(Handshake),
     Flow(Flow),
     Scan(Scan),
+    Route(Route),
     Stats(Stats),
 }
 
@@ -31,6 +32,7 @@ impl Event {
             Event::Handshake(h) => h.ts,
             Event::Flow(f) => f.ts,
             Event::Scan(s) => s.ts,
+            Event::Route(r) => r.ts,
             Event::Stats(s) => s.ts,
         }
     }
@@ -40,6 +42,7 @@ impl Event {
             Event::Handshake(_) => EventKind::Handshake,
             Event::Flow(_) => EventKind::Flow,
             Event::Scan(_) => EventKind::Scan,
+            Event::Route(_) => EventKind::Route,
             Event::Stats(_) => EventKind::Stats,
         }
     }
@@ -88,6 +91,7 @@ pub enum EventKind {
     Handshake,
     Flow,
     Scan,
+    Route,
     Stats,
 }
 
@@ -310,6 +314,37 @@ pub struct Scan {
     pub last_us: i64,
 }
 
+/// A traced path to a remote host (the traceroute engine, [`crate::trace`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Route {
+    /// Sensor-local route id.
+    pub id: u64,
+    /// When the trace started.
+    pub ts: Timestamp,
+    pub ts_us: i64,
+    /// The handshake whose remote end was traced (join RTT and path on it).
+    pub handshake_id: Option<u64>,
+    #[serde(serialize_with = "crate::event::ip")]
+    pub src_ip: IpAddr,
+    #[serde(serialize_with = "crate::event::ip")]
+    pub dst_ip: IpAddr,
+    pub ip_version: u8,
+    pub protocol: crate::trace::Protocol,
+    pub style: crate::trace::Style,
+    pub dst_port: Option<u16>,
+    /// The destination answered.
+    pub reached: bool,
+    /// TTL of the destination's answer (the path length) when reached.
+    pub hop_count: Option<u8>,
+    pub duration_us: f64,
+    pub hops: Vec<crate::trace::HopResult>,
+    /// The path differs from the last trace to this destination
+    /// (`route_changed`); the earlier hops are in `previous_hops`.
+    pub changed: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub previous_hops: Vec<crate::trace::HopResult>,
+}
+
 /// Counters, periodically and at the end of a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Stats {
@@ -343,6 +378,8 @@ pub struct Stats {
     pub scans: u64,
     /// Events lost because an output could not keep up.
     pub queue_drops: u64,
+    /// TCP segments of the sensor's own traceroute probes, left out.
+    pub trace_probes: u64,
 }
 
 /// An address as text; IPv4 digits by hand (every event has two addresses,
@@ -380,6 +417,17 @@ fn ipv4_text(octets: [u8; 4], buf: &mut [u8; 15]) -> usize {
     len
 }
 
+pub(crate) fn opt_ip<S: serde::Serializer>(addr: &Option<IpAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match addr {
+        Some(a) => ip(a, s),
+        None => s.serialize_none(),
+    }
+}
+
+pub(crate) fn ips<S: serde::Serializer>(addrs: &[IpAddr], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(addrs.iter().map(ToString::to_string))
+}
+
 pub(crate) fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
@@ -388,6 +436,61 @@ pub(crate) fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -
 /// gear; 32: old stacks): the smallest one at or above the observed TTL.
 pub fn initial_ttl_guess(observed: u8) -> u8 {
     [32u8, 64, 128, 255].into_iter().find(|&i| observed <= i).unwrap_or(255)
+}
+
+#[cfg(test)]
+impl Handshake {
+    /// An established handshake between `client` and `server`, for tests.
+    pub(crate) fn sample(
+        id: u64,
+        client: (IpAddr, u16),
+        server: (IpAddr, u16),
+        direction: Direction,
+        outcome: Outcome,
+    ) -> Handshake {
+        Handshake {
+            id,
+            ts: Timestamp::ZERO,
+            ts_us: 0,
+            client_ip: client.0,
+            client_port: client.1,
+            server_ip: server.0,
+            server_port: server.1,
+            ip_version: if client.0.is_ipv4() { 4 } else { 6 },
+            vlan: VlanStack::default(),
+            direction,
+            outcome,
+            completed: true,
+            syn_count: 1,
+            syns_before_synack: 1,
+            synack_count: 1,
+            first_syn_us: 0,
+            first_synack_us: Some(1000),
+            ack_us: None,
+            rtt_last_syn_us: Some(1000.0),
+            rtt_first_syn_us: Some(1000.0),
+            client_rtt_us: None,
+            reordered: false,
+            synack_seq_changed: false,
+            rst_from: None,
+            client_ttl: 64,
+            client_initial_ttl: 64,
+            client_hops: 0,
+            server_ttl: Some(60),
+            server_initial_ttl: Some(64),
+            server_hops: Some(4),
+            client_mss: Some(1460),
+            client_wscale: None,
+            client_sack_permitted: true,
+            client_timestamps: false,
+            server_mss: Some(1460),
+            server_wscale: None,
+            server_sack_permitted: Some(true),
+            server_timestamps: Some(false),
+            syn_data_len: 0,
+            ecn_setup: false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,4 +29,5 @@ pub mod output;
 pub mod pipeline;
 pub mod plugin;
 pub mod time;
+pub mod trace;
 pub mod track;

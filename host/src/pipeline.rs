@@ -12,6 +12,7 @@ use crate::decode::{self, DecodeCounters, Interest, LinkType};
 use crate::event::{Event, Outcome, Stats};
 use crate::output::EventQueue;
 use crate::time::Timestamp;
+use crate::trace::tracer::TraceHook;
 use crate::track::Tracker;
 
 /// A user-space BPF filter for replays (`--filter`), compiled once per link
@@ -73,6 +74,8 @@ pub struct Pipeline {
     packets: u64,
     filtered: u64,
     last_ts: Timestamp,
+    trace: Option<TraceHook>,
+    trace_probes: u64,
 }
 
 impl Pipeline {
@@ -87,7 +90,19 @@ impl Pipeline {
             packets: 0,
             filtered: 0,
             last_ts: Timestamp::ZERO,
+            trace: None,
+            trace_probes: 0,
         }
+    }
+
+    /// Offers handshakes to the tracer, and leaves its probes out.
+    pub fn set_trace_hook(&mut self, hook: TraceHook) {
+        self.trace = Some(hook);
+    }
+
+    /// Another sending end into the outputs (for the tracer's routes).
+    pub fn event_producer(&self) -> EventQueue {
+        self.queue.producer()
     }
 
     /// Wakes the output thread (for a reloaded plugin chain).
@@ -135,6 +150,7 @@ impl Pipeline {
         }
         let decode = &mut self.decode;
         match decode::decode(pkt.link, pkt.data, self.interest, |w| decode.count_error(w)) {
+            Ok(seg) if self.trace.as_ref().is_some_and(|t| t.is_probe(&seg)) => self.trace_probes += 1,
             Ok(seg) => {
                 self.tracker.handle_segment(pkt.ts, &seg);
                 changed = true;
@@ -158,6 +174,9 @@ impl Pipeline {
 
     fn drain(&mut self) {
         while let Some(event) = self.tracker.poll_event() {
+            if let (Some(t), Event::Handshake(h)) = (&self.trace, &event) {
+                t.offer(h);
+            }
             self.queue.send(event);
         }
         self.next_timeout = self.tracker.poll_timeout();
@@ -208,6 +227,7 @@ impl Pipeline {
             flows: t.flows,
             scans: self.tracker.scans_detected(),
             queue_drops: self.queue.drops(),
+            trace_probes: self.trace_probes,
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::capture::live::{self, LiveCapture, LiveConfig};
 use crate::config::Config;
 use crate::output::Backpressure;
 use crate::time::Timestamp;
+use crate::trace::tracer::Tracer;
 use crate::track::LocalNetworks;
 
 /// How often timers run and events are handed to the outputs.
@@ -54,6 +55,7 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
     let plugins = super::start_plugins(&config);
     let plugin_metrics = plugins.metrics;
     let (mut pipeline, output_thread) = super::start_pipeline(&config, local, None, Backpressure::Drop, plugins.stage)?;
+    let tracer = start_tracer(&config, &mut pipeline);
     let reloader = crate::plugin::spawn_reloader(plugins.plugins, reconfigure, plugins.swap, pipeline.waker())
         .context("starting the plugin reloader")?;
 
@@ -99,6 +101,10 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
     let kernel = capture.stats();
     let (queue, stats) = pipeline.finish(Timestamp::now(), Some(kernel));
     drop(queue);
+    // Traces running finish (their routes still reach the outputs).
+    if let Some(t) = tracer {
+        t.stop();
+    }
     // The reloader holds a waker of the output thread: it must go for the
     // output thread to see the end of the queue.
     drop(reloader);
@@ -114,4 +120,29 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
         anyhow::bail!("output failed: {e}");
     }
     Ok(())
+}
+
+/// Starts the traceroute thread when `[trace] enabled`; without raw
+/// sockets the sensor runs on without it and says why.
+fn start_tracer(config: &Config, pipeline: &mut crate::pipeline::Pipeline) -> Option<Tracer> {
+    if !config.trace.enabled {
+        tracing::info!("traceroute off (trace.enabled = false)");
+        return None;
+    }
+    match Tracer::spawn(config.trace.engine(), config.trace.trigger(), pipeline.event_producer()) {
+        Ok(t) => {
+            pipeline.set_trace_hook(t.hook());
+            tracing::info!(
+                protocol = ?config.trace.protocol,
+                style = ?config.trace.style,
+                rate = config.trace.rate,
+                "tracing the remote ends of handshakes"
+            );
+            Some(t)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "traceroute disabled");
+            None
+        }
+    }
 }

@@ -5,6 +5,7 @@
 mod live;
 mod plugins;
 mod replay;
+mod trace;
 
 use anyhow::Context;
 
@@ -83,6 +84,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.to_toml());
             Ok(())
         }
+        Some(Command::Trace(args)) => trace::run(&config, &args),
         Some(Command::Plugins(command)) => {
             apply(&mut config, &cli.run.pipeline, cli.run.no_promisc)?;
             plugins::main(config, command)

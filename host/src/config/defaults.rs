@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{CaptureSection, OutputSection, PluginsSection, ScanSection, TrackSection};
+use super::{CaptureSection, OutputSection, PluginsSection, ScanSection, TraceProtocol, TraceSection, TrackSection};
 use crate::track::{Mode, TrackConfig};
 
 /// Headers only: 14 Ethernet + 8 for two VLAN tags + 40 IPv6 + extension
@@ -39,6 +39,40 @@ pub const PLUGIN_TIMEOUT_MS: u64 = 10;
 pub const PLUGIN_MEMORY_MB: u64 = 64;
 pub const PLUGIN_MAX_FAILURES: u32 = 5;
 pub const PLUGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Traceroute: 30 hops as traceroute(8), three probes per hop as mtr's
+/// report; a second per probe is what most Internet paths need.
+pub const TRACE_MAX_TTL: u8 = 30;
+pub const TRACE_PROBES: u8 = 3;
+pub const TRACE_TIMEOUT: Duration = Duration::from_secs(1);
+/// 1000 probes/s: a 15-hop path (45 probes) leaves in under 50 ms, and
+/// the sensor never sends more than ~60 kB/s of probes.
+pub const TRACE_RATE: u32 = 1000;
+pub const TRACE_BURST: u32 = 100;
+pub const TRACE_MAX_CONCURRENT: usize = 16;
+pub const TRACE_MAX_WAITING: usize = 1024;
+pub const TRACE_CACHE_FOR: Duration = Duration::from_secs(3600);
+pub const TRACE_MAX_CACHED: usize = 100_000;
+
+impl Default for TraceSection {
+    fn default() -> Self {
+        TraceSection {
+            enabled: true,
+            protocol: TraceProtocol::Auto,
+            style: crate::trace::Style::Paris,
+            first_ttl: 1,
+            max_ttl: TRACE_MAX_TTL,
+            probes: TRACE_PROBES,
+            timeout: TRACE_TIMEOUT,
+            rate: TRACE_RATE,
+            burst: TRACE_BURST,
+            max_concurrent: TRACE_MAX_CONCURRENT,
+            cache_for: TRACE_CACHE_FOR,
+            max_cached: TRACE_MAX_CACHED,
+            exclude: Vec::new(),
+            internal: false,
+        }
+    }
+}
 
 impl Default for CaptureSection {
     fn default() -> Self {

@@ -30,6 +30,7 @@ pub struct Config {
     pub scan: ScanSection,
     pub output: OutputSection,
     pub plugins: PluginsSection,
+    pub trace: TraceSection,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -92,6 +93,83 @@ pub struct OutputSection {
     /// Events waiting for the output thread; beyond it they are dropped
     /// and counted (live capture never waits for an output).
     pub queue_size: usize,
+}
+
+/// `[trace]`: traceroutes of the remote ends of handshakes (live only).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceSection {
+    pub enabled: bool,
+    /// `auto`: TCP SYN to the connection's service port (ICMP towards the
+    /// remote client of an inbound connection); or `icmp`, `udp`, `tcp`.
+    pub protocol: TraceProtocol,
+    /// `paris` (one path per trace through load balancers) or `classic`.
+    pub style: crate::trace::Style,
+    pub first_ttl: u8,
+    pub max_ttl: u8,
+    /// Probes per TTL (1 to 15).
+    pub probes: u8,
+    /// How long each probe's answer is waited for.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Probes per second, all traces together.
+    pub rate: u32,
+    /// Probes that may leave at once.
+    pub burst: u32,
+    /// Traces running at once; more wait.
+    pub max_concurrent: usize,
+    /// A destination is traced again after this long (and a different path
+    /// is reported as changed).
+    #[serde(with = "duration")]
+    pub cache_for: Duration,
+    /// Destinations remembered at most.
+    pub max_cached: usize,
+    /// Destinations never traced.
+    pub exclude: Vec<IpNet>,
+    /// Trace the servers of internal connections too.
+    pub internal: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceProtocol {
+    #[default]
+    Auto,
+    Icmp,
+    Udp,
+    Tcp,
+}
+
+impl TraceSection {
+    pub fn engine(&self) -> crate::trace::engine::Settings {
+        crate::trace::engine::Settings {
+            first_ttl: self.first_ttl,
+            max_ttl: self.max_ttl,
+            probes_per_hop: self.probes,
+            timeout: self.timeout,
+            rate: self.rate,
+            burst: self.burst,
+            max_concurrent: self.max_concurrent,
+            max_waiting: defaults::TRACE_MAX_WAITING,
+            style: self.style,
+        }
+    }
+
+    pub fn trigger(&self) -> crate::trace::trigger::TriggerSettings {
+        use crate::trace::Protocol;
+        crate::trace::trigger::TriggerSettings {
+            cache_for: self.cache_for,
+            max_cached: self.max_cached,
+            exclude: self.exclude.clone(),
+            internal: self.internal,
+            protocol: match self.protocol {
+                TraceProtocol::Auto => None,
+                TraceProtocol::Icmp => Some(Protocol::Icmp),
+                TraceProtocol::Udp => Some(Protocol::Udp),
+                TraceProtocol::Tcp => Some(Protocol::Tcp),
+            },
+        }
+    }
 }
 
 /// `[plugins]`: where plugins come from and the limits every plugin gets;
@@ -287,6 +365,29 @@ impl Config {
         }
         if self.output.stats_interval.is_zero() {
             return bad("output.stats_interval", "must be longer than zero");
+        }
+        let t = &self.trace;
+        if t.first_ttl == 0 {
+            return bad("trace.first_ttl", "must be at least 1");
+        }
+        if t.max_ttl < t.first_ttl {
+            return bad("trace.max_ttl", "must be at least trace.first_ttl");
+        }
+        if !(1..=crate::trace::engine::MAX_PROBES_PER_HOP).contains(&t.probes) {
+            return bad("trace.probes", "must be between 1 and 15");
+        }
+        if t.timeout.is_zero() {
+            return bad("trace.timeout", "must be longer than zero");
+        }
+        if t.rate == 0 || t.burst == 0 {
+            let key = if t.rate == 0 { "trace.rate" } else { "trace.burst" };
+            return bad(key, "must be at least 1");
+        }
+        if t.max_concurrent == 0 {
+            return bad("trace.max_concurrent", "must be at least 1");
+        }
+        if t.max_cached == 0 {
+            return bad("trace.max_cached", "must be at least 1");
         }
         let p = &self.plugins;
         if p.timeout_ms == 0 {

@@ -218,7 +218,7 @@ pub fn frame(link: LinkType, vlan: VlanStack, ip: &[u8]) -> Vec<u8> {
     f
 }
 
-fn sum(b: &[u8], mut acc: u32) -> u32 {
+pub(crate) fn sum(b: &[u8], mut acc: u32) -> u32 {
     let mut chunks = b.chunks_exact(2);
     for c in &mut chunks {
         acc = acc.wrapping_add(u16::from_be_bytes([c[0], c[1]]) as u32);
@@ -229,7 +229,7 @@ fn sum(b: &[u8], mut acc: u32) -> u32 {
     acc
 }
 
-fn fold(mut acc: u32) -> u16 {
+pub(crate) fn fold(mut acc: u32) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
     }

@@ -146,6 +146,17 @@ impl EventQueue {
         Waker(self.tx.clone())
     }
 
+    /// Another sending end into the same output thread (the tracer's),
+    /// with its own batch and the same drop counter.
+    pub fn producer(&self) -> EventQueue {
+        EventQueue {
+            tx: self.tx.clone(),
+            batch: Vec::with_capacity(BATCH),
+            drops: Arc::clone(&self.drops),
+            policy: self.policy,
+        }
+    }
+
     /// Events dropped because the queue was full or the outputs had failed.
     pub fn drops(&self) -> u64 {
         self.drops.load(Ordering::Relaxed)

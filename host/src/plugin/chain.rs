@@ -528,11 +528,16 @@ fn empty_route() -> types::Route {
         handshake_id: None,
         src_ip: String::new(),
         dst_ip: String::new(),
+        ip_version: 0,
         protocol: String::new(),
+        style: String::new(),
         dst_port: None,
         reached: false,
+        hop_count: None,
+        duration_us: 0.0,
         hops: Vec::new(),
         changed: false,
+        previous_hops: Vec::new(),
         tags: Vec::new(),
     }
 }

@@ -26,6 +26,7 @@ pub fn kind(event: &event::Event) -> Option<types::EventKind> {
         event::Event::Handshake(_) => Some(types::EventKind::Handshake),
         event::Event::Flow(_) => Some(types::EventKind::Flow),
         event::Event::Scan(_) => Some(types::EventKind::Scan),
+        event::Event::Route(_) => Some(types::EventKind::Route),
         event::Event::Stats(_) => None,
     }
 }
@@ -52,6 +53,7 @@ pub fn record(event: &event::Event, tags: &[Tag]) -> Option<types::Event> {
         event::Event::Handshake(h) => types::Event::Handshake(handshake(h, tags)),
         event::Event::Flow(f) => types::Event::Flow(flow(f, tags)),
         event::Event::Scan(s) => types::Event::Scan(scan(s, tags)),
+        event::Event::Route(r) => types::Event::Route(route(r, tags)),
         event::Event::Stats(_) => return None,
     })
 }
@@ -189,6 +191,43 @@ fn scan(s: &event::Scan, tags: Vec<types::Tag>) -> types::Scan {
         attempts: s.attempts,
         first_us: s.first_us,
         last_us: s.last_us,
+        tags,
+    }
+}
+
+fn hop(h: &crate::trace::HopResult) -> types::Hop {
+    types::Hop {
+        ttl: h.ttl,
+        addr: h.addr.map(|a| a.to_string()),
+        other_addrs: h.other_addrs.iter().map(ToString::to_string).collect(),
+        sent: h.sent,
+        received: h.received,
+        rtt_min_us: h.rtt_min_us,
+        rtt_avg_us: h.rtt_avg_us,
+        rtt_max_us: h.rtt_max_us,
+        icmp_type: h.icmp_type,
+        icmp_code: h.icmp_code,
+        quoted_ttl: h.quoted_ttl,
+    }
+}
+
+fn route(r: &event::Route, tags: Vec<types::Tag>) -> types::Route {
+    types::Route {
+        id: r.id,
+        ts_us: r.ts_us,
+        handshake_id: r.handshake_id,
+        src_ip: r.src_ip.to_string(),
+        dst_ip: r.dst_ip.to_string(),
+        ip_version: r.ip_version,
+        protocol: r.protocol.name().to_string(),
+        style: r.style.name().to_string(),
+        dst_port: r.dst_port,
+        reached: r.reached,
+        hop_count: r.hop_count,
+        duration_us: r.duration_us,
+        hops: r.hops.iter().map(hop).collect(),
+        changed: r.changed,
+        previous_hops: r.previous_hops.iter().map(hop).collect(),
         tags,
     }
 }
