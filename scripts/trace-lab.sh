@@ -89,6 +89,30 @@ up)
     route r4 4 5
     route r5 5 6
     route r6 6 ""
+    # Fresh interfaces lose the first neighbour solicitation (IPv6 answers
+    # it a second later): resolve every neighbour along the path now, so
+    # that the first trace does not spend its timeout in neighbour
+    # discovery.
+    # A UDP datagram to a closed port of d comes back as "port
+    # unreachable" once the whole path is resolved, both ways.
+    in_ns s python3 -c '
+import socket, sys
+for host in sys.argv[1:]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for attempt in range(50):
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        s.settimeout(0.2)
+        s.connect((host, 9))
+        s.send(b"x")
+        try:
+            s.recv(1)
+        except ConnectionRefusedError:
+            break
+        except OSError:
+            pass
+    else:
+        sys.exit("trace-lab.sh: " + host + " does not answer")
+' 10.88.7.2 fd88:7::2
     ;;
 ecmp)
     in_ns r2 ip route replace 10.88.7.0/24 nexthop via 10.88.3.2 nexthop via 10.88.13.2

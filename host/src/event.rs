@@ -380,6 +380,10 @@ pub struct Stats {
     pub queue_drops: u64,
     /// TCP segments of the sensor's own traceroute probes, left out.
     pub trace_probes: u64,
+    /// Traces finished (live, with `[trace] enabled`).
+    pub routes: Option<u64>,
+    /// Traceroute probes sent.
+    pub probes_sent: Option<u64>,
 }
 
 /// An address as text; IPv4 digits by hand (every event has two addresses,

@@ -5,6 +5,7 @@
 //! counters and the tracker, and hands every event to the output queue.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use crate::capture::live::KernelStats;
 use crate::capture::RawPacket;
@@ -228,6 +229,8 @@ impl Pipeline {
             scans: self.tracker.scans_detected(),
             queue_drops: self.queue.drops(),
             trace_probes: self.trace_probes,
+            routes: self.trace.as_ref().map(|t| t.stats().traces.load(Ordering::Relaxed)),
+            probes_sent: self.trace.as_ref().map(|t| t.stats().probes.load(Ordering::Relaxed)),
         }
     }
 }

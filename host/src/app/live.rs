@@ -99,12 +99,13 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
     }
     tracing::info!("stopping: flushing open attempts");
     let kernel = capture.stats();
-    let (queue, stats) = pipeline.finish(Timestamp::now(), Some(kernel));
-    drop(queue);
-    // Traces running finish (their routes still reach the outputs).
+    // Traces running finish first: their routes come before the final
+    // stats event.
     if let Some(t) = tracer {
         t.stop();
     }
+    let (queue, stats) = pipeline.finish(Timestamp::now(), Some(kernel));
+    drop(queue);
     // The reloader holds a waker of the output thread: it must go for the
     // output thread to see the end of the queue.
     drop(reloader);

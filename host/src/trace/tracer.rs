@@ -61,14 +61,18 @@ impl From<&Handshake> for Seen {
 pub struct TraceHook {
     offers: SyncSender<Seen>,
     filter: Arc<ProbeFilter>,
-    skipped: Arc<AtomicU64>,
+    stats: Arc<TracerStats>,
 }
 
 impl TraceHook {
     pub fn offer(&self, h: &Handshake) {
         if self.offers.try_send(Seen::from(h)).is_err() {
-            self.skipped.fetch_add(1, Ordering::Relaxed);
+            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub fn stats(&self) -> &TracerStats {
+        &self.stats
     }
 
     /// The segment is one of our TCP probes or an answer to one.
@@ -85,7 +89,7 @@ pub struct TracerStats {
     pub send_errors: AtomicU64,
     pub changed: AtomicU64,
     /// Handshakes not offered because the tracer was behind.
-    pub skipped: Arc<AtomicU64>,
+    pub skipped: AtomicU64,
 }
 
 pub struct Tracer {
@@ -127,7 +131,7 @@ impl Tracer {
             hook: TraceHook {
                 offers: tx,
                 filter,
-                skipped: Arc::clone(&stats.skipped),
+                stats: Arc::clone(&stats),
             },
             stats,
         })
