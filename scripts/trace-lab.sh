@@ -5,13 +5,13 @@
 #   scripts/trace-lab.sh ecmp PREFIX   make r2 balance over r3a and r3b (layer-4 hash)
 #   scripts/trace-lab.sh down PREFIX   remove it
 #
-#   s ── r1 ── r2 ──┬── r3a ──┬── r4 ── r5 ── r6 ── d
+#   s ── r1 ── r2 ──┬── r3a ──┬── r4 ── r5 ── … ── r9 ── d
 #                   └── r3b ──┘
 #
-# Link k (1…7; 13 and 14 for r3b's) is 10.88.k.0/24 and fd88:k::/64; the
+# Link k (1…10; 13 and 14 for r3b's) is 10.88.k.0/24 and fd88:k::/64; the
 # upstream end is .1 / ::1, the downstream end .2 / ::2. Until `ecmp`, r2
-# forwards via r3a only, so the path from s to d (10.88.7.2, fd88:7::2) is
-#   10.88.1.2  10.88.2.2  10.88.3.2  10.88.4.2  10.88.5.2  10.88.6.2  10.88.7.2
+# forwards via r3a only, so the path from s to d (10.88.10.2, fd88:10::2)
+# is ten hops: 10.88.k.2 (fd88:k::2) at TTL k.
 # Routers answer from the address of the interface the probe came in on
 # (icmp_errors_use_inbound_ifaddr), with ICMP rate limiting off, and no
 # reverse-path filter (ECMP brings packets in by either branch). Root only.
@@ -19,7 +19,7 @@ set -euo pipefail
 
 cmd=${1:?usage: trace-lab.sh up|ecmp|down PREFIX}
 p=${2:?usage: trace-lab.sh up|ecmp|down PREFIX}
-nodes=(s r1 r2 r3a r3b r4 r5 r6 d)
+nodes=(s r1 r2 r3a r3b r4 r5 r6 r7 r8 r9 d)
 
 in_ns() { ip netns exec "$p-$1" "${@:2}"; }
 
@@ -42,8 +42,8 @@ route() {
     in_ns "$n" ip route add 10.88.0.0/16 via "10.88.$up.1"
     in_ns "$n" ip -6 route add fd88::/16 via "fd88:$up::1"
     if [ -n "$down" ]; then
-        in_ns "$n" ip route add 10.88.7.0/24 via "10.88.$down.2"
-        in_ns "$n" ip -6 route add fd88:7::/64 via "fd88:$down::2"
+        in_ns "$n" ip route add 10.88.10.0/24 via "10.88.$down.2"
+        in_ns "$n" ip -6 route add fd88:10::/64 via "fd88:$down::2"
     fi
 }
 
@@ -74,21 +74,27 @@ up)
     link r3b r4 14
     link r4 r5 5
     link r5 r6 6
-    link r6 d 7
+    link r6 r7 7
+    link r7 r8 8
+    link r8 r9 9
+    link r9 d 10
     for n in "${nodes[@]}"; do
         in_ns "$n" sh -c 'for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done'
     done
     in_ns s ip route add default via 10.88.1.2
     in_ns s ip -6 route add default via fd88:1::2
-    in_ns d ip route add default via 10.88.7.1
-    in_ns d ip -6 route add default via fd88:7::1
+    in_ns d ip route add default via 10.88.10.1
+    in_ns d ip -6 route add default via fd88:10::1
     route r1 1 2
     route r2 2 3
     route r3a 3 4
     route r3b 13 14
     route r4 4 5
     route r5 5 6
-    route r6 6 ""
+    route r6 6 7
+    route r7 7 8
+    route r8 8 9
+    route r9 9 ""
     # Fresh interfaces lose the first neighbour solicitation (IPv6 answers
     # it a second later): resolve every neighbour along the path now, so
     # that the first trace does not spend its timeout in neighbour
@@ -112,11 +118,11 @@ for host in sys.argv[1:]:
             pass
     else:
         sys.exit("trace-lab.sh: " + host + " does not answer")
-' 10.88.7.2 fd88:7::2
+' 10.88.10.2 fd88:10::2
     ;;
 ecmp)
-    in_ns r2 ip route replace 10.88.7.0/24 nexthop via 10.88.3.2 nexthop via 10.88.13.2
-    in_ns r2 ip -6 route replace fd88:7::/64 nexthop via fd88:3::2 nexthop via fd88:13::2
+    in_ns r2 ip route replace 10.88.10.0/24 nexthop via 10.88.3.2 nexthop via 10.88.13.2
+    in_ns r2 ip -6 route replace fd88:10::/64 nexthop via fd88:3::2 nexthop via fd88:13::2
     ;;
 down)
     for n in "${nodes[@]}"; do

@@ -1,5 +1,6 @@
 //! The traceroute engine on a real path: a chain of router namespaces
-//! (`scripts/trace-lab.sh`: s ─ r1 ─ r2 ─ r3a|r3b ─ r4 ─ r5 ─ r6 ─ d) with
+//! (`scripts/trace-lab.sh`: s ─ r1 ─ r2 ─ r3a|r3b ─ r4 ─ … ─ r9 ─ d, ten
+//! hops) with
 //! real kernels forwarding and answering.
 //!
 //! - `net-gazer trace` with ICMP, UDP and TCP, IPv4 and IPv6, finds exactly
@@ -17,6 +18,8 @@
 //!
 //! Needs root, `ip`, `nft`, `traceroute` and python3; skipped loudly without.
 
+mod common;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -24,34 +27,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const PATH_V4: [&str; 7] = [
-    "10.88.1.2",
-    "10.88.2.2",
-    "10.88.3.2",
-    "10.88.4.2",
-    "10.88.5.2",
-    "10.88.6.2",
-    "10.88.7.2",
-];
-const PATH_V6: [&str; 7] = [
-    "fd88:1::2",
-    "fd88:2::2",
-    "fd88:3::2",
-    "fd88:4::2",
-    "fd88:5::2",
-    "fd88:6::2",
-    "fd88:7::2",
-];
+/// The destination, ten hops from s.
+const DST_V4: &str = "10.88.10.2";
+const DST_V6: &str = "fd88:10::2";
+/// The address answering at TTL k is the downstream end of link k.
+fn path_v4() -> Vec<String> {
+    (1..=10).map(|k| format!("10.88.{k}.2")).collect()
+}
+fn path_v6() -> Vec<String> {
+    (1..=10).map(|k| format!("fd88:{k}::2")).collect()
+}
 /// r2 forwarding by r3b instead of r3a: hops 3 and 4 differ.
-const PATH_V4_VIA_B: [&str; 7] = [
-    "10.88.1.2",
-    "10.88.2.2",
-    "10.88.13.2",
-    "10.88.14.2",
-    "10.88.5.2",
-    "10.88.6.2",
-    "10.88.7.2",
-];
+fn path_v4_via_b() -> Vec<String> {
+    let mut p = path_v4();
+    p[2] = "10.88.13.2".into();
+    p[3] = "10.88.14.2".into();
+    p
+}
 
 fn lab_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/trace-lab.sh")
@@ -179,8 +171,8 @@ fn hop_addrs(route: &Value) -> Vec<Option<String>> {
         .unwrap_or_default()
 }
 
-fn expected(path: &[&str]) -> Vec<Option<String>> {
-    path.iter().map(|a| Some(a.to_string())).collect()
+fn expected(path: &[String]) -> Vec<Option<String>> {
+    path.iter().map(|a| Some(a.clone())).collect()
 }
 
 /// The first address of each hop line of traceroute(8)'s output.
@@ -214,13 +206,13 @@ fn traceroute_in_a_chain_of_router_namespaces() {
     let mut lab = Lab::up();
 
     // Every method and family finds the configured path, as traceroute does.
-    for (dst, path, family) in [("10.88.7.2", PATH_V4, "-4"), ("fd88:7::2", PATH_V6, "-6")] {
+    for (dst, path, family) in [(DST_V4, path_v4(), "-4"), (DST_V6, path_v6(), "-6")] {
         for (protocol, flag) in [("icmp", "-I"), ("udp", "-U"), ("tcp", "-T")] {
             let r = lab.trace(dst, &["-p", protocol]);
             let what = format!("{protocol} to {dst}");
             assert_eq!(hop_addrs(&r), expected(&path), "{what}: {r}");
             assert_eq!(r["reached"], true, "{what}");
-            assert_eq!(r["hop_count"], 7, "{what}");
+            assert_eq!(r["hop_count"], 10, "{what}");
             assert_eq!(r["style"], "paris", "{what}");
             for h in r["hops"].as_array().unwrap() {
                 assert_eq!((&h["sent"], &h["received"]), (&3.into(), &3.into()), "{what}: {h}");
@@ -245,10 +237,10 @@ fn traceroute_in_a_chain_of_router_namespaces() {
         args.extend(rule.split(' '));
         lab.ok("r5", "nft", &args);
     }
-    for dst in ["10.88.7.2", "fd88:7::2"] {
+    for dst in [DST_V4, DST_V6] {
         let r = lab.trace(dst, &["-p", "udp", "-w", "300ms"]);
         let hops = hop_addrs(&r);
-        assert_eq!(hops.len(), 7, "{r}");
+        assert_eq!(hops.len(), 10, "{r}");
         assert_eq!(hops[4], None, "r5 is silent: {r}");
         assert_eq!(
             (&r["hops"][4]["sent"], &r["hops"][4]["received"]),
@@ -262,7 +254,7 @@ fn traceroute_in_a_chain_of_router_namespaces() {
     // its hop shows the loss it causes.
     lab.ok("r4", "sh", &["-c", "echo 1000 > /proc/sys/net/ipv4/icmp_ratelimit"]);
     std::thread::sleep(Duration::from_secs(1));
-    let r = lab.trace("10.88.7.2", &["-p", "udp", "-q", "12", "-w", "300ms"]);
+    let r = lab.trace(DST_V4, &["-p", "udp", "-q", "12", "-w", "300ms"]);
     let hop4 = &r["hops"][3];
     let received = hop4["received"].as_u64().unwrap_or(0);
     assert_eq!(hop4["addr"], "10.88.4.2", "{r}");
@@ -301,7 +293,18 @@ s.close()
 fn daemon_traces_the_remote_ends(lab: &mut Lab) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("net-gazer.toml");
-    std::fs::write(&config, "[trace]\ncache_for = \"2s\"\ntimeout = \"500ms\"\n").unwrap();
+    // Routes pass through the plugin chain: the test plugin tags them.
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let tagging = common::built_plugins(&["testkit"]);
+    if let Some(built) = &tagging {
+        std::fs::copy(common::built_file(built, "testkit"), plugins.join("testkit.wasm")).unwrap();
+    }
+    let text = format!(
+        "[trace]\ncache_for = \"2s\"\ntimeout = \"500ms\"\n[plugins]\ndir = \"{}\"\n",
+        plugins.display()
+    );
+    std::fs::write(&config, text).unwrap();
     let events = dir.path().join("events.jsonl");
     let log = dir.path().join("sensor.log");
     let iface = format!("{}1a", lab.prefix);
@@ -327,16 +330,16 @@ fn daemon_traces_the_remote_ends(lab: &mut Lab) {
     std::thread::sleep(Duration::from_millis(500));
 
     // Outbound over IPv4: the server is traced by TCP to port 8080.
-    let out_port = lab.ok("s", "python3", &["-c", PY_CONNECT, "10.88.7.2", "8080"]);
+    let out_port = lab.ok("s", "python3", &["-c", PY_CONNECT, DST_V4, "8080"]);
     // Inbound over IPv6: the remote client is traced, by ICMP.
     lab.ok("d", "python3", &["-c", PY_CONNECT, "fd88:1::1", "9090"]);
     std::thread::sleep(Duration::from_secs(3));
     // The cache (2 s) has expired and r2 now forwards by r3b: the next
     // connection's trace finds the changed path.
-    lab.ok("r2", "ip", &["route", "replace", "10.88.7.0/24", "via", "10.88.13.2"]);
-    lab.ok("s", "python3", &["-c", PY_CONNECT, "10.88.7.2", "8080"]);
+    lab.ok("r2", "ip", &["route", "replace", "10.88.10.0/24", "via", "10.88.13.2"]);
+    lab.ok("s", "python3", &["-c", PY_CONNECT, DST_V4, "8080"]);
     std::thread::sleep(Duration::from_secs(2));
-    lab.ok("r2", "ip", &["route", "replace", "10.88.7.0/24", "via", "10.88.3.2"]);
+    lab.ok("r2", "ip", &["route", "replace", "10.88.10.0/24", "via", "10.88.3.2"]);
 
     let sensor = lab.children.first_mut().unwrap();
     // SAFETY: kill has no memory preconditions; the pid is our child's.
@@ -368,9 +371,9 @@ fn daemon_traces_the_remote_ends(lab: &mut Lab) {
         .expect("outbound route");
     assert_eq!(
         (&first["dst_ip"], &first["protocol"], &first["dst_port"]),
-        (&"10.88.7.2".into(), &"tcp".into(), &8080.into())
+        (&DST_V4.into(), &"tcp".into(), &8080.into())
     );
-    assert_eq!(hop_addrs(first), expected(&PATH_V4), "{first}");
+    assert_eq!(hop_addrs(first), expected(&path_v4()), "{first}");
     assert_eq!(first["changed"], false);
 
     let back = routes
@@ -379,22 +382,25 @@ fn daemon_traces_the_remote_ends(lab: &mut Lab) {
         .expect("inbound route");
     assert_eq!(
         (&back["dst_ip"], &back["protocol"]),
-        (&"fd88:7::2".into(), &"icmp".into()),
+        (&DST_V6.into(), &"icmp".into()),
         "the remote client, not the sensor"
     );
-    assert_eq!(hop_addrs(back), expected(&PATH_V6), "{back}");
+    assert_eq!(hop_addrs(back), expected(&path_v6()), "{back}");
 
     let again = routes.iter().find(|r| r["changed"] == true).expect("a changed route");
-    assert_eq!(hop_addrs(again), expected(&PATH_V4_VIA_B), "{again}");
+    assert_eq!(hop_addrs(again), expected(&path_v4_via_b()), "{again}");
     let previous: Vec<Option<String>> = again["previous_hops"]
         .as_array()
         .unwrap()
         .iter()
         .map(|h| h["addr"].as_str().map(String::from))
         .collect();
-    assert_eq!(previous, expected(&PATH_V4));
+    assert_eq!(previous, expected(&path_v4()));
 
     for r in &routes {
+        if tagging.is_some() {
+            assert!(r["tags"]["testkit"].is_string(), "the plugin saw the route: {r}");
+        }
         let dst: IpAddr = r["dst_ip"].as_str().unwrap().parse().unwrap();
         assert!(
             !["10.88.1.1", "fd88:1::1"].contains(&dst.to_string().as_str()),
@@ -431,7 +437,7 @@ fn ecmp(lab: &Lab) {
     let mut branches = std::collections::BTreeSet::new();
     for protocol in ["udp", "tcp"] {
         for _ in 0..10 {
-            let r = lab.trace("10.88.7.2", &["-p", protocol, "-q", "5"]);
+            let r = lab.trace(DST_V4, &["-p", protocol, "-q", "5"]);
             let seen = branch(&r);
             assert!(seen == a || seen == b, "paris {protocol}: {r}");
             for ttl in [2, 3] {
@@ -447,7 +453,7 @@ fn ecmp(lab: &Lab) {
     }
     // Classic: ports vary per probe, the branches mix within one trace.
     let mixed = (0..10).any(|_| {
-        let r = lab.trace("10.88.7.2", &["-p", "udp", "-q", "5", "--classic"]);
+        let r = lab.trace(DST_V4, &["-p", "udp", "-q", "5", "--classic"]);
         r["hops"][2]["other_addrs"].as_array().is_some_and(|o| !o.is_empty())
     });
     assert!(mixed, "classic traces never mixed the branches: is ECMP on?");
