@@ -8,11 +8,15 @@
 //! `max_ttl`, then the next attempt of each — and the engine hands them out
 //! under a global token bucket (`rate` probes per second, `burst` at once),
 //! round-robin across at most `max_concurrent` traces; more wait their turn.
-//! A path thus takes about one probe timeout, not one per hop. The first
-//! answer from the destination (or an unreachable that ends the path) at
-//! TTL *d* cancels the queued probes beyond *d* and stops waiting for the
-//! ones in flight there; the trace ends when nothing at or below *d* is
-//! queued or in flight.
+//! The first attempts of all TTLs leave together; a TTL's further attempts
+//! follow as soon as it is known to be on the path (its first attempt was
+//! answered, or the destination answered further out), so a path takes
+//! about one probe timeout (two round trips when everything answers), not
+//! one per hop. The first answer from the destination (or an unreachable
+//! that ends the path) at TTL *d* cancels the probes beyond *d* not yet
+//! sent — the retries beyond the destination never leave — and stops
+//! waiting for the ones in flight there; the trace ends when nothing at or
+//! below *d* is queued or in flight.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -101,6 +105,8 @@ struct InFlight {
 struct Hop {
     sent: u32,
     in_flight: u32,
+    /// The first attempt was answered or timed out: the others may go.
+    first_done: bool,
     rtts: Vec<f64>,
     /// Responders in order of first answer, with their answer counts.
     responders: Vec<(IpAddr, u32)>,
@@ -125,6 +131,18 @@ struct Trace {
 impl Trace {
     fn hop(&mut self, ttl: u8) -> &mut Hop {
         &mut self.hops[ttl as usize - 1]
+    }
+
+    /// The position in the queue of the next probe that may leave: at or
+    /// below the limit, and either a first attempt, or a retry once its
+    /// TTL is known to be on the path (the end of the path was found, or
+    /// its first attempt is settled). The retries of TTLs beyond the
+    /// destination are thus never sent.
+    fn next_sendable(&self) -> Option<usize> {
+        let end_known = self.limit < self.hops.len() as u8;
+        self.queue.iter().position(|&(ttl, attempt)| {
+            ttl <= self.limit && (attempt == 0 || end_known || self.hops[ttl as usize - 1].first_done)
+        })
     }
 
     fn done(&self) -> bool {
@@ -296,19 +314,27 @@ impl Engine {
         if self.bucket.tokens < 1.0 {
             return None;
         }
+        let mut held = Vec::new();
+        let found = self.next_probe(now, &mut held);
+        self.turn.extend(held);
+        found
+    }
+
+    fn next_probe(&mut self, now: Timestamp, held: &mut Vec<usize>) -> Option<Transmit> {
         while let Some(slot) = self.turn.pop_front() {
             let Some(trace) = self.traces.get_mut(slot) else {
                 continue;
             };
-            let next = loop {
-                match trace.queue.pop_front() {
-                    Some((ttl, _)) if ttl > trace.limit => continue,
-                    other => break other,
+            let limit = trace.limit;
+            trace.queue.retain(|&(ttl, _)| ttl <= limit);
+            let Some((ttl, attempt)) = trace.next_sendable().and_then(|i| trace.queue.remove(i)) else {
+                if trace.queue.is_empty() {
+                    // Nothing left to send: it ends when its answers are in.
+                    self.finish_if_done(slot, now);
+                } else {
+                    // Retries wait for their first attempts; back in turn.
+                    held.push(slot);
                 }
-            };
-            let Some((ttl, attempt)) = next else {
-                // Nothing left to send: it ends when its answers are in.
-                self.finish_if_done(slot, now);
                 continue;
             };
             let key = wire::key(ttl, attempt);
@@ -373,8 +399,10 @@ impl Engine {
         let ttl = f.ttl;
         let rtt = now.micros_since(f.sent).max(0.0);
         let limit = trace.limit;
+        let first = trace.probes[f.probe].attempt == 0;
         let hop = trace.hop(ttl);
         hop.in_flight -= 1;
+        hop.first_done |= first;
         if ttl > limit {
             return;
         }
@@ -414,7 +442,10 @@ impl Engine {
                 continue;
             };
             if let Some((slot, trace)) = self.traces.iter_mut().find(|(_, t)| t.id == f.trace) {
-                trace.hop(f.ttl).in_flight -= 1;
+                let first = trace.probes[f.probe].attempt == 0;
+                let hop = trace.hop(f.ttl);
+                hop.in_flight -= 1;
+                hop.first_done |= first;
                 self.finish_if_done(slot, now);
             }
         }
@@ -431,7 +462,7 @@ impl Engine {
         let sending = self
             .turn
             .iter()
-            .any(|&s| self.traces.get(s).is_some_and(|t| !t.queue.is_empty()));
+            .any(|&s| self.traces.get(s).is_some_and(|t| t.next_sendable().is_some()));
         let token = sending.then(|| self.bucket.next_token());
         match (deadline, token) {
             (Some(a), Some(b)) => Some(a.min(b)),

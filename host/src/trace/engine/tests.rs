@@ -61,22 +61,62 @@ fn drain(e: &mut Engine, now: Timestamp) -> Vec<Transmit> {
     std::iter::from_fn(|| e.poll_transmit(now)).collect()
 }
 
+/// Runs the engine against the simulated path until every trace finished:
+/// probes the path answers come back `rtt_ms` later; silent ones time out.
+/// `answers(t)`: what answers probe `t`.
+fn simulate(e: &mut Engine, rtt_ms: i64, answers: impl Fn(&Transmit) -> Option<Answer>) -> Vec<TraceResult> {
+    let mut now = ms(0);
+    let mut pending: Vec<(Timestamp, Answer)> = Vec::new();
+    let mut results = Vec::new();
+    while e.busy() > 0 || !pending.is_empty() {
+        for t in drain(e, now) {
+            if let Some(a) = answers(&t) {
+                pending.push((now + Duration::from_millis(rtt_ms as u64), a));
+            }
+        }
+        pending.sort_by_key(|p| p.0);
+        let next = [pending.first().map(|p| p.0), e.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(next) = next else { break };
+        now = next.max(now);
+        while pending.first().is_some_and(|p| p.0 <= now) {
+            let (at, a) = pending.remove(0);
+            e.handle_answer(&a, at);
+        }
+        e.handle_timeout(now);
+        results.extend(std::iter::from_fn(|| e.poll_result()));
+        assert!(now < ms(60_000), "the simulation does not end");
+    }
+    results
+}
+
 #[test]
 fn every_ttl_leaves_at_once_and_a_responsive_path_ends_without_waiting() {
     for protocol in [Protocol::Icmp, Protocol::Udp, Protocol::Tcp] {
         let mut e = Engine::new(Settings::default(), 42);
         e.start(request(protocol), ms(0));
-        let sent = drain(&mut e, ms(0));
-        assert_eq!(sent.len(), 90, "30 TTLs × 3 probes within the burst");
+        let first = drain(&mut e, ms(0));
+        assert_eq!(first.len(), 30, "the first attempt of every TTL at once");
         // Answers arrive in reverse order (reordering), 2 ms later.
-        for t in sent.iter().rev() {
+        for t in first.iter().rev() {
             if let Some(a) = answer(t, 6, &[]) {
                 e.handle_answer(&a, ms(2));
             }
         }
+        // The retries, only up to the destination.
+        let retries = drain(&mut e, ms(2));
+        assert_eq!(retries.len(), 12, "two more attempts of TTLs 1 to 6");
+        assert!(retries.iter().all(|t| t.ttl <= 6));
+        for t in &retries {
+            if let Some(a) = answer(t, 6, &[]) {
+                e.handle_answer(&a, ms(4));
+            }
+        }
         let r = e.poll_result().expect("finished without a timeout");
         assert!(r.reached, "{protocol:?}");
-        assert_eq!(r.finished, ms(2));
+        assert_eq!(r.finished, ms(4));
         let path: Vec<_> = r.path();
         let want: Vec<_> = (1..6)
             .map(|n| Some(router(n)))
@@ -84,7 +124,7 @@ fn every_ttl_leaves_at_once_and_a_responsive_path_ends_without_waiting() {
             .collect();
         assert_eq!(path, want, "{protocol:?}");
         assert!(r.hops.iter().all(|h| h.sent == 3 && h.received == 3));
-        assert_eq!(r.hops[0].rtt_avg_us, Some(2000.0));
+        assert_eq!(r.hops[0].rtt_avg_us, Some(2000.0), "every answer took 2 ms");
         assert_eq!(r.request.handshake_id, Some(7));
         // Answers of the probes beyond the destination change nothing.
         assert!(e.poll_result().is_none());
@@ -97,17 +137,10 @@ fn every_ttl_leaves_at_once_and_a_responsive_path_ends_without_waiting() {
 fn a_silent_router_is_a_missing_hop_not_the_end() {
     let mut e = Engine::new(Settings::default(), 1);
     e.start(request(Protocol::Udp), ms(0));
-    for t in drain(&mut e, ms(0)) {
-        if let Some(a) = answer(&t, 6, &[3]) {
-            e.handle_answer(&a, ms(1));
-        }
-    }
-    assert!(e.poll_result().is_none(), "hop 3 is still awaited");
-    assert_eq!(e.poll_timeout(), Some(ms(1000)));
-    e.handle_timeout(ms(999));
-    assert!(e.poll_result().is_none());
-    e.handle_timeout(ms(1000));
-    let r = e.poll_result().expect("finished at the timeout");
+    let [r] = <[TraceResult; 1]>::try_from(simulate(&mut e, 1, |t| answer(t, 6, &[3]))).unwrap();
+    // The destination answered at 1 ms: hop 3's retries left then, and the
+    // trace ended when they timed out, about one timeout in all.
+    assert_eq!(r.finished, ms(1001));
     assert!(r.reached);
     assert_eq!(r.hops.len(), 6);
     assert_eq!((r.hops[2].addr, r.hops[2].sent, r.hops[2].received), (None, 3, 0));
@@ -119,17 +152,11 @@ fn a_silent_router_is_a_missing_hop_not_the_end() {
 fn an_unreachable_destination_lists_hops_up_to_the_last_answer() {
     let mut e = Engine::new(Settings::default(), 1);
     e.start(request(Protocol::Icmp), ms(0));
-    for t in drain(&mut e, ms(0)) {
-        // Only the first four routers answer; nothing beyond.
-        if t.ttl <= 4 {
-            if let Some(a) = answer(&t, 30, &[2]) {
-                e.handle_answer(&a, ms(1));
-            }
-        }
-    }
-    e.handle_timeout(ms(1000));
-    let r = e.poll_result().expect("finished");
+    // Only the first four routers answer; nothing beyond.
+    let results = simulate(&mut e, 1, |t| if t.ttl <= 4 { answer(t, 30, &[2]) } else { None });
+    let r = &results[0];
     assert!(!r.reached);
+    assert_eq!(r.hops[1].sent, 3, "a silent hop is retried");
     assert_eq!(r.path(), vec![Some(router(1)), None, Some(router(3)), Some(router(4))]);
 }
 
@@ -142,15 +169,23 @@ fn duplicate_and_late_answers_are_counted_not_used() {
     e.handle_answer(&first, ms(1));
     e.handle_answer(&first, ms(2)); // duplicate
     assert_eq!(e.counters().unmatched, 1);
-    // Everything else answers after its timeout.
-    e.handle_timeout(ms(1000));
-    let r = e.poll_result().expect("finished");
-    for t in &sent[1..] {
+    // Everything else, retries included, answers after its timeout.
+    let mut late = sent[1..].to_vec();
+    let mut now = ms(1);
+    let r = loop {
+        late.extend(drain(&mut e, now));
+        now = e.poll_timeout().expect("work is pending");
+        e.handle_timeout(now);
+        if let Some(r) = e.poll_result() {
+            break r;
+        }
+    };
+    for t in &late {
         if let Some(a) = answer(t, 4, &[]) {
-            e.handle_answer(&a, ms(1500));
+            e.handle_answer(&a, now + Duration::from_secs(5));
         }
     }
-    assert_eq!(e.counters().unmatched, 1 + sent.len() as u64 - 1);
+    assert_eq!(e.counters().unmatched, 1 + late.len() as u64);
     assert_eq!((r.hops[0].sent, r.hops[0].received), (3, 1));
     assert!(!r.reached, "the destination's answers came too late");
     assert_eq!(r.hops.len(), 1);
@@ -240,14 +275,21 @@ fn two_traces_to_one_destination_run_side_by_side() {
     let mut e = Engine::new(settings, 11);
     e.start(request(Protocol::Udp), ms(0));
     e.start(request(Protocol::Udp), ms(0));
-    let sent = drain(&mut e, ms(0));
-    assert_eq!(sent.len(), 180);
-    for t in &sent {
-        if let Some(a) = answer(t, 3, &[]) {
-            e.handle_answer(&a, ms(1));
-        }
-    }
-    let (a, b) = (e.poll_result().unwrap(), e.poll_result().unwrap());
+    assert_eq!(
+        drain(&mut e, ms(0)).len(),
+        60,
+        "both traces' first attempts, within the burst"
+    );
+    let mut e = Engine::new(
+        Settings {
+            burst: 200,
+            ..Settings::default()
+        },
+        11,
+    );
+    e.start(request(Protocol::Udp), ms(0));
+    e.start(request(Protocol::Udp), ms(0));
+    let [a, b] = <[TraceResult; 2]>::try_from(simulate(&mut e, 1, |t| answer(t, 3, &[]))).unwrap();
     assert!(a.reached && b.reached);
     assert_eq!(a.hops.len(), 3);
     assert!(a.hops.iter().chain(&b.hops).all(|h| h.received == 3));
