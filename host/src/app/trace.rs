@@ -28,6 +28,7 @@ pub fn run(config: &Config, args: &TraceArgs) -> anyhow::Result<()> {
         max_concurrent: 1,
         max_waiting: 1,
         style: if args.classic { Style::Classic } else { t.style },
+        assume_hops: t.assume_hops,
     };
     let mut out = std::io::stdout().lock();
     for i in 0..args.count.max(1) {
@@ -37,6 +38,7 @@ pub fn run(config: &Config, args: &TraceArgs) -> anyhow::Result<()> {
             protocol: args.protocol,
             port: args.port,
             handshake_id: None,
+            hops_hint: None,
         };
         let results = tracer::trace_now(settings.clone(), vec![request])?;
         let r = results.into_iter().next().context("the trace did not finish")?;

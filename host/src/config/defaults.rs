@@ -43,6 +43,8 @@ pub const PLUGIN_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// report; a second per probe is what most Internet paths need.
 pub const TRACE_MAX_TTL: u8 = 30;
 pub const TRACE_PROBES: u8 = 3;
+/// Most Internet paths are shorter (median ~15 hops).
+pub const TRACE_ASSUME_HOPS: u8 = 16;
 pub const TRACE_TIMEOUT: Duration = Duration::from_secs(1);
 /// 1000 probes/s: a 15-hop path (45 probes) leaves in under 50 ms, and
 /// the sensor never sends more than ~60 kB/s of probes.
@@ -62,6 +64,7 @@ impl Default for TraceSection {
             first_ttl: 1,
             max_ttl: TRACE_MAX_TTL,
             probes: TRACE_PROBES,
+            assume_hops: TRACE_ASSUME_HOPS,
             timeout: TRACE_TIMEOUT,
             rate: TRACE_RATE,
             burst: TRACE_BURST,

@@ -109,6 +109,10 @@ pub struct TraceSection {
     pub max_ttl: u8,
     /// Probes per TTL (1 to 15).
     pub probes: u8,
+    /// Paths are assumed this long when nothing better is known: the
+    /// retries of these TTLs leave with the first attempts (a handshake's
+    /// hop-count guess, plus one, takes its place).
+    pub assume_hops: u8,
     /// How long each probe's answer is waited for.
     #[serde(with = "duration")]
     pub timeout: Duration,
@@ -152,6 +156,7 @@ impl TraceSection {
             max_concurrent: self.max_concurrent,
             max_waiting: defaults::TRACE_MAX_WAITING,
             style: self.style,
+            assume_hops: self.assume_hops,
         }
     }
 

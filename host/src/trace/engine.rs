@@ -8,11 +8,12 @@
 //! `max_ttl`, then the next attempt of each — and the engine hands them out
 //! under a global token bucket (`rate` probes per second, `burst` at once),
 //! round-robin across at most `max_concurrent` traces; more wait their turn.
-//! The first attempts of all TTLs leave together; a TTL's further attempts
-//! follow as soon as it is known to be on the path (its first attempt was
-//! answered, or the destination answered further out), so a path takes
-//! about one probe timeout (two round trips when everything answers), not
-//! one per hop. The first answer from the destination (or an unreachable
+//! The first attempts of all TTLs leave together, with the retries of the
+//! TTLs assumed to be on the path (the hop count the handshake suggested,
+//! plus one, else `assume_hops`); the other retries follow as soon as their
+//! TTL is known to be on the path (its first attempt was answered, or the
+//! destination answered further out). A path thus takes about one probe
+//! timeout — one round trip when everything answers — not one per hop. The first answer from the destination (or an unreachable
 //! that ends the path) at TTL *d* cancels the probes beyond *d* not yet
 //! sent — the retries beyond the destination never leave — and stops
 //! waiting for the ones in flight there; the trace ends when nothing at or
@@ -50,6 +51,10 @@ pub struct Settings {
     /// Requests that may wait for a free slot; more are refused and counted.
     pub max_waiting: usize,
     pub style: Style,
+    /// TTLs up to this are taken to be on the path unless the request has
+    /// a better guess: their retries leave with the first attempts. Beyond
+    /// it, a TTL's retries wait until it is known to be on the path.
+    pub assume_hops: u8,
 }
 
 impl Default for Settings {
@@ -64,6 +69,7 @@ impl Default for Settings {
             max_concurrent: 16,
             max_waiting: 1024,
             style: Style::Paris,
+            assume_hops: 16,
         }
     }
 }
@@ -123,6 +129,8 @@ struct Trace {
     queue: VecDeque<(u8, u8)>,
     /// Probes beyond this TTL are not sent or waited for.
     limit: u8,
+    /// Retries up to this TTL need not wait for their first attempt.
+    assumed: u8,
     reached: bool,
     hops: Vec<Hop>,
     probes: Vec<ProbeRecord>,
@@ -135,13 +143,15 @@ impl Trace {
 
     /// The position in the queue of the next probe that may leave: at or
     /// below the limit, and either a first attempt, or a retry once its
-    /// TTL is known to be on the path (the end of the path was found, or
-    /// its first attempt is settled). The retries of TTLs beyond the
-    /// destination are thus never sent.
+    /// TTL is taken to be on the path (up to the assumed length), or known
+    /// to be (the end of the path was found further out, or its first
+    /// attempt is settled). The retries of TTLs beyond the destination are
+    /// thus seldom sent.
     fn next_sendable(&self) -> Option<usize> {
         let end_known = self.limit < self.hops.len() as u8;
         self.queue.iter().position(|&(ttl, attempt)| {
-            ttl <= self.limit && (attempt == 0 || end_known || self.hops[ttl as usize - 1].first_done)
+            ttl <= self.limit
+                && (attempt == 0 || ttl <= self.assumed || end_known || self.hops[ttl as usize - 1].first_done)
         })
     }
 
@@ -291,6 +301,7 @@ impl Engine {
             port,
             cookie,
         };
+        let assumed = request.hops_hint.map_or(s.assume_hops, |h| h.saturating_add(1));
         let trace = Trace {
             id: self.next_trace,
             request,
@@ -298,6 +309,7 @@ impl Engine {
             started: now,
             queue,
             limit: s.max_ttl,
+            assumed,
             reached: false,
             hops: (0..s.max_ttl).map(|_| Hop::default()).collect(),
             probes: Vec::new(),

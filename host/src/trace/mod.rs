@@ -79,6 +79,9 @@ pub struct Request {
     pub port: Option<u16>,
     /// The handshake that asked for it.
     pub handshake_id: Option<u64>,
+    /// How many hops away the destination probably is (from the TTL of
+    /// its packets), if known.
+    pub hops_hint: Option<u8>,
 }
 
 /// One TTL of a finished trace.

@@ -43,6 +43,9 @@ pub struct Seen {
     pub client: (IpAddr, u16),
     pub server: (IpAddr, u16),
     pub direction: Direction,
+    /// Hop-count guesses from the TTLs of the SYN and the SYN-ACK.
+    pub client_hops: u8,
+    pub server_hops: Option<u8>,
 }
 
 impl From<&Handshake> for Seen {
@@ -52,6 +55,8 @@ impl From<&Handshake> for Seen {
             client: (h.client_ip, h.client_port),
             server: (h.server_ip, h.server_port),
             direction: h.direction,
+            client_hops: h.client_hops,
+            server_hops: h.server_hops,
         }
     }
 }
@@ -219,6 +224,7 @@ impl Worker {
                 protocol: target.protocol,
                 port: target.port,
                 handshake_id: Some(target.handshake_id),
+                hops_hint: target.hops,
             };
             if !self.engine.start(request, now) {
                 self.trigger.abandoned(target.dst);

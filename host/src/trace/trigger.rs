@@ -53,6 +53,8 @@ pub struct Target {
     pub protocol: Protocol,
     pub port: Option<u16>,
     pub handshake_id: u64,
+    /// Hops to it, guessed from the TTL of its packets.
+    pub hops: Option<u8>,
 }
 
 /// Why a handshake started no trace.
@@ -104,10 +106,12 @@ impl Trigger {
     /// The target of handshake `h` at `now`, or why there is none. A
     /// target is marked as being traced at once: one trace per destination.
     pub fn target(&mut self, h: &Seen, now: Timestamp) -> Result<Target, Skip> {
-        let (dst, auto, port) = match h.direction {
-            Direction::Outbound | Direction::Transit => (h.server.0, Protocol::Tcp, Some(h.server.1)),
-            Direction::Inbound => (h.client.0, Protocol::Icmp, None),
-            Direction::Internal if self.settings.internal => (h.server.0, Protocol::Tcp, Some(h.server.1)),
+        let (dst, auto, port, hops) = match h.direction {
+            Direction::Outbound | Direction::Transit => (h.server.0, Protocol::Tcp, Some(h.server.1), h.server_hops),
+            Direction::Inbound => (h.client.0, Protocol::Icmp, None, Some(h.client_hops)),
+            Direction::Internal if self.settings.internal => {
+                (h.server.0, Protocol::Tcp, Some(h.server.1), h.server_hops)
+            }
             Direction::Internal => return Err(Skip::Internal),
         };
         if self.own.contains(&dst) || !remote_kind(dst) {
@@ -139,6 +143,7 @@ impl Trigger {
                 Protocol::Udp | Protocol::Icmp => None,
             },
             handshake_id: h.id,
+            hops,
         })
     }
 
@@ -270,6 +275,7 @@ mod tests {
                 protocol: Protocol::Tcp,
                 port: Some(443),
                 handshake_id: Some(1),
+                hops_hint: None,
             },
             protocol: Protocol::Tcp,
             style: Style::Paris,

@@ -24,6 +24,7 @@ fn request(protocol: Protocol) -> Request {
         protocol,
         port: None,
         handshake_id: Some(7),
+        hops_hint: None,
     }
 }
 
@@ -98,25 +99,21 @@ fn every_ttl_leaves_at_once_and_a_responsive_path_ends_without_waiting() {
         let mut e = Engine::new(Settings::default(), 42);
         e.start(request(protocol), ms(0));
         let first = drain(&mut e, ms(0));
-        assert_eq!(first.len(), 30, "the first attempt of every TTL at once");
+        assert_eq!(
+            first.len(),
+            30 + 2 * 16,
+            "every first attempt, the retries of the assumed 16 hops"
+        );
         // Answers arrive in reverse order (reordering), 2 ms later.
         for t in first.iter().rev() {
             if let Some(a) = answer(t, 6, &[]) {
                 e.handle_answer(&a, ms(2));
             }
         }
-        // The retries, only up to the destination.
-        let retries = drain(&mut e, ms(2));
-        assert_eq!(retries.len(), 12, "two more attempts of TTLs 1 to 6");
-        assert!(retries.iter().all(|t| t.ttl <= 6));
-        for t in &retries {
-            if let Some(a) = answer(t, 6, &[]) {
-                e.handle_answer(&a, ms(4));
-            }
-        }
-        let r = e.poll_result().expect("finished without a timeout");
+        assert!(drain(&mut e, ms(2)).is_empty(), "nothing beyond the destination");
+        let r = e.poll_result().expect("finished in one round trip");
         assert!(r.reached, "{protocol:?}");
-        assert_eq!(r.finished, ms(4));
+        assert_eq!(r.finished, ms(2));
         let path: Vec<_> = r.path();
         let want: Vec<_> = (1..6)
             .map(|n| Some(router(n)))
@@ -138,9 +135,9 @@ fn a_silent_router_is_a_missing_hop_not_the_end() {
     let mut e = Engine::new(Settings::default(), 1);
     e.start(request(Protocol::Udp), ms(0));
     let [r] = <[TraceResult; 1]>::try_from(simulate(&mut e, 1, |t| answer(t, 6, &[3]))).unwrap();
-    // The destination answered at 1 ms: hop 3's retries left then, and the
-    // trace ended when they timed out, about one timeout in all.
-    assert_eq!(r.finished, ms(1001));
+    // Hop 3's retries left with its first attempt: the trace ended when
+    // they timed out, one timeout in all.
+    assert_eq!(r.finished, ms(1000));
     assert!(r.reached);
     assert_eq!(r.hops.len(), 6);
     assert_eq!((r.hops[2].addr, r.hops[2].sent, r.hops[2].received), (None, 3, 0));
@@ -158,6 +155,37 @@ fn an_unreachable_destination_lists_hops_up_to_the_last_answer() {
     assert!(!r.reached);
     assert_eq!(r.hops[1].sent, 3, "a silent hop is retried");
     assert_eq!(r.path(), vec![Some(router(1)), None, Some(router(3)), Some(router(4))]);
+}
+
+#[test]
+fn retries_wait_beyond_the_hop_count_the_handshake_suggested() {
+    let mut e = Engine::new(Settings::default(), 4);
+    e.start(
+        Request {
+            hops_hint: Some(3),
+            ..request(Protocol::Tcp)
+        },
+        ms(0),
+    );
+    let first = drain(&mut e, ms(0));
+    // Every first attempt, and the retries of TTLs 1 to 4 (hint + 1).
+    assert_eq!(first.len(), 30 + 2 * 4);
+    // The destination is 6 hops away: TTLs 5 and 6 are on the path once
+    // their first attempts are answered, and only then retried.
+    for t in &first {
+        if let Some(a) = answer(t, 6, &[]) {
+            e.handle_answer(&a, ms(3));
+        }
+    }
+    let retries = drain(&mut e, ms(3));
+    let mut ttls: Vec<u8> = retries.iter().map(|t| t.ttl).collect();
+    ttls.sort();
+    assert_eq!(ttls, [5, 5, 6, 6]);
+    for t in &retries {
+        e.handle_answer(&answer(t, 6, &[]).unwrap(), ms(6));
+    }
+    let r = e.poll_result().expect("finished");
+    assert!(r.reached && r.hops.iter().all(|h| h.received == 3));
 }
 
 #[test]
@@ -277,8 +305,8 @@ fn two_traces_to_one_destination_run_side_by_side() {
     e.start(request(Protocol::Udp), ms(0));
     assert_eq!(
         drain(&mut e, ms(0)).len(),
-        60,
-        "both traces' first attempts, within the burst"
+        124,
+        "both traces' first round, within the burst"
     );
     let mut e = Engine::new(
         Settings {
