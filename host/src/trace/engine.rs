@@ -482,6 +482,11 @@ impl Engine {
         }
     }
 
+    /// Finished traces wait for `poll_result`.
+    pub fn has_results(&self) -> bool {
+        !self.results.is_empty()
+    }
+
     /// A finished trace.
     pub fn poll_result(&mut self) -> Option<TraceResult> {
         self.results.pop_front()

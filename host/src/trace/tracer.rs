@@ -300,11 +300,18 @@ pub fn pump(
 ) -> io::Result<()> {
     let now = Timestamp::now();
     engine.handle_timeout(now);
-    // Each probe is stamped just before it leaves.
+    // Each probe is stamped just before it leaves. Answers already in are
+    // read between sends: on a short path the destination's answer can
+    // arrive before the next probe leaves, and cancels the probes beyond.
     while let Some(t) = engine.poll_transmit(Timestamp::now()) {
         // A refused probe (no route, firewall) is left to time out.
         let ok = sockets.send(&t).is_ok();
         sent(&t, ok);
+        sockets.receive(|a, at| engine.handle_answer(&a, at))?;
+    }
+    if engine.has_results() {
+        // Finished while sending: hand the results over before waiting.
+        return Ok(());
     }
     let wait = engine
         .poll_timeout()
