@@ -26,12 +26,12 @@ wall() {
   for _ in $(seq "$runs"); do
     local t0 t1
     t0=$(date +%s%N)
-    out=$(in_s "$@" 2>&1)
+    out=$(in_s "$@" 2>&1) || true
     t1=$(date +%s%N)
     times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f", (b - a) / 1e9}')")
   done
   local hops
-  hops=$(printf '%s\n' "$out" | grep -cE '^ *[0-9]+[ .]')
+  hops=$(printf '%s\n' "$out" | grep -cE '^ *[0-9]+[ .]' || true)
   printf '| %s | %s | %s |\n' "$label" "$(printf '%s\n' "${times[@]}" | median)" "$hops"
 }
 
@@ -46,6 +46,15 @@ wall "traceroute -T" traceroute -n -T "$dst"
 wall "mtr --report -c 1" mtr --report -c 1 -n "$dst"
 wall "net-gazer trace -6 -p tcp" "$ng" trace fd88:10::2 -p tcp
 wall "traceroute -6 -T" traceroute -6 -n -T fd88:10::2
+# Process start-up alone, and net-gazer's own measure of a trace.
+wall "net-gazer --version (start-up only)" "$ng" --version
+wall "traceroute -V (start-up only)" traceroute -V
+durations=()
+for _ in $(seq "$runs"); do
+  durations+=("$(in_s "$ng" trace "$dst" -p udp --json | sed 's/.*"duration_us":\([0-9.]*\).*/\1/')")
+done
+echo
+echo "net-gazer's own measure of a UDP trace (duration_us, first probe to last answer): median $(printf '%s\n' "${durations[@]}" | median) µs"
 
 # The same with 20 ms of latency beyond hop 5 (r5 holds every packet it
 # forwards downstream: NFQUEUE and netsim, as the kernel has no netem).
@@ -83,13 +92,16 @@ ip netns exec "$lab-r5" nft delete table inet delay 2>/dev/null ||
 # The budget: 15 probes per hop at 50 probes/s (burst 100) must never put
 # more than rate + burst probes in any one-second window.
 cap="$dir/trace-probes.pcap"
-in_s tcpdump -q -n -i "${lab}1a" -w "$cap" 'udp and src host 10.88.1.1' 2>/dev/null &
+# (ip netns exec execs tcpdump: $! is tcpdump itself.)
+ip netns exec "$lab-s" tcpdump -q -n -B 16384 -i "${lab}1a" -w "$cap" 'udp and src host 10.88.1.1' \
+  2>"$dir/trace-tcpdump.log" &
 dump=$!
 sleep 1
 in_s "$ng" trace "$dst" -p udp -q 15 --rate 50 >/dev/null
 sleep 0.5
-kill "$dump"
+kill -INT "$dump"
 wait "$dump" 2>/dev/null || true
+grep -h "dropped by kernel" "$dir/trace-tcpdump.log" || true
 tcpdump -tt -n -r "$cap" 2>/dev/null | awk '
   { t[NR] = $1 }
   END {

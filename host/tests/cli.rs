@@ -185,3 +185,33 @@ fn boolean_environment_variables_take_the_usual_spellings() {
         );
     }
 }
+
+/// Without CAP_NET_RAW, `trace` says which capability it needs (run as
+/// root with the capability dropped by setpriv; skipped otherwise).
+#[test]
+fn trace_without_raw_sockets_names_the_capability() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !root || !setpriv {
+        eprintln!("SKIPPED: needs root and setpriv (root: {root}, setpriv: {setpriv})");
+        return;
+    }
+    let o = Command::new("setpriv")
+        .args(["--bounding-set", "-net_raw", "--inh-caps", "-net_raw", "--"])
+        .arg(env!("CARGO_BIN_EXE_net-gazer"))
+        .args(["-c", "/dev/null", "trace", "127.0.0.1"])
+        .output()
+        .expect("setpriv runs");
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("CAP_NET_RAW"), "{err}");
+}
+
+/// -6 with an IPv4 address is an error that says so (nothing is sent).
+#[test]
+fn trace_refuses_a_family_mismatch() {
+    let o = run(&["-c", "/dev/null", "trace", "-6", "192.0.2.1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("IPv4 address but -6"), "{}", stderr(&o));
+}

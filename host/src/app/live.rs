@@ -90,6 +90,8 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
                 table_size = s.table_size,
                 evictions = s.evictions,
                 queue_drops = s.queue_drops,
+                routes = s.routes.unwrap_or(0),
+                probes_sent = s.probes_sent.unwrap_or(0),
                 "stats"
             );
             for (name, m) in plugin_metrics.snapshot() {
