@@ -527,7 +527,7 @@ fn result(trace: Trace, now: Timestamp) -> TraceResult {
         .map(|(i, h)| {
             let mut responders = h.responders;
             // Most answers first; ties keep the order of first answer.
-            responders.sort_by(|a, b| b.1.cmp(&a.1));
+            responders.sort_by_key(|r| std::cmp::Reverse(r.1));
             let mut addrs = responders.into_iter().map(|(a, _)| a);
             let n = h.rtts.len() as f64;
             HopResult {
