@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
 out="${PLUGIN_OUT:-$CARGO_TARGET_DIR/plugins}"
 mkdir -p "$out"
 
-rust_plugins=(demo filter testkit)
+rust_plugins=(demo filter geoip testkit)
 log() { echo "build-plugins: $*" >&2; }
 
 # --- Rust plugins ---------------------------------------------------------

@@ -296,14 +296,20 @@ fn daemon_traces_the_remote_ends(lab: &mut Lab) {
     // Routes pass through the plugin chain: the test plugin tags them.
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
-    let tagging = common::built_plugins(&["testkit"]);
-    if let Some(built) = &tagging {
-        std::fs::copy(common::built_file(built, "testkit"), plugins.join("testkit.wasm")).unwrap();
-    }
-    let text = format!(
+    let tagging = common::built_plugins(&["testkit", "geoip"]);
+    let mmdb = common::shared_data().map(|d| d.join("mmdb"));
+    let mut text = format!(
         "[trace]\ncache_for = \"2s\"\ntimeout = \"500ms\"\n[plugins]\ndir = \"{}\"\n",
         plugins.display()
     );
+    if let (Some(built), Some(mmdb)) = (&tagging, &mmdb) {
+        std::fs::copy(common::built_file(built, "testkit"), plugins.join("testkit.wasm")).unwrap();
+        std::fs::copy(common::built_file(built, "geoip"), plugins.join("geoip.wasm")).unwrap();
+        text += &format!(
+            "[plugins.geoip]\ndirs = [\"{}\"]\ncity_db = \"GeoIP2-City-Test.mmdb\"\n",
+            mmdb.display()
+        );
+    }
     std::fs::write(&config, text).unwrap();
     let events = dir.path().join("events.jsonl");
     let log = dir.path().join("sensor.log");
@@ -398,8 +404,19 @@ fn daemon_traces_the_remote_ends(lab: &mut Lab) {
     assert_eq!(previous, expected(&path_v4()));
 
     for r in &routes {
-        if tagging.is_some() {
+        if tagging.is_some() && mmdb.is_some() {
             assert!(r["tags"]["testkit"].is_string(), "the plugin saw the route: {r}");
+            // The GeoIP plugin tagged the destination and every hop (all
+            // private here: tagged with their scope, not looked up).
+            let scope = if r["ip_version"] == 4 {
+                "private"
+            } else {
+                "unique_local"
+            };
+            assert_eq!(r["tags"]["geo.scope"], scope, "{r}");
+            for ttl in 1..=10 {
+                assert_eq!(r["tags"][format!("hop.{ttl}.geo.scope")], scope, "{r}");
+            }
         }
         let dst: IpAddr = r["dst_ip"].as_str().unwrap().parse().unwrap();
         assert!(

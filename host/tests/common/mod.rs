@@ -33,13 +33,19 @@ impl Replay {
 /// Runs `net-gazer replay` with `args` and the files, with an empty config.
 pub fn replay(files: &[&Path], args: &[&str]) -> Replay {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("events.jsonl");
     let config = dir.path().join("empty.toml");
     std::fs::write(&config, "").expect("write config");
+    replay_with_config(files, &config, args)
+}
+
+/// Runs `net-gazer replay -c CONFIG` with `args` and the files.
+pub fn replay_with_config(files: &[&Path], config: &Path, args: &[&str]) -> Replay {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("events.jsonl");
     let output = Command::new(bin())
         .arg("replay")
         .arg("-c")
-        .arg(&config)
+        .arg(config)
         .arg("-o")
         .arg(&out)
         .arg("--summary-json")

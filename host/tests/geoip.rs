@@ -1,0 +1,258 @@
+//! The GeoIP plugin (plugins/geoip) in the real host, over the MaxMind test
+//! databases of ../shared/data/mmdb: the tags on each handshake must be
+//! what `source-data/*.json` beside the databases says of the remote host
+//! (longest matching network), special-use addresses are tagged with their
+//! scope and not looked up, and missing or corrupt files make `init` fail
+//! with the file's name.
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{built_file, built_plugins, shared_data};
+use ipnet::IpNet;
+use net_gazer::craft::{frame, PcapWriter, TcpSpec, TsResolution};
+use net_gazer::decode::{LinkType, TcpFlags, VlanStack};
+use net_gazer::time::Timestamp;
+use serde_json::Value;
+
+const CITY: &str = "GeoIP2-City-Test";
+const ASN: &str = "GeoLite2-ASN-Test";
+
+/// The records of a source-data file: (network, record). Networks written
+/// as IPv4-in-IPv6 (`::a.b.c.d/n`, n ≥ 96) are also the IPv4 network.
+fn records(mmdb: &Path, name: &str) -> Vec<(IpNet, Value)> {
+    let text = std::fs::read_to_string(mmdb.join(format!("source-data/{name}.json"))).expect("source data");
+    let list: Vec<serde_json::Map<String, Value>> = serde_json::from_str(&text).expect("a JSON list");
+    let mut out = Vec::new();
+    for entry in list {
+        for (net, record) in entry {
+            let Ok(net) = net.parse::<IpNet>() else { continue };
+            if let IpNet::V6(v6) = net {
+                let octets = v6.network().octets();
+                if v6.prefix_len() >= 96 && octets[..12].iter().all(|&b| b == 0) {
+                    let v4 = std::net::Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15]);
+                    if let Ok(n) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96) {
+                        out.push((IpNet::V4(n), record.clone()));
+                    }
+                    continue;
+                }
+            }
+            out.push((net, record));
+        }
+    }
+    out
+}
+
+/// The record of the longest network holding `ip`.
+fn longest<'a>(records: &'a [(IpNet, Value)], ip: IpAddr) -> Option<&'a Value> {
+    records
+        .iter()
+        .filter(|(n, _)| n.contains(&ip))
+        .max_by_key(|(n, _)| n.prefix_len())
+        .map(|(_, r)| r)
+}
+
+/// Addresses to look up: the first address of every tenth network of each
+/// file, global unicast only (no 6to4 or Teredo, which the databases map).
+fn targets(city: &[(IpNet, Value)], asn: &[(IpNet, Value)]) -> Vec<IpAddr> {
+    let mut t: Vec<IpAddr> = city
+        .iter()
+        .step_by(10)
+        .chain(asn.iter().step_by(10))
+        .map(|(n, _)| n.network())
+        .filter(|a| match a {
+            IpAddr::V4(v4) => !v4.is_private() && !v4.is_loopback() && v4.octets()[0] != 0,
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                s[0] != 0 && s[0] != 0x2002 && !(s[0] == 0x2001 && s[1] == 0)
+            }
+        })
+        .collect();
+    t.sort();
+    t.dedup();
+    t
+}
+
+/// One established outbound handshake per server, from 10.0.0.1 or fd00::1.
+fn write_capture(path: &Path, servers: &[IpAddr]) {
+    let mut w = PcapWriter::new(Vec::new(), 1, TsResolution::Micro, false, 65535).unwrap();
+    let base = 1_700_000_000_000_000i64;
+    for (i, &server) in servers.iter().enumerate() {
+        let client: IpAddr = if server.is_ipv4() {
+            "10.0.0.1".parse().unwrap()
+        } else {
+            "fd00::1".parse().unwrap()
+        };
+        let port = 40_000 + i as u16;
+        let t0 = base + i as i64 * 10_000;
+        let (syn, ack) = (TcpFlags::SYN, TcpFlags::ACK);
+        for (t, spec) in [
+            (
+                t0,
+                TcpSpec::new(client, port, server, 443, syn).seq(1000).syn_options(1),
+            ),
+            (
+                t0 + 2_000,
+                TcpSpec::new(server, 443, client, port, syn | ack)
+                    .seq(9000)
+                    .ack(1001)
+                    .syn_options(2),
+            ),
+        ] {
+            let f = frame(LinkType::Ethernet, VlanStack::NONE, &spec.ip_bytes());
+            w.write(Timestamp::from_nanos(t * 1_000), &f, f.len() as u32).unwrap();
+        }
+    }
+    std::fs::write(path, w.into_inner()).unwrap();
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn setup(built: &Path, mmdb: &Path, city_db: &str, asn_db: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(built_file(built, "geoip"), plugins.join("geoip.wasm")).unwrap();
+    let config = dir.path().join("net-gazer.toml");
+    let mut text = format!(
+        "[track]\nlocal_networks = [\"10.0.0.0/8\", \"fd00::/8\"]\n[plugins]\ndir = \"{}\"\n\
+         [plugins.geoip]\ndirs = [\"{}\"]\ncity_db = \"{city_db}\"\n",
+        plugins.display(),
+        mmdb.display()
+    );
+    if !asn_db.is_empty() {
+        text += &format!("asn_db = \"{asn_db}\"\n");
+    }
+    std::fs::write(&config, text).unwrap();
+    Setup { dir, config }
+}
+
+fn close(tag: Option<&str>, want: Option<f64>) -> bool {
+    match (tag.and_then(|t| t.parse::<f64>().ok()), want) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[test]
+fn handshakes_carry_what_the_databases_say_of_the_remote_host() {
+    let (Some(built), Some(data)) = (built_plugins(&["geoip"]), shared_data()) else {
+        return;
+    };
+    let mmdb = data.join("mmdb");
+    let (city, asn) = (records(&mmdb, CITY), records(&mmdb, ASN));
+    let mut servers = targets(&city, &asn);
+    let specials: [(IpAddr, &str); 3] = [
+        ("169.254.7.7".parse().unwrap(), "link_local"),
+        ("100.64.0.9".parse().unwrap(), "shared"),
+        ("192.0.2.44".parse().unwrap(), "documentation"),
+    ];
+    servers.extend(specials.iter().map(|s| s.0));
+    assert!(servers.len() > 60, "enough addresses: {}", servers.len());
+    let s = setup(&built, &mmdb, &format!("{CITY}.mmdb"), &format!("{ASN}.mmdb"));
+    let pcap = s.dir.path().join("geo.pcap");
+    write_capture(&pcap, &servers);
+    let r = common::replay_with_config(&[&pcap], &s.config, &[]);
+    let handshakes = r.of_kind("handshake");
+    assert_eq!(handshakes.len(), servers.len(), "{}", r.stderr);
+
+    let mut looked_up = 0;
+    for h in handshakes {
+        let ip: IpAddr = h["server_ip"].as_str().unwrap().parse().unwrap();
+        let tag = |k: &str| h["tags"][k].as_str();
+        if let Some((_, scope)) = specials.iter().find(|s| s.0 == ip) {
+            assert_eq!(tag("geo.scope"), Some(*scope), "{h}");
+            assert!(tag("geo.country").is_none() && tag("asn").is_none(), "{h}");
+            continue;
+        }
+        let c = longest(&city, ip);
+        let a = longest(&asn, ip);
+        let want = |v: Option<&Value>, path: &[&str]| -> Option<String> {
+            let mut v = v?;
+            for p in path {
+                v = v.get(p)?;
+            }
+            Some(match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        };
+        let what = format!("{ip}: {h}");
+        assert_eq!(
+            tag("geo.country").map(String::from),
+            want(c, &["country", "iso_code"]),
+            "{what}"
+        );
+        assert_eq!(
+            tag("geo.country_name").map(String::from),
+            want(c, &["country", "names", "en"]),
+            "{what}"
+        );
+        assert_eq!(
+            tag("geo.city").map(String::from),
+            want(c, &["city", "names", "en"]),
+            "{what}"
+        );
+        let coordinate = |k: &str| c.and_then(|c| c["location"][k].as_f64());
+        let has_both = coordinate("latitude").is_some() && coordinate("longitude").is_some();
+        if has_both {
+            assert!(close(tag("geo.lat"), coordinate("latitude")), "{what}");
+            assert!(close(tag("geo.lon"), coordinate("longitude")), "{what}");
+        }
+        assert_eq!(
+            tag("asn").map(String::from),
+            want(a, &["autonomous_system_number"]),
+            "{what}"
+        );
+        assert_eq!(
+            tag("asn.org").map(String::from),
+            want(a, &["autonomous_system_organization"]),
+            "{what}"
+        );
+        looked_up += usize::from(c.is_some() || a.is_some());
+    }
+    assert!(looked_up > 50, "only {looked_up} addresses were in the databases");
+}
+
+#[test]
+fn missing_or_corrupt_databases_fail_init_naming_the_file() {
+    let (Some(built), Some(data)) = (built_plugins(&["geoip"]), shared_data()) else {
+        return;
+    };
+    let mmdb = data.join("mmdb");
+    // A missing file.
+    let s = setup(&built, &mmdb, "nope.mmdb", &format!("{ASN}.mmdb"));
+    let check = |s: &Setup| {
+        Command::new(common::bin())
+            .args(["-c"])
+            .arg(&s.config)
+            .args(["plugins", "check", "--init"])
+            .arg(s.dir.path().join("plugins/geoip.wasm"))
+            .output()
+            .unwrap()
+    };
+    let o = check(&s);
+    let err = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("nope.mmdb"), "{err}");
+    // A corrupt file, in a directory of its own.
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(bad.path().join("City.mmdb"), b"this is not a MaxMind database").unwrap();
+    let s = setup(&built, bad.path(), "City.mmdb", "");
+    let o = check(&s);
+    let err = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("City.mmdb"), "{err}");
+    // An ASN database given as the city database: the wrong kind.
+    let s = setup(&built, &mmdb, &format!("{ASN}.mmdb"), "");
+    let o = check(&s);
+    let err = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success() && err.contains("ASN"), "{err}");
+}
