@@ -16,7 +16,8 @@ use net_gazer::decode::{LinkType, TcpFlags, VlanStack};
 use net_gazer::time::Timestamp;
 
 fn addresses(source: &str, n: usize) -> Result<Vec<IpAddr>, Box<dyn std::error::Error>> {
-    let list: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&std::fs::read_to_string(source)?)?;
+    let list: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(&std::fs::read_to_string(source)?)?;
     let nets: Vec<ipnet::IpNet> = list
         .iter()
         .flat_map(|m| m.keys())
@@ -33,11 +34,17 @@ fn addresses(source: &str, n: usize) -> Result<Vec<IpAddr>, Box<dyn std::error::
             match net {
                 ipnet::IpNet::V4(v4) => {
                     let span = 1u64 << (32 - v4.prefix_len());
-                    IpAddr::V4(std::net::Ipv4Addr::from((u32::from(v4.network()) as u64 + x % span) as u32))
+                    IpAddr::V4(std::net::Ipv4Addr::from(
+                        (u32::from(v4.network()) as u64 + x % span) as u32,
+                    ))
                 }
                 ipnet::IpNet::V6(v6) => {
                     let host_bits = 128 - v6.prefix_len() as u32;
-                    let offset = if host_bits >= 64 { x as u128 } else { (x % (1u64 << host_bits)) as u128 };
+                    let offset = if host_bits >= 64 {
+                        x as u128
+                    } else {
+                        (x % (1u64 << host_bits)) as u128
+                    };
                     IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6.network()).wrapping_add(offset)))
                 }
             }
@@ -58,7 +65,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let file = std::fs::File::create(out)?;
     let mut w = PcapWriter::new(BufWriter::new(file), 1, TsResolution::Micro, false, 256)?;
     for (i, &server) in ips.iter().enumerate() {
-        let client: IpAddr = if server.is_ipv4() { [10, 0, 0, 1].into() } else { "fd00::1".parse()? };
+        let client: IpAddr = if server.is_ipv4() {
+            [10, 0, 0, 1].into()
+        } else {
+            "fd00::1".parse()?
+        };
         let port = 1024 + (i % 60_000) as u16;
         let t = 1_700_000_000_000_000i64 + i as i64 * 100;
         for (dt, spec) in [
