@@ -132,7 +132,12 @@ impl Geo {
             // DB-IP and IPinfo name their types differently; a City or
             // Country layout is what matters.
             city: city_db
-                .map(|n| open(&resolve(n), &["City", "Country", "city", "country", "Location", "location"]))
+                .map(|n| {
+                    open(
+                        &resolve(n),
+                        &["City", "Country", "city", "country", "Location", "location"],
+                    )
+                })
                 .transpose()?,
             asn: asn_db.map(|n| open(&resolve(n), &["ASN", "asn", "ISP"])).transpose()?,
         })
