@@ -47,7 +47,7 @@ fn records(mmdb: &Path, name: &str) -> Vec<(IpNet, Value)> {
 }
 
 /// The record of the longest network holding `ip`.
-fn longest<'a>(records: &'a [(IpNet, Value)], ip: IpAddr) -> Option<&'a Value> {
+fn longest(records: &[(IpNet, Value)], ip: IpAddr) -> Option<&Value> {
     records
         .iter()
         .filter(|(n, _)| n.contains(&ip))
