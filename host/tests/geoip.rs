@@ -256,3 +256,118 @@ fn missing_or_corrupt_databases_fail_init_naming_the_file() {
     let err = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
     assert!(!o.status.success() && err.contains("ASN"), "{err}");
 }
+
+/// The live sensor picks up a replaced database on SIGHUP: a connection to
+/// 81.2.69.142 (an address of the test databases, put on the loopback of a
+/// network namespace) is tagged from the City database, then, after the
+/// file is replaced by a Country database and SIGHUP, without a city.
+#[test]
+fn sighup_picks_up_a_replaced_database() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("==================================================================");
+        eprintln!("SKIPPED: the GeoIP reload test needs root (a network namespace and capture)");
+        eprintln!("==================================================================");
+        return;
+    }
+    let (Some(built), Some(data)) = (built_plugins(&["geoip"]), shared_data()) else {
+        return;
+    };
+    let mmdb = data.join("mmdb");
+    let city = records(&mmdb, CITY);
+    let target: IpAddr = "81.2.69.142".parse().unwrap();
+    let london = longest(&city, target)
+        .and_then(|r| r["city"]["names"]["en"].as_str())
+        .map(String::from);
+    assert!(london.is_some(), "the test database names a city for {target}");
+
+    let files = tempfile::tempdir().unwrap();
+    let db = files.path().join("city.mmdb");
+    std::fs::copy(mmdb.join(format!("{CITY}.mmdb")), &db).unwrap();
+    let s = setup(&built, files.path(), "city.mmdb", "");
+    let ns = format!("ngg{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let ok = Command::new("ip").args(args).status().is_ok_and(|s| s.success());
+        assert!(ok, "ip {}", args.join(" "));
+    };
+    ip(&["netns", "add", &ns]);
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _gone = Gone(ns.clone());
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    ip(&["-n", &ns, "addr", "add", "81.2.69.142/32", "dev", "lo"]);
+
+    let events = s.dir.path().join("events.jsonl");
+    let log = s.dir.path().join("sensor.log");
+    let mut sensor = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(common::bin())
+        .args(["run", "-v", "-i", "lo", "--local-net", "127.0.0.0/8", "-c"])
+        .arg(&s.config)
+        .arg("-o")
+        .arg(&events)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let sensor_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait_for = |needle: &str, count: usize| {
+        let started = std::time::Instant::now();
+        while sensor_log().matches(needle).count() < count {
+            assert!(
+                started.elapsed().as_secs() < 20,
+                "waiting for `{needle}`: {}",
+                sensor_log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for("capturing", 1);
+    // A listener on 81.2.69.142, and one connection to it from 127.0.0.1.
+    let py = "import socket,sys\n\
+              l=socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+              l.bind(('81.2.69.142', 8443)); l.listen(8)\n\
+              c=socket.socket(); c.bind(('127.0.0.1', int(sys.argv[1]))); c.connect(('81.2.69.142', 8443))\n\
+              a,_=l.accept(); a.close(); c.close(); l.close()\n";
+    let connect = |port: &str| {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &ns, "python3", "-c", py, port])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "connection from port {port}");
+    };
+    connect("41001");
+    // Replace the file (atomically, as a download would) and reload.
+    let tmp = files.path().join("city.mmdb.new");
+    std::fs::copy(mmdb.join("GeoLite2-Country-Test.mmdb"), &tmp).unwrap();
+    std::fs::rename(&tmp, &db).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(sensor.id() as i32, libc::SIGHUP) };
+    wait_for("plugin unchanged", 1);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    connect("41002");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    // SAFETY: as above.
+    unsafe { libc::kill(sensor.id() as i32, libc::SIGTERM) };
+    assert!(sensor.wait().unwrap().success(), "{}", sensor_log());
+
+    let text = std::fs::read_to_string(&events).unwrap();
+    let handshake = |port: u64| -> Value {
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|e| e["kind"] == "handshake" && e["client_port"] == port)
+            .unwrap_or_else(|| panic!("no handshake from port {port}: {text}"))
+    };
+    let (before, after) = (handshake(41001), handshake(41002));
+    assert_eq!(before["tags"]["geo.city"].as_str(), london.as_deref(), "{before}");
+    assert_eq!(before["tags"]["geo.country"], "GB", "{before}");
+    assert!(
+        after["tags"]["geo.city"].is_null(),
+        "a Country database has no city: {after}"
+    );
+    assert_eq!(after["tags"]["geo.country"], "GB", "{after}");
+}
