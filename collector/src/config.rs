@@ -1,0 +1,127 @@
+//! The collector's configuration file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the file is looked for when `-c` is not given.
+pub const SEARCH_PATH: [&str; 3] = [
+    "./etc/net-gazer/net-gazer-collector.toml",
+    "/usr/local/etc/net-gazer/net-gazer-collector.toml",
+    "/etc/net-gazer/net-gazer-collector.toml",
+];
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port of the HTTP API.
+    pub listen: SocketAddr,
+    /// The SQLite database file (created when missing).
+    pub database: PathBuf,
+    /// Largest request body, after decompression, in MiB.
+    pub body_limit_mb: u64,
+    /// `[sensors.<id>]`: the sensors allowed to send, each with its token.
+    pub sensors: BTreeMap<String, Sensor>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sensor {
+    /// The bearer token the sensor sends (`Authorization: Bearer …`).
+    pub token: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database: PathBuf::from("/var/lib/net-gazer-collector/events.sqlite"),
+            body_limit_mb: 16,
+            sensors: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("configuration file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Loads `path`, or the first file of [`SEARCH_PATH`] that exists, or
+    /// the defaults.
+    pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        let path = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => SEARCH_PATH.iter().map(PathBuf::from).find(|p| p.is_file()),
+        };
+        let Some(path) = path else {
+            return Ok((Config::default(), None));
+        };
+        let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
+            path: path.clone(),
+            error,
+        })?;
+        let config = Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.clone(),
+            message,
+        })?;
+        Ok((config, Some(path)))
+    }
+
+    /// Parses and checks TOML text; the error names the key (and the line).
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            match line {
+                Some(l) => format!("line {l}: {}", e.message()),
+                None => e.message().to_string(),
+            }
+        })?;
+        if config.body_limit_mb == 0 {
+            return Err("key `body_limit_mb`: must be at least 1".into());
+        }
+        for (id, s) in &config.sensors {
+            if s.token.len() < 16 {
+                return Err(format!("key `sensors.{id}.token`: must be at least 16 characters"));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The sensor a bearer token belongs to.
+    pub fn sensor_of(&self, token: &str) -> Option<&str> {
+        self.sensors
+            .iter()
+            .find(|(_, s)| constant_time_eq(s.token.as_bytes(), token.as_bytes()))
+            .map(|(id, _)| id.as_str())
+    }
+}
+
+/// Compares without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::parse("listen = \"nowhere\"\n").unwrap_err();
+        assert!(e.contains("line 1"), "{e}");
+        let e = Config::parse("[sensors.gw1]\ntoken = \"short\"\n").unwrap_err();
+        assert!(e.contains("sensors.gw1.token"), "{e}");
+        let e = Config::parse("bogus = 1\n").unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+        let c = Config::parse("[sensors.gw1]\ntoken = \"0123456789abcdef\"\n").unwrap();
+        assert_eq!(c.sensor_of("0123456789abcdef"), Some("gw1"));
+        assert_eq!(c.sensor_of("0123456789abcdeX"), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! net-gazer-collector: receives the events of one or many sensors over
+//! HTTP, stores each exactly once in SQLite, and serves them.
+//!
+//! - [`config`]: the TOML file (`net-gazer-collector.toml`), with the
+//!   sensors and their tokens;
+//! - [`ingest`]: a batch's body → validated rows, or a message saying what
+//!   is wrong (no I/O);
+//! - [`store`]: SQLite (bundled, WAL): schema, batches in one transaction,
+//!   duplicates by (sensor, sequence number) ignored;
+//! - [`server`]: the HTTP API (axum): `POST /api/v1/events`, `GET /health`,
+//!   `GET /metrics`, `GET /api/v1/summary`.
+
+pub mod config;
+pub mod ingest;
+pub mod server;
+pub mod store;

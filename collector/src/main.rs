@@ -1,0 +1,104 @@
+//! `net-gazer-collector`: receives, stores and serves the events of
+//! net-gazer sensors (see the library's documentation and
+//! docs/collector-api.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use net_gazer_collector::config::Config;
+use net_gazer_collector::server;
+use net_gazer_collector::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "net-gazer-collector",
+    version,
+    about = "collects, stores and serves the events of net-gazer sensors",
+    long_about = "collects, stores and serves the events of net-gazer sensors\n\n\
+        Sensors POST batches of events to /api/v1/events with their bearer token; each event is stored \
+        once in SQLite whatever the retries. GET /health answers UP, GET /metrics serves Prometheus text."
+)]
+struct Cli {
+    /// Configuration file [default: ./etc/net-gazer/net-gazer-collector.toml, then /usr/local/etc/…, then /etc/…]
+    #[arg(short, long, env = "NG_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address and port to listen on [default: listen in the file, 127.0.0.1:8080]
+    #[arg(long, env = "NG_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// SQLite database file [default: database in the file]
+    #[arg(long, env = "NG_DATABASE")]
+    database: Option<PathBuf>,
+    /// More log output: -v info, -vv debug (RUST_LOG overrides)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = ["warn", "info", "debug", "trace"][usize::from(cli.verbose.min(3))];
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("net-gazer-collector: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let (mut config, path) = Config::load(cli.config.as_deref())?;
+    if let Some(l) = cli.listen {
+        config.listen = l;
+    }
+    if let Some(d) = cli.database {
+        config.database = d;
+    }
+    match &path {
+        Some(p) => tracing::info!(file = %p.display(), "configuration loaded"),
+        None => tracing::info!("no configuration file found; using defaults"),
+    }
+    if config.sensors.is_empty() {
+        tracing::warn!("no [sensors.<id>] table: every batch will be refused (401)");
+    }
+    let store =
+        Store::open(&config.database).with_context(|| format!("opening the database {}", config.database.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        tracing::info!(listen = %config.listen, database = %config.database.display(), "listening");
+        // Tests and scripts wait for this line on standard error.
+        eprintln!("net-gazer-collector: listening on {}", listener.local_addr()?);
+        axum::serve(listener, server::app(config, store))
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("serving")
+    })
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping");
+}

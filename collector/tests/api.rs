@@ -1,0 +1,250 @@
+//! The collector as a real process on a real socket: batches in, counts
+//! out, every bad request refused with a clear 4xx and nothing of it
+//! stored, retried batches stored once, data kept across a kill.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+const TOKEN: &str = "gw1-secret-token-0123";
+const OTHER: &str = "gw2-secret-token-4567";
+
+struct Collector {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path) -> Collector {
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nbody_limit_mb = 1\n\
+             [sensors.gw1]\ntoken = \"{TOKEN}\"\n[sensors.gw2]\ntoken = \"{OTHER}\"\n",
+            dir.join("events.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_net-gazer-collector"))
+        .arg("-c")
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the collector starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("the collector says where it listens").unwrap();
+        if let Some(a) = line.strip_prefix("net-gazer-collector: listening on ") {
+            break a.trim().to_string();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Collector {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+fn handshake(seq: u64) -> Value {
+    json!({"kind": "handshake", "seq": seq, "ts_us": 1_700_000_000_000_000i64 + seq as i64, "id": seq,
+        "client_ip": "10.0.0.1", "client_port": 40000 + (seq % 1000), "server_ip": "192.0.2.7", "server_port": 443,
+        "direction": "outbound", "outcome": "established", "rtt_last_syn_us": 1234.5})
+}
+
+fn batch(sensor: &str, seqs: std::ops::RangeInclusive<u64>) -> Value {
+    json!({"sensor": sensor, "events": seqs.map(handshake).collect::<Vec<_>>()})
+}
+
+fn post(c: &Collector, token: Option<&str>, body: Vec<u8>, gzip: bool) -> (u16, Value) {
+    let client = reqwest::blocking::Client::new();
+    let mut req = client
+        .post(format!("{}/api/v1/events", c.base))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if gzip {
+        req = req.header("content-encoding", "gzip");
+    }
+    let resp = req.send().expect("the request is answered");
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn summary(c: &Collector) -> Value {
+    let text = reqwest::blocking::get(format!("{}/api/v1/summary", c.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn stored(c: &Collector, sensor: &str) -> u64 {
+    summary(c)["events"][sensor]["handshake"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn batches_are_stored_once_and_bad_requests_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path());
+    let health = reqwest::blocking::get(format!("{}/health", c.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(health, "UP");
+
+    // A good batch, then the same batch again (a retry after a lost answer).
+    let body = serde_json::to_vec(&batch("gw1", 1..=100)).unwrap();
+    assert_eq!(
+        post(&c, Some(TOKEN), body.clone(), false),
+        (200, json!({"stored": 100, "duplicates": 0}))
+    );
+    assert_eq!(
+        post(&c, Some(TOKEN), body, false),
+        (200, json!({"stored": 0, "duplicates": 100}))
+    );
+    // Overlapping and gzip-compressed.
+    let body = gzip(&serde_json::to_vec(&batch("gw1", 91..=150)).unwrap());
+    assert_eq!(
+        post(&c, Some(TOKEN), body, true),
+        (200, json!({"stored": 50, "duplicates": 10}))
+    );
+    assert_eq!(stored(&c, "gw1"), 150);
+
+    // Every bad request: its status, a message, and nothing stored.
+    let good = serde_json::to_vec(&batch("gw1", 151..=160)).unwrap();
+    let mut wrong_type = batch("gw1", 151..=160);
+    wrong_type["events"][3]["server_port"] = json!("https");
+    let mut unknown_kind = batch("gw1", 151..=160);
+    unknown_kind["events"][9]["kind"] = json!("telemetry");
+    let mut missing = batch("gw1", 151..=160);
+    missing["events"][0].as_object_mut().unwrap().remove("client_ip");
+    let truncated = {
+        let g = gzip(&good);
+        g[..g.len() / 2].to_vec()
+    };
+    let huge = serde_json::to_vec(&batch("gw1", 1000..=9000)).unwrap();
+    assert!(huge.len() > 1024 * 1024);
+    // (what, token, body, gzip, status, message)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, bool, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        ("no token", None, good.clone(), false, 401, "bearer token"),
+        (
+            "wrong token",
+            Some("not-a-token-at-all!!"),
+            good.clone(),
+            false,
+            401,
+            "bearer token",
+        ),
+        ("another sensor's batch", Some(OTHER), good.clone(), false, 403, "gw2"),
+        (
+            "invalid JSON",
+            Some(TOKEN),
+            b"{\"sensor\": \"gw1\", \"events\": [".to_vec(),
+            false,
+            400,
+            "not valid JSON",
+        ),
+        (
+            "a wrong type",
+            Some(TOKEN),
+            serde_json::to_vec(&wrong_type).unwrap(),
+            false,
+            400,
+            "events[3] (handshake): field `server_port`",
+        ),
+        (
+            "an unknown kind",
+            Some(TOKEN),
+            serde_json::to_vec(&unknown_kind).unwrap(),
+            false,
+            400,
+            "unknown event kind \"telemetry\"",
+        ),
+        (
+            "a missing field",
+            Some(TOKEN),
+            serde_json::to_vec(&missing).unwrap(),
+            false,
+            400,
+            "field `client_ip`: missing",
+        ),
+        ("truncated gzip", Some(TOKEN), truncated, true, 400, "gzip"),
+        ("an oversized body", Some(TOKEN), huge.clone(), false, 413, ""),
+        (
+            "an oversized body once decompressed",
+            Some(TOKEN),
+            gzip(&huge),
+            true,
+            413,
+            "MiB",
+        ),
+    ];
+    for (what, token, body, gz, status, message) in cases {
+        let (got, answer) = post(&c, token, body, gz);
+        assert_eq!(got, status, "{what}: {answer}");
+        let text = answer["error"]
+            .as_str()
+            .map_or_else(|| answer.to_string(), String::from);
+        assert!(text.contains(message), "{what}: {answer}");
+        assert_eq!(stored(&c, "gw1"), 150, "{what}: nothing stored");
+    }
+    // The server still serves.
+    assert_eq!(post(&c, Some(TOKEN), good, false).0, 200);
+    assert_eq!(stored(&c, "gw1"), 160);
+
+    let metrics = reqwest::blocking::get(format!("{}/metrics", c.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        "netgazer_collector_events_received_total{sensor=\"gw1\",kind=\"handshake\"} 270",
+        "netgazer_collector_events_stored_total{sensor=\"gw1\",kind=\"handshake\"} 160",
+        "netgazer_collector_events_duplicate_total{sensor=\"gw1\",kind=\"handshake\"} 110",
+        "netgazer_collector_requests_rejected_total{reason=\"token\"} 2",
+        "netgazer_collector_requests_rejected_total{reason=\"invalid\"} 4",
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
+    }
+}
+
+#[test]
+fn stored_events_survive_a_kill_and_retries_after_it_stay_single() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path());
+    let body = serde_json::to_vec(&batch("gw1", 1..=500)).unwrap();
+    assert_eq!(post(&c, Some(TOKEN), body.clone(), false).0, 200);
+    drop(c); // SIGKILL: no clean shutdown
+    let c = start(dir.path());
+    assert_eq!(stored(&c, "gw1"), 500);
+    assert_eq!(
+        post(&c, Some(TOKEN), body, false),
+        (200, json!({"stored": 0, "duplicates": 500}))
+    );
+    let body = serde_json::to_vec(&batch("gw1", 400..=700)).unwrap();
+    assert_eq!(
+        post(&c, Some(TOKEN), body, false),
+        (200, json!({"stored": 200, "duplicates": 101}))
+    );
+    assert_eq!(stored(&c, "gw1"), 700);
+}
