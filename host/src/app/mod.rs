@@ -126,13 +126,15 @@ fn start_pipeline(
     policy: Backpressure,
     stage: Box<dyn Stage>,
 ) -> anyhow::Result<(Pipeline, OutputThread)> {
-    let output = JsonLines::open(&config.output.jsonl)?;
-    let (queue, thread) = EventQueue::spawn(
-        vec![Box::new(output) as Box<dyn Output>],
-        stage,
-        config.output.queue_size,
-        policy,
-    );
+    let mut outputs = vec![Box::new(JsonLines::open(&config.output.jsonl)?) as Box<dyn Output>];
+    if let Some(c) = &config.output.collector {
+        let sensor = config.sensor.id();
+        tracing::info!(url = %c.url, sensor = %sensor, spool = %c.spool_dir.display(), "delivering to a collector");
+        let out = crate::output::collector::CollectorOutput::open(c.clone(), sensor)
+            .context("starting delivery to the collector")?;
+        outputs.push(Box::new(out));
+    }
+    let (queue, thread) = EventQueue::spawn(outputs, stage, config.output.queue_size, policy);
     let tracker = Tracker::new(config.track_config(), local);
     Ok((Pipeline::new(tracker, queue, filter, config.interest()), thread))
 }

@@ -127,6 +127,7 @@ impl Default for OutputSection {
             jsonl: "-".into(),
             stats_interval: STATS_INTERVAL,
             queue_size: QUEUE_SIZE,
+            collector: None,
         }
     }
 }
@@ -149,4 +150,20 @@ impl Default for PluginsSection {
 /// The tracker's defaults.
 pub fn track() -> TrackConfig {
     super::Config::default().track_config()
+}
+
+pub fn collector_batch_size() -> usize {
+    1000
+}
+pub fn collector_batch_interval() -> Duration {
+    Duration::from_secs(1)
+}
+pub fn collector_spool_dir() -> std::path::PathBuf {
+    "/var/lib/net-gazer/spool".into()
+}
+pub fn collector_spool_max_mb() -> u64 {
+    256
+}
+pub fn collector_timeout() -> Duration {
+    Duration::from_secs(10)
 }

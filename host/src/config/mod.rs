@@ -31,6 +31,53 @@ pub struct Config {
     pub output: OutputSection,
     pub plugins: PluginsSection,
     pub trace: TraceSection,
+    pub sensor: SensorSection,
+}
+
+/// `[sensor]`: who this sensor is to a collector.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SensorSection {
+    /// The sensor's id; empty: the host name.
+    pub id: Option<String>,
+}
+
+impl SensorSection {
+    /// The configured id, else the host name, else `sensor`.
+    pub fn id(&self) -> String {
+        self.id.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "sensor".into())
+        })
+    }
+}
+
+/// `[output.collector]`: delivery to a net-gazer-collector.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSection {
+    /// The collector's base URL, e.g. `http://collector.example:8080`.
+    pub url: String,
+    /// This sensor's bearer token (the collector's `[sensors.<id>] token`).
+    pub token: String,
+    /// Events per batch at most.
+    #[serde(default = "defaults::collector_batch_size")]
+    pub batch_size: usize,
+    /// A batch is closed after this long even when not full.
+    #[serde(default = "defaults::collector_batch_interval", with = "duration")]
+    pub batch_interval: Duration,
+    /// Batches wait here until the collector stored them.
+    #[serde(default = "defaults::collector_spool_dir")]
+    pub spool_dir: PathBuf,
+    /// Beyond this, the oldest batches are dropped (and counted).
+    #[serde(default = "defaults::collector_spool_max_mb")]
+    pub spool_max_mb: u64,
+    /// Per request.
+    #[serde(default = "defaults::collector_timeout", with = "duration")]
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -93,6 +140,9 @@ pub struct OutputSection {
     /// Events waiting for the output thread; beyond it they are dropped
     /// and counted (live capture never waits for an output).
     pub queue_size: usize,
+    /// Delivery to a collector, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collector: Option<CollectorSection>,
 }
 
 /// `[trace]`: traceroutes of the remote ends of handshakes (live only).
@@ -370,6 +420,20 @@ impl Config {
         }
         if self.output.stats_interval.is_zero() {
             return bad("output.stats_interval", "must be longer than zero");
+        }
+        if let Some(c) = &self.output.collector {
+            if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
+                return bad("output.collector.url", "must start with http:// or https://");
+            }
+            if c.token.is_empty() {
+                return bad("output.collector.token", "must not be empty");
+            }
+            if c.batch_size == 0 {
+                return bad("output.collector.batch_size", "must be at least 1");
+            }
+            if c.spool_max_mb == 0 {
+                return bad("output.collector.spool_max_mb", "must be at least 1");
+            }
         }
         let t = &self.trace;
         if t.first_ttl == 0 {

@@ -1,0 +1,189 @@
+//! Delivery to a real `net-gazer-collector` process over real HTTP: every
+//! event of a replay arrives and is stored once; with the collector down,
+//! the events wait in the spool across the sensor's exit and arrive,
+//! exactly once, when a later run finds the collector up.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+const TOKEN: &str = "sensor-token-0123456789";
+
+fn collector_bin() -> PathBuf {
+    let p = PathBuf::from(common::bin()).with_file_name("net-gazer-collector");
+    assert!(
+        p.is_file(),
+        "{} is missing: `cargo build --workspace` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+struct Collector {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_collector(dir: &Path, listen: &str) -> Collector {
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{listen}\"\ndatabase = \"{}\"\n[sensors.gw-test]\ntoken = \"{TOKEN}\"\n",
+            dir.join("events.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(collector_bin())
+        .arg("-c")
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the collector starts").unwrap();
+        if let Some(a) = line.strip_prefix("net-gazer-collector: listening on ") {
+            break a.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Collector {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+fn stored(c: &Collector) -> Value {
+    let text = reqwest::blocking::get(format!("{}/api/v1/summary", c.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()["events"]["gw-test"].clone()
+}
+
+/// Replays `files` delivering to `url`, with the JSON lines in `jsonl`.
+fn replay(dir: &Path, url: &str, files: &[PathBuf], jsonl: &Path) -> String {
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sensor]\nid = \"gw-test\"\n[output]\njsonl = \"{}\"\n[output.collector]\nurl = \"{url}\"\n\
+             token = \"{TOKEN}\"\nbatch_size = 20\nspool_dir = \"{}\"\n",
+            jsonl.display(),
+            dir.join("spool").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(common::bin())
+        .args(["-v", "replay", "--no-progress", "-c"])
+        .arg(&config)
+        .args(files)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "replay failed: {log}");
+    log
+}
+
+/// Events by kind in a JSON lines file.
+fn kinds(jsonl: &Path) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(jsonl).unwrap().lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        *m.entry(v["kind"].as_str().unwrap().to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+fn captures() -> Option<Vec<PathBuf>> {
+    let data = common::shared_data()?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("pcaps"))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .collect();
+    files.sort();
+    Some(files)
+}
+
+fn spooled(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("spool"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json.gz"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_event_of_a_replay_is_stored_once() {
+    let Some(files) = captures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_collector(dir.path(), "127.0.0.1:0");
+    let jsonl = dir.path().join("events.jsonl");
+    replay(dir.path(), &c.base, &files, &jsonl);
+    let written = kinds(&jsonl);
+    assert!(written.get("handshake").is_some_and(|&n| n > 10), "{written:?}");
+    let got = stored(&c);
+    for (kind, n) in &written {
+        assert_eq!(
+            got[kind].as_u64(),
+            Some(*n),
+            "{kind}: stored {got} vs written {written:?}"
+        );
+    }
+    assert_eq!(spooled(dir.path()), 0, "the spool is empty once delivered");
+}
+
+#[test]
+fn events_wait_in_the_spool_while_the_collector_is_down() {
+    let Some(files) = captures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on: take one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let first = dir.path().join("first.jsonl");
+    let log = replay(dir.path(), &url, &files, &first);
+    assert!(spooled(dir.path()) > 0, "batches wait in the spool: {log}");
+    assert!(log.contains("collector unavailable"), "{log}");
+
+    // The collector comes up on that port; the next run (an empty capture)
+    // sends what waited, then its own final stats.
+    let c = start_collector(dir.path(), &format!("127.0.0.1:{port}"));
+    let empty = dir.path().join("empty.pcap");
+    let w =
+        net_gazer::craft::PcapWriter::new(Vec::new(), 1, net_gazer::craft::TsResolution::Micro, false, 65535).unwrap();
+    std::fs::write(&empty, w.into_inner()).unwrap();
+    let second = dir.path().join("second.jsonl");
+    replay(dir.path(), &url, &[empty], &second);
+    assert_eq!(spooled(dir.path()), 0);
+    let mut written = kinds(&first);
+    for (k, n) in kinds(&second) {
+        *written.entry(k).or_insert(0) += n;
+    }
+    let got = stored(&c);
+    for (kind, n) in &written {
+        assert_eq!(
+            got[kind].as_u64(),
+            Some(*n),
+            "{kind}: stored {got} vs written {written:?}"
+        );
+    }
+}
