@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Collector ingest benchmark (docs/benchmarks.md): events/s through the
+# collector's check-and-store path against a plain bulk insert of the same
+# rows, in the same run on one core; then over HTTP to a running collector.
+#   ./scripts/bench-collector.sh [EVENTS]
+captures=0
+source "$(dirname "$0")/bench-common.sh"
+events="${1:-200000}"
+cargo build --release --locked -p net-gazer-collector --bin net-gazer-collector --example ingest_bench >&2
+work="$dir/collector-bench"
+rm -rf "$work" && mkdir -p "$work"
+token=bench-token-0123456789
+printf 'listen = "127.0.0.1:0"\ndatabase = "%s/http.sqlite"\nbody_limit_mb = 64\n[sensors.bench]\ntoken = "%s"\n' \
+  "$work" "$token" >"$work/collector.toml"
+taskset -c 1 "$CARGO_TARGET_DIR/release/net-gazer-collector" -c "$work/collector.toml" 2>"$work/collector.log" &
+pid=$!
+trap 'kill $pid 2>/dev/null' EXIT
+for _ in $(seq 100); do grep -q "listening on" "$work/collector.log" && break; sleep 0.1; done
+url="http://$(sed -n 's/^net-gazer-collector: listening on //p' "$work/collector.log")"
+taskset -c 0 "$CARGO_TARGET_DIR/release/examples/ingest_bench" "$work" "$events" 1000 "$url" "$token"
