@@ -24,7 +24,10 @@ fn event(seq: u64) -> serde_json::Value {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let dir = std::path::PathBuf::from(args.get(1).ok_or("usage: ingest_bench DIR [EVENTS] [BATCH] [URL TOKEN]")?);
+    let dir = std::path::PathBuf::from(
+        args.get(1)
+            .ok_or("usage: ingest_bench DIR [EVENTS] [BATCH] [URL TOKEN]")?,
+    );
     let n: u64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(200_000);
     let batch: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(1000);
     let bodies: Vec<Vec<u8>> = (0..n.div_ceil(batch))
@@ -72,8 +75,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let plain = started.elapsed().as_secs_f64();
     println!("events: {n}, batches of {batch}");
-    println!("collector path (parse, check, insert with dedup): {ours:.3} s, {:.0} events/s", n as f64 / ours);
-    println!("plain bulk insert of the same rows:               {plain:.3} s, {:.0} events/s", n as f64 / plain);
+    println!(
+        "collector path (parse, check, insert with dedup): {ours:.3} s, {:.0} events/s",
+        n as f64 / ours
+    );
+    println!(
+        "plain bulk insert of the same rows:               {plain:.3} s, {:.0} events/s",
+        n as f64 / plain
+    );
     println!("ratio (collector / plain): {:.2}", ours / plain);
 
     if let (Some(url), Some(token)) = (args.get(4), args.get(5)) {
@@ -91,7 +100,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         let http = started.elapsed().as_secs_f64();
-        println!("over HTTP to the running collector:               {http:.3} s, {:.0} events/s", n as f64 / http);
+        println!(
+            "over HTTP to the running collector:               {http:.3} s, {:.0} events/s",
+            n as f64 / http
+        );
     }
     Ok(())
 }

@@ -384,6 +384,13 @@ pub struct Stats {
     pub routes: Option<u64>,
     /// Traceroute probes sent.
     pub probes_sent: Option<u64>,
+    /// Delivery to a collector (`[output.collector]`), so far: events the
+    /// collector stored, retries, events dropped from a full spool, events
+    /// in batches the collector refused.
+    pub delivered: Option<u64>,
+    pub delivery_retries: Option<u64>,
+    pub spool_dropped: Option<u64>,
+    pub delivery_rejected: Option<u64>,
 }
 
 /// An address as text; IPv4 digits by hand (every event has two addresses,

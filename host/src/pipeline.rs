@@ -77,6 +77,7 @@ pub struct Pipeline {
     last_ts: Timestamp,
     trace: Option<TraceHook>,
     trace_probes: u64,
+    delivery: Option<std::sync::Arc<crate::output::collector::DeliveryStats>>,
 }
 
 impl Pipeline {
@@ -93,7 +94,13 @@ impl Pipeline {
             last_ts: Timestamp::ZERO,
             trace: None,
             trace_probes: 0,
+            delivery: None,
         }
+    }
+
+    /// Reports the collector delivery's counters in the stats events.
+    pub fn set_delivery_stats(&mut self, stats: std::sync::Arc<crate::output::collector::DeliveryStats>) {
+        self.delivery = Some(stats);
     }
 
     /// Offers handshakes to the tracer, and leaves its probes out.
@@ -231,6 +238,10 @@ impl Pipeline {
             trace_probes: self.trace_probes,
             routes: self.trace.as_ref().map(|t| t.stats().traces.load(Ordering::Relaxed)),
             probes_sent: self.trace.as_ref().map(|t| t.stats().probes.load(Ordering::Relaxed)),
+            delivered: self.delivery.as_ref().map(|d| d.delivered.load(Ordering::Relaxed)),
+            delivery_retries: self.delivery.as_ref().map(|d| d.retries.load(Ordering::Relaxed)),
+            spool_dropped: self.delivery.as_ref().map(|d| d.dropped.load(Ordering::Relaxed)),
+            delivery_rejected: self.delivery.as_ref().map(|d| d.rejected.load(Ordering::Relaxed)),
         }
     }
 }

@@ -163,6 +163,15 @@ fn events_wait_in_the_spool_while_the_collector_is_down() {
     let log = replay(dir.path(), &url, &files, &first);
     assert!(spooled(dir.path()) > 0, "batches wait in the spool: {log}");
     assert!(log.contains("collector unavailable"), "{log}");
+    // The final stats event says so: nothing delivered, retries counted.
+    let last = std::fs::read_to_string(&first).unwrap();
+    let stats: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&stats["kind"], &stats["delivered"]),
+        (&"stats".into(), &0.into()),
+        "{stats}"
+    );
+    assert!(stats["delivery_retries"].as_u64().is_some(), "{stats}");
 
     // The collector comes up on that port; the next run (an empty capture)
     // sends what waited, then its own final stats.

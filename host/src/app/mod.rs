@@ -127,16 +127,22 @@ fn start_pipeline(
     stage: Box<dyn Stage>,
 ) -> anyhow::Result<(Pipeline, OutputThread)> {
     let mut outputs = vec![Box::new(JsonLines::open(&config.output.jsonl)?) as Box<dyn Output>];
+    let mut delivery = None;
     if let Some(c) = &config.output.collector {
         let sensor = config.sensor.id();
         tracing::info!(url = %c.url, sensor = %sensor, spool = %c.spool_dir.display(), "delivering to a collector");
         let out = crate::output::collector::CollectorOutput::open(c.clone(), sensor)
             .context("starting delivery to the collector")?;
+        delivery = Some(out.stats());
         outputs.push(Box::new(out));
     }
     let (queue, thread) = EventQueue::spawn(outputs, stage, config.output.queue_size, policy);
     let tracker = Tracker::new(config.track_config(), local);
-    Ok((Pipeline::new(tracker, queue, filter, config.interest()), thread))
+    let mut pipeline = Pipeline::new(tracker, queue, filter, config.interest());
+    if let Some(d) = delivery {
+        pipeline.set_delivery_stats(d);
+    }
+    Ok((pipeline, thread))
 }
 
 /// Command-line and environment settings override the file's.
