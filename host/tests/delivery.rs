@@ -80,7 +80,7 @@ fn replay(dir: &Path, url: &str, files: &[PathBuf], jsonl: &Path) -> String {
         &config,
         format!(
             "[sensor]\nid = \"gw-test\"\n[output]\njsonl = \"{}\"\n[output.collector]\nurl = \"{url}\"\n\
-             token = \"{TOKEN}\"\nbatch_size = 20\nspool_dir = \"{}\"\n",
+             token = \"{TOKEN}\"\nbatch_size = 20\nspool_dir = \"{}\"\n[track]\nmax_connections = 100000\n",
             jsonl.display(),
             dir.join("spool").display()
         ),
@@ -195,4 +195,80 @@ fn events_wait_in_the_spool_while_the_collector_is_down() {
             "{kind}: stored {got} vs written {written:?}"
         );
     }
+}
+
+/// A capture of `n` established handshakes from 10.0.x.y to 192.0.2.z.
+fn many_handshakes(path: &Path, n: u32) {
+    use net_gazer::craft::{frame, PcapWriter, TcpSpec, TsResolution};
+    use net_gazer::decode::{LinkType, TcpFlags, VlanStack};
+    use net_gazer::time::Timestamp;
+    let mut w = PcapWriter::new(Vec::new(), 1, TsResolution::Micro, false, 65535).unwrap();
+    for i in 0..n {
+        let client = std::net::IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
+        let server = std::net::IpAddr::from([192, 0, 2, (i % 250) as u8]);
+        let port = 1024 + (i % 60_000) as u16;
+        let t = 1_700_000_000_000_000i64 + i as i64 * 100;
+        for (dt, spec) in [
+            (0, TcpSpec::new(client, port, server, 443, TcpFlags::SYN).seq(i)),
+            (
+                40,
+                TcpSpec::new(server, 443, client, port, TcpFlags::SYN | TcpFlags::ACK)
+                    .seq(7)
+                    .ack(i + 1),
+            ),
+        ] {
+            let f = frame(LinkType::Ethernet, VlanStack::NONE, &spec.ip_bytes());
+            w.write(Timestamp::from_micros(t + dt), &f, f.len() as u32).unwrap();
+        }
+    }
+    std::fs::write(path, w.into_inner()).unwrap();
+}
+
+#[test]
+fn a_collector_killed_and_restarted_during_a_replay_stores_every_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("many.pcap");
+    many_handshakes(&pcap, 20_000);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("http://{listen}");
+    let mut c = start_collector(dir.path(), &listen);
+
+    // The replay runs in the background, delivering batches of 20.
+    let jsonl = dir.path().join("events.jsonl");
+    let sensor = {
+        let (dir, url, pcap, jsonl) = (dir.path().to_path_buf(), url.clone(), pcap.clone(), jsonl.clone());
+        std::thread::spawn(move || replay(&dir, &url, &[pcap], &jsonl))
+    };
+    // Kill the collector (no clean shutdown) once it stored some, bring it
+    // back a second later on the same port and database.
+    let started = std::time::Instant::now();
+    loop {
+        let n = stored(&c)["handshake"].as_u64().unwrap_or(0);
+        if n >= 1000 {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 60, "the collector stored only {n}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    c = start_collector(dir.path(), &listen);
+    let log = sensor.join().expect("the replay thread");
+    assert!(log.contains("collector unavailable"), "the kill came while batches were being sent: {log}");
+    let written = kinds(&jsonl);
+    assert_eq!(written.get("handshake"), Some(&20_000));
+    let got = stored(&c);
+    for (kind, n) in &written {
+        assert_eq!(
+            got[kind].as_u64(),
+            Some(*n),
+            "{kind}: stored {got} vs written {written:?}\n{log}"
+        );
+    }
+    assert_eq!(spooled(dir.path()), 0, "{log}");
 }
