@@ -7,10 +7,14 @@
 //!   is wrong (no I/O);
 //! - [`store`]: SQLite (bundled, WAL): schema, batches in one transaction,
 //!   duplicates by (sensor, sequence number) ignored;
+//! - [`query`]: what the API serves (hosts, graph, one host's detail),
+//!   read from the typed tables;
 //! - [`server`]: the HTTP API (axum): `POST /api/v1/events`, `GET /health`,
-//!   `GET /metrics`, `GET /api/v1/summary`.
+//!   `GET /metrics`, `GET /api/v1/summary`, `/api/v1/hosts`,
+//!   `/api/v1/hosts/{ip}`, `/api/v1/graph`.
 
 pub mod config;
 pub mod ingest;
+pub mod query;
 pub mod server;
 pub mod store;

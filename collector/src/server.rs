@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +25,7 @@ use axum::{Json, Router};
 
 use crate::config::Config;
 use crate::ingest;
+use crate::query;
 use crate::store::Store;
 
 /// Counters for `/metrics`.
@@ -55,6 +56,9 @@ pub fn app(config: Config, store: Store) -> Router {
         .route("/health", get(|| async { "UP" }))
         .route("/metrics", get(metrics))
         .route("/api/v1/summary", get(summary))
+        .route("/api/v1/hosts", get(hosts))
+        .route("/api/v1/hosts/{ip}", get(host))
+        .route("/api/v1/graph", get(graph))
         .route("/api/v1/events", post(events))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -183,6 +187,35 @@ async fn summary(State(state): State<Arc<AppState>>) -> Response {
         Ok(c) => Json(serde_json::json!({ "events": c })).into_response(),
         Err(()) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
     }
+}
+
+/// Runs a read query on the store; 400 for a bad filter is axum's (the
+/// query string does not parse), 503 when the database fails.
+fn read(state: &AppState, q: impl FnOnce(&Store) -> rusqlite::Result<serde_json::Value>) -> Response {
+    let result = match state.store.lock() {
+        Ok(store) => q(&store).map_err(|e| e.to_string()),
+        Err(_) => Err("the store lock is poisoned".to_string()),
+    };
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": e }))).into_response(),
+    }
+}
+
+async fn hosts(State(state): State<Arc<AppState>>, Query(f): Query<query::Filter>) -> Response {
+    read(&state, |s| query::hosts(s, &f))
+}
+
+async fn graph(State(state): State<Arc<AppState>>, Query(f): Query<query::Filter>) -> Response {
+    read(&state, |s| query::graph(s, &f))
+}
+
+async fn host(State(state): State<Arc<AppState>>, Path(ip): Path<String>, Query(f): Query<query::Filter>) -> Response {
+    if ip.parse::<std::net::IpAddr>().is_err() {
+        let e = format!("`{ip}` is not an IP address");
+        return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response();
+    }
+    read(&state, |s| query::host(s, &ip, &f))
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -248,3 +248,119 @@ fn stored_events_survive_a_kill_and_retries_after_it_stay_single() {
     );
     assert_eq!(stored(&c, "gw1"), 700);
 }
+
+fn get(c: &Collector, path: &str) -> (u16, Value) {
+    let r = reqwest::blocking::get(format!("{}{path}", c.base)).unwrap();
+    let status = r.status().as_u16();
+    (status, serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null))
+}
+
+#[test]
+fn hosts_graph_and_host_detail_answer_from_what_was_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path());
+    // 10 handshakes to 192.0.2.7 (RTT 1..10 ms, the 10th refused), 3 to
+    // 198.51.100.9 (port 22), one inbound from 203.0.113.5, and a route to
+    // 192.0.2.7 through two hops, tagged by the GeoIP plugin.
+    let mut events = Vec::new();
+    let mut seq = 0;
+    let mut next = || {
+        seq += 1;
+        seq
+    };
+    for i in 1..=10u64 {
+        let mut h = handshake(next());
+        h["ts_us"] = json!(1_000_000 * i);
+        h["rtt_last_syn_us"] = json!(1000.0 * i as f64);
+        h["tags"] = json!({"geo.country": "GB", "asn": "15169"});
+        if i == 10 {
+            h["outcome"] = json!("refused");
+            h["rtt_last_syn_us"] = Value::Null;
+        }
+        events.push(h);
+    }
+    for _ in 0..3 {
+        let mut h = handshake(next());
+        h["server_ip"] = json!("198.51.100.9");
+        h["server_port"] = json!(22);
+        events.push(h);
+    }
+    let mut inbound = handshake(next());
+    inbound["direction"] = json!("inbound");
+    inbound["client_ip"] = json!("203.0.113.5");
+    inbound["server_ip"] = json!("10.0.0.1");
+    events.push(inbound);
+    events.push(
+        json!({"kind": "route", "seq": next(), "ts_us": 5_000_000, "id": 1, "handshake_id": 1,
+        "src_ip": "10.0.0.254", "dst_ip": "192.0.2.7", "protocol": "tcp", "reached": true, "hop_count": 3,
+        "changed": false, "hops": [
+            {"ttl": 1, "addr": "10.0.0.1", "sent": 3, "received": 3, "rtt_avg_us": 100.0},
+            {"ttl": 2, "addr": "198.18.0.1", "sent": 3, "received": 3, "rtt_avg_us": 900.0},
+            {"ttl": 3, "addr": "192.0.2.7", "sent": 3, "received": 3, "rtt_avg_us": 1000.0}],
+        "tags": {"hop.2.geo.country": "DE", "hop.2.asn": "3320"}}),
+    );
+    let body = serde_json::to_vec(&json!({"sensor": "gw1", "events": events})).unwrap();
+    assert_eq!(post(&c, Some(TOKEN), body, false).0, 200);
+
+    let (status, hosts) = get(&c, "/api/v1/hosts");
+    assert_eq!(status, 200);
+    let list = hosts["hosts"].as_array().unwrap();
+    assert_eq!(list[0]["ip"], "192.0.2.7", "most attempts first: {hosts}");
+    assert_eq!(list[0]["attempts"], 10);
+    assert_eq!(list[0]["refused"], 1);
+    assert_eq!(list[0]["rtt_p50_us"], 5000.0, "nearest rank over 1..9 ms");
+    assert_eq!(list[0]["rtt_p95_us"], 9000.0);
+    assert_eq!(list[0]["geo"]["country"], "GB");
+    assert_eq!(list[0]["geo"]["asn"], 15169);
+    assert!(
+        list.iter().any(|h| h["ip"] == "203.0.113.5"),
+        "the inbound client is a remote host"
+    );
+    // Filters: port 22 only; a window that holds the first 3 handshakes.
+    let (_, p22) = get(&c, "/api/v1/hosts?port=22");
+    assert_eq!(p22["hosts"].as_array().unwrap().len(), 1);
+    assert_eq!(p22["hosts"][0]["ip"], "198.51.100.9");
+    let (_, early) = get(&c, "/api/v1/hosts?since_us=1000000&until_us=3000000");
+    assert_eq!(early["hosts"][0]["attempts"], 3);
+
+    let (_, g) = get(&c, "/api/v1/graph?direction=outbound");
+    let links = g["links"].as_array().unwrap();
+    let path: Vec<(&str, &str)> = links
+        .iter()
+        .filter(|l| l["kind"] == "path")
+        .map(|l| (l["source"].as_str().unwrap(), l["target"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        path,
+        [
+            ("10.0.0.254", "10.0.0.1"),
+            ("10.0.0.1", "198.18.0.1"),
+            ("198.18.0.1", "192.0.2.7")
+        ]
+    );
+    let hop = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "198.18.0.1")
+        .unwrap();
+    assert_eq!(
+        (&hop["kind"], &hop["country"], &hop["asn"]),
+        (&json!("hop"), &json!("DE"), &json!(3320))
+    );
+    let conn = links
+        .iter()
+        .find(|l| l["kind"] == "connection" && l["target"] == "192.0.2.7")
+        .unwrap();
+    assert_eq!((&conn["count"], &conn["failures"]), (&json!(10), &json!(1)));
+    assert!(
+        !g["nodes"].as_array().unwrap().iter().any(|n| n["id"] == "203.0.113.5"),
+        "the direction filter leaves the inbound client out"
+    );
+
+    let (_, detail) = get(&c, "/api/v1/hosts/192.0.2.7");
+    assert_eq!(detail["rtt"].as_array().unwrap().len(), 10);
+    assert_eq!(detail["routes"][0]["hops"].as_array().unwrap().len(), 3);
+    assert_eq!(detail["ports"], json!([443]));
+    assert_eq!(get(&c, "/api/v1/hosts/not-an-ip").0, 400);
+}

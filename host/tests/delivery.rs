@@ -259,7 +259,10 @@ fn a_collector_killed_and_restarted_during_a_replay_stores_every_event_once() {
     std::thread::sleep(std::time::Duration::from_secs(1));
     c = start_collector(dir.path(), &listen);
     let log = sensor.join().expect("the replay thread");
-    assert!(log.contains("collector unavailable"), "the kill came while batches were being sent: {log}");
+    assert!(
+        log.contains("collector unavailable"),
+        "the kill came while batches were being sent: {log}"
+    );
     let written = kinds(&jsonl);
     assert_eq!(written.get("handshake"), Some(&20_000));
     let got = stored(&c);

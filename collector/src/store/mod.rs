@@ -8,9 +8,12 @@ use rusqlite::{params, Connection};
 
 use crate::ingest::Batch;
 
+mod typed;
+
 /// Schema versions, applied in order (`PRAGMA user_version` says how many
 /// already were).
-const MIGRATIONS: &[&str] = &["CREATE TABLE sensors (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE sensors (
         id TEXT PRIMARY KEY,
         first_seen_us INTEGER NOT NULL,
         last_seen_us INTEGER NOT NULL,
@@ -24,7 +27,35 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE sensors (
         json TEXT NOT NULL,
         PRIMARY KEY (sensor, seq)
     ) WITHOUT ROWID;
-    CREATE INDEX events_kind_ts ON events (kind, ts_us);"];
+    CREATE INDEX events_kind_ts ON events (kind, ts_us);",
+    "CREATE TABLE handshakes (
+        sensor TEXT NOT NULL, seq INTEGER NOT NULL, id INTEGER NOT NULL, ts_us INTEGER NOT NULL,
+        client_ip TEXT NOT NULL, client_port INTEGER NOT NULL, server_ip TEXT NOT NULL, server_port INTEGER NOT NULL,
+        direction TEXT NOT NULL, outcome TEXT NOT NULL, rtt_us REAL, syn_count INTEGER,
+        remote_ip TEXT NOT NULL, country TEXT, city TEXT, lat REAL, lon REAL, asn INTEGER, org TEXT,
+        PRIMARY KEY (sensor, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX handshakes_remote ON handshakes (remote_ip, ts_us);
+    CREATE INDEX handshakes_ts ON handshakes (ts_us);
+    CREATE TABLE routes (
+        sensor TEXT NOT NULL, seq INTEGER NOT NULL, id INTEGER NOT NULL, ts_us INTEGER NOT NULL,
+        handshake_id INTEGER, src_ip TEXT NOT NULL, dst_ip TEXT NOT NULL, protocol TEXT, reached INTEGER NOT NULL,
+        hop_count INTEGER, changed INTEGER NOT NULL,
+        PRIMARY KEY (sensor, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX routes_dst ON routes (dst_ip, ts_us);
+    CREATE TABLE hops (
+        sensor TEXT NOT NULL, route_seq INTEGER NOT NULL, ttl INTEGER NOT NULL, addr TEXT,
+        sent INTEGER, received INTEGER, rtt_avg_us REAL, country TEXT, asn INTEGER,
+        PRIMARY KEY (sensor, route_seq, ttl)
+    ) WITHOUT ROWID;
+    CREATE TABLE scans (
+        sensor TEXT NOT NULL, seq INTEGER NOT NULL, ts_us INTEGER NOT NULL, src_ip TEXT NOT NULL,
+        scan_type TEXT NOT NULL, phase TEXT NOT NULL, target_ip TEXT, target_port INTEGER, distinct_count INTEGER,
+        country TEXT, asn INTEGER,
+        PRIMARY KEY (sensor, seq)
+    ) WITHOUT ROWID;",
+];
 
 pub struct Store {
     conn: Connection,
@@ -75,6 +106,7 @@ impl Store {
                 let n = insert.execute(params![batch.sensor, row.seq as i64, row.kind, row.ts_us, row.json])?;
                 if n == 1 {
                     result.stored += 1;
+                    typed::insert(&tx, &batch.sensor, row)?;
                 } else {
                     result.duplicates += 1;
                 }
@@ -113,6 +145,11 @@ impl Store {
             .prepare_cached("SELECT seq FROM events WHERE sensor = ?1 ORDER BY seq")?;
         let rows = q.query_map([sensor], |r| r.get::<_, i64>(0))?;
         rows.map(|r| r.map(|n| n as u64)).collect()
+    }
+
+    /// The connection, for the read-only queries of [`crate::query`].
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Size of the database in bytes.

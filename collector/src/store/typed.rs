@@ -1,0 +1,122 @@
+//! The columns the queries need, taken from a stored event: one row per
+//! handshake, route (and its hops) and scan, with the GeoIP tags the
+//! sensor's plugin added.
+
+use rusqlite::{params, Transaction};
+use serde_json::Value;
+
+use crate::ingest::Row;
+
+fn tag<'a>(e: &'a Value, key: &str) -> Option<&'a str> {
+    e.get("tags").and_then(|t| t.get(key)).and_then(Value::as_str)
+}
+
+fn tag_f64(e: &Value, key: &str) -> Option<f64> {
+    tag(e, key).and_then(|v| v.parse().ok())
+}
+
+fn tag_i64(e: &Value, key: &str) -> Option<i64> {
+    tag(e, key).and_then(|v| v.parse().ok())
+}
+
+pub(super) fn insert(tx: &Transaction<'_>, sensor: &str, row: &Row) -> rusqlite::Result<()> {
+    let e: Value = match serde_json::from_str(&row.json) {
+        Ok(v) => v,
+        Err(_) => return Ok(()),
+    };
+    let s = |k: &str| e.get(k).and_then(Value::as_str);
+    let i = |k: &str| e.get(k).and_then(Value::as_i64);
+    match row.kind {
+        "handshake" => {
+            let remote = if s("direction") == Some("inbound") {
+                s("client_ip")
+            } else {
+                s("server_ip")
+            };
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO handshakes (sensor, seq, id, ts_us, client_ip, client_port, server_ip, server_port,
+                 direction, outcome, rtt_us, syn_count, remote_ip, country, city, lat, lon, asn, org)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            )?
+            .execute(params![
+                sensor,
+                row.seq as i64,
+                i("id"),
+                row.ts_us,
+                s("client_ip"),
+                i("client_port"),
+                s("server_ip"),
+                i("server_port"),
+                s("direction"),
+                s("outcome"),
+                e.get("rtt_last_syn_us").and_then(Value::as_f64),
+                i("syn_count"),
+                remote,
+                tag(&e, "geo.country"),
+                tag(&e, "geo.city"),
+                tag_f64(&e, "geo.lat"),
+                tag_f64(&e, "geo.lon"),
+                tag_i64(&e, "asn"),
+                tag(&e, "asn.org"),
+            ])?;
+        }
+        "route" => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO routes (sensor, seq, id, ts_us, handshake_id, src_ip, dst_ip, protocol, reached,
+                 hop_count, changed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                sensor,
+                row.seq as i64,
+                i("id"),
+                row.ts_us,
+                i("handshake_id"),
+                s("src_ip"),
+                s("dst_ip"),
+                s("protocol"),
+                e.get("reached").and_then(Value::as_bool).unwrap_or(false),
+                i("hop_count"),
+                e.get("changed").and_then(Value::as_bool).unwrap_or(false),
+            ])?;
+            let mut hop = tx.prepare_cached(
+                "INSERT OR IGNORE INTO hops (sensor, route_seq, ttl, addr, sent, received, rtt_avg_us, country, asn)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for h in e.get("hops").and_then(Value::as_array).into_iter().flatten() {
+                let ttl = h.get("ttl").and_then(Value::as_i64).unwrap_or(0);
+                hop.execute(params![
+                    sensor,
+                    row.seq as i64,
+                    ttl,
+                    h.get("addr").and_then(Value::as_str),
+                    h.get("sent").and_then(Value::as_i64),
+                    h.get("received").and_then(Value::as_i64),
+                    h.get("rtt_avg_us").and_then(Value::as_f64),
+                    tag(&e, &format!("hop.{ttl}.geo.country")),
+                    tag_i64(&e, &format!("hop.{ttl}.asn")),
+                ])?;
+            }
+        }
+        "scan" => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO scans (sensor, seq, ts_us, src_ip, scan_type, phase, target_ip, target_port,
+                 distinct_count, country, asn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                sensor,
+                row.seq as i64,
+                row.ts_us,
+                s("src_ip"),
+                s("scan_type"),
+                s("phase"),
+                s("target_ip"),
+                i("target_port"),
+                i("distinct"),
+                tag(&e, "geo.country"),
+                tag_i64(&e, "asn"),
+            ])?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
