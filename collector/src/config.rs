@@ -22,6 +22,9 @@ pub struct Config {
     pub database: PathBuf,
     /// Largest request body, after decompression, in MiB.
     pub body_limit_mb: u64,
+    /// Events older than this many days (by their `ts_us`) are deleted,
+    /// hourly; 0 keeps everything.
+    pub retention_days: u32,
     /// `[sensors.<id>]`: the sensors allowed to send, each with its token.
     pub sensors: BTreeMap<String, Sensor>,
 }
@@ -39,6 +42,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: PathBuf::from("/var/lib/net-gazer-collector/events.sqlite"),
             body_limit_mb: 16,
+            retention_days: 30,
             sensors: BTreeMap::new(),
         }
     }

@@ -73,6 +73,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let store =
         Store::open(&config.database).with_context(|| format!("opening the database {}", config.database.display()))?;
+    if config.retention_days > 0 {
+        spawn_retention(&config)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -101,4 +104,28 @@ async fn shutdown() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("stopping");
+}
+
+/// Deletes events older than `retention_days`, at start and every hour, on
+/// a connection of its own.
+fn spawn_retention(config: &Config) -> anyhow::Result<()> {
+    let mut store =
+        Store::open(&config.database).with_context(|| format!("opening the database {}", config.database.display()))?;
+    let keep = std::time::Duration::from_secs(u64::from(config.retention_days) * 86_400);
+    std::thread::Builder::new()
+        .name("retention".into())
+        .spawn(move || loop {
+            let cutoff = std::time::SystemTime::now()
+                .checked_sub(keep)
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_micros() as i64);
+            match store.expire(cutoff) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "retention: old events deleted"),
+                Err(e) => tracing::error!(error = %e, "retention failed"),
+            }
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        })
+        .context("starting the retention thread")?;
+    Ok(())
 }

@@ -247,3 +247,184 @@ mod tests {
         assert_eq!(percentile(&[], 50.0), None);
     }
 }
+
+/// Who knocks: sources of inbound attempts that were refused or went
+/// unanswered, and of scans, with what they tried.
+pub fn inbound(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
+    let mut f = f.clone();
+    f.direction = Some("inbound".into());
+    let (clause, values) = f.clause();
+    let sql = format!(
+        "SELECT client_ip, server_ip, server_port, outcome, count(*), min(ts_us), max(ts_us), max(country), max(asn)
+         FROM handshakes WHERE outcome != 'established'{clause} GROUP BY 1, 2, 3, 4"
+    );
+    #[derive(Default)]
+    struct Source {
+        refused: u64,
+        unanswered: u64,
+        other: u64,
+        targets: Vec<Value>,
+        first_us: i64,
+        last_us: i64,
+        country: Option<String>,
+        asn: Option<i64>,
+        scans: Vec<Value>,
+    }
+    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+    let mut q = store.conn().prepare(&sql)?;
+    let mut rows = q.query(rusqlite::params_from_iter(values))?;
+    while let Some(r) = rows.next()? {
+        let s = sources.entry(r.get(0)?).or_insert_with(|| Source {
+            first_us: i64::MAX,
+            ..Source::default()
+        });
+        let n: i64 = r.get(4)?;
+        match r.get::<_, String>(3)?.as_str() {
+            "refused" => s.refused += n as u64,
+            "unanswered" => s.unanswered += n as u64,
+            _ => s.other += n as u64,
+        }
+        s.targets
+            .push(json!({"ip": r.get::<_, String>(1)?, "port": r.get::<_, i64>(2)?,
+            "outcome": r.get::<_, String>(3)?, "count": n}));
+        s.first_us = s.first_us.min(r.get(5)?);
+        s.last_us = s.last_us.max(r.get(6)?);
+        s.country = s.country.take().or(r.get(7)?);
+        s.asn = s.asn.or(r.get(8)?);
+    }
+    // Scans in the window (the scan table has no direction or port).
+    let mut scan_sql = String::from(
+        "SELECT src_ip, scan_type, phase, target_ip, target_port, distinct_count, ts_us, country, asn FROM scans WHERE 1 = 1",
+    );
+    let mut scan_values = Vec::new();
+    if let Some(v) = f.since_us {
+        scan_sql.push_str(" AND ts_us >= ?");
+        scan_values.push(Sql::Integer(v));
+    }
+    if let Some(v) = f.until_us {
+        scan_sql.push_str(" AND ts_us <= ?");
+        scan_values.push(Sql::Integer(v));
+    }
+    if let Some(v) = &f.sensor {
+        scan_sql.push_str(" AND sensor = ?");
+        scan_values.push(Sql::Text(v.clone()));
+    }
+    let mut q = store.conn().prepare(&scan_sql)?;
+    let mut rows = q.query(rusqlite::params_from_iter(scan_values))?;
+    while let Some(r) = rows.next()? {
+        let s = sources.entry(r.get(0)?).or_insert_with(|| Source {
+            first_us: i64::MAX,
+            ..Source::default()
+        });
+        let ts: i64 = r.get(6)?;
+        s.first_us = s.first_us.min(ts);
+        s.last_us = s.last_us.max(ts);
+        s.country = s.country.take().or(r.get(7)?);
+        s.asn = s.asn.or(r.get(8)?);
+        s.scans.push(
+            json!({"scan_type": r.get::<_, String>(1)?, "phase": r.get::<_, String>(2)?,
+            "target_ip": r.get::<_, Option<String>>(3)?, "target_port": r.get::<_, Option<i64>>(4)?,
+            "distinct": r.get::<_, Option<i64>>(5)?, "ts_us": ts}),
+        );
+    }
+    let mut out: Vec<Value> = sources
+        .into_iter()
+        .map(|(ip, s)| {
+            json!({"ip": ip, "attempts": s.refused + s.unanswered + s.other, "refused": s.refused,
+                "unanswered": s.unanswered, "targets": s.targets, "scans": s.scans,
+                "first_us": s.first_us, "last_us": s.last_us, "country": s.country, "asn": s.asn})
+        })
+        .collect();
+    out.sort_by_key(|s| std::cmp::Reverse(s["attempts"].as_u64().unwrap_or(0)));
+    Ok(json!({ "sources": out }))
+}
+
+/// Local hosts talking to each other (internal connections), one link per
+/// client, server and port.
+pub fn internal(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
+    let mut f = f.clone();
+    f.direction = Some("internal".into());
+    let (clause, values) = f.clause();
+    let sql = format!(
+        "SELECT client_ip, server_ip, server_port, count(*), count(CASE WHEN outcome != 'established' THEN 1 END),
+                min(rtt_us), max(ts_us)
+         FROM handshakes WHERE 1 = 1{clause} GROUP BY 1, 2, 3 ORDER BY 4 DESC"
+    );
+    let mut q = store.conn().prepare(&sql)?;
+    let links: Vec<Value> = q
+        .query_map(rusqlite::params_from_iter(values), |r| {
+            Ok(
+                json!({"client": r.get::<_, String>(0)?, "server": r.get::<_, String>(1)?,
+                "port": r.get::<_, i64>(2)?, "count": r.get::<_, i64>(3)?, "failures": r.get::<_, i64>(4)?,
+                "rtt_min_us": r.get::<_, Option<f64>>(5)?, "last_us": r.get::<_, i64>(6)?}),
+            )
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(json!({ "links": links }))
+}
+
+/// RTT over time: per `bucket_us` (default 60 s), the attempts, failures
+/// and RTT percentiles of the handshakes in the filter, for one remote
+/// host, ASN or country when asked.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Series {
+    // The filter's fields, spelled out: serde's `flatten` turns query
+    // string numbers into strings.
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    pub sensor: Option<String>,
+    pub direction: Option<String>,
+    pub port: Option<u16>,
+    pub bucket_us: Option<i64>,
+    pub host: Option<String>,
+    pub asn: Option<i64>,
+    pub country: Option<String>,
+}
+
+pub fn rtt_series(store: &Store, s: &Series) -> rusqlite::Result<Value> {
+    let bucket = s.bucket_us.filter(|b| *b > 0).unwrap_or(60_000_000);
+    let filter = Filter {
+        since_us: s.since_us,
+        until_us: s.until_us,
+        sensor: s.sensor.clone(),
+        direction: s.direction.clone(),
+        port: s.port,
+    };
+    let (mut clause, mut values) = filter.clause();
+    if let Some(h) = &s.host {
+        clause.push_str(" AND remote_ip = ?");
+        values.push(Sql::Text(h.clone()));
+    }
+    if let Some(a) = s.asn {
+        clause.push_str(" AND asn = ?");
+        values.push(Sql::Integer(a));
+    }
+    if let Some(c) = &s.country {
+        clause.push_str(" AND country = ?");
+        values.push(Sql::Text(c.clone()));
+    }
+    let sql = format!("SELECT ts_us, rtt_us, outcome FROM handshakes WHERE 1 = 1{clause}");
+    let mut q = store.conn().prepare(&sql)?;
+    let mut rows = q.query(rusqlite::params_from_iter(values))?;
+    let mut buckets: BTreeMap<i64, (u64, u64, Vec<f64>)> = BTreeMap::new();
+    while let Some(r) = rows.next()? {
+        let ts: i64 = r.get(0)?;
+        let b = buckets.entry(ts.div_euclid(bucket) * bucket).or_default();
+        b.0 += 1;
+        if r.get::<_, String>(2)? != "established" {
+            b.1 += 1;
+        }
+        if let Some(rtt) = r.get::<_, Option<f64>>(1)? {
+            b.2.push(rtt);
+        }
+    }
+    let points: Vec<Value> = buckets
+        .into_iter()
+        .map(|(start, (n, failures, mut rtts))| {
+            rtts.sort_by(f64::total_cmp);
+            json!({"start_us": start, "attempts": n, "failures": failures,
+                "rtt_p50_us": percentile(&rtts, 50.0), "rtt_p95_us": percentile(&rtts, 95.0)})
+        })
+        .collect();
+    Ok(json!({"bucket_us": bucket, "points": points}))
+}

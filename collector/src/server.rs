@@ -59,6 +59,9 @@ pub fn app(config: Config, store: Store) -> Router {
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{ip}", get(host))
         .route("/api/v1/graph", get(graph))
+        .route("/api/v1/inbound", get(inbound))
+        .route("/api/v1/internal", get(internal))
+        .route("/api/v1/rtt", get(rtt))
         .route("/api/v1/events", post(events))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -208,6 +211,18 @@ async fn hosts(State(state): State<Arc<AppState>>, Query(f): Query<query::Filter
 
 async fn graph(State(state): State<Arc<AppState>>, Query(f): Query<query::Filter>) -> Response {
     read(&state, |s| query::graph(s, &f))
+}
+
+async fn inbound(State(state): State<Arc<AppState>>, Query(f): Query<query::Filter>) -> Response {
+    read(&state, |s| query::inbound(s, &f))
+}
+
+async fn internal(State(state): State<Arc<AppState>>, Query(f): Query<query::Filter>) -> Response {
+    read(&state, |s| query::internal(s, &f))
+}
+
+async fn rtt(State(state): State<Arc<AppState>>, Query(q): Query<query::Series>) -> Response {
+    read(&state, |s| query::rtt_series(s, &q))
 }
 
 async fn host(State(state): State<Arc<AppState>>, Path(ip): Path<String>, Query(f): Query<query::Filter>) -> Response {

@@ -364,3 +364,80 @@ fn hosts_graph_and_host_detail_answer_from_what_was_stored() {
     assert_eq!(detail["ports"], json!([443]));
     assert_eq!(get(&c, "/api/v1/hosts/not-an-ip").0, 400);
 }
+
+#[test]
+fn inbound_internal_and_rtt_over_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path());
+    let mut events = Vec::new();
+    // 203.0.113.5 knocks on 3 ports of 10.0.0.1 (2 refused, 1 unanswered)
+    // and is reported as a port scan; one inbound connection succeeds from
+    // elsewhere; two local hosts talk to each other.
+    for (i, (port, outcome)) in [(22, "refused"), (23, "refused"), (3389, "unanswered")]
+        .iter()
+        .enumerate()
+    {
+        let mut h = handshake(i as u64 + 1);
+        h["direction"] = json!("inbound");
+        h["client_ip"] = json!("203.0.113.5");
+        h["server_ip"] = json!("10.0.0.1");
+        h["server_port"] = json!(port);
+        h["outcome"] = json!(outcome);
+        events.push(h);
+    }
+    let mut ok = handshake(4);
+    ok["direction"] = json!("inbound");
+    ok["client_ip"] = json!("198.51.100.77");
+    ok["server_ip"] = json!("10.0.0.1");
+    events.push(ok);
+    events.push(
+        json!({"kind": "scan", "seq": 5, "ts_us": 1_700_000_000_000_009i64, "src_ip": "203.0.113.5",
+        "scan_type": "port_scan", "phase": "detected", "target_ip": "10.0.0.1", "distinct": 15}),
+    );
+    for seq in 6..=8 {
+        let mut h = handshake(seq);
+        h["direction"] = json!("internal");
+        h["client_ip"] = json!("10.0.0.2");
+        h["server_ip"] = json!("10.0.0.3");
+        h["server_port"] = json!(445);
+        h["ts_us"] = json!(seq as i64 * 60_000_000);
+        h["rtt_last_syn_us"] = json!(100.0 * seq as f64);
+        events.push(h);
+    }
+    let body = serde_json::to_vec(&json!({"sensor": "gw1", "events": events})).unwrap();
+    assert_eq!(post(&c, Some(TOKEN), body, false).0, 200);
+
+    let (_, inbound) = get(&c, "/api/v1/inbound");
+    let sources = inbound["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1, "only failed attempts and scans: {inbound}");
+    let s = &sources[0];
+    assert_eq!(
+        (&s["ip"], &s["attempts"], &s["refused"], &s["unanswered"]),
+        (&json!("203.0.113.5"), &json!(3), &json!(2), &json!(1))
+    );
+    assert_eq!(s["targets"].as_array().unwrap().len(), 3);
+    assert_eq!(s["scans"][0]["distinct"], 15);
+
+    let (_, internal) = get(&c, "/api/v1/internal");
+    assert_eq!(internal["links"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (&internal["links"][0]["count"], &internal["links"][0]["port"]),
+        (&json!(3), &json!(445))
+    );
+
+    let (status, series) = get(&c, "/api/v1/rtt?direction=internal&bucket_us=120000000");
+    assert_eq!(status, 200, "{series}");
+    let points = series["points"].as_array().unwrap();
+    // Handshakes at 6, 7 and 8 minutes: buckets [6, 8) and [8, 10) min.
+    assert_eq!(points.len(), 2, "{series}");
+    assert_eq!(
+        (&points[0]["attempts"], &points[0]["rtt_p50_us"]),
+        (&json!(2), &json!(600.0))
+    );
+    assert_eq!(
+        (&points[1]["attempts"], &points[1]["rtt_p95_us"]),
+        (&json!(1), &json!(800.0))
+    );
+    let (_, by_host) = get(&c, "/api/v1/rtt?host=203.0.113.5");
+    assert_eq!(by_host["points"][0]["failures"], 3);
+}

@@ -147,6 +147,23 @@ impl Store {
         rows.map(|r| r.map(|n| n as u64)).collect()
     }
 
+    /// Deletes what is older than `before_us` (retention). Returns the
+    /// events deleted.
+    pub fn expire(&mut self, before_us: i64) -> Result<u64, rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute("DELETE FROM events WHERE ts_us < ?1", [before_us])?;
+        tx.execute("DELETE FROM handshakes WHERE ts_us < ?1", [before_us])?;
+        tx.execute(
+            "DELETE FROM hops WHERE EXISTS (SELECT 1 FROM routes r WHERE r.sensor = hops.sensor
+             AND r.seq = hops.route_seq AND r.ts_us < ?1)",
+            [before_us],
+        )?;
+        tx.execute("DELETE FROM routes WHERE ts_us < ?1", [before_us])?;
+        tx.execute("DELETE FROM scans WHERE ts_us < ?1", [before_us])?;
+        tx.commit()?;
+        Ok(n as u64)
+    }
+
     /// The connection, for the read-only queries of [`crate::query`].
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
@@ -199,5 +216,13 @@ mod tests {
         );
         assert_eq!(s.sequence_numbers("gw1").unwrap(), [1, 2, 3, 4]);
         assert_eq!(s.counts().unwrap()["gw1"]["stats"], 4);
+    }
+
+    #[test]
+    fn retention_deletes_only_what_is_older() {
+        let mut s = Store::in_memory().unwrap();
+        s.insert(&batch(&[1, 2, 3, 4]), 0).unwrap();
+        assert_eq!(s.expire(3).unwrap(), 2, "ts_us 1 and 2");
+        assert_eq!(s.sequence_numbers("gw1").unwrap(), [3, 4]);
     }
 }
