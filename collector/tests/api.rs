@@ -28,7 +28,7 @@ fn start(dir: &Path) -> Collector {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nbody_limit_mb = 1\n\
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nbody_limit_mb = 1\nretention_days = 0\n\
              [sensors.gw1]\ntoken = \"{TOKEN}\"\n[sensors.gw2]\ntoken = \"{OTHER}\"\n",
             dir.join("events.sqlite").display()
         ),

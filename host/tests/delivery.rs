@@ -40,7 +40,7 @@ fn start_collector(dir: &Path, listen: &str) -> Collector {
     std::fs::write(
         &config,
         format!(
-            "listen = \"{listen}\"\ndatabase = \"{}\"\n[sensors.gw-test]\ntoken = \"{TOKEN}\"\n",
+            "listen = \"{listen}\"\ndatabase = \"{}\"\nretention_days = 0\n[sensors.gw-test]\ntoken = \"{TOKEN}\"\n",
             dir.join("events.sqlite").display()
         ),
     )
