@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Collector ingest benchmark (docs/benchmarks.md): events/s through the
 # collector's check-and-store path against a plain bulk insert of the same
-# rows, in the same run on one core; then over HTTP to a running collector.
+# rows, in the same run on one core; then over HTTP to a running collector;
+# then the graph query over 10,000 remote hosts with ten-hop routes.
 #   ./scripts/bench-collector.sh [EVENTS]
 captures=0
 source "$(dirname "$0")/bench-common.sh"
 events="${1:-200000}"
-cargo build --release --locked -p net-gazer-collector --bin net-gazer-collector --example ingest_bench >&2
+cargo build --release --locked -p net-gazer-collector --bin net-gazer-collector --example ingest_bench --example graph_bench >&2
 work="$dir/collector-bench"
 rm -rf "$work" && mkdir -p "$work"
 token=bench-token-0123456789
@@ -18,3 +19,4 @@ trap 'kill $pid 2>/dev/null' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$work/collector.log" && break; sleep 0.1; done
 url="http://$(sed -n 's/^net-gazer-collector: listening on //p' "$work/collector.log")"
 taskset -c 0 "$CARGO_TARGET_DIR/release/examples/ingest_bench" "$work" "$events" 1000 "$url" "$token"
+taskset -c 0 "$CARGO_TARGET_DIR/release/examples/graph_bench" "$work" 10000

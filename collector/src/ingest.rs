@@ -18,6 +18,8 @@ pub struct Row {
     pub ts_us: i64,
     /// The event as received (`seq` included).
     pub json: String,
+    /// The same, parsed (the typed tables read their columns from it).
+    pub value: Value,
 }
 
 /// A valid batch.
@@ -102,7 +104,7 @@ fn check(event: &Map<String, Value>, field: &str, t: Type) -> Result<(), String>
 /// Parses and checks a batch body (already decompressed).
 pub fn parse(body: &[u8]) -> Result<Batch, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
-    let Value::Object(top) = v else {
+    let Value::Object(mut top) = v else {
         return Err("the body must be a JSON object {\"sensor\": …, \"events\": […]}".into());
     };
     let sensor = top
@@ -110,13 +112,12 @@ pub fn parse(body: &[u8]) -> Result<Batch, String> {
         .and_then(Value::as_str)
         .ok_or("field `sensor`: missing or not a string")?
         .to_string();
-    let events = top
-        .get("events")
-        .and_then(Value::as_array)
-        .ok_or("field `events`: missing or not a list")?;
+    let Some(Value::Array(events)) = top.remove("events") else {
+        return Err("field `events`: missing or not a list".into());
+    };
     let mut rows = Vec::with_capacity(events.len());
-    for (i, e) in events.iter().enumerate() {
-        let Value::Object(event) = e else {
+    for (i, e) in events.into_iter().enumerate() {
+        let Value::Object(event) = &e else {
             return Err(format!("events[{i}]: not a JSON object"));
         };
         let kind_text = event.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -135,11 +136,13 @@ pub fn parse(body: &[u8]) -> Result<Batch, String> {
         if seq == 0 {
             return Err(format!("events[{i}] ({kind}): field `seq`: must start at 1"));
         }
+        let ts_us = event.get("ts_us").and_then(Value::as_i64).unwrap_or(0);
         rows.push(Row {
             seq,
             kind,
-            ts_us: event.get("ts_us").and_then(Value::as_i64).unwrap_or(0),
+            ts_us,
             json: e.to_string(),
+            value: e,
         });
     }
     Ok(Batch { sensor, rows })

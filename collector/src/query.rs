@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::types::Value as Sql;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::store::Store;
@@ -111,76 +111,125 @@ pub fn hosts(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
     Ok(json!({ "hosts": out }))
 }
 
+#[derive(Serialize)]
+pub struct Node {
+    id: String,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    asn: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct Link {
+    source: String,
+    target: String,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failures: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_min_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_avg_us: Option<f64>,
+}
+
+/// What `GET /api/v1/graph` serves (typed, not a JSON tree: a graph of
+/// 10,000 hosts has over 100,000 links).
+#[derive(Serialize)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    pub links: Vec<Link>,
+}
+
 /// The graph: local hosts, remote hosts and the hops between, with the
 /// connections (local → remote) and the latest path to each remote host
 /// (sensor → hop → … → remote).
-pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
+pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
     let (clause, values) = f.clause();
     let sql = format!(
         "SELECT CASE WHEN direction = 'inbound' THEN server_ip ELSE client_ip END, remote_ip, count(*),
                 count(CASE WHEN outcome != 'established' THEN 1 END), min(rtt_us), max(country), max(asn)
          FROM handshakes WHERE 1 = 1{clause} GROUP BY 1, 2"
     );
-    let mut nodes: BTreeMap<String, Value> = BTreeMap::new();
+    let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     let mut links = Vec::new();
+    let node = |id: &str, kind: &'static str, country: Option<String>, asn: Option<i64>| Node {
+        id: id.to_string(),
+        kind,
+        country,
+        asn,
+    };
     let mut q = store.conn().prepare(&sql)?;
     let mut rows = q.query(rusqlite::params_from_iter(values))?;
-    let mut remotes = BTreeSet::new();
     while let Some(r) = rows.next()? {
         let (local, remote): (String, String) = (r.get(0)?, r.get(1)?);
-        let count: i64 = r.get(2)?;
         nodes
             .entry(local.clone())
-            .or_insert_with(|| json!({"id": local, "kind": "local"}));
-        nodes.insert(
-            remote.clone(),
-            json!({"id": remote, "kind": "remote", "country": r.get::<_, Option<String>>(5)?, "asn": r.get::<_, Option<i64>>(6)?}),
-        );
-        links.push(
-            json!({"source": local, "target": remote, "kind": "connection", "count": count,
-            "failures": r.get::<_, i64>(3)?, "rtt_min_us": r.get::<_, Option<f64>>(4)?}),
-        );
-        remotes.insert(remote);
+            .or_insert_with(|| node(&local, "local", None, None));
+        nodes.insert(remote.clone(), node(&remote, "remote", r.get(5)?, r.get(6)?));
+        links.push(Link {
+            source: local,
+            target: remote,
+            kind: "connection",
+            count: Some(r.get(2)?),
+            failures: Some(r.get(3)?),
+            rtt_min_us: r.get(4)?,
+            ttl: None,
+            rtt_avg_us: None,
+        });
     }
-    // The latest route to each remote host in the graph.
-    let mut latest = store
-        .conn()
-        .prepare_cached("SELECT sensor, seq, src_ip FROM routes WHERE dst_ip = ?1 ORDER BY ts_us DESC LIMIT 1")?;
-    let mut hops_of = store.conn().prepare_cached(
-        "SELECT ttl, addr, rtt_avg_us, country, asn FROM hops WHERE sensor = ?1 AND route_seq = ?2 ORDER BY ttl",
+    // The hops of the latest route to each destination, in one pass
+    // (SQLite takes the other columns of a max() aggregate from its row).
+    let mut q = store.conn().prepare_cached(
+        "WITH latest AS (SELECT dst_ip, src_ip, sensor, seq, max(ts_us) FROM routes GROUP BY dst_ip)
+         SELECT l.dst_ip, l.src_ip, h.ttl, h.addr, h.rtt_avg_us, h.country, h.asn
+         FROM latest l JOIN hops h ON h.sensor = l.sensor AND h.route_seq = l.seq
+         ORDER BY l.dst_ip, h.ttl",
     )?;
-    for remote in &remotes {
-        let Some((sensor, seq, src)) = latest
-            .query_row([remote], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
-            })
-            .ok()
-        else {
+    let mut rows = q.query([])?;
+    let mut current: Option<String> = None;
+    let mut prev = String::new();
+    while let Some(r) = rows.next()? {
+        let dst: String = r.get(0)?;
+        if !matches!(nodes.get(&dst), Some(n) if n.kind == "remote") {
+            continue;
+        }
+        if current.as_deref() != Some(dst.as_str()) {
+            let src: String = r.get(1)?;
+            nodes
+                .entry(src.clone())
+                .or_insert_with(|| node(&src, "sensor", None, None));
+            prev = src;
+            current = Some(dst.clone());
+        }
+        let Some(addr) = r.get::<_, Option<String>>(3)? else {
             continue;
         };
-        nodes
-            .entry(src.clone())
-            .or_insert_with(|| json!({"id": src, "kind": "sensor"}));
-        let mut prev = src;
-        let mut hops = hops_of.query(rusqlite::params![sensor, seq])?;
-        while let Some(h) = hops.next()? {
-            let Some(addr) = h.get::<_, Option<String>>(1)? else {
-                continue;
-            };
-            if &addr != remote {
-                nodes.entry(addr.clone()).or_insert_with(|| {
-                    json!({"id": addr, "kind": "hop", "country": h.get::<_, Option<String>>(3).ok().flatten(),
-                        "asn": h.get::<_, Option<i64>>(4).ok().flatten()})
-                });
-            }
-            links.push(
-                json!({"source": prev, "target": addr, "kind": "path", "ttl": h.get::<_, i64>(0)?,
-                "rtt_avg_us": h.get::<_, Option<f64>>(2)?}),
-            );
-            prev = addr;
+        if addr != dst {
+            nodes
+                .entry(addr.clone())
+                .or_insert_with(|| node(&addr, "hop", r.get(5).ok().flatten(), r.get(6).ok().flatten()));
         }
+        links.push(Link {
+            source: std::mem::replace(&mut prev, addr.clone()),
+            target: addr,
+            kind: "path",
+            count: None,
+            failures: None,
+            rtt_min_us: None,
+            ttl: Some(r.get(2)?),
+            rtt_avg_us: r.get(4)?,
+        });
     }
-    Ok(json!({"nodes": nodes.into_values().collect::<Vec<_>>(), "links": links}))
+    Ok(Graph {
+        nodes: nodes.into_values().collect(),
+        links,
+    })
 }
 
 /// One remote host: its RTTs over time, ports, and its routes (latest

@@ -194,7 +194,7 @@ async fn summary(State(state): State<Arc<AppState>>) -> Response {
 
 /// Runs a read query on the store; 400 for a bad filter is axum's (the
 /// query string does not parse), 503 when the database fails.
-fn read(state: &AppState, q: impl FnOnce(&Store) -> rusqlite::Result<serde_json::Value>) -> Response {
+fn read<T: serde::Serialize>(state: &AppState, q: impl FnOnce(&Store) -> rusqlite::Result<T>) -> Response {
     let result = match state.store.lock() {
         Ok(store) => q(&store).map_err(|e| e.to_string()),
         Err(_) => Err("the store lock is poisoned".to_string()),

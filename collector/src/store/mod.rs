@@ -192,6 +192,7 @@ mod tests {
                     kind: "stats",
                     ts_us: seq as i64,
                     json: format!("{{\"kind\":\"stats\",\"seq\":{seq},\"ts_us\":{seq}}}"),
+                    value: serde_json::Value::Null,
                 })
                 .collect(),
         }

@@ -20,10 +20,7 @@ fn tag_i64(e: &Value, key: &str) -> Option<i64> {
 }
 
 pub(super) fn insert(tx: &Transaction<'_>, sensor: &str, row: &Row) -> rusqlite::Result<()> {
-    let e: Value = match serde_json::from_str(&row.json) {
-        Ok(v) => v,
-        Err(_) => return Ok(()),
-    };
+    let e = &row.value;
     let s = |k: &str| e.get(k).and_then(Value::as_str);
     let i = |k: &str| e.get(k).and_then(Value::as_i64);
     match row.kind {
@@ -52,12 +49,12 @@ pub(super) fn insert(tx: &Transaction<'_>, sensor: &str, row: &Row) -> rusqlite:
                 e.get("rtt_last_syn_us").and_then(Value::as_f64),
                 i("syn_count"),
                 remote,
-                tag(&e, "geo.country"),
-                tag(&e, "geo.city"),
-                tag_f64(&e, "geo.lat"),
-                tag_f64(&e, "geo.lon"),
-                tag_i64(&e, "asn"),
-                tag(&e, "asn.org"),
+                tag(e, "geo.country"),
+                tag(e, "geo.city"),
+                tag_f64(e, "geo.lat"),
+                tag_f64(e, "geo.lon"),
+                tag_i64(e, "asn"),
+                tag(e, "asn.org"),
             ])?;
         }
         "route" => {
@@ -92,8 +89,8 @@ pub(super) fn insert(tx: &Transaction<'_>, sensor: &str, row: &Row) -> rusqlite:
                     h.get("sent").and_then(Value::as_i64),
                     h.get("received").and_then(Value::as_i64),
                     h.get("rtt_avg_us").and_then(Value::as_f64),
-                    tag(&e, &format!("hop.{ttl}.geo.country")),
-                    tag_i64(&e, &format!("hop.{ttl}.asn")),
+                    tag(e, &format!("hop.{ttl}.geo.country")),
+                    tag_i64(e, &format!("hop.{ttl}.asn")),
                 ])?;
             }
         }
@@ -112,8 +109,8 @@ pub(super) fn insert(tx: &Transaction<'_>, sensor: &str, row: &Row) -> rusqlite:
                 s("target_ip"),
                 i("target_port"),
                 i("distinct"),
-                tag(&e, "geo.country"),
-                tag_i64(&e, "asn"),
+                tag(e, "geo.country"),
+                tag_i64(e, "asn"),
             ])?;
         }
         _ => {}
