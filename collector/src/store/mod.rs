@@ -25,30 +25,28 @@ const MIGRATIONS: &[&str] = &[
         kind TEXT NOT NULL,
         ts_us INTEGER NOT NULL,
         json TEXT NOT NULL,
-        PRIMARY KEY (sensor, seq)
-    ) WITHOUT ROWID;
+        UNIQUE (sensor, seq)
+    );
     CREATE INDEX events_kind_ts ON events (kind, ts_us);",
     "CREATE TABLE handshakes (
         sensor TEXT NOT NULL, seq INTEGER NOT NULL, id INTEGER NOT NULL, ts_us INTEGER NOT NULL,
         client_ip TEXT NOT NULL, client_port INTEGER NOT NULL, server_ip TEXT NOT NULL, server_port INTEGER NOT NULL,
         direction TEXT NOT NULL, outcome TEXT NOT NULL, rtt_us REAL, syn_count INTEGER,
-        remote_ip TEXT NOT NULL, country TEXT, city TEXT, lat REAL, lon REAL, asn INTEGER, org TEXT,
-        PRIMARY KEY (sensor, seq)
-    ) WITHOUT ROWID;
+        remote_ip TEXT NOT NULL, country TEXT, city TEXT, lat REAL, lon REAL, asn INTEGER, org TEXT
+    );
     CREATE INDEX handshakes_remote ON handshakes (remote_ip, ts_us);
     CREATE INDEX handshakes_ts ON handshakes (ts_us);
     CREATE TABLE routes (
         sensor TEXT NOT NULL, seq INTEGER NOT NULL, id INTEGER NOT NULL, ts_us INTEGER NOT NULL,
         handshake_id INTEGER, src_ip TEXT NOT NULL, dst_ip TEXT NOT NULL, protocol TEXT, reached INTEGER NOT NULL,
-        hop_count INTEGER, changed INTEGER NOT NULL,
-        PRIMARY KEY (sensor, seq)
-    ) WITHOUT ROWID;
+        hop_count INTEGER, changed INTEGER NOT NULL
+    );
     CREATE INDEX routes_dst ON routes (dst_ip, ts_us);
     CREATE TABLE hops (
         sensor TEXT NOT NULL, route_seq INTEGER NOT NULL, ttl INTEGER NOT NULL, addr TEXT,
-        sent INTEGER, received INTEGER, rtt_avg_us REAL, country TEXT, asn INTEGER,
-        PRIMARY KEY (sensor, route_seq, ttl)
-    ) WITHOUT ROWID;
+        sent INTEGER, received INTEGER, rtt_avg_us REAL, country TEXT, asn INTEGER
+    );
+    CREATE INDEX hops_route ON hops (sensor, route_seq, ttl);
     CREATE TABLE scans (
         sensor TEXT NOT NULL, seq INTEGER NOT NULL, ts_us INTEGER NOT NULL, src_ip TEXT NOT NULL,
         scan_type TEXT NOT NULL, phase TEXT NOT NULL, target_ip TEXT, target_port INTEGER, distinct_count INTEGER,
@@ -84,6 +82,9 @@ impl Store {
     fn prepare(conn: Connection) -> Result<Store, rusqlite::Error> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // 64 MiB of page cache (the default is 2 MiB): the indexes of a
+        // busy day stay in memory while batches go in.
+        conn.pragma_update(None, "cache_size", -65536)?;
         let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
             conn.execute_batch(m)?;
@@ -102,11 +103,12 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (sensor, seq, kind, ts_us, json) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            let mut typed_rows = typed::Typed::new(&tx)?;
             for row in &batch.rows {
                 let n = insert.execute(params![batch.sensor, row.seq as i64, row.kind, row.ts_us, row.json])?;
                 if n == 1 {
                     result.stored += 1;
-                    typed::insert(&tx, &batch.sensor, row)?;
+                    typed::insert(&mut typed_rows, &batch.sensor, row)?;
                 } else {
                     result.duplicates += 1;
                 }

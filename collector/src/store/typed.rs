@@ -1,8 +1,9 @@
 //! The columns the queries need, taken from a stored event: one row per
 //! handshake, route (and its hops) and scan, with the GeoIP tags the
-//! sensor's plugin added.
+//! sensor's plugin added. Only new events get here (the events table's
+//! unique (sensor, seq) decided), so these tables need no key of their own.
 
-use rusqlite::{params, Transaction};
+use rusqlite::{params, Statement, Transaction};
 use serde_json::Value;
 
 use crate::ingest::Row;
@@ -19,7 +20,37 @@ fn tag_i64(e: &Value, key: &str) -> Option<i64> {
     tag(e, key).and_then(|v| v.parse().ok())
 }
 
-pub(super) fn insert(tx: &Transaction<'_>, sensor: &str, row: &Row) -> rusqlite::Result<()> {
+/// The statements, prepared once per batch.
+pub(super) struct Typed<'tx> {
+    handshake: Statement<'tx>,
+    route: Statement<'tx>,
+    hop: Statement<'tx>,
+    scan: Statement<'tx>,
+}
+
+impl<'tx> Typed<'tx> {
+    pub(super) fn new(tx: &'tx Transaction<'_>) -> rusqlite::Result<Typed<'tx>> {
+        Ok(Typed {
+            handshake: tx.prepare(HANDSHAKE)?,
+            route: tx.prepare(ROUTE)?,
+            hop: tx.prepare(HOP)?,
+            scan: tx.prepare(SCAN)?,
+        })
+    }
+}
+
+const HANDSHAKE: &str =
+    "INSERT INTO handshakes (sensor, seq, id, ts_us, client_ip, client_port, server_ip, server_port,
+     direction, outcome, rtt_us, syn_count, remote_ip, country, city, lat, lon, asn, org)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+const ROUTE: &str = "INSERT INTO routes (sensor, seq, id, ts_us, handshake_id, src_ip, dst_ip, protocol, reached,
+     hop_count, changed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+const HOP: &str = "INSERT INTO hops (sensor, route_seq, ttl, addr, sent, received, rtt_avg_us, country, asn)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const SCAN: &str = "INSERT INTO scans (sensor, seq, ts_us, src_ip, scan_type, phase, target_ip, target_port,
+     distinct_count, country, asn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+pub(super) fn insert(t: &mut Typed<'_>, sensor: &str, row: &Row) -> rusqlite::Result<()> {
     let e = &row.value;
     let s = |k: &str| e.get(k).and_then(Value::as_str);
     let i = |k: &str| e.get(k).and_then(Value::as_i64);
@@ -30,12 +61,7 @@ pub(super) fn insert(tx: &Transaction<'_>, sensor: &str, row: &Row) -> rusqlite:
             } else {
                 s("server_ip")
             };
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO handshakes (sensor, seq, id, ts_us, client_ip, client_port, server_ip, server_port,
-                 direction, outcome, rtt_us, syn_count, remote_ip, country, city, lat, lon, asn, org)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-            )?
-            .execute(params![
+            t.handshake.execute(params![
                 sensor,
                 row.seq as i64,
                 i("id"),
@@ -58,11 +84,7 @@ pub(super) fn insert(tx: &Transaction<'_>, sensor: &str, row: &Row) -> rusqlite:
             ])?;
         }
         "route" => {
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO routes (sensor, seq, id, ts_us, handshake_id, src_ip, dst_ip, protocol, reached,
-                 hop_count, changed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
+            t.route.execute(params![
                 sensor,
                 row.seq as i64,
                 i("id"),
@@ -75,13 +97,9 @@ pub(super) fn insert(tx: &Transaction<'_>, sensor: &str, row: &Row) -> rusqlite:
                 i("hop_count"),
                 e.get("changed").and_then(Value::as_bool).unwrap_or(false),
             ])?;
-            let mut hop = tx.prepare_cached(
-                "INSERT OR IGNORE INTO hops (sensor, route_seq, ttl, addr, sent, received, rtt_avg_us, country, asn)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
             for h in e.get("hops").and_then(Value::as_array).into_iter().flatten() {
                 let ttl = h.get("ttl").and_then(Value::as_i64).unwrap_or(0);
-                hop.execute(params![
+                t.hop.execute(params![
                     sensor,
                     row.seq as i64,
                     ttl,
@@ -95,11 +113,7 @@ pub(super) fn insert(tx: &Transaction<'_>, sensor: &str, row: &Row) -> rusqlite:
             }
         }
         "scan" => {
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO scans (sensor, seq, ts_us, src_ip, scan_type, phase, target_ip, target_port,
-                 distinct_count, country, asn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
+            t.scan.execute(params![
                 sensor,
                 row.seq as i64,
                 row.ts_us,
