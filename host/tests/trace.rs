@@ -310,6 +310,33 @@ fn daemon_traces_the_remote_ends(lab: &mut Lab) {
             mmdb.display()
         );
     }
+    // The events also go to a collector in s (a namespace of its own: a
+    // fixed port is free there), over real HTTP.
+    let collector_bin = PathBuf::from(env!("CARGO_BIN_EXE_net-gazer")).with_file_name("net-gazer-collector");
+    assert!(
+        collector_bin.is_file(),
+        "build the workspace first: {}",
+        collector_bin.display()
+    );
+    let collector_config = dir.path().join("collector.toml");
+    std::fs::write(
+        &collector_config,
+        format!(
+            "listen = \"127.0.0.1:18080\"\ndatabase = \"{}\"\n[sensors.lab]\ntoken = \"lab-token-0123456789\"\n",
+            dir.path().join("collector.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let collector = lab.spawn(
+        "s",
+        &collector_bin.to_string_lossy(),
+        &["-c", &collector_config.to_string_lossy()],
+    );
+    text += &format!(
+        "[sensor]\nid = \"lab\"\n[output.collector]\nurl = \"http://127.0.0.1:18080\"\n\
+         token = \"lab-token-0123456789\"\nbatch_interval = \"200ms\"\nspool_dir = \"{}\"\n",
+        dir.path().join("spool").display()
+    );
     std::fs::write(&config, text).unwrap();
     let events = dir.path().join("events.jsonl");
     let log = dir.path().join("sensor.log");
@@ -324,6 +351,7 @@ fn daemon_traces_the_remote_ends(lab: &mut Lab) {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let sensor_index = lab.children.len();
     lab.children.push(sensor);
     let sensor_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let started = Instant::now();
@@ -347,7 +375,7 @@ fn daemon_traces_the_remote_ends(lab: &mut Lab) {
     std::thread::sleep(Duration::from_secs(2));
     lab.ok("r2", "ip", &["route", "replace", "10.88.10.0/24", "via", "10.88.3.2"]);
 
-    let sensor = lab.children.first_mut().unwrap();
+    let sensor = &mut lab.children[sensor_index];
     // SAFETY: kill has no memory preconditions; the pid is our child's.
     unsafe { libc::kill(sensor.id() as libc::pid_t, libc::SIGTERM) };
     let status = sensor.wait().unwrap();
@@ -431,6 +459,30 @@ fn daemon_traces_the_remote_ends(lab: &mut Lab) {
         "probes were seen and left out: {stats}"
     );
     assert_eq!(stats["routes"], 3);
+
+    // What the collector stored, and the path it serves, match.
+    let get = |path: &str| -> Value {
+        let py = "import sys, urllib.request; print(urllib.request.urlopen('http://127.0.0.1:18080' + sys.argv[1]).read().decode())";
+        let out = lab.ok("s", "python3", &["-c", py, path]);
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{path}: {e}: {out}"))
+    };
+    let summary = get("/api/v1/summary");
+    assert_eq!(summary["events"]["lab"]["handshake"], 3, "{summary}");
+    assert_eq!(summary["events"]["lab"]["route"], 3, "{summary}");
+    let graph = get("/api/v1/graph?direction=outbound");
+    let path: Vec<&str> = graph["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "path")
+        .map(|l| l["target"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        path,
+        path_v4_via_b().iter().map(String::as_str).collect::<Vec<_>>(),
+        "the latest route: {graph}"
+    );
+    let _ = collector;
 }
 
 fn ecmp(lab: &Lab) {
