@@ -35,15 +35,20 @@ wall() {
   printf '| %s | %s | %s |\n' "$label" "$(printf '%s\n' "${times[@]}" | median)" "$hops"
 }
 
-echo "| command (ten-hop path, $runs runs) | median wall s | hop lines |"
-echo "|---|---|---|"
-wall "net-gazer trace -p icmp" "$ng" trace "$dst" -p icmp
-wall "net-gazer trace -p udp" "$ng" trace "$dst" -p udp
-wall "net-gazer trace -p tcp" "$ng" trace "$dst" -p tcp
-wall "traceroute (defaults: UDP)" traceroute -n "$dst"
-wall "traceroute -I" traceroute -n -I "$dst"
-wall "traceroute -T" traceroute -n -T "$dst"
-wall "mtr --report -c 1" mtr --report -c 1 -n "$dst"
+# methods "PATH": the table head and one row per method and tool.
+methods() {
+  echo "| command (ten-hop path$1, $runs runs) | median wall s | hop lines |"
+  echo "|---|---|---|"
+  wall "net-gazer trace -p icmp" "$ng" trace "$dst" -p icmp
+  wall "net-gazer trace -p udp" "$ng" trace "$dst" -p udp
+  wall "net-gazer trace -p tcp" "$ng" trace "$dst" -p tcp
+  wall "traceroute (defaults: UDP)" traceroute -n "$dst"
+  wall "traceroute -I" traceroute -n -I "$dst"
+  wall "traceroute -T" traceroute -n -T "$dst"
+  wall "mtr --report -c 1" mtr --report -c 1 -n "$dst"
+}
+
+methods ""
 wall "net-gazer trace -6 -p tcp" "$ng" trace fd88:10::2 -p tcp
 wall "traceroute -6 -T" traceroute -6 -n -T fd88:10::2
 # Process start-up alone, and net-gazer's own measure of a trace.
@@ -75,15 +80,7 @@ then
   ip netns exec "$lab-r5" ip6tables -A FORWARD -i "${lab}5b" -j NFQUEUE --queue-num 0
 fi
 echo
-echo "| command (ten-hop path, +20 ms after hop 5, $runs runs) | median wall s | hop lines |"
-echo "|---|---|---|"
-wall "net-gazer trace -p icmp" "$ng" trace "$dst" -p icmp
-wall "net-gazer trace -p udp" "$ng" trace "$dst" -p udp
-wall "net-gazer trace -p tcp" "$ng" trace "$dst" -p tcp
-wall "traceroute (defaults: UDP)" traceroute -n "$dst"
-wall "traceroute -I" traceroute -n -I "$dst"
-wall "traceroute -T" traceroute -n -T "$dst"
-wall "mtr --report -c 1" mtr --report -c 1 -n "$dst"
+methods ", +20 ms after hop 5"
 kill "$delay" 2>/dev/null || true
 delay=
 ip netns exec "$lab-r5" nft delete table inet delay 2>/dev/null ||

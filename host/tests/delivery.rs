@@ -97,6 +97,18 @@ fn replay(dir: &Path, url: &str, files: &[PathBuf], jsonl: &Path) -> String {
     log
 }
 
+/// The collector holds exactly the events written, kind by kind.
+fn assert_stored_as_written(c: &Collector, written: &std::collections::BTreeMap<String, u64>, context: &str) {
+    let got = stored(c);
+    for (kind, n) in written {
+        assert_eq!(
+            got[kind].as_u64(),
+            Some(*n),
+            "{kind}: stored {got} vs written {written:?}\n{context}"
+        );
+    }
+}
+
 /// Events by kind in a JSON lines file.
 fn kinds(jsonl: &Path) -> std::collections::BTreeMap<String, u64> {
     let mut m = std::collections::BTreeMap::new();
@@ -137,14 +149,7 @@ fn every_event_of_a_replay_is_stored_once() {
     replay(dir.path(), &c.base, &files, &jsonl);
     let written = kinds(&jsonl);
     assert!(written.get("handshake").is_some_and(|&n| n > 10), "{written:?}");
-    let got = stored(&c);
-    for (kind, n) in &written {
-        assert_eq!(
-            got[kind].as_u64(),
-            Some(*n),
-            "{kind}: stored {got} vs written {written:?}"
-        );
-    }
+    assert_stored_as_written(&c, &written, "");
     assert_eq!(spooled(dir.path()), 0, "the spool is empty once delivered");
 }
 
@@ -187,14 +192,7 @@ fn events_wait_in_the_spool_while_the_collector_is_down() {
     for (k, n) in kinds(&second) {
         *written.entry(k).or_insert(0) += n;
     }
-    let got = stored(&c);
-    for (kind, n) in &written {
-        assert_eq!(
-            got[kind].as_u64(),
-            Some(*n),
-            "{kind}: stored {got} vs written {written:?}"
-        );
-    }
+    assert_stored_as_written(&c, &written, "");
 }
 
 /// A capture of `n` established handshakes from 10.0.x.y to 192.0.2.z.
@@ -265,13 +263,6 @@ fn a_collector_killed_and_restarted_during_a_replay_stores_every_event_once() {
     );
     let written = kinds(&jsonl);
     assert_eq!(written.get("handshake"), Some(&20_000));
-    let got = stored(&c);
-    for (kind, n) in &written {
-        assert_eq!(
-            got[kind].as_u64(),
-            Some(*n),
-            "{kind}: stored {got} vs written {written:?}\n{log}"
-        );
-    }
+    assert_stored_as_written(&c, &written, &log);
     assert_eq!(spooled(dir.path()), 0, "{log}");
 }

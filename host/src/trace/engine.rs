@@ -100,6 +100,8 @@ pub struct Counters {
 }
 
 struct InFlight {
+    /// The trace's slot, and its id (a slot is reused by later traces).
+    slot: usize,
     trace: u64,
     serial: u64,
     ttl: u8,
@@ -379,6 +381,7 @@ impl Engine {
             self.in_flight.insert(
                 signature,
                 InFlight {
+                    slot,
                     trace: trace.id,
                     serial,
                     ttl,
@@ -402,7 +405,8 @@ impl Engine {
             self.counters.unmatched += 1;
             return;
         };
-        let Some((slot, trace)) = self.traces.iter_mut().find(|(_, t)| t.id == f.trace) else {
+        let slot = f.slot;
+        let Some(trace) = self.traces.get_mut(slot).filter(|t| t.id == f.trace) else {
             // Its trace ended (a probe beyond the destination).
             self.counters.unmatched += 1;
             return;
@@ -453,7 +457,8 @@ impl Engine {
             let Some(f) = self.in_flight.remove(&signature) else {
                 continue;
             };
-            if let Some((slot, trace)) = self.traces.iter_mut().find(|(_, t)| t.id == f.trace) {
+            if let Some(trace) = self.traces.get_mut(f.slot).filter(|t| t.id == f.trace) {
+                let slot = f.slot;
                 let first = trace.probes[f.probe].attempt == 0;
                 let hop = trace.hop(f.ttl);
                 hop.in_flight -= 1;

@@ -66,6 +66,27 @@ fn set_option<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
     .map(drop)
 }
 
+/// sendto(2) of `bytes` to the socket address `sa` (a sockaddr_in or
+/// sockaddr_in6).
+fn send_to<A>(fd: RawFd, bytes: &[u8], sa: &A) -> io::Result<()> {
+    // SAFETY: buffer and address are live for the call, with their true
+    // sizes; `A` is one of the sockaddr types the caller built.
+    let rc = unsafe {
+        libc::sendto(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            0,
+            (sa as *const A).cast(),
+            std::mem::size_of::<A>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
@@ -203,7 +224,7 @@ impl Sockets {
         let v6 = t.dst.is_ipv6();
         let fd = self.family(v6)?.socket(t.protocol);
         let ttl = t.ttl as libc::c_int;
-        let rc = match t.dst {
+        match t.dst {
             IpAddr::V4(a) => {
                 set_option(fd, libc::IPPROTO_IP, libc::IP_TTL, &ttl)?;
                 let sa = libc::sockaddr_in {
@@ -214,18 +235,7 @@ impl Sockets {
                     },
                     sin_zero: [0; 8],
                 };
-                // SAFETY: buffer and address are live for the call, with
-                // their true sizes.
-                unsafe {
-                    libc::sendto(
-                        fd,
-                        t.bytes.as_ptr().cast(),
-                        t.bytes.len(),
-                        0,
-                        (&sa as *const libc::sockaddr_in).cast(),
-                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    )
-                }
+                send_to(fd, &t.bytes, &sa)
             }
             IpAddr::V6(a) => {
                 set_option(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &ttl)?;
@@ -233,23 +243,9 @@ impl Sockets {
                 let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
                 sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
                 sa.sin6_addr.s6_addr = a.octets();
-                // SAFETY: as above.
-                unsafe {
-                    libc::sendto(
-                        fd,
-                        t.bytes.as_ptr().cast(),
-                        t.bytes.len(),
-                        0,
-                        (&sa as *const libc::sockaddr_in6).cast(),
-                        std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                    )
-                }
+                send_to(fd, &t.bytes, &sa)
             }
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
         }
-        Ok(())
     }
 
     fn receivers(&self) -> Vec<(RawFd, bool, Protocol)> {
