@@ -3,7 +3,10 @@
 # Idempotent: installs only what is missing. Needs root for apt.
 set -euo pipefail
 
-packages=(pkg-config libpcap-dev iproute2 nftables iptables tcpdump traceroute mtr-tiny python3 procps)
+# chromium and its WebDriver for the web UI tests, with a font for the
+# screenshots.
+packages=(pkg-config libpcap-dev iproute2 nftables iptables tcpdump traceroute mtr-tiny python3 procps
+  chromium chromium-driver fonts-dejavu-core)
 # pip for componentize-py (the Python plugin), unless this Python has it.
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 missing=()

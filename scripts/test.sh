@@ -26,5 +26,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # must run, not skip.
 NG_TEST_PLUGINS="$(scripts/build-plugins.sh)"
 export NG_TEST_PLUGINS NG_REQUIRE_PLUGINS=1
+# setup.sh installed chromium: the web UI tests must run, not skip.
+export NG_REQUIRE_BROWSER=1
 (cd plugins && cargo clippy --locked --target wasm32-wasip2 -- -D warnings)
 cargo test --workspace --locked

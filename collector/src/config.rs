@@ -27,6 +27,9 @@ pub struct Config {
     pub retention_days: u32,
     /// `[sensors.<id>]`: the sensors allowed to send, each with its token.
     pub sensors: BTreeMap<String, Sensor>,
+    /// Where the sensors are when their table does not say,
+    /// `[latitude, longitude]` (the map's arcs start here).
+    pub location: Option<[f64; 2]>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -34,6 +37,9 @@ pub struct Config {
 pub struct Sensor {
     /// The bearer token the sensor sends (`Authorization: Bearer …`).
     pub token: String,
+    /// Where the sensor is, `[latitude, longitude]`: the map draws its
+    /// arcs from here (default: the top-level `location`).
+    pub location: Option<[f64; 2]>,
 }
 
 impl Default for Config {
@@ -44,6 +50,7 @@ impl Default for Config {
             body_limit_mb: 16,
             retention_days: 30,
             sensors: BTreeMap::new(),
+            location: None,
         }
     }
 }
@@ -90,10 +97,12 @@ impl Config {
         if config.body_limit_mb == 0 {
             return Err("key `body_limit_mb`: must be at least 1".into());
         }
+        check_location("location", config.location)?;
         for (id, s) in &config.sensors {
             if s.token.len() < 16 {
                 return Err(format!("key `sensors.{id}.token`: must be at least 16 characters"));
             }
+            check_location(&format!("sensors.{id}.location"), s.location)?;
         }
         Ok(config)
     }
@@ -104,6 +113,15 @@ impl Config {
             .iter()
             .find(|(_, s)| constant_time_eq(s.token.as_bytes(), token.as_bytes()))
             .map(|(id, _)| id.as_str())
+    }
+}
+
+fn check_location(key: &str, location: Option<[f64; 2]>) -> Result<(), String> {
+    match location {
+        Some([lat, lon]) if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) => Err(format!(
+            "key `{key}`: must be [latitude, longitude] with latitude -90..90 and longitude -180..180, not [{lat}, {lon}]"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -127,5 +145,7 @@ mod tests {
         let c = Config::parse("[sensors.gw1]\ntoken = \"0123456789abcdef\"\n").unwrap();
         assert_eq!(c.sensor_of("0123456789abcdef"), Some("gw1"));
         assert_eq!(c.sensor_of("0123456789abcdeX"), None);
+        let e = Config::parse("[sensors.gw1]\ntoken = \"0123456789abcdef\"\nlocation = [151.0, 0.0]\n").unwrap_err();
+        assert!(e.contains("sensors.gw1.location"), "{e}");
     }
 }

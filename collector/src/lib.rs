@@ -11,10 +11,13 @@
 //!   read from the typed tables;
 //! - [`server`]: the HTTP API (axum): `POST /api/v1/events`, `GET /health`,
 //!   `GET /metrics`, `GET /api/v1/summary`, `/api/v1/hosts`,
-//!   `/api/v1/hosts/{ip}`, `/api/v1/graph`.
+//!   `/api/v1/hosts/{ip}`, `/api/v1/graph`, …;
+//! - [`ui`]: the web UI's files, compiled into the binary (no internet
+//!   needed to use it).
 
 pub mod config;
 pub mod ingest;
 pub mod query;
 pub mod server;
 pub mod store;
+pub mod ui;

@@ -3,6 +3,7 @@
 //! is a bound parameter.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use rusqlite::types::Value as Sql;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,8 @@ pub struct Filter {
     pub direction: Option<String>,
     /// The server port.
     pub port: Option<u16>,
+    /// `established`, `refused`, `unanswered`, `incomplete`.
+    pub outcome: Option<String>,
 }
 
 impl Filter {
@@ -47,6 +50,9 @@ impl Filter {
         }
         if let Some(v) = self.port {
             add("server_port = ?", Sql::Integer(v.into()));
+        }
+        if let Some(v) = &self.outcome {
+            add("outcome = ?", Sql::Text(v.clone()));
         }
         (sql, values)
     }
@@ -115,10 +121,44 @@ pub fn hosts(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
 pub struct Node {
     id: String,
     kind: &'static str,
+    /// Handshakes this host took part in (local and remote hosts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     country: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     asn: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lat: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lon: Option<f64>,
+}
+
+/// GeoIP columns of a node, as the typed tables hold them.
+#[derive(Default)]
+struct Geo {
+    country: Option<String>,
+    asn: Option<i64>,
+    org: Option<String>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+}
+
+impl Node {
+    fn new(id: &str, kind: &'static str, geo: Geo) -> Node {
+        Node {
+            id: id.to_string(),
+            kind,
+            count: None,
+            country: geo.country,
+            asn: geo.asn,
+            org: geo.org,
+            lat: geo.lat,
+            lon: geo.lon,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -136,6 +176,24 @@ pub struct Link {
     ttl: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rtt_avg_us: Option<f64>,
+    /// What this hop adds to the previous answering hop's RTT: the slowest
+    /// link of a path has the largest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_delta_us: Option<f64>,
+    /// The link with the largest `rtt_delta_us` of its path.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    slowest: bool,
+}
+
+/// Marks the slowest link of one path (the largest RTT delta).
+fn mark_slowest(path: &mut [Link]) {
+    let slowest = path
+        .iter_mut()
+        .filter(|l| l.rtt_delta_us.is_some_and(|d| d > 0.0))
+        .max_by(|a, b| a.rtt_delta_us.unwrap_or(0.0).total_cmp(&b.rtt_delta_us.unwrap_or(0.0)));
+    if let Some(l) = slowest {
+        l.slowest = true;
+    }
 }
 
 /// What `GET /api/v1/graph` serves (typed, not a JSON tree: a graph of
@@ -153,47 +211,55 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
     let (clause, values) = f.clause();
     let sql = format!(
         "SELECT CASE WHEN direction = 'inbound' THEN server_ip ELSE client_ip END, remote_ip, count(*),
-                count(CASE WHEN outcome != 'established' THEN 1 END), min(rtt_us), max(country), max(asn)
+                count(CASE WHEN outcome != 'established' THEN 1 END), min(rtt_us), max(country), max(asn),
+                max(org), max(lat), max(lon), max(direction = 'internal')
          FROM handshakes WHERE 1 = 1{clause} GROUP BY 1, 2"
     );
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     let mut links = Vec::new();
-    let node = |id: &str, kind: &'static str, country: Option<String>, asn: Option<i64>| Node {
-        id: id.to_string(),
-        kind,
-        country,
-        asn,
-    };
     let mut q = store.conn().prepare(&sql)?;
     let mut rows = q.query(rusqlite::params_from_iter(values))?;
     while let Some(r) = rows.next()? {
-        let (local, remote): (String, String) = (r.get(0)?, r.get(1)?);
-        nodes
-            .entry(local.clone())
-            .or_insert_with(|| node(&local, "local", None, None));
-        nodes.insert(remote.clone(), node(&remote, "remote", r.get(5)?, r.get(6)?));
+        let (local, remote, count): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let geo = Geo {
+            country: r.get(5)?,
+            asn: r.get(6)?,
+            org: r.get(7)?,
+            lat: r.get(8)?,
+            lon: r.get(9)?,
+        };
+        // The server of an internal connection is a local host too.
+        let remote_kind = if r.get::<_, bool>(10)? { "local" } else { "remote" };
+        for (id, kind, geo) in [(&local, "local", Geo::default()), (&remote, remote_kind, geo)] {
+            let n = nodes.entry(id.clone()).or_insert_with(|| Node::new(id, kind, geo));
+            *n.count.get_or_insert(0) += count;
+        }
         links.push(Link {
             source: local,
             target: remote,
             kind: "connection",
-            count: Some(r.get(2)?),
+            count: Some(count),
             failures: Some(r.get(3)?),
             rtt_min_us: r.get(4)?,
             ttl: None,
             rtt_avg_us: None,
+            rtt_delta_us: None,
+            slowest: false,
         });
     }
     // The hops of the latest route to each destination, in one pass
     // (SQLite takes the other columns of a max() aggregate from its row).
     let mut q = store.conn().prepare_cached(
         "WITH latest AS (SELECT dst_ip, src_ip, sensor, seq, max(ts_us) FROM routes GROUP BY dst_ip)
-         SELECT l.dst_ip, l.src_ip, h.ttl, h.addr, h.rtt_avg_us, h.country, h.asn
+         SELECT l.dst_ip, l.src_ip, h.ttl, h.addr, h.rtt_avg_us, h.country, h.asn, h.lat, h.lon
          FROM latest l JOIN hops h ON h.sensor = l.sensor AND h.route_seq = l.seq
          ORDER BY l.dst_ip, h.ttl",
     )?;
     let mut rows = q.query([])?;
     let mut current: Option<String> = None;
     let mut prev = String::new();
+    let mut prev_rtt: Option<f64> = None;
+    let mut path_start = links.len();
     while let Some(r) = rows.next()? {
         let dst: String = r.get(0)?;
         if !matches!(nodes.get(&dst), Some(n) if n.kind == "remote") {
@@ -203,18 +269,29 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
             let src: String = r.get(1)?;
             nodes
                 .entry(src.clone())
-                .or_insert_with(|| node(&src, "sensor", None, None));
+                .or_insert_with(|| Node::new(&src, "sensor", Geo::default()));
             prev = src;
+            prev_rtt = None;
             current = Some(dst.clone());
+            mark_slowest(&mut links[path_start..]);
+            path_start = links.len();
         }
         let Some(addr) = r.get::<_, Option<String>>(3)? else {
             continue;
         };
         if addr != dst {
+            let geo = Geo {
+                country: r.get(5)?,
+                asn: r.get(6)?,
+                org: None,
+                lat: r.get(7)?,
+                lon: r.get(8)?,
+            };
             nodes
                 .entry(addr.clone())
-                .or_insert_with(|| node(&addr, "hop", r.get(5).ok().flatten(), r.get(6).ok().flatten()));
+                .or_insert_with(|| Node::new(&addr, "hop", geo));
         }
+        let rtt: Option<f64> = r.get(4)?;
         links.push(Link {
             source: std::mem::replace(&mut prev, addr.clone()),
             target: addr,
@@ -223,9 +300,13 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
             failures: None,
             rtt_min_us: None,
             ttl: Some(r.get(2)?),
-            rtt_avg_us: r.get(4)?,
+            rtt_avg_us: rtt,
+            rtt_delta_us: rtt.map(|now| (now - prev_rtt.unwrap_or(0.0)).max(0.0)),
+            slowest: false,
         });
+        prev_rtt = rtt.or(prev_rtt);
     }
+    mark_slowest(&mut links[path_start..]);
     Ok(Graph {
         nodes: nodes.into_values().collect(),
         links,
@@ -294,6 +375,22 @@ mod tests {
         assert_eq!(percentile(&v, 95.0), Some(95.0));
         assert_eq!(percentile(&[7.0], 95.0), Some(7.0));
         assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn networks_contain_their_hosts_only() {
+        let n: Network = "192.0.2.0/24".parse().unwrap();
+        assert!(n.contains("192.0.2.255".parse().unwrap()));
+        assert!(!n.contains("192.0.3.0".parse().unwrap()));
+        assert!(!n.contains("::ffff:192.0.2.1".parse().unwrap()), "families do not mix");
+        let n: Network = "2001:db8::/32".parse().unwrap();
+        assert!(n.contains("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!n.contains("2001:db9::1".parse().unwrap()));
+        let all: Network = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        for bad in ["192.0.2.0", "192.0.2.0/33", "x/8", "::/129"] {
+            assert!(bad.parse::<Network>().is_err(), "{bad}");
+        }
     }
 }
 
@@ -424,21 +521,66 @@ pub struct Series {
     pub sensor: Option<String>,
     pub direction: Option<String>,
     pub port: Option<u16>,
+    pub outcome: Option<String>,
     pub bucket_us: Option<i64>,
+    /// Without `bucket_us`: about this many buckets over the time the
+    /// matching handshakes span.
+    pub buckets: Option<u32>,
     pub host: Option<String>,
     pub asn: Option<i64>,
     pub country: Option<String>,
+    /// A network in CIDR notation (`192.0.2.0/24`, `2001:db8::/32`): the
+    /// remote hosts in it.
+    pub network: Option<String>,
+}
+
+/// A network in CIDR notation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Network, String> {
+        let bad = || format!("`{s}` is not a network in CIDR notation (192.0.2.0/24, 2001:db8::/32)");
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Network { addr, prefix })
+    }
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |a: IpAddr| match a {
+            IpAddr::V4(v) => (u128::from(u32::from(v)) << 96, true),
+            IpAddr::V6(v) => (u128::from(v), false),
+        };
+        let ((net, v4), (host, host_v4)) = (bits(self.addr), bits(ip));
+        let len = u32::from(self.prefix) + if v4 { 96 } else { 0 };
+        let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - len) };
+        v4 == host_v4 && (net & mask) == (host & mask)
+    }
 }
 
 pub fn rtt_series(store: &Store, s: &Series) -> rusqlite::Result<Value> {
-    let bucket = s.bucket_us.filter(|b| *b > 0).unwrap_or(60_000_000);
     let filter = Filter {
         since_us: s.since_us,
         until_us: s.until_us,
         sensor: s.sensor.clone(),
         direction: s.direction.clone(),
         port: s.port,
+        outcome: s.outcome.clone(),
     };
+    // Checked by the server before it calls (a 400 there).
+    let network: Option<Network> = s.network.as_deref().and_then(|n| n.parse().ok());
     let (mut clause, mut values) = filter.clause();
     if let Some(h) = &s.host {
         clause.push_str(" AND remote_ip = ?");
@@ -452,18 +594,35 @@ pub fn rtt_series(store: &Store, s: &Series) -> rusqlite::Result<Value> {
         clause.push_str(" AND country = ?");
         values.push(Sql::Text(c.clone()));
     }
-    let sql = format!("SELECT ts_us, rtt_us, outcome FROM handshakes WHERE 1 = 1{clause}");
+    let sql = format!("SELECT ts_us, rtt_us, outcome, remote_ip FROM handshakes WHERE 1 = 1{clause}");
     let mut q = store.conn().prepare(&sql)?;
     let mut rows = q.query(rusqlite::params_from_iter(values))?;
-    let mut buckets: BTreeMap<i64, (u64, u64, Vec<f64>)> = BTreeMap::new();
+    // (time, RTT, failed)
+    let mut matching: Vec<(i64, Option<f64>, bool)> = Vec::new();
     while let Some(r) = rows.next()? {
-        let ts: i64 = r.get(0)?;
+        if let Some(net) = &network {
+            let remote: String = r.get(3)?;
+            if !remote.parse().is_ok_and(|ip| net.contains(ip)) {
+                continue;
+            }
+        }
+        matching.push((r.get(0)?, r.get(1)?, r.get::<_, String>(2)? != "established"));
+    }
+    let bucket = match (s.bucket_us.filter(|b| *b > 0), s.buckets.filter(|n| *n > 0)) {
+        (Some(b), _) => b,
+        (None, Some(n)) => {
+            let first = matching.iter().map(|m| m.0).min().unwrap_or(0);
+            let last = matching.iter().map(|m| m.0).max().unwrap_or(0);
+            ((last - first) / i64::from(n)).max(1_000_000)
+        }
+        (None, None) => 60_000_000,
+    };
+    let mut buckets: BTreeMap<i64, (u64, u64, Vec<f64>)> = BTreeMap::new();
+    for (ts, rtt, failed) in matching {
         let b = buckets.entry(ts.div_euclid(bucket) * bucket).or_default();
         b.0 += 1;
-        if r.get::<_, String>(2)? != "established" {
-            b.1 += 1;
-        }
-        if let Some(rtt) = r.get::<_, Option<f64>>(1)? {
+        b.1 += u64::from(failed);
+        if let Some(rtt) = rtt {
             b.2.push(rtt);
         }
     }

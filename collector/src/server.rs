@@ -10,6 +10,9 @@
 //! - `GET /health`: `UP` (as the original collector answered).
 //! - `GET /metrics`: Prometheus text.
 //! - `GET /api/v1/summary`: events stored, by sensor and kind.
+//! - `GET /api/v1/sensors`, `/hosts`, `/hosts/{ip}`, `/graph`, `/inbound`,
+//!   `/internal`, `/rtt`: the queries (`query`), JSON.
+//! - `GET /`, `/ui/*`: the web UI (`ui`), bundled in the binary.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -56,6 +59,7 @@ pub fn app(config: Config, store: Store) -> Router {
         .route("/health", get(|| async { "UP" }))
         .route("/metrics", get(metrics))
         .route("/api/v1/summary", get(summary))
+        .route("/api/v1/sensors", get(sensors))
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{ip}", get(host))
         .route("/api/v1/graph", get(graph))
@@ -63,6 +67,7 @@ pub fn app(config: Config, store: Store) -> Router {
         .route("/api/v1/internal", get(internal))
         .route("/api/v1/rtt", get(rtt))
         .route("/api/v1/events", post(events))
+        .merge(crate::ui::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -222,7 +227,28 @@ async fn internal(State(state): State<Arc<AppState>>, Query(f): Query<query::Fil
 }
 
 async fn rtt(State(state): State<Arc<AppState>>, Query(q): Query<query::Series>) -> Response {
+    if let Some(Err(e)) = q.network.as_deref().map(str::parse::<query::Network>) {
+        return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response();
+    }
     read(&state, |s| query::rtt_series(s, &q))
+}
+
+/// The sensors that have sent, with their configured location (the map's
+/// origin).
+async fn sensors(State(state): State<Arc<AppState>>) -> Response {
+    let config = &state.config;
+    read(&state, |s| {
+        let rows = s.sensors()?;
+        let list: Vec<serde_json::Value> = rows
+            .into_iter()
+            .map(|(id, first_us, last_us, last_seq)| {
+                let location = config.sensors.get(&id).and_then(|c| c.location).or(config.location);
+                serde_json::json!({"id": id, "first_us": first_us, "last_us": last_us,
+                    "last_seq": last_seq, "location": location})
+            })
+            .collect();
+        Ok(serde_json::json!({ "sensors": list, "location": config.location }))
+    })
 }
 
 async fn host(State(state): State<Arc<AppState>>, Path(ip): Path<String>, Query(f): Query<query::Filter>) -> Response {

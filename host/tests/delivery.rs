@@ -5,96 +5,23 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-const TOKEN: &str = "sensor-token-0123456789";
-
-fn collector_bin() -> PathBuf {
-    let p = PathBuf::from(common::bin()).with_file_name("net-gazer-collector");
-    assert!(
-        p.is_file(),
-        "{} is missing: `cargo build --workspace` first (scripts/test.sh does)",
-        p.display()
-    );
-    p
-}
-
-struct Collector {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::collector::{self, Collector};
 
 fn start_collector(dir: &Path, listen: &str) -> Collector {
-    let config = dir.join("collector.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"{listen}\"\ndatabase = \"{}\"\nretention_days = 0\n[sensors.gw-test]\ntoken = \"{TOKEN}\"\n",
-            dir.join("events.sqlite").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(collector_bin())
-        .arg("-c")
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the collector starts").unwrap();
-        if let Some(a) = line.strip_prefix("net-gazer-collector: listening on ") {
-            break a.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Collector {
-        child,
-        base: format!("http://{addr}"),
-    }
+    Collector::start(dir, listen, "")
 }
 
 fn stored(c: &Collector) -> Value {
-    let text = reqwest::blocking::get(format!("{}/api/v1/summary", c.base))
-        .unwrap()
-        .text()
-        .unwrap();
-    serde_json::from_str::<Value>(&text).unwrap()["events"]["gw-test"].clone()
+    c.stored()
 }
 
 /// Replays `files` delivering to `url`, with the JSON lines in `jsonl`.
 fn replay(dir: &Path, url: &str, files: &[PathBuf], jsonl: &Path) -> String {
-    let config = dir.join("sensor.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sensor]\nid = \"gw-test\"\n[output]\njsonl = \"{}\"\n[output.collector]\nurl = \"{url}\"\n\
-             token = \"{TOKEN}\"\nbatch_size = 20\nspool_dir = \"{}\"\n[track]\nmax_connections = 100000\n",
-            jsonl.display(),
-            dir.join("spool").display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(common::bin())
-        .args(["-v", "replay", "--no-progress", "-c"])
-        .arg(&config)
-        .args(files)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "replay failed: {log}");
-    log
+    collector::replay(&collector::sensor_config(dir, url, jsonl, ""), files)
 }
 
 /// The collector holds exactly the events written, kind by kind.

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::geo::{longest, records};
 use common::{built_file, built_plugins, shared_data};
 use ipnet::IpNet;
 use net_gazer::craft::{frame, PcapWriter, TcpSpec, TsResolution};
@@ -20,40 +21,6 @@ use serde_json::Value;
 
 const CITY: &str = "GeoIP2-City-Test";
 const ASN: &str = "GeoLite2-ASN-Test";
-
-/// The records of a source-data file: (network, record). Networks written
-/// as IPv4-in-IPv6 (`::a.b.c.d/n`, n ≥ 96) are also the IPv4 network.
-fn records(mmdb: &Path, name: &str) -> Vec<(IpNet, Value)> {
-    let text = std::fs::read_to_string(mmdb.join(format!("source-data/{name}.json"))).expect("source data");
-    let list: Vec<serde_json::Map<String, Value>> = serde_json::from_str(&text).expect("a JSON list");
-    let mut out = Vec::new();
-    for entry in list {
-        for (net, record) in entry {
-            let Ok(net) = net.parse::<IpNet>() else { continue };
-            if let IpNet::V6(v6) = net {
-                let octets = v6.network().octets();
-                if v6.prefix_len() >= 96 && octets[..12].iter().all(|&b| b == 0) {
-                    let v4 = std::net::Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15]);
-                    if let Ok(n) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96) {
-                        out.push((IpNet::V4(n), record.clone()));
-                    }
-                    continue;
-                }
-            }
-            out.push((net, record));
-        }
-    }
-    out
-}
-
-/// The record of the longest network holding `ip`.
-fn longest(records: &[(IpNet, Value)], ip: IpAddr) -> Option<&Value> {
-    records
-        .iter()
-        .filter(|(n, _)| n.contains(&ip))
-        .max_by_key(|(n, _)| n.prefix_len())
-        .map(|(_, r)| r)
-}
 
 /// Addresses to look up: the first address of every tenth network of each
 /// file, global unicast only (no 6to4 or Teredo, which the databases map).

@@ -53,6 +53,9 @@ const MIGRATIONS: &[&str] = &[
         country TEXT, asn INTEGER,
         PRIMARY KEY (sensor, seq)
     ) WITHOUT ROWID;",
+    // Hops placed on the map.
+    "ALTER TABLE hops ADD COLUMN lat REAL;
+    ALTER TABLE hops ADD COLUMN lon REAL;",
 ];
 
 pub struct Store {
@@ -164,6 +167,16 @@ impl Store {
         tx.execute("DELETE FROM scans WHERE ts_us < ?1", [before_us])?;
         tx.commit()?;
         Ok(n as u64)
+    }
+
+    /// The sensors that have sent: id, first and last batch (µs), last
+    /// sequence number.
+    pub fn sensors(&self) -> Result<Vec<(String, i64, i64, i64)>, rusqlite::Error> {
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT id, first_seen_us, last_seen_us, last_seq FROM sensors ORDER BY id")?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect()
     }
 
     /// The connection, for the read-only queries of [`crate::query`].

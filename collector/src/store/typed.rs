@@ -45,8 +45,8 @@ const HANDSHAKE: &str =
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 const ROUTE: &str = "INSERT INTO routes (sensor, seq, id, ts_us, handshake_id, src_ip, dst_ip, protocol, reached,
      hop_count, changed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-const HOP: &str = "INSERT INTO hops (sensor, route_seq, ttl, addr, sent, received, rtt_avg_us, country, asn)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const HOP: &str = "INSERT INTO hops (sensor, route_seq, ttl, addr, sent, received, rtt_avg_us, country, asn, lat, lon)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 const SCAN: &str = "INSERT INTO scans (sensor, seq, ts_us, src_ip, scan_type, phase, target_ip, target_port,
      distinct_count, country, asn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
@@ -109,6 +109,8 @@ pub(super) fn insert(t: &mut Typed<'_>, sensor: &str, row: &Row) -> rusqlite::Re
                     h.get("rtt_avg_us").and_then(Value::as_f64),
                     tag(e, &format!("hop.{ttl}.geo.country")),
                     tag_i64(e, &format!("hop.{ttl}.asn")),
+                    tag_f64(e, &format!("hop.{ttl}.geo.lat")),
+                    tag_f64(e, &format!("hop.{ttl}.geo.lon")),
                 ])?;
             }
         }

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod collector;
+pub mod geo;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
