@@ -559,13 +559,13 @@ impl std::str::FromStr for Network {
 
 impl Network {
     pub fn contains(&self, ip: IpAddr) -> bool {
+        // Addresses as 128 bits from the top, IPv4 in the top 32.
         let bits = |a: IpAddr| match a {
             IpAddr::V4(v) => (u128::from(u32::from(v)) << 96, true),
             IpAddr::V6(v) => (u128::from(v), false),
         };
         let ((net, v4), (host, host_v4)) = (bits(self.addr), bits(ip));
-        let len = u32::from(self.prefix) + if v4 { 96 } else { 0 };
-        let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - len) };
+        let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
         v4 == host_v4 && (net & mask) == (host & mask)
     }
 }
