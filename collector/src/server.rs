@@ -44,14 +44,21 @@ struct Metrics {
 
 pub struct AppState {
     config: Config,
+    graph: Arc<crate::graphdb::GraphStats>,
     store: Mutex<Store>,
     metrics: Mutex<Metrics>,
 }
 
 pub fn app(config: Config, store: Store) -> Router {
+    app_with(config, store, Arc::default())
+}
+
+/// The app, with the counters of the FalkorDB thread for `/metrics`.
+pub fn app_with(config: Config, store: Store, graph_stats: Arc<crate::graphdb::GraphStats>) -> Router {
     let limit = (config.body_limit_mb * 1024 * 1024) as usize;
     let state = Arc::new(AppState {
         config,
+        graph: graph_stats,
         store: Mutex::new(store),
         metrics: Mutex::new(Metrics::default()),
     });
@@ -296,6 +303,21 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         let _ = writeln!(o, "netgazer_collector_ingest_seconds_total {}", m.ingest_seconds);
         let _ = writeln!(o, "# TYPE netgazer_collector_batches_total counter");
         let _ = writeln!(o, "netgazer_collector_batches_total {}", m.batches);
+    }
+    if state.config.falkordb.is_some() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = writeln!(o, "# TYPE netgazer_collector_graph_routes_written_total counter");
+        let _ = writeln!(
+            o,
+            "netgazer_collector_graph_routes_written_total {}",
+            state.graph.routes_written.load(Relaxed)
+        );
+        let _ = writeln!(o, "# TYPE netgazer_collector_graph_errors_total counter");
+        let _ = writeln!(
+            o,
+            "netgazer_collector_graph_errors_total {}",
+            state.graph.errors.load(Relaxed)
+        );
     }
     let _ = writeln!(o, "# TYPE netgazer_collector_database_bytes gauge");
     let _ = writeln!(o, "netgazer_collector_database_bytes {size}");

@@ -2,58 +2,22 @@
 //! out, every bad request refused with a clear 4xx and nothing of it
 //! stored, retried batches stored once, data kept across a kill.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use std::io::Write;
+use std::path::Path;
+
+use common::Collector;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "gw1-secret-token-0123";
 const OTHER: &str = "gw2-secret-token-4567";
 
-struct Collector {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(dir: &Path) -> Collector {
-    let config = dir.join("collector.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nbody_limit_mb = 1\nretention_days = 0\n\
-             [sensors.gw1]\ntoken = \"{TOKEN}\"\n[sensors.gw2]\ntoken = \"{OTHER}\"\n",
-            dir.join("events.sqlite").display()
-        ),
+    common::start(
+        dir,
+        &format!("body_limit_mb = 1\n[sensors.gw1]\ntoken = \"{TOKEN}\"\n[sensors.gw2]\ntoken = \"{OTHER}\"\n"),
     )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_net-gazer-collector"))
-        .arg("-c")
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the collector starts");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("the collector says where it listens").unwrap();
-        if let Some(a) = line.strip_prefix("net-gazer-collector: listening on ") {
-            break a.trim().to_string();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Collector {
-        child,
-        base: format!("http://{addr}"),
-    }
 }
 
 fn handshake(seq: u64) -> Value {
