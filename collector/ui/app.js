@@ -197,10 +197,44 @@ function graphWidget(container, data, { color, onClick, linkColor, linkWidth, la
     .cooldownTime(8000)
     .d3AlphaDecay(0.04)
     .onNodeClick(onClick);
-  if (data.nodes.length > 1500) g.d3VelocityDecay(0.5).cooldownTime(5000);
+  if (data.nodes.length > BIG_GRAPH) {
+    // force-graph finds what is under the pointer by painting every node
+    // and link in its own colour on a hidden canvas, link by link: seconds
+    // per frame with tens of thousands of links. Big graphs pick the
+    // nearest node themselves instead (no node dragging there).
+    g.d3VelocityDecay(0.5).cooldownTime(5000).enablePointerInteraction(false);
+    pickNearest(g, container, data, { onClick, label });
+  }
   graphInstances.push(g);
   new ResizeObserver(() => g.width(container.clientWidth).height(container.clientHeight)).observe(container);
   return g;
+}
+
+// Above this many nodes, graphs do their own pointer picking.
+const BIG_GRAPH = 1500;
+
+function pickNearest(g, container, data, { onClick, label }) {
+  const nearest = (e) => {
+    const r = container.getBoundingClientRect();
+    const p = g.screen2GraphCoords(e.clientX - r.left, e.clientY - r.top);
+    let best = null;
+    let bestD = Infinity;
+    for (const n of data.nodes) {
+      const d = (n.x - p.x) ** 2 + (n.y - p.y) ** 2;
+      if (d < bestD) { bestD = d; best = n; }
+    }
+    const radius = Math.sqrt(best && best.count ? 1 + Math.sqrt(best.count) : 1) * 3 + 4 / g.zoom();
+    return best && Math.sqrt(bestD) <= radius ? best : null;
+  };
+  container.addEventListener("click", (e) => { const n = nearest(e); if (n) onClick(n); });
+  let last = 0;
+  container.addEventListener("pointermove", (e) => {
+    if (e.timeStamp - last < 100) return;
+    last = e.timeStamp;
+    const n = nearest(e);
+    container.title = n ? label(n) : "";
+    container.style.cursor = n ? "pointer" : "";
+  });
 }
 
 async function viewGraph(params) {
@@ -227,10 +261,12 @@ async function viewGraph(params) {
   }
   const container = el("div", { class: "canvas", id: "graph-canvas", role: "img",
     "aria-label": `Graph of ${data.nodes.length} hosts and hops` });
+  const bigNote = data.nodes.length > BIG_GRAPH ? el("span", {}, "(large graph: click or point at a node; dragging nodes is off)") : null;
   const legend = el("div", { class: "legend" },
     el("span", {}, el("span", { class: "swatch", style: `background:${KIND_COLOR.sensor}` }), "sensor"),
     el("span", {}, el("span", { class: "swatch", style: `background:${KIND_COLOR.local}` }), "local host"),
-    el("span", {}, `remote hosts and hops coloured by ${colorBy === "asn" ? "ASN" : "country"}; size by handshakes; the slowest link of each path is thicker`));
+    el("span", {}, `remote hosts and hops coloured by ${colorBy === "asn" ? "ASN" : "country"}; size by handshakes; the slowest link of each path is thicker`),
+    bigNote);
   const match = matcher(search);
   const color = (n) => {
     if (match && match(n)) return "#ff006e";
@@ -248,10 +284,10 @@ async function viewGraph(params) {
         color, label, linkColor, linkWidth,
         onClick: (n) => selectNode(n.id),
       });
-      let first = true;
+      netGazer.frames = 0;
       g.onRenderFramePost(() => {
-        if (!first) return;
-        first = false;
+        netGazer.frames += 1;
+        if (netGazer.frames > 1) return;
         netGazer.rendered = { nodes: data.nodes.length, links: data.links.length, ms: performance.now() - started };
       });
       netGazer.graph = {

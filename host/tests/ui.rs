@@ -448,3 +448,49 @@ fn every_view_shows_what_the_capture_holds() {
     shoot(&b, "graph-phone");
     assert_no_errors(&b, "phone");
 }
+
+/// Benchmark (scripts/bench-ui.sh, docs/benchmarks.md), not a test: time
+/// from opening the paths graph to its first drawn frame, for each
+/// database in `NG_BENCH_UI` (comma-separated; made by the collector's
+/// graph_bench example), median of 5 loads.
+#[test]
+#[ignore = "a benchmark: scripts/bench-ui.sh"]
+fn bench_graph_first_render() {
+    let Ok(list) = std::env::var("NG_BENCH_UI") else {
+        eprintln!("NG_BENCH_UI is not set: run scripts/bench-ui.sh");
+        return;
+    };
+    let Some(b) = Browser::start(1280, 800) else {
+        return;
+    };
+    for db in list.split(',') {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(db, dir.path().join("events.sqlite")).unwrap();
+        let c = Collector::start(dir.path(), "127.0.0.1:0", "");
+        let mut runs = Vec::new();
+        let mut fps = Vec::new();
+        let mut size = Value::Null;
+        for _ in 0..5 {
+            b.goto("about:blank");
+            open(&b, &c.base, "graph?window=all&live=0");
+            size = b.wait_for("window.netGazer.rendered", 120, "the first frame");
+            runs.push(size["ms"].as_f64().unwrap());
+            // Frames drawn in the next 3 s, while the layout still moves.
+            let before = b.eval("return window.netGazer.frames;").as_f64().unwrap_or(0.0);
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            let after = b.eval("return window.netGazer.frames;").as_f64().unwrap_or(0.0);
+            fps.push((after - before) / 3.0);
+        }
+        runs.sort_by(f64::total_cmp);
+        fps.sort_by(f64::total_cmp);
+        println!(
+            "graph first render: {} nodes, {} links: median {:.0} ms (runs {:?}); {:.0} frames/s while the layout settles",
+            size["nodes"],
+            size["links"],
+            runs[runs.len() / 2],
+            runs.iter().map(|r| r.round()).collect::<Vec<_>>(),
+            fps[fps.len() / 2]
+        );
+        assert_no_errors(&b, "bench");
+    }
+}
