@@ -4,6 +4,8 @@
 # nodes (hosts, hops, local hosts) served by a release collector.
 #   ./scripts/bench-ui.sh
 captures=0
+# chromium and chromium-driver (setup.sh installs them in test mode).
+export NG_SETUP_TESTS=1
 source "$(dirname "$0")/bench-common.sh"
 cargo build --release --locked -p net-gazer-collector --bin net-gazer-collector --example graph_bench >&2
 work="$dir/ui-bench"

