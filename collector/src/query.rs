@@ -74,6 +74,8 @@ struct Host {
     ports: BTreeSet<i64>,
     last_us: i64,
     geo: Value,
+    geo_us: i64,
+    geo_tagged: bool,
 }
 
 /// One row per remote host of the handshakes in the filter, most attempts
@@ -95,11 +97,18 @@ pub fn hosts(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
         }
         h.ports.insert(r.get(3)?);
         let ts: i64 = r.get(4)?;
-        if ts >= h.last_us {
-            h.last_us = ts;
-            h.geo = json!({"country": r.get::<_, Option<String>>(5)?, "city": r.get::<_, Option<String>>(6)?,
+        h.last_us = h.last_us.max(ts);
+        // The latest handshake that was tagged (one that passed the chain
+        // untagged, e.g. after a plugin timeout, does not erase the data).
+        let (country, asn): (Option<String>, Option<i64>) = (r.get(5)?, r.get(9)?);
+        let tagged = country.is_some() || asn.is_some();
+        let newer = ts >= h.geo_us;
+        if h.geo.is_null() || (tagged && (!h.geo_tagged || newer)) || (!h.geo_tagged && newer) {
+            h.geo_us = ts;
+            h.geo_tagged = tagged;
+            h.geo = json!({"country": country, "city": r.get::<_, Option<String>>(6)?,
                 "lat": r.get::<_, Option<f64>>(7)?, "lon": r.get::<_, Option<f64>>(8)?,
-                "asn": r.get::<_, Option<i64>>(9)?, "org": r.get::<_, Option<String>>(10)?});
+                "asn": asn, "org": r.get::<_, Option<String>>(10)?});
         }
     }
     let mut out: Vec<Value> = hosts

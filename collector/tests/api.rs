@@ -405,3 +405,85 @@ fn inbound_internal_and_rtt_over_time() {
     let (_, by_host) = get(&c, "/api/v1/rtt?host=203.0.113.5");
     assert_eq!(by_host["points"][0]["failures"], 3);
 }
+
+#[test]
+fn filters_networks_buckets_and_geo_of_untagged_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path());
+    let mut events = Vec::new();
+    // 192.0.2.7: tagged, then a later handshake that passed untagged.
+    let mut tagged = handshake(1);
+    tagged["tags"] = json!({"geo.country": "GB", "asn": "64500", "geo.lat": "51.5", "geo.lon": "-0.1"});
+    events.push(tagged);
+    let mut later = handshake(2);
+    later["ts_us"] = json!(1_700_000_000_000_100i64);
+    events.push(later);
+    // 198.51.100.9 refused, in another network.
+    let mut refused = handshake(3);
+    refused["server_ip"] = json!("198.51.100.9");
+    refused["outcome"] = json!("refused");
+    refused["rtt_last_syn_us"] = Value::Null;
+    events.push(refused);
+    // Two routes through the same two routers: one link per address pair.
+    for (seq, dst) in [(4u64, "192.0.2.7"), (5, "198.51.100.9")] {
+        events.push(
+            json!({"kind": "route", "seq": seq, "ts_us": 1_700_000_000_000_200i64 + seq as i64,
+            "id": seq, "src_ip": "10.0.0.1", "dst_ip": dst, "protocol": "tcp", "reached": true,
+            "hop_count": 3, "changed": false, "hops": [
+                {"ttl": 1, "addr": "10.0.0.254", "sent": 3, "received": 3, "rtt_avg_us": 500.0},
+                {"ttl": 2, "addr": "100.64.0.1", "sent": 3, "received": 3, "rtt_avg_us": 9500.0},
+                {"ttl": 3, "addr": dst, "sent": 3, "received": 3, "rtt_avg_us": 10000.0}]}),
+        );
+    }
+    let body = serde_json::to_vec(&json!({"sensor": "gw1", "events": events})).unwrap();
+    assert_eq!(post(&c, Some(TOKEN), body, false).0, 200);
+
+    let (_, hosts) = get(&c, "/api/v1/hosts");
+    let h = hosts["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["ip"] == "192.0.2.7")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        h["geo"]["country"], "GB",
+        "the untagged later handshake keeps the data: {h}"
+    );
+    assert_eq!(h["geo"]["lat"], 51.5);
+
+    let (_, only_refused) = get(&c, "/api/v1/hosts?outcome=refused");
+    let ips: Vec<&Value> = only_refused["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["ip"])
+        .collect();
+    assert_eq!(ips, [&json!("198.51.100.9")]);
+
+    let (_, net) = get(&c, "/api/v1/rtt?network=192.0.2.0/24&bucket_us=3600000000");
+    assert_eq!(net["points"][0]["attempts"], 2, "{net}");
+    let (status, bad) = get(&c, "/api/v1/rtt?network=192.0.2.0");
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad["error"].as_str().unwrap().contains("CIDR"), "{bad}");
+    let (_, auto) = get(&c, "/api/v1/rtt?buckets=10");
+    assert_eq!(
+        auto["bucket_us"], 1_000_000,
+        "the smallest bucket for a span of 100 µs: {auto}"
+    );
+
+    let (_, graph) = get(&c, "/api/v1/graph");
+    let paths: Vec<&Value> = graph["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "path")
+        .collect();
+    let shared: Vec<&&Value> = paths.iter().filter(|l| l["target"] == "100.64.0.1").collect();
+    assert_eq!(shared.len(), 1, "one link per address pair: {paths:?}");
+    assert_eq!(shared[0]["count"], 2);
+    assert_eq!(shared[0]["rtt_delta_us"], 9000.0);
+    assert_eq!(shared[0]["slowest"], true, "the largest step of both paths");
+    let (_, sensors) = get(&c, "/api/v1/sensors");
+    assert_eq!(sensors["sensors"][0]["id"], "gw1", "{sensors}");
+}

@@ -121,8 +121,11 @@ function empty(text) {
 let refreshTimer = null;
 let graphInstances = [];
 let renderSeq = 0;
+let shownKey = null;
 
-async function render() {
+// Draws the view of the URL. A live refresh (`refresh`) keeps what is on
+// screen (layout, zoom, open panel) when the data has not changed.
+async function render({ refresh = false } = {}) {
   const { view, params } = readState();
   const seq = ++renderSeq;
   for (const a of document.querySelectorAll("nav a")) {
@@ -135,14 +138,26 @@ async function render() {
   const form = $("#filters");
   for (const k of FILTERS) form.elements[k].value = params.get(k) || (k === "window" ? "24h" : "");
   document.title = "net-gazer · " + $(`nav a[data-view="${view}"]`).textContent;
-  for (const g of graphInstances) g._destructor && g._destructor();
-  graphInstances = [];
   const root = $("#view");
-  root.replaceChildren(empty("Loading…"));
-  netGazer.view = null;
+  const dropGraphs = () => {
+    for (const g of graphInstances) g._destructor && g._destructor();
+    graphInstances = [];
+  };
+  if (!refresh) {
+    dropGraphs();
+    root.replaceChildren(empty("Loading…"));
+    netGazer.view = null;
+  }
   try {
     const content = await VIEWS[view](params);
+    // A newer render took over (and drops what is on screen).
     if (seq !== renderSeq) return;
+    if (refresh && content.key !== undefined && content.key === shownKey) {
+      scheduleRefresh(params);
+      return;
+    }
+    if (refresh) dropGraphs();
+    shownKey = content.key;
     root.replaceChildren(...content.nodes);
     if (content.mounted) content.mounted();
     netGazer.view = view;
@@ -158,11 +173,13 @@ async function render() {
   scheduleRefresh(params);
 }
 
+const refresh = () => render({ refresh: true });
+
 function scheduleRefresh(params) {
   clearTimeout(refreshTimer);
   const live = (params.get("window") || "24h") !== "all" && params.get("live") !== "0";
   $("#live").textContent = live ? "live · refreshed " + new Date().toLocaleTimeString() : "";
-  if (live) refreshTimer = setTimeout(render, REFRESH_MS);
+  if (live) refreshTimer = setTimeout(refresh, REFRESH_MS);
 }
 
 async function loadSensors() {
@@ -240,6 +257,7 @@ function pickNearest(g, container, data, { onClick, label }) {
 async function viewGraph(params) {
   const started = performance.now();
   const data = await api("graph", params);
+  const key = JSON.stringify(data) + [...params].join();
   const colorBy = params.get("color") || "asn";
   const search = params.get("q") || "";
   const stats = el("div", { class: "stats", "data-nodes": data.nodes.length, "data-links": data.links.length },
@@ -278,6 +296,7 @@ async function viewGraph(params) {
   const linkColor = (l) => (l.kind === "path" ? rttColor(l.rtt_avg_us) : l.failures ? "rgba(209,73,91,.55)" : "rgba(90,100,115,.3)");
   const linkWidth = (l) => (l.slowest ? 4 : l.kind === "path" ? 1.5 : 0.6);
   return {
+    key,
     nodes: [toolbar, legend, rttLegend(), container],
     mounted() {
       const g = graphWidget(container, data, {
@@ -701,11 +720,11 @@ function lineChart(series, { small = false, failures = [], bars = false, bucket 
 
 window.addEventListener("error", (e) => netGazer.errors.push(String(e.message)));
 window.addEventListener("unhandledrejection", (e) => netGazer.errors.push(String(e.reason && e.reason.stack || e.reason)));
-window.addEventListener("hashchange", render);
+window.addEventListener("hashchange", () => render());
 $("#filters").addEventListener("change", (e) => {
   if (FILTERS.includes(e.target.name)) setParam(e.target.name, e.target.value);
 });
 $("#filters").addEventListener("submit", (e) => e.preventDefault());
 $("#panel-close").addEventListener("click", closePanel);
 document.addEventListener("keydown", (e) => { if (e.key === "Escape") closePanel(); });
-loadSensors().then(render);
+loadSensors().then(() => render());

@@ -579,7 +579,10 @@ fn paths_in_the_browser(db: &Path, path: &[&str]) {
     let hops = b.eval("return window.netGazer.graph.data.nodes.filter(n => n.kind === 'hop').map(n => n.id);");
     let hops: std::collections::BTreeSet<&str> = hops.as_array().unwrap().iter().filter_map(Value::as_str).collect();
     let want: std::collections::BTreeSet<&str> = path[..path.len() - 1].iter().copied().collect();
-    assert!(want.is_subset(&hops), "the traced hops {want:?} are in the graph: {hops:?}");
+    assert!(
+        want.is_subset(&hops),
+        "the traced hops {want:?} are in the graph: {hops:?}"
+    );
     let slowest = b.eval("return window.netGazer.graph.data.links.filter(l => l.slowest).length;");
     assert!(slowest.as_u64().unwrap_or(0) >= 1, "a slowest link is marked");
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -593,7 +596,10 @@ fn paths_in_the_browser(db: &Path, path: &[&str]) {
         "the destination's panel with its routes",
     );
     let routes = b.eval("return document.querySelectorAll('#panel .route').length;");
-    assert!(routes.as_u64().unwrap_or(0) >= 2, "the first route and the changed one: {routes}");
+    assert!(
+        routes.as_u64().unwrap_or(0) >= 2,
+        "the first route and the changed one: {routes}"
+    );
     let changed = b.eval("return document.querySelectorAll('#panel .route.changed').length;");
     assert!(changed.as_u64().unwrap_or(0) >= 1, "the route change is shown");
     let artifacts = PathBuf::from(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()));

@@ -440,6 +440,25 @@ fn every_view_shows_what_the_capture_holds() {
     shoot(&b, "rtt");
     assert_no_errors(&b, "rtt");
 
+    // A live window refreshes every 15 s and keeps the graph on screen
+    // (its layout, zoom and panel) while the data is the same.
+    open(&b, &c.base, "graph?window=30d");
+    b.wait_for("window.netGazer.rendered", 30, "the live graph");
+    b.eval("window.netGazer.graph.kept = true; return null;");
+    let before = b.eval("return document.querySelector('#live').textContent;");
+    assert!(before.as_str().unwrap().starts_with("live"), "{before}");
+    b.wait_for(
+        &format!("document.querySelector('#live').textContent !== {before}"),
+        40,
+        "a live refresh",
+    );
+    assert_eq!(
+        b.eval("return window.netGazer.graph.kept === true;"),
+        true,
+        "the refresh kept the graph"
+    );
+    assert_no_errors(&b, "live refresh");
+
     // A phone's width: nothing wider than the screen.
     b.resize(390, 844);
     open(&b, &c.base, "graph?window=all");
