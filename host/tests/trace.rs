@@ -319,31 +319,12 @@ fn daemon_traces_the_remote_ends(lab: &mut Lab) {
         collector_bin.display()
     );
     // And from the collector to a FalkorDB in s, when installed (CI: it is).
-    let falkor = common::falkordb_dir();
+    let falkor = common::falkordb::dir();
     let mut graph_store = String::new();
     if let Some(bin) = &falkor {
-        let (server, module) = (bin.join("redis-server"), bin.join("falkordb.so"));
-        let dir_arg = dir.path().to_string_lossy().into_owned();
-        lab.spawn(
-            "s",
-            &server.to_string_lossy(),
-            &[
-                "--port",
-                "16379",
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--loglevel",
-                "warning",
-                "--dir",
-                &dir_arg,
-                "--loadmodule",
-                &module.to_string_lossy(),
-            ],
-        );
+        let (program, args) = common::falkordb::server(bin, dir.path(), 16379);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lab.spawn("s", &program, &args);
         graph_store = "[falkordb]\nurl = \"redis://127.0.0.1:16379/\"\n".into();
     }
     let collector_config = dir.path().join("collector.toml");

