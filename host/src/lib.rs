@@ -25,6 +25,7 @@ pub mod config;
 pub mod craft;
 pub mod decode;
 pub mod event;
+pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod plugin;

@@ -41,6 +41,8 @@ const DELAY_TOLERANCE_US: f64 = 1_000.0;
 const OPEN_PORT: u16 = 8080;
 const DELAYED_PORT: u16 = 8081;
 const CLOSED_PORT: u16 = 9;
+/// The sensor's metrics endpoint, on gw's loopback.
+const METRICS_PORT: u16 = 19100;
 const DROPPED_PORT: u16 = 9999;
 /// Closed ports of lan that wan scans.
 const SCANNED_PORTS: std::ops::RangeInclusive<u16> = 20001..=20020;
@@ -206,9 +208,37 @@ fn live_sensor_in_network_namespaces() {
         "unanswered client: expected a connect timeout (EAGAIN)"
     );
 
+    // The metrics endpoint, scraped once every attempt is decided (the
+    // counters are refreshed every second).
+    std::thread::sleep(Duration::from_millis(2500));
+    let py = format!(
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics').read().decode())"
+    );
+    let scraped = parse_metrics(&lab.run(&gw, &python, &["-c", &py]));
+
     let status = lab.stop_sensor(Duration::from_secs(10));
     assert!(status.success(), "the sensor should exit 0 on SIGTERM, got {status}");
     let events = lab.events();
+    for outcome in ["established", "refused", "unanswered"] {
+        let n = events
+            .iter()
+            .filter(|e| e["kind"] == "handshake" && e["outcome"] == outcome)
+            .count();
+        let got = scraped.get(&format!("netgazer_attempts_total{{outcome=\"{outcome}\"}}"));
+        assert_eq!(got, Some(&(n as f64)), "metrics vs events, {outcome}: {scraped:?}");
+    }
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "stats")
+        .expect("a final stats event");
+    let packets = scraped.get("netgazer_packets_total").copied().unwrap_or(0.0);
+    assert!(
+        packets > 0.0 && packets <= last["packets"].as_f64().unwrap_or(0.0),
+        "packets: scraped {packets}, final {}",
+        last["packets"]
+    );
+    assert!(scraped.contains_key("netgazer_kernel_drops_total"), "{scraped:?}");
     eprintln!(
         "live: {} events after {:.1} s",
         events.len(),
@@ -232,6 +262,19 @@ fn live_sensor_in_network_namespaces() {
         eprintln!("live: {line}");
     }
     eprintln!("live: all checks passed in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Prometheus text → sample (name with labels) → value; every sample line
+/// must parse.
+fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {l}"));
+            let v: f64 = value.parse().unwrap_or_else(|e| panic!("{l}: {e}"));
+            (name.to_string(), v)
+        })
+        .collect()
 }
 
 /// Everything expected of the events; returns what is wrong.
@@ -832,7 +875,11 @@ impl Lab {
     /// Starts `net-gazer run` on gw's lan-side veth and waits until it captures.
     fn start_sensor(&mut self, bin: &Path, ns: &str) {
         let config = self.dir.path().join("net-gazer.toml");
-        std::fs::write(&config, "[track]\nunanswered_timeout = \"2500ms\"\n").expect("writing the config");
+        std::fs::write(
+            &config,
+            format!("[track]\nunanswered_timeout = \"2500ms\"\n[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n"),
+        )
+        .expect("writing the config");
         let (iface, config, events) = (
             self.link("gl"),
             config.to_string_lossy().into_owned(),

@@ -15,6 +15,8 @@ use crate::track::LocalNetworks;
 
 /// How often timers run and events are handed to the outputs.
 const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often the counters `[metrics] listen` serves are refreshed.
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()> {
     let iface = match &config.capture.interface {
@@ -59,8 +61,15 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
     let reloader = crate::plugin::spawn_reloader(plugins.plugins, reconfigure, plugins.swap, pipeline.waker())
         .context("starting the plugin reloader")?;
 
+    let published = crate::metrics::Published::default();
+    if let Some(listen) = config.metrics.listen {
+        let bound = crate::metrics::serve(listen, published.clone(), plugin_metrics.clone())
+            .with_context(|| format!("metrics.listen: cannot listen on {listen}"))?;
+        tracing::info!(listen = %bound, "metrics at http://{bound}/metrics");
+    }
     let interval = config.output.stats_interval;
     let mut next_stats = Instant::now() + interval;
+    let mut next_publish = Instant::now();
     let mut next_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if let Some(pkt) = capture.next_packet()? {
@@ -73,6 +82,10 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
         if now >= next_tick {
             next_tick = now + TICK;
             pipeline.tick(Timestamp::now());
+        }
+        if config.metrics.listen.is_some() && now >= next_publish {
+            next_publish = now + PUBLISH_EVERY;
+            published.set(pipeline.stats(Timestamp::now(), Some(capture.stats())));
         }
         if reload.swap(false, Ordering::Relaxed) {
             tracing::info!("SIGHUP received: reloading plugins (other settings need a restart)");

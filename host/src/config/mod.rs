@@ -32,6 +32,16 @@ pub struct Config {
     pub plugins: PluginsSection,
     pub trace: TraceSection,
     pub sensor: SensorSection,
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: the Prometheus endpoint of `net-gazer run`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address and port of `GET /metrics`; unset: no endpoint. Keep it on
+    /// loopback (or a management network): it has no authentication.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[sensor]`: who this sensor is to a collector.

@@ -1,0 +1,351 @@
+//! The sensor's Prometheus endpoint (`[metrics] listen`): `GET /metrics`
+//! answers the latest counters as Prometheus text. The capture loop
+//! publishes a [`Stats`] snapshot about once a second; the plugin counters
+//! are read when scraped. A plain thread on a std listener: one scrape at a
+//! time, a few a minute, nothing to gain from more.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::event::Stats;
+use crate::plugin::metrics::{Registry, Snapshot, BUCKETS_NS};
+
+/// What the capture loop publishes and the endpoint reads.
+#[derive(Clone, Default)]
+pub struct Published {
+    latest: Arc<Mutex<Option<Stats>>>,
+}
+
+impl Published {
+    pub fn set(&self, stats: Stats) {
+        if let Ok(mut l) = self.latest.lock() {
+            *l = Some(stats);
+        }
+    }
+
+    fn get(&self) -> Option<Stats> {
+        self.latest.lock().ok().and_then(|l| l.clone())
+    }
+}
+
+/// Binds `listen` and answers scrapes from a thread of its own; the
+/// address bound (port 0 picks one).
+pub fn serve(listen: SocketAddr, published: Published, plugins: Registry) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(listen)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        for conn in listener.incoming().flatten() {
+            if let Err(e) = answer(conn, &published, &plugins) {
+                tracing::debug!(error = %e, "metrics request failed");
+            }
+        }
+    })?;
+    Ok(bound)
+}
+
+fn answer(mut conn: TcpStream, published: &Published, plugins: &Registry) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // The headers, up to the empty line (bounded: a scraper sends a few).
+    let mut line = String::new();
+    for _ in 0..100 {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+            break;
+        }
+    }
+    let mut parts = request.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, content_type, body) = match (method, path.split('?').next().unwrap_or("")) {
+        ("GET", "/metrics") => {
+            let snapshots: Vec<(String, Snapshot)> =
+                plugins.snapshot().into_iter().map(|(n, m)| (n, m.snapshot())).collect();
+            let body = published
+                .get()
+                .map(|s| render(&s, &snapshots))
+                .unwrap_or_else(|| render_plugins(&snapshots));
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
+        }
+        ("GET", _) => ("404 Not Found", "text/plain", "only /metrics here\n".to_string()),
+        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_string()),
+    };
+    write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    conn.flush()
+}
+
+/// A label value, escaped as the text format wants.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP netgazer_{name} {help}");
+        let _ = writeln!(self.0, "# TYPE netgazer_{name} {kind}");
+    }
+
+    fn value(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
+        let _ = write!(self.0, "netgazer_{name}");
+        if !labels.is_empty() {
+            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label(v))).collect();
+            let _ = write!(self.0, "{{{}}}", l.join(","));
+        }
+        let _ = writeln!(self.0, " {v}");
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, v: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        self.value(name, &[], v);
+    }
+
+    fn by(&mut self, name: &str, help: &str, key: &str, values: &BTreeMap<&'static str, u64>) {
+        self.family(name, "counter", help);
+        for (k, v) in values {
+            self.value(name, &[(key, k)], v);
+        }
+    }
+}
+
+/// The whole exposition: the sensor's counters, then the plugins'.
+pub fn render(s: &Stats, plugins: &[(String, Snapshot)]) -> String {
+    let mut o = Out(String::new());
+    o.one("packets_total", "counter", "Packets read from the capture.", s.packets);
+    o.one("segments_total", "counter", "TCP segments decoded.", s.segments);
+    if let Some(d) = s.kernel_drops {
+        o.one(
+            "kernel_drops_total",
+            "counter",
+            "Packets the kernel dropped (buffer full).",
+            d,
+        );
+    }
+    if let Some(d) = s.interface_drops {
+        o.one(
+            "interface_drops_total",
+            "counter",
+            "Packets the interface or driver dropped.",
+            d,
+        );
+    }
+    o.by(
+        "decode_errors_total",
+        "Truncated or malformed packets, by kind.",
+        "kind",
+        &s.decode_errors,
+    );
+    o.by(
+        "ignored_total",
+        "Packets that were not TCP, by reason.",
+        "reason",
+        &s.ignored,
+    );
+    o.one(
+        "duplicates_total",
+        "counter",
+        "Packets captured twice, counted once.",
+        s.duplicates,
+    );
+    o.by(
+        "attempts_total",
+        "Connection attempts decided, by outcome.",
+        "outcome",
+        &s.attempts,
+    );
+    o.one(
+        "synack_without_syn_total",
+        "counter",
+        "SYN-ACKs that met no SYN.",
+        s.synack_without_syn,
+    );
+    o.one(
+        "late_synacks_total",
+        "counter",
+        "SYN-ACKs after their attempt was reported unanswered.",
+        s.late_synacks,
+    );
+    o.one(
+        "table_entries",
+        "gauge",
+        "Pending attempts and flows tracked.",
+        s.table_size,
+    );
+    o.one(
+        "table_peak_entries",
+        "gauge",
+        "Largest table size so far.",
+        s.table_peak,
+    );
+    o.one(
+        "evictions_total",
+        "counter",
+        "Entries pushed out of the full table.",
+        s.evictions,
+    );
+    o.one("flows_total", "counter", "Flow events (quality mode).", s.flows);
+    o.one("scans_total", "counter", "Scans detected.", s.scans);
+    o.one(
+        "queue_drops_total",
+        "counter",
+        "Events lost because an output could not keep up.",
+        s.queue_drops,
+    );
+    o.one(
+        "trace_probe_segments_total",
+        "counter",
+        "TCP segments of the sensor's own probes, left out.",
+        s.trace_probes,
+    );
+    if let Some(v) = s.routes {
+        o.one("trace_routes_total", "counter", "Traces finished.", v);
+    }
+    if let Some(v) = s.probes_sent {
+        o.one("trace_probes_sent_total", "counter", "Traceroute probes sent.", v);
+    }
+    if let Some(v) = s.delivered {
+        o.one("delivered_total", "counter", "Events the collector stored.", v);
+    }
+    if let Some(v) = s.delivery_retries {
+        o.one(
+            "delivery_retries_total",
+            "counter",
+            "Batches sent again after a failure.",
+            v,
+        );
+    }
+    if let Some(v) = s.spool_dropped {
+        o.one(
+            "spool_dropped_total",
+            "counter",
+            "Events dropped from the full spool.",
+            v,
+        );
+    }
+    if let Some(v) = s.delivery_rejected {
+        o.one(
+            "delivery_rejected_total",
+            "counter",
+            "Events in batches the collector refused.",
+            v,
+        );
+    }
+    o.0.push_str(&render_plugins(plugins));
+    o.0
+}
+
+/// A per-plugin counter: name, help, and where it is in a snapshot.
+type Counter = (&'static str, &'static str, fn(&Snapshot) -> u64);
+
+/// The plugins' counters, time per event histogram and memory.
+pub fn render_plugins(plugins: &[(String, Snapshot)]) -> String {
+    let mut o = Out(String::new());
+    let counters: [Counter; 11] = [
+        ("plugin_calls_total", "Calls into the plugin.", |p| p.calls),
+        ("plugin_events_total", "Events the plugin was given.", |p| p.events),
+        ("plugin_errors_total", "Failed calls of any kind.", |p| p.errors),
+        ("plugin_traps_total", "Calls that trapped.", |p| p.traps),
+        ("plugin_timeouts_total", "Calls over the plugin's time limit.", |p| {
+            p.timeouts
+        }),
+        (
+            "plugin_out_of_memory_total",
+            "Calls over the plugin's memory limit.",
+            |p| p.out_of_memory,
+        ),
+        ("plugin_dropped_total", "Events the plugin dropped.", |p| p.dropped),
+        ("plugin_tagged_total", "Events the plugin tagged.", |p| p.tagged),
+        ("plugin_restarts_total", "Fresh instances after a failure.", |p| {
+            p.restarts
+        }),
+        (
+            "plugin_disabled_total",
+            "Times the plugin was disabled after repeated failures.",
+            |p| p.disabled,
+        ),
+        ("plugin_skipped_total", "Events passed unseen while disabled.", |p| {
+            p.skipped
+        }),
+    ];
+    for (name, help, get) in counters {
+        o.family(name, "counter", help);
+        for (plugin, p) in plugins {
+            o.value(name, &[("plugin", plugin)], get(p));
+        }
+    }
+    o.family("plugin_event_seconds", "histogram", "Time per event of each call.");
+    for (plugin, p) in plugins {
+        let mut cumulative = 0;
+        for (i, n) in p.histogram.iter().enumerate() {
+            cumulative += n;
+            let le = BUCKETS_NS
+                .get(i)
+                .map_or("+Inf".to_string(), |ns| format!("{}", *ns as f64 / 1e9));
+            o.value(
+                "plugin_event_seconds_bucket",
+                &[("plugin", plugin), ("le", &le)],
+                cumulative,
+            );
+        }
+        let seconds = p.busy_ns as f64 / 1e9;
+        o.value("plugin_event_seconds_sum", &[("plugin", plugin)], seconds);
+        o.value("plugin_event_seconds_count", &[("plugin", plugin)], p.calls);
+    }
+    o.family("plugin_memory_bytes", "gauge", "Largest linear memory of the plugin.");
+    for (plugin, p) in plugins {
+        o.value("plugin_memory_bytes", &[("plugin", plugin)], p.memory_bytes);
+    }
+    o.family("plugin_custom", "gauge", "Counters and gauges the plugin set itself.");
+    for (plugin, p) in plugins {
+        for (name, v) in &p.custom {
+            o.value("plugin_custom", &[("plugin", plugin), ("name", name)], v);
+        }
+    }
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_format_with_labels_escaped() {
+        let stats = Stats {
+            packets: 42,
+            attempts: [("established", 3)].into(),
+            kernel_drops: Some(1),
+            ..Stats::default()
+        };
+        let p = Snapshot {
+            calls: 2,
+            busy_ns: 3_000,
+            histogram: vec![1, 1, 0, 0, 0, 0, 0, 0, 0],
+            custom: [("hits".to_string(), 5.0)].into(),
+            ..Snapshot::default()
+        };
+        let text = render(&stats, &[("we\"ird".into(), p)]);
+        assert!(text.contains("netgazer_packets_total 42\n"), "{text}");
+        assert!(text.contains("netgazer_attempts_total{outcome=\"established\"} 3\n"));
+        assert!(text.contains("netgazer_kernel_drops_total 1\n"));
+        assert!(!text.contains("netgazer_trace_routes_total"), "absent when not tracing");
+        assert!(text.contains("netgazer_plugin_calls_total{plugin=\"we\\\"ird\"} 2\n"));
+        assert!(text.contains("netgazer_plugin_event_seconds_bucket{plugin=\"we\\\"ird\",le=\"0.000001\"} 2\n"));
+        assert!(text.contains("netgazer_plugin_event_seconds_bucket{plugin=\"we\\\"ird\",le=\"+Inf\"} 2\n"));
+        assert!(text.contains("netgazer_plugin_custom{plugin=\"we\\\"ird\",name=\"hits\"} 5\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap_or("");
+            assert!(value.parse::<f64>().is_ok(), "a number ends every sample: {line}");
+        }
+    }
+}
