@@ -9,6 +9,10 @@ packages=(pkg-config libpcap-dev iproute2 nftables iptables tcpdump traceroute m
 if [[ ${NG_SETUP_TESTS:-0} == 1 ]]; then
   packages+=(chromium chromium-driver fonts-dejavu-core)
 fi
+# For the Debian packages (scripts/build-deb.sh; the tests build them too).
+if [[ ${NG_SETUP_TESTS:-0} == 1 || ${NG_SETUP_DEB:-0} == 1 ]]; then
+  packages+=(dpkg-dev adduser)
+fi
 # pip for componentize-py (the Python plugin), unless this Python has it.
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 missing=()

@@ -32,3 +32,6 @@ export NG_REQUIRE_BROWSER=1
 export NG_REQUIRE_FALKORDB=1
 (cd plugins && cargo clippy --locked --target wasm32-wasip2 -- -D warnings)
 cargo test --workspace --locked
+# As root: build the Debian packages, install, run as the net-gazer user,
+# remove and purge them (skips, loudly, otherwise).
+bash scripts/test-packages.sh

@@ -1,6 +1,7 @@
 //! net-gazer-collector: receives the events of one or many sensors over
 //! HTTP, stores each exactly once in SQLite, and serves them.
 //!
+//! - [`cli`]: the command line;
 //! - [`config`]: the TOML file (`net-gazer-collector.toml`), with the
 //!   sensors and their tokens;
 //! - [`ingest`]: a batch's body → validated rows, or a message saying what
@@ -17,6 +18,7 @@
 //! - [`ui`]: the web UI's files, compiled into the binary (no internet
 //!   needed to use it).
 
+pub mod cli;
 pub mod config;
 pub mod graphdb;
 pub mod ingest;

@@ -2,40 +2,15 @@
 //! net-gazer sensors (see the library's documentation and
 //! docs/collector-api.md).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 
+use net_gazer_collector::cli::Cli;
 use net_gazer_collector::config::Config;
 use net_gazer_collector::server;
 use net_gazer_collector::store::Store;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "net-gazer-collector",
-    version,
-    about = "collects, stores and serves the events of net-gazer sensors",
-    long_about = "collects, stores and serves the events of net-gazer sensors\n\n\
-        Sensors POST batches of events to /api/v1/events with their bearer token; each event is stored \
-        once in SQLite whatever the retries. GET /health answers UP, GET /metrics serves Prometheus text."
-)]
-struct Cli {
-    /// Configuration file [default: ./etc/net-gazer/net-gazer-collector.toml, then /usr/local/etc/…, then /etc/…]
-    #[arg(short, long, env = "NG_CONFIG")]
-    config: Option<PathBuf>,
-    /// Address and port to listen on [default: listen in the file, 127.0.0.1:8080]
-    #[arg(long, env = "NG_LISTEN")]
-    listen: Option<SocketAddr>,
-    /// SQLite database file [default: database in the file]
-    #[arg(long, env = "NG_DATABASE")]
-    database: Option<PathBuf>,
-    /// More log output: -v info, -vv debug (RUST_LOG overrides)
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

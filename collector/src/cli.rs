@@ -1,0 +1,32 @@
+//! The command line of `net-gazer-collector` (also read by the man page
+//! and shell completion generator, `examples/docs.rs`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "net-gazer-collector",
+    version,
+    about = "collects, stores and serves the events of net-gazer sensors",
+    long_about = "collects, stores and serves the events of net-gazer sensors\n\n\
+        Sensors POST batches of events to /api/v1/events with their bearer token; each event is stored \
+        once in SQLite whatever the retries. GET /health answers UP, GET /metrics serves Prometheus text, \
+        and / the web UI (graph of paths, map, inbound attempts, internal traffic, RTT over time)."
+)]
+pub struct Cli {
+    /// Configuration file [default: ./etc/net-gazer/net-gazer-collector.toml, then /usr/local/etc/…, then /etc/…]
+    #[arg(short, long, env = "NG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address and port to listen on [default: listen in the file, 127.0.0.1:8080]
+    #[arg(long, env = "NG_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// SQLite database file [default: database in the file]
+    #[arg(long, env = "NG_DATABASE")]
+    pub database: Option<PathBuf>,
+    /// More log output: -v info, -vv debug (RUST_LOG overrides)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
