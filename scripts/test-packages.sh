@@ -121,6 +121,13 @@ sensor=
 check "the sensor running as net-gazer saw the handshake" bash -c \
   "grep '\"kind\":\"handshake\"' '$work/events.jsonl' | grep '\"outcome\":\"established\"' | grep -q '\"server_port\":18099'"
 
+# Installing the package again (as an upgrade does) keeps a changed
+# configuration file.
+echo "# changed by the administrator" >>/etc/net-gazer/net-gazer.toml
+dpkg -i --force-confold "$sensor_deb" >&2
+check "a changed configuration survives reinstalling" grep -q "changed by the administrator" /etc/net-gazer/net-gazer.toml
+check "and keeps its permissions" test "$(stat -c '%U:%G %a' /etc/net-gazer/net-gazer.toml)" = "root:net-gazer 640"
+
 # The unit files.
 for u in net-gazer net-gazer-collector; do
   check "systemd-analyze verify $u.service" systemd-analyze verify --man=no "/usr/lib/systemd/system/$u.service"

@@ -33,13 +33,19 @@ impl Published {
 }
 
 /// Binds `listen` and answers scrapes from a thread of its own; the
-/// address bound (port 0 picks one).
-pub fn serve(listen: SocketAddr, published: Published, plugins: Registry) -> std::io::Result<SocketAddr> {
+/// address bound (port 0 picks one). `spool`: the delivery spool directory
+/// when `[output.collector]` is set (its contents are read per scrape).
+pub fn serve(
+    listen: SocketAddr,
+    published: Published,
+    plugins: Registry,
+    spool: Option<std::path::PathBuf>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
         for conn in listener.incoming().flatten() {
-            if let Err(e) = answer(conn, &published, &plugins) {
+            if let Err(e) = answer(conn, &published, &plugins, spool.as_deref()) {
                 tracing::debug!(error = %e, "metrics request failed");
             }
         }
@@ -47,7 +53,12 @@ pub fn serve(listen: SocketAddr, published: Published, plugins: Registry) -> std
     Ok(bound)
 }
 
-fn answer(mut conn: TcpStream, published: &Published, plugins: &Registry) -> std::io::Result<()> {
+fn answer(
+    mut conn: TcpStream,
+    published: &Published,
+    plugins: &Registry,
+    spool: Option<&std::path::Path>,
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     conn.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -67,10 +78,13 @@ fn answer(mut conn: TcpStream, published: &Published, plugins: &Registry) -> std
         ("GET", "/metrics") => {
             let snapshots: Vec<(String, Snapshot)> =
                 plugins.snapshot().into_iter().map(|(n, m)| (n, m.snapshot())).collect();
-            let body = published
+            let mut body = published
                 .get()
                 .map(|s| render(&s, &snapshots))
                 .unwrap_or_else(|| render_plugins(&snapshots));
+            if let Some(dir) = spool {
+                body.push_str(&render_spool(crate::output::collector::spool_usage(dir)));
+            }
             ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
         }
         ("GET", _) => ("404 Not Found", "text/plain", "only /metrics here\n".to_string()),
@@ -245,6 +259,20 @@ pub fn render(s: &Stats, plugins: &[(String, Snapshot)]) -> String {
     o.0
 }
 
+/// The delivery spool: (batches, events, bytes) waiting for the collector.
+pub fn render_spool((batches, events, bytes): (u64, u64, u64)) -> String {
+    let mut o = Out(String::new());
+    o.one(
+        "spool_batches",
+        "gauge",
+        "Batches waiting in the delivery spool.",
+        batches,
+    );
+    o.one("spool_events", "gauge", "Events waiting in the delivery spool.", events);
+    o.one("spool_bytes", "gauge", "Size of the delivery spool.", bytes);
+    o.0
+}
+
 /// A per-plugin counter: name, help, and where it is in a snapshot.
 type Counter = (&'static str, &'static str, fn(&Snapshot) -> u64);
 
@@ -343,6 +371,14 @@ mod tests {
         assert!(text.contains("netgazer_plugin_event_seconds_bucket{plugin=\"we\\\"ird\",le=\"0.000001\"} 2\n"));
         assert!(text.contains("netgazer_plugin_event_seconds_bucket{plugin=\"we\\\"ird\",le=\"+Inf\"} 2\n"));
         assert!(text.contains("netgazer_plugin_custom{plugin=\"we\\\"ird\",name=\"hits\"} 5\n"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("00000000000000000001-20.json.gz"), [0u8; 100]).unwrap();
+        std::fs::write(dir.path().join("00000000000000000021-5.json.gz"), [0u8; 50]).unwrap();
+        std::fs::write(dir.path().join("next-seq"), b"1000").unwrap();
+        let spool = render_spool(crate::output::collector::spool_usage(dir.path()));
+        assert!(spool.contains("netgazer_spool_batches 2\n"), "{spool}");
+        assert!(spool.contains("netgazer_spool_events 25\n"), "{spool}");
+        assert!(spool.contains("netgazer_spool_bytes 150\n"), "{spool}");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap_or("");
             assert!(value.parse::<f64>().is_ok(), "a number ends every sample: {line}");

@@ -282,8 +282,11 @@ fn every_view_shows_what_the_capture_holds() {
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     std::fs::copy(built_file(&built, "geoip"), plugins.join("geoip.wasm")).unwrap();
+    // timeout_ms: a debug build on a loaded machine; no call may time out
+    // here (the GeoIP tags are what the views show).
     let extra = format!(
-        "local_networks = [\"10.0.0.0/8\"]\n[plugins]\ndir = \"{}\"\n[plugins.geoip]\ndirs = [\"{}\"]\n\
+        "local_networks = [\"10.0.0.0/8\"]\n[plugins]\ndir = \"{}\"\n\
+         timeout_ms = 2000\n[plugins.geoip]\ndirs = [\"{}\"]\n\
          city_db = \"{CITY}.mmdb\"\nasn_db = \"{ASN}.mmdb\"\n",
         plugins.display(),
         mmdb.display()
@@ -291,6 +294,14 @@ fn every_view_shows_what_the_capture_holds() {
     // `local_networks` belongs to [track], which the sensor config opened.
     let config = collector::sensor_config(dir.path(), &c.base, &dir.path().join("events.jsonl"), &extra);
     let log = collector::replay(&config, std::slice::from_ref(&pcap));
+    // Every handshake to a server was tagged (else the UI cannot show it).
+    let jsonl = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+    let untagged: Vec<&str> = jsonl
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"handshake\"") && l.contains("\"server_port\":443"))
+        .filter(|l| !l.contains("geo.country"))
+        .collect();
+    assert!(untagged.is_empty(), "untagged handshakes: {untagged:?}\n{log}");
     let graph = c.get("graph");
     let remotes: BTreeSet<String> = graph["nodes"]
         .as_array()

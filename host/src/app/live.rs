@@ -63,7 +63,8 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
 
     let published = crate::metrics::Published::default();
     if let Some(listen) = config.metrics.listen {
-        let bound = crate::metrics::serve(listen, published.clone(), plugin_metrics.clone())
+        let spool = config.output.collector.as_ref().map(|c| c.spool_dir.clone());
+        let bound = crate::metrics::serve(listen, published.clone(), plugin_metrics.clone(), spool)
             .with_context(|| format!("metrics.listen: cannot listen on {listen}"))?;
         tracing::info!(listen = %bound, "metrics at http://{bound}/metrics");
     }

@@ -120,6 +120,16 @@ fn spooled(dir: &Path) -> Vec<(PathBuf, u64)> {
     files
 }
 
+/// What waits in the spool: batches, events, bytes (the metrics endpoint).
+pub fn spool_usage(dir: &Path) -> (u64, u64, u64) {
+    let files = spooled(dir);
+    let events = files
+        .iter()
+        .map(|(p, _)| p.file_name().map_or(0, |n| events_in(&n.to_string_lossy())))
+        .sum();
+    (files.len() as u64, events, files.iter().map(|f| f.1).sum())
+}
+
 pub struct CollectorOutput {
     name: String,
     settings: CollectorSection,
