@@ -23,8 +23,8 @@ plugins="$(scripts/build-plugins.sh)"
 # Man pages and completions from the clap definitions; the plugins to ship
 # (not the test plugin in $plugins/testing).
 rm -rf debian/build
-cargo run --release --locked -q -p net-gazer --example docs -- debian/build/net-gazer >&2
-cargo run --release --locked -q -p net-gazer-collector --example docs -- debian/build/net-gazer-collector >&2
+cargo run --release --locked -q -p net-gazer --example sensor-docs -- debian/build/net-gazer >&2
+cargo run --release --locked -q -p net-gazer-collector --example collector-docs -- debian/build/net-gazer-collector >&2
 gzip -9n debian/build/*/man/*.1
 mkdir -p debian/build/plugins
 cp "$plugins"/*.wasm debian/build/plugins/

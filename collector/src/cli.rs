@@ -1,5 +1,5 @@
 //! The command line of `net-gazer-collector` (also read by the man page
-//! and shell completion generator, `examples/docs.rs`).
+//! and shell completion generator, `examples/collector-docs.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

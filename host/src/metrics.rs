@@ -125,6 +125,13 @@ impl Out {
         self.value(name, &[], v);
     }
 
+    /// A sample only when the sensor has it (tracing, delivery, live).
+    fn maybe(&mut self, name: &str, kind: &str, help: &str, v: Option<u64>) {
+        if let Some(v) = v {
+            self.one(name, kind, help, v);
+        }
+    }
+
     fn by(&mut self, name: &str, help: &str, key: &str, values: &BTreeMap<&'static str, u64>) {
         self.family(name, "counter", help);
         for (k, v) in values {
@@ -138,22 +145,18 @@ pub fn render(s: &Stats, plugins: &[(String, Snapshot)]) -> String {
     let mut o = Out(String::new());
     o.one("packets_total", "counter", "Packets read from the capture.", s.packets);
     o.one("segments_total", "counter", "TCP segments decoded.", s.segments);
-    if let Some(d) = s.kernel_drops {
-        o.one(
-            "kernel_drops_total",
-            "counter",
-            "Packets the kernel dropped (buffer full).",
-            d,
-        );
-    }
-    if let Some(d) = s.interface_drops {
-        o.one(
-            "interface_drops_total",
-            "counter",
-            "Packets the interface or driver dropped.",
-            d,
-        );
-    }
+    o.maybe(
+        "kernel_drops_total",
+        "counter",
+        "Packets the kernel dropped (buffer full).",
+        s.kernel_drops,
+    );
+    o.maybe(
+        "interface_drops_total",
+        "counter",
+        "Packets the interface or driver dropped.",
+        s.interface_drops,
+    );
     o.by(
         "decode_errors_total",
         "Truncated or malformed packets, by kind.",
@@ -222,39 +225,37 @@ pub fn render(s: &Stats, plugins: &[(String, Snapshot)]) -> String {
         "TCP segments of the sensor's own probes, left out.",
         s.trace_probes,
     );
-    if let Some(v) = s.routes {
-        o.one("trace_routes_total", "counter", "Traces finished.", v);
-    }
-    if let Some(v) = s.probes_sent {
-        o.one("trace_probes_sent_total", "counter", "Traceroute probes sent.", v);
-    }
-    if let Some(v) = s.delivered {
-        o.one("delivered_total", "counter", "Events the collector stored.", v);
-    }
-    if let Some(v) = s.delivery_retries {
-        o.one(
-            "delivery_retries_total",
-            "counter",
-            "Batches sent again after a failure.",
-            v,
-        );
-    }
-    if let Some(v) = s.spool_dropped {
-        o.one(
-            "spool_dropped_total",
-            "counter",
-            "Events dropped from the full spool.",
-            v,
-        );
-    }
-    if let Some(v) = s.delivery_rejected {
-        o.one(
-            "delivery_rejected_total",
-            "counter",
-            "Events in batches the collector refused.",
-            v,
-        );
-    }
+    o.maybe("trace_routes_total", "counter", "Traces finished.", s.routes);
+    o.maybe(
+        "trace_probes_sent_total",
+        "counter",
+        "Traceroute probes sent.",
+        s.probes_sent,
+    );
+    o.maybe(
+        "delivered_total",
+        "counter",
+        "Events the collector stored.",
+        s.delivered,
+    );
+    o.maybe(
+        "delivery_retries_total",
+        "counter",
+        "Batches sent again after a failure.",
+        s.delivery_retries,
+    );
+    o.maybe(
+        "spool_dropped_total",
+        "counter",
+        "Events dropped from the full spool.",
+        s.spool_dropped,
+    );
+    o.maybe(
+        "delivery_rejected_total",
+        "counter",
+        "Events in batches the collector refused.",
+        s.delivery_rejected,
+    );
     o.0.push_str(&render_plugins(plugins));
     o.0
 }

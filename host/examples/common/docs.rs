@@ -1,17 +1,9 @@
-//! Writes the man pages and shell completions of `net-gazer`, generated
-//! from its clap definitions, into DIR (scripts/build-deb.sh packs them):
-//!
-//!   docs DIR   # DIR/man/net-gazer.1, net-gazer-run.1, …; DIR/completions/…
+//! Man pages and shell completions from a clap command; shared by the
+//! `sensor-docs` and `collector-docs` examples (scripts/build-deb.sh).
 
 use std::path::Path;
 
-use clap::CommandFactory;
 use clap_complete::Shell;
-
-fn main() -> std::io::Result<()> {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "target/docs".into());
-    write_all(net_gazer::cli::Cli::command(), Path::new(&dir))
-}
 
 /// The page of `cmd` and of each subcommand (`name-sub.1`), and the
 /// bash, zsh and fish completions.
