@@ -35,8 +35,9 @@ work="$(mktemp -d)"
 cleanup() {
   ip netns del "$ns" 2>/dev/null || true
   ip link del "${ns}r" 2>/dev/null || true
-  [[ -n ${sensor:-} ]] && kill "$sensor" 2>/dev/null
-  [[ -n ${listener:-} ]] && kill "$listener" 2>/dev/null
+  for pid in "${sensor:-}" "${listener:-}" "${notifier:-}"; do
+    [[ -z $pid ]] || kill "$pid" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -102,7 +103,24 @@ while True:
     c, _ = s.accept(); c.close()
 " &
 listener=$!
-setpriv --reuid=net-gazer --regid=net-gazer --init-groups \
+# systemd's notification socket, played by Python: the sensor must say
+# READY=1, feed the watchdog and say STOPPING=1.
+python3 - "$work/notify.sock" >"$work/notify.log" <<'PY' &
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o666)
+s.settimeout(30)
+try:
+    while True:
+        print(s.recv(512).decode().strip(), flush=True)
+except socket.timeout:
+    pass
+PY
+notifier=$!
+for _ in $(seq 50); do [[ -S $work/notify.sock ]] && break; sleep 0.1; done
+NOTIFY_SOCKET="$work/notify.sock" WATCHDOG_USEC=400000 sh -c 'WATCHDOG_PID=$$ exec "$@"' sh \
+  setpriv --reuid=net-gazer --regid=net-gazer --init-groups \
   --inh-caps=-all,+net_raw,+net_admin --ambient-caps=-all,+net_raw,+net_admin \
   --bounding-set=-all,+net_raw,+net_admin \
   /usr/bin/net-gazer run -v -c /etc/net-gazer/net-gazer.toml -i "${ns}r" -o "$work/events.jsonl" \
@@ -120,6 +138,10 @@ wait "$sensor" || fail "the sensor exits 0 on SIGTERM: $(cat "$work/sensor.log")
 sensor=
 check "the sensor running as net-gazer saw the handshake" bash -c \
   "grep '\"kind\":\"handshake\"' '$work/events.jsonl' | grep '\"outcome\":\"established\"' | grep -q '\"server_port\":18099'"
+kill "$notifier" 2>/dev/null || true
+check "it told systemd it was ready" grep -qx "READY=1" "$work/notify.log"
+check "it fed the watchdog" test "$(grep -cx "WATCHDOG=1" "$work/notify.log")" -ge 2
+check "it said it was stopping" grep -qx "STOPPING=1" "$work/notify.log"
 
 # Installing the package again (as an upgrade does) keeps a changed
 # configuration file.

@@ -68,13 +68,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         tracing::info!(listen = %config.listen, database = %config.database.display(), "listening");
+        let bound = listener.local_addr()?;
         // Tests and scripts wait for this line on standard error.
-        eprintln!("net-gazer-collector: listening on {}", listener.local_addr()?);
+        eprintln!("net-gazer-collector: listening on {bound}");
+        // systemd (Type=notify): ready now; the watchdog is fed only while
+        // the server answers its own GET /health. Nothing outside systemd.
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        let mut usec = 0;
+        if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+            tokio::spawn(watchdog(bound, std::time::Duration::from_micros(usec / 2)));
+        }
         axum::serve(listener, server::app_with(config, store, graph_stats))
             .with_graceful_shutdown(shutdown())
             .await
             .context("serving")
     })
+}
+
+/// Pings systemd's watchdog each `every` while `GET /health` on our own
+/// address answers `UP`.
+async fn watchdog(addr: std::net::SocketAddr, every: std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let check = async {
+            let mut conn = tokio::net::TcpStream::connect(addr).await?;
+            conn.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .await?;
+            let mut answer = Vec::new();
+            conn.read_to_end(&mut answer).await?;
+            Ok::<bool, std::io::Error>(answer.ends_with(b"UP"))
+        };
+        match tokio::time::timeout(every, check).await {
+            Ok(Ok(true)) => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+            other => tracing::warn!(result = ?other, "watchdog: GET /health failed; not pinging systemd"),
+        }
+    }
 }
 
 async fn shutdown() {
@@ -87,6 +119,7 @@ async fn shutdown() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("stopping");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
 
 /// Deletes events older than `retention_days`, at start and every hour, on

@@ -487,3 +487,44 @@ fn filters_networks_buckets_and_geo_of_untagged_events() {
     let (_, sensors) = get(&c, "/api/v1/sensors");
     assert_eq!(sensors["sensors"][0]["id"], "gw1", "{sensors}");
 }
+
+/// Under systemd (Type=notify): READY=1 once listening, then WATCHDOG=1
+/// pings at half `WATCHDOG_USEC` while it answers its own /health.
+#[test]
+fn systemd_hears_ready_and_watchdog_pings() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n",
+            dir.path().join("db.sqlite").display()
+        ),
+    )
+    .unwrap();
+    // WATCHDOG_PID must be the collector's own pid: sh execs it.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" -c \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_net-gazer-collector"))
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000");
+    let _c = Collector::spawn_command(cmd);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !(got.iter().any(|m: &String| m.contains("READY=1"))
+        && got.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2)
+    {
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no more notifications after {got:?}: {e}"));
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(got[0].contains("READY=1"), "ready first: {got:?}");
+}

@@ -22,12 +22,15 @@ impl Drop for Collector {
 impl Collector {
     /// Runs `bin -c config` and waits until it says where it listens.
     pub fn spawn(bin: &Path, config: &Path) -> Collector {
-        let mut child = Command::new(bin)
-            .arg("-c")
-            .arg(config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the collector starts");
+        let mut cmd = Command::new(bin);
+        cmd.arg("-c").arg(config);
+        Collector::spawn_command(cmd)
+    }
+
+    /// Runs `cmd` (the collector, perhaps through a wrapper) and waits
+    /// until it says where it listens.
+    pub fn spawn_command(mut cmd: Command) -> Collector {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().expect("the collector starts");
         let stderr = child.stderr.take().expect("its standard error");
         let mut lines = BufReader::new(stderr).lines();
         let addr = loop {

@@ -72,7 +72,13 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
     let mut next_stats = Instant::now() + interval;
     let mut next_publish = Instant::now();
     let mut next_tick = Instant::now();
+    // systemd (Type=notify): ready once capture, plugins and outputs run;
+    // the watchdog is fed by this loop, so a stuck capture loop gets the
+    // service restarted. Outside systemd these do nothing.
+    let mut watchdog = Watchdog::from_env();
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     while !stop.load(Ordering::Relaxed) {
+        watchdog.feed();
         if let Some(pkt) = capture.next_packet()? {
             pipeline.handle_packet(&pkt);
         }
@@ -113,6 +119,7 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
             }
         }
     }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping: flushing open attempts");
     let kernel = capture.stats();
     // Traces running finish first: their routes come before the final
@@ -160,6 +167,35 @@ fn start_tracer(config: &Config, pipeline: &mut crate::pipeline::Pipeline) -> Op
         Err(e) => {
             tracing::error!(error = %e, "traceroute disabled");
             None
+        }
+    }
+}
+
+/// systemd's watchdog: pinged at half the interval systemd asked for
+/// (`WATCHDOG_USEC`, for this process), or never.
+struct Watchdog {
+    every: Option<std::time::Duration>,
+    next: Instant,
+}
+
+impl Watchdog {
+    fn from_env() -> Watchdog {
+        let mut usec = 0;
+        let every = sd_notify::watchdog_enabled(false, &mut usec)
+            .then(|| std::time::Duration::from_micros(usec / 2))
+            .filter(|d| !d.is_zero());
+        Watchdog {
+            every,
+            next: Instant::now(),
+        }
+    }
+
+    fn feed(&mut self) {
+        let Some(every) = self.every else { return };
+        let now = Instant::now();
+        if now >= self.next {
+            self.next = now + every;
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }
     }
 }
