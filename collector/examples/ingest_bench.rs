@@ -39,7 +39,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The collector's path.
     let _ = std::fs::remove_file(dir.join("collector.sqlite"));
-    let mut store = Store::open(&dir.join("collector.sqlite"))?;
+    // As the collector opens it: ingest on one connection, checkpoints on
+    // another, every 250 ms (on the same pinned core: taskset pins the
+    // whole process).
+    let mut store = Store::open_ingest(&dir.join("collector.sqlite"))?;
+    net_gazer_collector::store::spawn_checkpointer(
+        &dir.join("collector.sqlite"),
+        std::time::Duration::from_millis(250),
+    )?;
     let started = Instant::now();
     for body in &bodies {
         let b = ingest::parse(body)?;

@@ -12,6 +12,9 @@ use net_gazer_collector::config::Config;
 use net_gazer_collector::server;
 use net_gazer_collector::store::Store;
 
+/// How often the WAL is checkpointed (off the ingest connection).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = ["warn", "info", "debug", "trace"][usize::from(cli.verbose.min(3))];
@@ -46,8 +49,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if config.sensors.is_empty() {
         tracing::warn!("no [sensors.<id>] table: every batch will be refused (401)");
     }
-    let store =
-        Store::open(&config.database).with_context(|| format!("opening the database {}", config.database.display()))?;
+    let store = Store::open_ingest(&config.database)
+        .with_context(|| format!("opening the database {}", config.database.display()))?;
+    net_gazer_collector::store::spawn_checkpointer(&config.database, CHECKPOINT_EVERY)
+        .context("starting the WAL checkpoint thread")?;
     if config.retention_days > 0 {
         spawn_retention(&config)?;
     }

@@ -2,7 +2,7 @@
 //! local hosts → hops → remote hosts, and one host's detail. Every filter
 //! is a bound parameter.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use rusqlite::types::Value as Sql;
@@ -224,7 +224,8 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
                 max(org), max(lat), max(lon), max(direction = 'internal')
          FROM handshakes WHERE 1 = 1{clause} GROUP BY 1, 2"
     );
-    let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+    // Looked up once per handshake pair and hop row; sorted at the end.
+    let mut nodes: HashMap<String, Node> = HashMap::new();
     let mut links = Vec::new();
     let mut q = store.conn().prepare(&sql)?;
     let mut rows = q.query(rusqlite::params_from_iter(values))?;
@@ -265,30 +266,36 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
          ORDER BY l.dst_ip, h.ttl",
     )?;
     let mut rows = q.query([])?;
-    let mut current: Option<String> = None;
+    // The destination whose hops the rows are on, and whether it is a
+    // remote host of the graph (its hops are skipped otherwise).
+    let mut current = String::new();
+    let mut wanted = false;
     let mut prev = String::new();
     let mut prev_rtt: Option<f64> = None;
     let mut path_start = links.len();
     while let Some(r) = rows.next()? {
-        let dst: String = r.get(0)?;
-        if !matches!(nodes.get(&dst), Some(n) if n.kind == "remote") {
-            continue;
+        let dst = r.get_ref(0)?.as_str()?;
+        if dst != current {
+            current = dst.to_string();
+            wanted = matches!(nodes.get(&current), Some(n) if n.kind == "remote");
+            if wanted {
+                let src: String = r.get(1)?;
+                if !nodes.contains_key(&src) {
+                    nodes.insert(src.clone(), Node::new(&src, "sensor", Geo::default()));
+                }
+                prev = src;
+                prev_rtt = None;
+                mark_slowest(&mut links[path_start..]);
+                path_start = links.len();
+            }
         }
-        if current.as_deref() != Some(dst.as_str()) {
-            let src: String = r.get(1)?;
-            nodes
-                .entry(src.clone())
-                .or_insert_with(|| Node::new(&src, "sensor", Geo::default()));
-            prev = src;
-            prev_rtt = None;
-            current = Some(dst.clone());
-            mark_slowest(&mut links[path_start..]);
-            path_start = links.len();
+        if !wanted {
+            continue;
         }
         let Some(addr) = r.get::<_, Option<String>>(3)? else {
             continue;
         };
-        if addr != dst {
+        if addr != current && !nodes.contains_key(&addr) {
             let geo = Geo {
                 country: r.get(5)?,
                 asn: r.get(6)?,
@@ -296,9 +303,7 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
                 lat: r.get(7)?,
                 lon: r.get(8)?,
             };
-            nodes
-                .entry(addr.clone())
-                .or_insert_with(|| Node::new(&addr, "hop", geo));
+            nodes.insert(addr.clone(), Node::new(&addr, "hop", geo));
         }
         let rtt: Option<f64> = r.get(4)?;
         links.push(Link {
@@ -316,8 +321,10 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
         prev_rtt = rtt.or(prev_rtt);
     }
     mark_slowest(&mut links[path_start..]);
+    let mut nodes: Vec<Node> = nodes.into_values().collect();
+    nodes.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     Ok(Graph {
-        nodes: nodes.into_values().collect(),
+        nodes,
         links: merge_paths(links),
     })
 }
@@ -328,15 +335,25 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
 /// behind the same routers share most links: a graph of 5,000 nodes has
 /// a third of the links it would have otherwise.)
 fn merge_paths(links: Vec<Link>) -> Vec<Link> {
+    use std::hash::{Hash, Hasher};
     let mut out: Vec<Link> = Vec::with_capacity(links.len());
-    let mut seen: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::new();
+    // Hash of (source, target) → index in `out`; a hit is checked against
+    // the strings (two pairs with one hash stay two links: no wrong merge).
+    let mut seen: HashMap<u64, usize> = HashMap::new();
     for mut l in links {
         if l.kind != "path" {
             out.push(l);
             continue;
         }
-        match seen.get(&(l.source.clone(), l.target.clone())) {
-            Some(&i) => {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&l.source, &l.target).hash(&mut h);
+        let key = h.finish();
+        let same = seen
+            .get(&key)
+            .copied()
+            .filter(|&i| out[i].source == l.source && out[i].target == l.target);
+        match same {
+            Some(i) => {
                 let m = &mut out[i];
                 m.count = Some(m.count.unwrap_or(1) + 1);
                 m.slowest |= l.slowest;
@@ -345,7 +362,7 @@ fn merge_paths(links: Vec<Link>) -> Vec<Link> {
                 }
             }
             None => {
-                seen.insert((l.source.clone(), l.target.clone()), out.len());
+                seen.entry(key).or_insert(out.len());
                 l.count = Some(1);
                 out.push(l);
             }
