@@ -285,6 +285,17 @@ async function viewGraph(params) {
     el("span", {}, el("span", { class: "swatch", style: `background:${KIND_COLOR.local}` }), "local host"),
     el("span", {}, `remote hosts and hops coloured by ${colorBy === "asn" ? "ASN" : "country"}; size by handshakes; the slowest link of each path is thicker`),
     bigNote);
+  // The commonest ASNs or countries with their colours (the rest: hover).
+  const keyOf = (n) => (colorBy === "asn" ? n.asn : n.country);
+  const common = new Map();
+  for (const n of data.nodes) {
+    if (n.kind === "remote" || n.kind === "hop") common.set(keyOf(n) ?? null, (common.get(keyOf(n) ?? null) || 0) + 1);
+  }
+  const top = [...common].sort((a, b) => b[1] - a[1]).slice(0, 10);
+  const orgOf = new Map(data.nodes.filter((n) => n.asn && n.org).map((n) => [n.asn, n.org]));
+  const keys = el("div", { class: "legend", "data-legend": colorBy }, top.map(([k, count]) =>
+    el("span", {}, el("span", { class: "swatch", style: `background:${hashColor(k)}` }),
+      k === null ? "unknown" : colorBy === "asn" ? `AS${k}${orgOf.has(k) ? " " + orgOf.get(k) : ""}` : k, ` (${count})`)));
   const match = matcher(search);
   const color = (n) => {
     if (match && match(n)) return "#ff006e";
@@ -297,7 +308,7 @@ async function viewGraph(params) {
   const linkWidth = (l) => (l.slowest ? 4 : l.kind === "path" ? 1.5 : 0.6);
   return {
     key,
-    nodes: [toolbar, legend, rttLegend(), container],
+    nodes: [toolbar, legend, keys, rttLegend(), container],
     mounted() {
       const g = graphWidget(container, data, {
         color, label, linkColor, linkWidth,

@@ -329,6 +329,19 @@ fn every_view_shows_what_the_capture_holds() {
         b.eval("return document.querySelector('[data-nodes]').dataset.nodes;"),
         Value::String(api_nodes.len().to_string())
     );
+    // The colour key counts every remote host and hop (fewer than ten
+    // ASNs here, so all are listed).
+    let keyed = b.eval(
+        "return [...document.querySelectorAll('[data-legend=asn] > span')]
+            .map(e => Number(/\\((\\d+)\\)$/.exec(e.textContent)[1])).reduce((a, n) => a + n, 0);",
+    );
+    let remote_and_hops = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "remote" || n["kind"] == "hop")
+        .count();
+    assert_eq!(keyed, remote_and_hops, "the ASN key");
     assert_no_errors(&b, "graph");
 
     // A click on a server's node opens its panel with its GeoIP data.
