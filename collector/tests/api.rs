@@ -528,3 +528,40 @@ fn systemd_hears_ready_and_watchdog_pings() {
     }
     assert!(got[0].contains("READY=1"), "ready first: {got:?}");
 }
+
+/// Standard error connected to the journal (JOURNAL_STREAM set, as systemd
+/// does): log lines without timestamps or colours, the journal adds its own.
+#[test]
+fn journal_lines_carry_no_timestamp() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n",
+            dir.path().join("db.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_net-gazer-collector"))
+        .args(["-v", "-c"])
+        .arg(&config)
+        .env("JOURNAL_STREAM", "8:12345")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| !l.starts_with("net-gazer-collector: listening on"))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    let logged: Vec<&String> = lines.iter().filter(|l| l.contains("listening")).collect();
+    assert!(!logged.is_empty(), "an info line about listening: {lines:?}");
+    for l in logged {
+        assert!(l.trim_start().starts_with("INFO"), "no timestamp first: {l:?}");
+        assert!(!l.contains('\u{1b}'), "no colour codes: {l:?}");
+    }
+}

@@ -28,12 +28,19 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    // Under systemd, standard error is the journal (JOURNAL_STREAM): it
+    // stamps each line itself, and colours would show as escape codes.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_ansi(!journal && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    let _ = if journal {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {
