@@ -143,12 +143,18 @@ check "it told systemd it was ready" grep -qx "READY=1" "$work/notify.log"
 check "it fed the watchdog" test "$(grep -cx "WATCHDOG=1" "$work/notify.log")" -ge 2
 check "it said it was stopping" grep -qx "STOPPING=1" "$work/notify.log"
 
-# Installing the package again (as an upgrade does) keeps a changed
-# configuration file.
+# An upgrade (the same build as a later revision) keeps a changed
+# configuration file, its permissions, the spool and the user.
 echo "# changed by the administrator" >>/etc/net-gazer/net-gazer.toml
-dpkg -i --force-confold "$sensor_deb" >&2
-check "a changed configuration survives reinstalling" grep -q "changed by the administrator" /etc/net-gazer/net-gazer.toml
+touch /var/lib/net-gazer/spool/kept
+version=$(dpkg-query -W -f='${Version}' net-gazer)
+cargo deb --locked --no-build --strip -p net-gazer --deb-revision 99 --output "$work/upgrade.deb" >/dev/null
+dpkg -i --force-confold "$work/upgrade.deb" >&2
+check "the upgrade installed revision 99 over $version" bash -c \
+  "dpkg-query -W -f='\${Version}' net-gazer | grep -q -- '-99$'"
+check "a changed configuration survives the upgrade" grep -q "changed by the administrator" /etc/net-gazer/net-gazer.toml
 check "and keeps its permissions" test "$(stat -c '%U:%G %a' /etc/net-gazer/net-gazer.toml)" = "root:net-gazer 640"
+check "the spool survives the upgrade" test -e /var/lib/net-gazer/spool/kept
 
 # The unit files.
 for u in net-gazer net-gazer-collector; do
