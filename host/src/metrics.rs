@@ -18,9 +18,19 @@ use crate::plugin::metrics::{Registry, Snapshot, BUCKETS_NS};
 #[derive(Clone, Default)]
 pub struct Published {
     latest: Arc<Mutex<Option<Stats>>>,
+    /// Events waiting for the output thread (plugins, outputs), live.
+    queued: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Published {
+    /// Published counters that follow `queued` (the pipeline's output queue).
+    pub fn with_queue(queued: Arc<std::sync::atomic::AtomicU64>) -> Published {
+        Published {
+            latest: Arc::default(),
+            queued,
+        }
+    }
+
     pub fn set(&self, stats: Stats) {
         if let Ok(mut l) = self.latest.lock() {
             *l = Some(stats);
@@ -82,6 +92,14 @@ fn answer(
                 .get()
                 .map(|s| render(&s, &snapshots))
                 .unwrap_or_else(|| render_plugins(&snapshots));
+            let mut o = Out(String::new());
+            o.one(
+                "output_queue_events",
+                "gauge",
+                "Events waiting for the plugins and outputs.",
+                published.queued.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            body.push_str(&o.0);
             if let Some(dir) = spool {
                 body.push_str(&render_spool(crate::output::collector::spool_usage(dir)));
             }

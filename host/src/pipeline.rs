@@ -114,6 +114,11 @@ impl Pipeline {
     }
 
     /// Wakes the output thread (for a reloaded plugin chain).
+    /// Events waiting for the output thread, as it changes (metrics).
+    pub fn queued(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.queue.queued()
+    }
+
     pub fn waker(&self) -> crate::output::Waker {
         self.queue.waker()
     }

@@ -239,6 +239,11 @@ fn live_sensor_in_network_namespaces() {
         last["packets"]
     );
     assert!(scraped.contains_key("netgazer_kernel_drops_total"), "{scraped:?}");
+    assert_eq!(
+        scraped.get("netgazer_output_queue_events"),
+        Some(&0.0),
+        "nothing waits for the outputs once traffic stopped: {scraped:?}"
+    );
     eprintln!(
         "live: {} events after {:.1} s",
         events.len(),

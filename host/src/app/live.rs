@@ -61,7 +61,7 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
     let reloader = crate::plugin::spawn_reloader(plugins.plugins, reconfigure, plugins.swap, pipeline.waker())
         .context("starting the plugin reloader")?;
 
-    let published = crate::metrics::Published::default();
+    let published = crate::metrics::Published::with_queue(pipeline.queued());
     if let Some(listen) = config.metrics.listen {
         let spool = config.output.collector.as_ref().map(|c| c.spool_dir.clone());
         let bound = crate::metrics::serve(listen, published.clone(), plugin_metrics.clone(), spool)

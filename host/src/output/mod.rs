@@ -89,6 +89,8 @@ pub struct EventQueue {
     tx: SyncSender<Msg>,
     batch: Vec<Event>,
     drops: Arc<AtomicU64>,
+    /// Events handed over and not yet taken by the output thread.
+    queued: Arc<AtomicU64>,
     policy: Backpressure,
 }
 
@@ -102,15 +104,18 @@ impl EventQueue {
         policy: Backpressure,
     ) -> (EventQueue, OutputThread) {
         let (tx, rx) = mpsc::sync_channel(capacity.div_ceil(BATCH));
+        let queued = Arc::new(AtomicU64::new(0));
+        let taken = Arc::clone(&queued);
         let handle = std::thread::Builder::new()
             .name("ng-output".into())
-            .spawn(move || write_all(rx, stage, outputs))
+            .spawn(move || write_all(rx, stage, outputs, &taken))
             .ok();
         (
             EventQueue {
                 tx,
                 batch: Vec::with_capacity(BATCH),
                 drops: Arc::new(AtomicU64::new(0)),
+                queued,
                 policy,
             },
             OutputThread { handle },
@@ -131,6 +136,8 @@ impl EventQueue {
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
         let n = batch.len() as u64;
+        // Counted before the send: the output thread may take it at once.
+        self.queued.fetch_add(n, Ordering::Relaxed);
         let sent = match self.policy {
             Backpressure::Wait => self.tx.send(Msg::Batch(batch)).is_ok(),
             Backpressure::Drop => match self.tx.try_send(Msg::Batch(batch)) {
@@ -139,8 +146,14 @@ impl EventQueue {
             },
         };
         if !sent {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
             self.drops.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// Events waiting for the output thread (the metrics endpoint).
+    pub fn queued(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.queued)
     }
 
     pub fn waker(&self) -> Waker {
@@ -154,6 +167,7 @@ impl EventQueue {
             tx: self.tx.clone(),
             batch: Vec::with_capacity(BATCH),
             drops: Arc::clone(&self.drops),
+            queued: Arc::clone(&self.queued),
             policy: self.policy,
         }
     }
@@ -189,7 +203,12 @@ impl Drop for EventQueue {
     }
 }
 
-fn write_all(rx: Receiver<Msg>, mut stage: Box<dyn Stage>, mut outputs: Vec<Box<dyn Output>>) -> OutputReport {
+fn write_all(
+    rx: Receiver<Msg>,
+    mut stage: Box<dyn Stage>,
+    mut outputs: Vec<Box<dyn Output>>,
+    queued: &AtomicU64,
+) -> OutputReport {
     let mut report = OutputReport::default();
     let mut failed = vec![false; outputs.len()];
     let mut pending = 0usize;
@@ -205,7 +224,10 @@ fn write_all(rx: Receiver<Msg>, mut stage: Box<dyn Stage>, mut outputs: Vec<Box<
             wait = wait.min(FLUSH_AFTER);
         }
         let batch = match rx.recv_timeout(wait) {
-            Ok(Msg::Batch(batch)) => batch,
+            Ok(Msg::Batch(batch)) => {
+                queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                batch
+            }
             Ok(Msg::Wake) => {
                 stage.wake();
                 continue;
@@ -311,5 +333,45 @@ mod tests {
             })
             .collect();
         assert_eq!(packets, (0..n).collect::<Vec<_>>());
+    }
+
+    /// A stage that holds the output thread until told to go on.
+    struct Gate(std::sync::mpsc::Receiver<()>);
+
+    impl Stage for Gate {
+        fn process(&mut self, _batch: &mut Vec<Tagged>) {
+            let _ = self.0.recv();
+        }
+    }
+
+    #[test]
+    fn queued_counts_what_waits_and_not_what_was_dropped() {
+        let (go, gate) = std::sync::mpsc::channel();
+        let out = JsonLines::new("test".into(), Box::new(Shared::default()));
+        // Room for one batch in the channel (capacity ≤ BATCH events).
+        let (mut queue, thread) = EventQueue::spawn(vec![Box::new(out)], Box::new(Gate(gate)), 1, Backpressure::Drop);
+        let queued = queue.queued();
+        let batch = |q: &mut EventQueue| {
+            for _ in 0..BATCH {
+                q.send(Event::Stats(Stats::default()));
+            }
+        };
+        batch(&mut queue); // taken by the output thread, which waits at the gate
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while queued.load(Ordering::Relaxed) != 0 {
+            assert!(std::time::Instant::now() < deadline, "the first batch was taken");
+            std::thread::yield_now();
+        }
+        batch(&mut queue); // waits in the channel
+        batch(&mut queue); // the channel is full: dropped
+        assert_eq!(queued.load(Ordering::Relaxed), BATCH as u64);
+        assert_eq!(queue.drops(), BATCH as u64);
+        for _ in 0..3 {
+            let _ = go.send(());
+        }
+        drop(queue);
+        let report = thread.join();
+        assert_eq!(report.written, 2 * BATCH as u64);
+        assert_eq!(queued.load(Ordering::Relaxed), 0);
     }
 }
