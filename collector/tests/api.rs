@@ -499,15 +499,7 @@ fn systemd_hears_ready_and_watchdog_pings() {
     socket
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
-    let config = dir.path().join("collector.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n",
-            dir.path().join("db.sqlite").display()
-        ),
-    )
-    .unwrap();
+    let config = common::write_config(dir.path(), "");
     // WATCHDOG_PID must be the collector's own pid: sh execs it.
     let mut cmd = std::process::Command::new("sh");
     cmd.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" -c \"$1\""])
@@ -535,15 +527,7 @@ fn systemd_hears_ready_and_watchdog_pings() {
 fn journal_lines_carry_no_timestamp() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("collector.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n",
-            dir.path().join("db.sqlite").display()
-        ),
-    )
-    .unwrap();
+    let config = common::write_config(dir.path(), "");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_net-gazer-collector"))
         .args(["-v", "-c"])
         .arg(&config)

@@ -8,9 +8,9 @@ pub mod falkordb;
 mod process;
 pub use process::Collector;
 
-/// Starts the collector on a free loopback port with a database in `dir`,
+/// A configuration in `dir`: a free loopback port, a database in `dir`,
 /// everything kept (`retention_days = 0`), and `extra` TOML (its sensors).
-pub fn start(dir: &Path, extra: &str) -> Collector {
+pub fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
     let config = dir.join("collector.toml");
     std::fs::write(
         &config,
@@ -20,5 +20,13 @@ pub fn start(dir: &Path, extra: &str) -> Collector {
         ),
     )
     .unwrap();
-    Collector::spawn(Path::new(env!("CARGO_BIN_EXE_net-gazer-collector")), &config)
+    config
+}
+
+/// Starts the collector with [`write_config`] and waits until it listens.
+pub fn start(dir: &Path, extra: &str) -> Collector {
+    Collector::spawn(
+        Path::new(env!("CARGO_BIN_EXE_net-gazer-collector")),
+        &write_config(dir, extra),
+    )
 }
