@@ -269,8 +269,10 @@ pub fn spawn(config: FalkorConfig, store: Store, stats: Arc<GraphStats>) -> std:
 fn run(config: &FalkorConfig, store: &Store, stats: &GraphStats) {
     let mut backoff = Duration::from_millis(500);
     let mut reported = false;
+    // Kept across rounds; dropped on any error and made again.
+    let mut con: Option<redis::Connection> = None;
     loop {
-        match sync(config, store, stats) {
+        match sync(config, store, stats, &mut con) {
             Ok(()) => {
                 if reported {
                     tracing::info!(url = %config.url, "FalkorDB reachable again; the graph caught up");
@@ -280,6 +282,7 @@ fn run(config: &FalkorConfig, store: &Store, stats: &GraphStats) {
                 std::thread::sleep(Duration::from_secs(1));
             }
             Err(e) => {
+                con = None;
                 stats.errors.fetch_add(1, Ordering::Relaxed);
                 if !reported {
                     tracing::warn!(url = %config.url, error = %e, "FalkorDB: cannot write the graph; retrying (SQLite ingest continues)");
@@ -300,12 +303,24 @@ enum SyncError {
     Sqlite(#[from] rusqlite::Error),
 }
 
-/// Connects and writes every route not yet in the graph.
-fn sync(config: &FalkorConfig, store: &Store, stats: &GraphStats) -> Result<(), SyncError> {
-    let client = redis::Client::open(config.url.as_str())?;
-    let mut con = client.get_connection_with_timeout(Duration::from_secs(5))?;
-    con.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut cursor = match query(&mut con, &config.graph, CURSOR_GET.to_string())? {
+/// Writes every route not yet in the graph (connecting first if `con` is
+/// empty).
+fn sync(
+    config: &FalkorConfig,
+    store: &Store,
+    stats: &GraphStats,
+    con: &mut Option<redis::Connection>,
+) -> Result<(), SyncError> {
+    let con = match con {
+        Some(c) => c,
+        None => {
+            let client = redis::Client::open(config.url.as_str())?;
+            let c = client.get_connection_with_timeout(Duration::from_secs(5))?;
+            c.set_read_timeout(Some(Duration::from_secs(30)))?;
+            con.insert(c)
+        }
+    };
+    let mut cursor = match query(con, &config.graph, CURSOR_GET.to_string())? {
         redis::Value::Array(parts) => first_int(&parts).unwrap_or(0),
         _ => 0,
     };
@@ -324,11 +339,11 @@ fn sync(config: &FalkorConfig, store: &Store, stats: &GraphStats) -> Result<(), 
         };
         for r in &routes {
             for q in r.queries() {
-                query(&mut con, &config.graph, q)?;
+                query(con, &config.graph, q)?;
             }
         }
         query(
-            &mut con,
+            con,
             &config.graph,
             with_params(&[("last", Param::Int(last))], CURSOR_SET),
         )?;

@@ -44,38 +44,34 @@ enum Type {
 const DIRECTIONS: &[&str] = &["outbound", "inbound", "internal", "transit"];
 const OUTCOMES: &[&str] = &["established", "refused", "unanswered", "incomplete"];
 
-/// The fields each kind must have, with their types (others pass as they are).
-fn required(kind: &str) -> &'static [(&'static str, Type)] {
+/// The fields of every connection event (handshake, flow).
+const CONNECTION: &[(&str, Type)] = &[
+    ("id", Type::Unsigned(u64::MAX)),
+    ("client_ip", Type::Ip),
+    ("client_port", Type::Unsigned(65535)),
+    ("server_ip", Type::Ip),
+    ("server_port", Type::Unsigned(65535)),
+    ("direction", Type::Text(DIRECTIONS)),
+];
+
+/// The fields each kind must have, with their types (others pass as they
+/// are), in groups.
+fn required(kind: &str) -> &'static [&'static [(&'static str, Type)]] {
     use Type::*;
     match kind {
-        "handshake" => &[
-            ("id", Unsigned(u64::MAX)),
-            ("client_ip", Ip),
-            ("client_port", Unsigned(65535)),
-            ("server_ip", Ip),
-            ("server_port", Unsigned(65535)),
-            ("direction", Text(DIRECTIONS)),
-            ("outcome", Text(OUTCOMES)),
-        ],
-        "flow" => &[
-            ("id", Unsigned(u64::MAX)),
-            ("client_ip", Ip),
-            ("client_port", Unsigned(65535)),
-            ("server_ip", Ip),
-            ("server_port", Unsigned(65535)),
-            ("direction", Text(DIRECTIONS)),
-        ],
-        "scan" => &[
+        "handshake" => &[CONNECTION, &[("outcome", Text(OUTCOMES))]],
+        "flow" => &[CONNECTION],
+        "scan" => &[&[
             ("src_ip", Ip),
             ("scan_type", Text(&["port_scan", "address_scan"])),
             ("phase", Text(&["detected", "ended"])),
-        ],
-        "route" => &[
+        ]],
+        "route" => &[&[
             ("id", Unsigned(u64::MAX)),
             ("src_ip", Ip),
             ("dst_ip", Ip),
             ("hops", List),
-        ],
+        ]],
         _ => &[],
     }
 }
@@ -129,7 +125,7 @@ pub fn parse(body: &[u8]) -> Result<Batch, String> {
             ));
         };
         let common = [("seq", Type::Unsigned(u64::MAX)), ("ts_us", Type::Signed)];
-        for (field, t) in common.iter().chain(required(kind)) {
+        for (field, t) in common.iter().chain(required(kind).iter().copied().flatten()) {
             check(event, field, *t).map_err(|m| format!("events[{i}] ({kind}): field `{field}`: {m}"))?;
         }
         let seq = event.get("seq").and_then(Value::as_u64).unwrap_or(0);

@@ -78,7 +78,6 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
     let mut watchdog = Watchdog::from_env();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     while !stop.load(Ordering::Relaxed) {
-        watchdog.feed();
         if let Some(pkt) = capture.next_packet()? {
             pipeline.handle_packet(&pkt);
         }
@@ -89,10 +88,11 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
         if now >= next_tick {
             next_tick = now + TICK;
             pipeline.tick(Timestamp::now());
-        }
-        if config.metrics.listen.is_some() && now >= next_publish {
-            next_publish = now + PUBLISH_EVERY;
-            published.set(pipeline.stats(Timestamp::now(), Some(capture.stats())));
+            watchdog.feed(now);
+            if config.metrics.listen.is_some() && now >= next_publish {
+                next_publish = now + PUBLISH_EVERY;
+                published.set(pipeline.stats(Timestamp::now(), Some(capture.stats())));
+            }
         }
         if reload.swap(false, Ordering::Relaxed) {
             tracing::info!("SIGHUP received: reloading plugins (other settings need a restart)");
@@ -190,9 +190,9 @@ impl Watchdog {
         }
     }
 
-    fn feed(&mut self) {
+    /// Pings when due; called on the loop's timer tick.
+    fn feed(&mut self, now: Instant) {
         let Some(every) = self.every else { return };
-        let now = Instant::now();
         if now >= self.next {
             self.next = now + every;
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
