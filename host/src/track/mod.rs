@@ -23,7 +23,7 @@ mod timer;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 pub use direction::LocalNetworks;
 pub use scan::ScanConfig;
@@ -112,6 +112,14 @@ pub struct Tracker {
     local: LocalNetworks,
     conns: ConnTable,
     orphans: FxHashMap<Key, Orphan>,
+    /// Keys whose entry may be waiting for the client's ACK of its SYN-ACK
+    /// (a superset: keys enter with the SYN-ACK and leave when the entry
+    /// is reported or evicted). In handshake mode a payload-free ACK whose
+    /// key is not here cannot matter, and skips the look-up in the full
+    /// table: most ACKs belong to connections past their handshake, and the
+    /// table, with its lingering entries, is far larger than the cache,
+    /// while this set holds one round trip's worth of handshakes.
+    awaiting_ack: FxHashSet<Key>,
     timers: TimerTable<Key>,
     scans: ScanDetector,
     events: VecDeque<Event>,
@@ -131,6 +139,7 @@ impl Tracker {
             local,
             conns: ConnTable::with_capacity(capacity),
             orphans: FxHashMap::default(),
+            awaiting_ack: FxHashSet::default(),
             timers: TimerTable::new(),
             events: VecDeque::new(),
             clock: Timestamp::ZERO,
@@ -243,6 +252,7 @@ impl Tracker {
                 &mut self.stats,
                 &self.cfg,
             );
+            self.awaiting_ack.insert(key);
         }
         self.conns.insert(key, conn);
     }
@@ -257,6 +267,9 @@ impl Tracker {
             self.stats.duplicates += 1;
         } else {
             answer(conn, key, now, seg, &mut self.timers, &mut self.stats, &self.cfg);
+            if conn.state == State::SynAckSeen {
+                self.awaiting_ack.insert(key);
+            }
         }
     }
 
@@ -285,6 +298,9 @@ impl Tracker {
         // One lookup per direction; each borrow of the table ends with its
         // statement so the other direction can be tried.
         let client_key = Key::from_client(seg, self.cfg.vlan_in_key);
+        if self.cfg.mode == Mode::Handshake && !f.rst() && !self.awaiting_ack.contains(&client_key) {
+            return;
+        }
         let mut hit = self.conns.get_mut(&client_key).map(|conn| {
             (
                 client_key,
@@ -395,6 +411,7 @@ impl Tracker {
             return;
         }
         conn.state = State::Reported;
+        self.awaiting_ack.remove(&key);
         self.stats.attempts[outcome as usize] += 1;
         self.events
             .push_back(Event::Handshake(conn.handshake_event(&key, outcome)));
@@ -460,6 +477,7 @@ impl Tracker {
                 let Some(conn) = self.conns.remove(&e.key) else {
                     continue;
                 };
+                self.awaiting_ack.remove(&e.key);
                 if timer != Timer::Linger {
                     self.stats.evictions += 1;
                     // Quality mode: the flow's counters are not lost.
@@ -555,6 +573,7 @@ impl Tracker {
         }
         self.flushing = None;
         self.conns.reset();
+        self.awaiting_ack = FxHashSet::default();
         self.stats.synack_without_syn += self.orphans.len() as u64;
         self.orphans.clear();
         self.scans.flush(self.clock, &mut self.events);

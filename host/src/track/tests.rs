@@ -208,6 +208,8 @@ fn synack_captured_before_its_syn_gives_a_negative_rtt() {
     let h = only_handshake(&mut t);
     assert_eq!(h.rtt_first_syn_us, Some(1_000.0));
     assert!(!h.reordered, "timestamps in order: not reordered");
+    // The client's ACK completes it, though its SYN-ACK waited for the SYN.
+    assert_eq!((h.completed, h.client_rtt_us), (true, Some(1_000.0)));
 
     let mut t = tracker();
     t.handle_segment(ms(10), &synack(5, 6));
@@ -526,4 +528,36 @@ fn late_synacks_after_an_unanswered_report_are_counted() {
     t.handle_segment(ms(31_000), &synack(1, 2));
     assert_eq!(t.stats().late_synacks, 1);
     assert_eq!(t.stats().synack_without_syn, 0);
+}
+
+#[test]
+fn only_handshakes_waiting_for_their_ack_are_looked_up_for_acks() {
+    let mut t = tracker_with(TrackConfig {
+        max_connections: 1,
+        ..TrackConfig::default()
+    });
+    t.handle_segment(ms(0), &syn(1));
+    assert!(t.awaiting_ack.is_empty(), "no SYN-ACK yet");
+    t.handle_segment(ms(1), &synack(1, 500));
+    assert_eq!(t.awaiting_ack.len(), 1);
+    t.handle_segment(ms(2), &client_ack(1, 500));
+    assert!(t.awaiting_ack.is_empty(), "completed");
+    assert!(only_handshake(&mut t).completed);
+
+    // An answered attempt pushed out of a full table leaves no key behind.
+    let mut other = syn(7);
+    other.src_port = 40001;
+    t.handle_segment(ms(3), &syn(2));
+    t.handle_segment(ms(4), &synack(2, 600));
+    assert_eq!(t.awaiting_ack.len(), 1);
+    t.handle_segment(ms(5), &other);
+    assert!(t.awaiting_ack.is_empty(), "evicted");
+
+    // Nor does one whose ACK never came.
+    let mut t = tracker();
+    t.handle_segment(ms(0), &syn(1));
+    t.handle_segment(ms(1), &synack(1, 500));
+    t.handle_timeout(ms(60_000));
+    assert!(!only_handshake(&mut t).completed);
+    assert!(t.awaiting_ack.is_empty(), "reported at the ACK timeout");
 }
