@@ -1,16 +1,21 @@
 //! JSON lines: one event per line, to standard output or a file.
 
 use std::fs::OpenOptions;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use super::Output;
 use crate::event::Tagged;
 
+/// Bytes of lines gathered before one write.
+const BUFFER: usize = 64 * 1024;
+
+/// Events are serialised straight into one buffer of lines, written out
+/// when it fills and on flush (no per-line copy into a `BufWriter`).
 pub struct JsonLines {
     name: String,
-    out: BufWriter<Box<dyn Write + Send>>,
-    line: Vec<u8>,
+    out: Box<dyn Write + Send>,
+    buf: Vec<u8>,
 }
 
 impl JsonLines {
@@ -40,8 +45,25 @@ impl JsonLines {
     pub fn new(name: String, out: Box<dyn Write + Send>) -> Self {
         JsonLines {
             name,
-            out: BufWriter::with_capacity(64 * 1024, out),
-            line: Vec::with_capacity(2048),
+            out,
+            buf: Vec::with_capacity(BUFFER + 4096),
+        }
+    }
+
+    /// Hands the gathered lines to the target; they are gone either way
+    /// (a failed output is not retried).
+    fn write_buffer(&mut self) -> io::Result<()> {
+        let written = self.out.write_all(&self.buf);
+        self.buf.clear();
+        written
+    }
+}
+
+impl Drop for JsonLines {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            let _ = self.write_buffer();
+            let _ = self.out.flush();
         }
     }
 }
@@ -52,13 +74,20 @@ impl Output for JsonLines {
     }
 
     fn write(&mut self, item: &Tagged) -> io::Result<()> {
-        self.line.clear();
-        super::json::append_tagged(&mut self.line, item).map_err(io::Error::other)?;
-        self.line.push(b'\n');
-        self.out.write_all(&self.line)
+        let start = self.buf.len();
+        if let Err(e) = super::json::append_tagged(&mut self.buf, item) {
+            self.buf.truncate(start);
+            return Err(io::Error::other(e));
+        }
+        self.buf.push(b'\n');
+        if self.buf.len() >= BUFFER {
+            self.write_buffer()?;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.write_buffer()?;
         self.out.flush()
     }
 }

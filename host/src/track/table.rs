@@ -6,6 +6,8 @@
 //! small; the entries themselves sit densely in the slab, whose freed slots
 //! are reused, so resident memory follows the number of entries.
 
+use std::collections::hash_map::Entry;
+
 use rustc_hash::FxHashMap;
 use slab::Slab;
 
@@ -41,15 +43,14 @@ impl ConnTable {
 
     /// Inserts or replaces the entry of `key`.
     pub fn insert(&mut self, key: Key, conn: Conn) {
-        match self.index.get(&key) {
-            Some(&i) => {
-                if let Some(slot) = self.entries.get_mut(i as usize) {
+        match self.index.entry(key) {
+            Entry::Occupied(e) => {
+                if let Some(slot) = self.entries.get_mut(*e.get() as usize) {
                     *slot = conn;
                 }
             }
-            None => {
-                let i = self.entries.insert(conn);
-                self.index.insert(key, i as u32);
+            Entry::Vacant(e) => {
+                e.insert(self.entries.insert(conn) as u32);
             }
         }
     }
