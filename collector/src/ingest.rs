@@ -6,9 +6,16 @@
 //! plus `seq`, the sensor's sequence number of that event (from 1, never
 //! reused), by which retried batches are recognised.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+mod fields;
+
+pub use fields::{Handshake, Loose, Tags};
 
 /// One event, ready to store.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,7 +26,16 @@ pub struct Row {
     /// The event as received (`seq` included).
     pub json: String,
     /// The same, parsed (the typed tables read their columns from it).
-    pub value: Value,
+    pub fields: Fields,
+}
+
+/// An event's parsed fields.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fields {
+    /// What is stored of a handshake (read without a JSON tree).
+    Handshake(Box<Handshake>),
+    /// Any other event, as a JSON tree.
+    Other(Value),
 }
 
 /// A valid batch.
@@ -76,16 +92,64 @@ fn required(kind: &str) -> &'static [&'static [(&'static str, Type)]] {
     }
 }
 
+/// What the checks read of a value, from a JSON tree or a [`Loose`] one.
+trait Checked {
+    fn u64(&self) -> Option<u64>;
+    fn i64(&self) -> Option<i64>;
+    fn str(&self) -> Option<&str>;
+    fn list(&self) -> bool;
+}
+
+impl Checked for Value {
+    fn u64(&self) -> Option<u64> {
+        self.as_u64()
+    }
+    fn i64(&self) -> Option<i64> {
+        self.as_i64()
+    }
+    fn str(&self) -> Option<&str> {
+        self.as_str()
+    }
+    fn list(&self) -> bool {
+        self.is_array()
+    }
+}
+
+impl Checked for Loose {
+    fn u64(&self) -> Option<u64> {
+        self.as_u64()
+    }
+    fn i64(&self) -> Option<i64> {
+        self.as_i64()
+    }
+    fn str(&self) -> Option<&str> {
+        self.as_str()
+    }
+    fn list(&self) -> bool {
+        self.is_list()
+    }
+}
+
+/// Whether `v` is of type `t`.
+fn passes(v: &impl Checked, t: Type) -> bool {
+    match t {
+        Type::Unsigned(max) => v.u64().is_some_and(|n| n <= max),
+        Type::Signed => v.i64().is_some(),
+        Type::Ip => v.str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
+        Type::Text(allowed) => v.str().is_some_and(|s| allowed.contains(&s)),
+        Type::List => v.list(),
+    }
+}
+
+/// The fields every event must have, then those of its kind.
+fn checks(kind: &str) -> impl Iterator<Item = &(&'static str, Type)> {
+    const COMMON: &[(&str, Type)] = &[("seq", Type::Unsigned(u64::MAX)), ("ts_us", Type::Signed)];
+    COMMON.iter().chain(required(kind).iter().copied().flatten())
+}
+
 fn check(event: &Map<String, Value>, field: &str, t: Type) -> Result<(), String> {
     let v = event.get(field).ok_or("missing")?;
-    let ok = match t {
-        Type::Unsigned(max) => v.as_u64().is_some_and(|n| n <= max),
-        Type::Signed => v.as_i64().is_some(),
-        Type::Ip => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
-        Type::Text(allowed) => v.as_str().is_some_and(|s| allowed.contains(&s)),
-        Type::List => v.is_array(),
-    };
-    if ok {
+    if passes(v, t) {
         return Ok(());
     }
     Err(match t {
@@ -97,22 +161,37 @@ fn check(event: &Map<String, Value>, field: &str, t: Type) -> Result<(), String>
     })
 }
 
-/// Parses and checks a batch body (already decompressed).
+/// Parses and checks a batch body (already decompressed). Each event is
+/// kept as the text it arrived as (not serialised again) beside its parsed
+/// value.
 pub fn parse(body: &[u8]) -> Result<Batch, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
-    let Value::Object(mut top) = v else {
-        return Err("the body must be a JSON object {\"sensor\": …, \"events\": […]}".into());
+    let not_object = || "the body must be a JSON object {\"sensor\": …, \"events\": […]}".to_string();
+    let top: BTreeMap<String, &RawValue> = match serde_json::from_slice(body) {
+        Ok(top) => top,
+        // Which of the two it is, read again only when it is wrong.
+        Err(e) => {
+            return Err(match serde_json::from_slice::<IgnoredAny>(body) {
+                Ok(_) => not_object(),
+                Err(_) => format!("the body is not valid JSON: {e}"),
+            })
+        }
     };
     let sensor = top
         .get("sensor")
-        .and_then(Value::as_str)
-        .ok_or("field `sensor`: missing or not a string")?
-        .to_string();
-    let Some(Value::Array(events)) = top.remove("events") else {
-        return Err("field `events`: missing or not a list".into());
-    };
+        .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+        .ok_or("field `sensor`: missing or not a string")?;
+    let events: Vec<&RawValue> = top
+        .get("events")
+        .and_then(|v| serde_json::from_str(v.get()).ok())
+        .ok_or("field `events`: missing or not a list")?;
     let mut rows = Vec::with_capacity(events.len());
-    for (i, e) in events.into_iter().enumerate() {
+    for (i, raw) in events.into_iter().enumerate() {
+        if let Some(row) = handshake(raw) {
+            rows.push(row);
+            continue;
+        }
+        // Not a valid handshake: the JSON tree, which names what is wrong.
+        let e: Value = serde_json::from_str(raw.get()).map_err(|err| format!("events[{i}]: {err}"))?;
         let Value::Object(event) = &e else {
             return Err(format!("events[{i}]: not a JSON object"));
         };
@@ -124,8 +203,7 @@ pub fn parse(body: &[u8]) -> Result<Batch, String> {
                 KINDS.join(", ")
             ));
         };
-        let common = [("seq", Type::Unsigned(u64::MAX)), ("ts_us", Type::Signed)];
-        for (field, t) in common.iter().chain(required(kind).iter().copied().flatten()) {
+        for (field, t) in checks(kind) {
             check(event, field, *t).map_err(|m| format!("events[{i}] ({kind}): field `{field}`: {m}"))?;
         }
         let seq = event.get("seq").and_then(Value::as_u64).unwrap_or(0);
@@ -133,15 +211,47 @@ pub fn parse(body: &[u8]) -> Result<Batch, String> {
             return Err(format!("events[{i}] ({kind}): field `seq`: must start at 1"));
         }
         let ts_us = event.get("ts_us").and_then(Value::as_i64).unwrap_or(0);
+        let fields = if kind == "handshake" {
+            // Valid after all (a key given twice, say): the same fields.
+            let h = serde_json::from_value(e).map_err(|err| format!("events[{i}] ({kind}): {err}"))?;
+            Fields::Handshake(Box::new(h))
+        } else {
+            Fields::Other(e)
+        };
         rows.push(Row {
             seq,
             kind,
             ts_us,
-            json: e.to_string(),
-            value: e,
+            json: raw.get().to_string(),
+            fields,
         });
     }
     Ok(Batch { sensor, rows })
+}
+
+/// A valid handshake event read without a JSON tree; `None` for anything
+/// else (another kind, a defect, a key given twice), which the tree then
+/// reads.
+fn handshake(raw: &RawValue) -> Option<Row> {
+    if !raw.get().starts_with('{') {
+        return None;
+    }
+    let h: Handshake = serde_json::from_str(raw.get()).ok()?;
+    if h.kind.as_str() != Some("handshake") {
+        return None;
+    }
+    if !checks("handshake").all(|(field, t)| h.field(field).is_some_and(|v| passes(v, *t))) {
+        return None;
+    }
+    let seq = h.seq.as_u64().filter(|&s| s > 0)?;
+    let ts_us = h.ts_us.as_i64()?;
+    Some(Row {
+        seq,
+        kind: "handshake",
+        ts_us,
+        json: raw.get().to_string(),
+        fields: Fields::Handshake(Box::new(h)),
+    })
 }
 
 #[cfg(test)]
@@ -164,6 +274,64 @@ mod tests {
         assert_eq!(b.sensor, "gw1");
         assert_eq!(b.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(b.rows[0].kind, "handshake");
+    }
+
+    /// The handshake read without a tree, and the same event read as a
+    /// tree, give the same row; every defect the tree names leaves the
+    /// fast reading (so the tree names it).
+    #[test]
+    fn fast_and_tree_checks_agree() {
+        let mut h = handshake(5);
+        h["tags"] = serde_json::json!({"geo.country": "GB", "asn": "64500", "n": 3, "geo.lat": "51.5"});
+        h["rtt_last_syn_us"] = 1234.5.into();
+        h["syn_count"] = 2.into();
+        let text = h.to_string();
+        let raw: Box<RawValue> = serde_json::from_str(&text).unwrap();
+        let fast = super::handshake(&raw).expect("a valid handshake is read fast");
+        let tree: Handshake = serde_json::from_value(h.clone()).unwrap();
+        assert_eq!(fast.fields, Fields::Handshake(Box::new(tree.clone())));
+        assert_eq!((fast.seq, fast.ts_us, fast.json.as_str()), (5, 1, text.as_str()));
+        assert_eq!(tree.tags.get("asn"), Some("64500"));
+        assert_eq!(tree.tags.get("n"), None, "not a string: absent, as Value::as_str says");
+        assert_eq!(tree.rtt_last_syn_us.as_f64(), Some(1234.5));
+        assert_eq!(tree.client_port.as_i64(), Some(40000));
+
+        for (field, bad) in [
+            ("kind", serde_json::json!("flow")),
+            ("seq", serde_json::json!(0)),
+            ("seq", serde_json::json!(-1)),
+            ("seq", serde_json::json!(1.5)),
+            ("ts_us", serde_json::json!("1")),
+            ("id", serde_json::json!(null)),
+            ("client_ip", serde_json::json!("10.0.0")),
+            ("client_port", serde_json::json!(65536)),
+            ("server_ip", serde_json::json!(["192.0.2.1"])),
+            ("server_port", serde_json::json!({"port": 443})),
+            ("direction", serde_json::json!("sideways")),
+            ("outcome", serde_json::json!(true)),
+        ] {
+            let mut e = handshake(1);
+            e[field] = bad.clone();
+            let raw: Box<RawValue> = serde_json::from_str(&e.to_string()).unwrap();
+            assert!(super::handshake(&raw).is_none(), "{field} = {bad} read fast");
+            if field != "kind" {
+                assert!(parse(&body(vec![e])).is_err(), "{field} = {bad} accepted");
+            }
+            let mut missing = handshake(1);
+            missing.as_object_mut().unwrap().remove(field);
+            let raw: Box<RawValue> = serde_json::from_str(&missing.to_string()).unwrap();
+            assert!(super::handshake(&raw).is_none(), "{field} missing, read fast");
+        }
+
+        // A key given twice: the tree keeps the last, and so does the row.
+        let twice = r#"{"sensor": "gw1", "events": [{"kind": "handshake", "seq": 1, "ts_us": 1, "id": 7,
+            "client_ip": "10.0.0.1", "client_port": 40000, "server_ip": "192.0.2.1", "server_port": 443,
+            "direction": "outbound", "outcome": "refused", "outcome": "established"}]}"#;
+        let b = parse(twice.as_bytes()).unwrap();
+        let Fields::Handshake(h) = &b.rows[0].fields else {
+            panic!("not a handshake row: {:?}", b.rows[0].fields)
+        };
+        assert_eq!(h.outcome.as_str(), Some("established"));
     }
 
     #[test]

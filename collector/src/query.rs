@@ -84,7 +84,7 @@ pub fn hosts(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
     let (clause, values) = f.clause();
     let sql = format!(
         "SELECT remote_ip, outcome, rtt_us, server_port, ts_us, country, city, lat, lon, asn, org
-         FROM handshakes WHERE 1 = 1{clause}"
+         FROM all_handshakes WHERE 1 = 1{clause}"
     );
     let mut q = store.conn().prepare(&sql)?;
     let mut rows = q.query(rusqlite::params_from_iter(values))?;
@@ -222,7 +222,7 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
         "SELECT CASE WHEN direction = 'inbound' THEN server_ip ELSE client_ip END, remote_ip, count(*),
                 count(CASE WHEN outcome != 'established' THEN 1 END), min(rtt_us), max(country), max(asn),
                 max(org), max(lat), max(lon), max(direction = 'internal')
-         FROM handshakes WHERE 1 = 1{clause} GROUP BY 1, 2"
+         FROM all_handshakes WHERE 1 = 1{clause} GROUP BY 1, 2"
     );
     // Looked up once per handshake pair and hop row; sorted at the end.
     let mut nodes: HashMap<String, Node> = HashMap::new();
@@ -377,7 +377,7 @@ pub fn host(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> {
     let (clause, mut values) = f.clause();
     values.insert(0, Sql::Text(ip.to_string()));
     let sql = format!(
-        "SELECT ts_us, rtt_us, outcome, server_port, sensor FROM handshakes WHERE remote_ip = ?{clause} ORDER BY ts_us"
+        "SELECT ts_us, rtt_us, outcome, server_port, sensor FROM all_handshakes WHERE remote_ip = ?{clause} ORDER BY ts_us"
     );
     let mut q = store.conn().prepare(&sql)?;
     let series: Vec<Value> = q
@@ -460,7 +460,7 @@ pub fn inbound(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
     let (clause, values) = f.clause();
     let sql = format!(
         "SELECT client_ip, server_ip, server_port, outcome, count(*), min(ts_us), max(ts_us), max(country), max(asn)
-         FROM handshakes WHERE outcome != 'established'{clause} GROUP BY 1, 2, 3, 4"
+         FROM all_handshakes WHERE outcome != 'established'{clause} GROUP BY 1, 2, 3, 4"
     );
     #[derive(Default)]
     struct Source {
@@ -552,7 +552,7 @@ pub fn internal(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
     let sql = format!(
         "SELECT client_ip, server_ip, server_port, count(*), count(CASE WHEN outcome != 'established' THEN 1 END),
                 min(rtt_us), max(ts_us)
-         FROM handshakes WHERE 1 = 1{clause} GROUP BY 1, 2, 3 ORDER BY 4 DESC"
+         FROM all_handshakes WHERE 1 = 1{clause} GROUP BY 1, 2, 3 ORDER BY 4 DESC"
     );
     let mut q = store.conn().prepare(&sql)?;
     let links: Vec<Value> = q
@@ -652,7 +652,7 @@ pub fn rtt_series(store: &Store, s: &Series) -> rusqlite::Result<Value> {
         clause.push_str(" AND country = ?");
         values.push(Sql::Text(c.clone()));
     }
-    let sql = format!("SELECT ts_us, rtt_us, outcome, remote_ip FROM handshakes WHERE 1 = 1{clause}");
+    let sql = format!("SELECT ts_us, rtt_us, outcome, remote_ip FROM all_handshakes WHERE 1 = 1{clause}");
     let mut q = store.conn().prepare(&sql)?;
     let mut rows = q.query(rusqlite::params_from_iter(values))?;
     // (time, RTT, failed)

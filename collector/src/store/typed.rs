@@ -6,7 +6,7 @@
 use rusqlite::{params, Statement, Transaction};
 use serde_json::Value;
 
-use crate::ingest::Row;
+use crate::ingest::{Fields, Handshake, Row};
 
 fn tag<'a>(e: &'a Value, key: &str) -> Option<&'a str> {
     e.get("tags").and_then(|t| t.get(key)).and_then(Value::as_str)
@@ -40,7 +40,7 @@ impl<'tx> Typed<'tx> {
 }
 
 const HANDSHAKE: &str =
-    "INSERT INTO handshakes (sensor, seq, id, ts_us, client_ip, client_port, server_ip, server_port,
+    "INSERT INTO handshakes_new (sensor, seq, id, ts_us, client_ip, client_port, server_ip, server_port,
      direction, outcome, rtt_us, syn_count, remote_ip, country, city, lat, lon, asn, org)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 const ROUTE: &str = "INSERT INTO routes (sensor, seq, id, ts_us, handshake_id, src_ip, dst_ip, protocol, reached,
@@ -51,38 +51,13 @@ const SCAN: &str = "INSERT INTO scans (sensor, seq, ts_us, src_ip, scan_type, ph
      distinct_count, country, asn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 pub(super) fn insert(t: &mut Typed<'_>, sensor: &str, row: &Row) -> rusqlite::Result<()> {
-    let e = &row.value;
+    let e = match &row.fields {
+        Fields::Handshake(h) => return insert_handshake(t, sensor, row, h),
+        Fields::Other(e) => e,
+    };
     let s = |k: &str| e.get(k).and_then(Value::as_str);
     let i = |k: &str| e.get(k).and_then(Value::as_i64);
     match row.kind {
-        "handshake" => {
-            let remote = if s("direction") == Some("inbound") {
-                s("client_ip")
-            } else {
-                s("server_ip")
-            };
-            t.handshake.execute(params![
-                sensor,
-                row.seq as i64,
-                i("id"),
-                row.ts_us,
-                s("client_ip"),
-                i("client_port"),
-                s("server_ip"),
-                i("server_port"),
-                s("direction"),
-                s("outcome"),
-                e.get("rtt_last_syn_us").and_then(Value::as_f64),
-                i("syn_count"),
-                remote,
-                tag(e, "geo.country"),
-                tag(e, "geo.city"),
-                tag_f64(e, "geo.lat"),
-                tag_f64(e, "geo.lon"),
-                tag_i64(e, "asn"),
-                tag(e, "asn.org"),
-            ])?;
-        }
         "route" => {
             t.route.execute(params![
                 sensor,
@@ -131,5 +106,36 @@ pub(super) fn insert(t: &mut Typed<'_>, sensor: &str, row: &Row) -> rusqlite::Re
         }
         _ => {}
     }
+    Ok(())
+}
+
+fn insert_handshake(t: &mut Typed<'_>, sensor: &str, row: &Row, h: &Handshake) -> rusqlite::Result<()> {
+    let remote = if h.direction.as_str() == Some("inbound") {
+        &h.client_ip
+    } else {
+        &h.server_ip
+    };
+    let tag_parsed = |key: &str| h.tags.get(key).and_then(|v| v.parse::<f64>().ok());
+    t.handshake.execute(params![
+        sensor,
+        row.seq as i64,
+        h.id.as_i64(),
+        row.ts_us,
+        h.client_ip.as_str(),
+        h.client_port.as_i64(),
+        h.server_ip.as_str(),
+        h.server_port.as_i64(),
+        h.direction.as_str(),
+        h.outcome.as_str(),
+        h.rtt_last_syn_us.as_f64(),
+        h.syn_count.as_i64(),
+        remote.as_str(),
+        h.tags.get("geo.country"),
+        h.tags.get("geo.city"),
+        tag_parsed("geo.lat"),
+        tag_parsed("geo.lon"),
+        h.tags.get("asn").and_then(|v| v.parse::<i64>().ok()),
+        h.tags.get("asn.org"),
+    ])?;
     Ok(())
 }
