@@ -29,6 +29,15 @@ pub struct Filter {
 impl Filter {
     /// ` AND …` conditions on the handshakes table and their values.
     fn clause(&self) -> (String, Vec<Sql>) {
+        self.conditions(true)
+    }
+
+    /// The same on the flows table, which has no outcome.
+    fn flow_clause(&self) -> (String, Vec<Sql>) {
+        self.conditions(false)
+    }
+
+    fn conditions(&self, with_outcome: bool) -> (String, Vec<Sql>) {
         let mut sql = String::new();
         let mut values = Vec::new();
         let mut add = |cond: &str, v: Sql| {
@@ -51,7 +60,7 @@ impl Filter {
         if let Some(v) = self.port {
             add("server_port = ?", Sql::Integer(v.into()));
         }
-        if let Some(v) = &self.outcome {
+        if let Some(v) = self.outcome.as_ref().filter(|_| with_outcome) {
             add("outcome = ?", Sql::Text(v.clone()));
         }
         (sql, values)
@@ -419,7 +428,56 @@ pub fn host(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> {
         routes.push(route);
     }
     let ports: BTreeSet<i64> = series.iter().filter_map(|s| s["port"].as_i64()).collect();
-    Ok(json!({"ip": ip, "rtt": series, "ports": ports, "routes": routes}))
+    let flows = flow_quality(store, ip, f)?;
+    Ok(json!({"ip": ip, "rtt": series, "ports": ports, "routes": routes, "flows": flows}))
+}
+
+/// The flow counters (capture mode `quality`) summed over the flows with
+/// remote host `ip` in the filter, and how they ended.
+fn flow_quality(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> {
+    const SUMS: [&str; 12] = [
+        "packets_c2s",
+        "packets_s2c",
+        "bytes_c2s",
+        "bytes_s2c",
+        "retrans_c2s",
+        "retrans_s2c",
+        "sack_blocks_c2s",
+        "sack_blocks_s2c",
+        "dup_acks_c2s",
+        "dup_acks_s2c",
+        "zero_window_c2s",
+        "zero_window_s2c",
+    ];
+    let (clause, mut values) = f.flow_clause();
+    values.insert(0, Sql::Text(ip.to_string()));
+    let sums: Vec<String> = SUMS.iter().map(|c| format!("coalesce(sum({c}), 0)")).collect();
+    let sql = format!(
+        "SELECT count(*), {} FROM flows WHERE remote_ip = ?{clause}",
+        sums.join(", ")
+    );
+    let mut out = store
+        .conn()
+        .query_row(&sql, rusqlite::params_from_iter(values.clone()), |r| {
+            let mut m = serde_json::Map::new();
+            m.insert("count".into(), r.get::<_, i64>(0)?.into());
+            for (i, name) in SUMS.iter().enumerate() {
+                m.insert((*name).into(), r.get::<_, i64>(i + 1)?.into());
+            }
+            Ok(m)
+        })?;
+    let sql = format!("SELECT end_reason, count(*) FROM flows WHERE remote_ip = ?{clause} GROUP BY 1");
+    let mut q = store.conn().prepare(&sql)?;
+    let ends: serde_json::Map<String, Value> = q
+        .query_map(rusqlite::params_from_iter(values), |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                Value::from(r.get::<_, i64>(1)?),
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    out.insert("end_reasons".into(), Value::Object(ends));
+    Ok(Value::Object(out))
 }
 
 #[cfg(test)]

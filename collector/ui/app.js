@@ -404,8 +404,30 @@ async function showHost(ip, params) {
     el("h3", {}, "RTT over time"),
     rtts.length ? lineChart([{ points, color: "#1d3557", label: "RTT" }], { small: true, failures: failed })
       : empty("No handshakes in the window."),
+    flowQuality(detail.flows),
     el("h3", {}, `Routes (${routes.length})`),
     routes.length ? el("div", {}, routes) : empty("Not traced yet.")].filter(Boolean));
+}
+
+// Flow quality (sensors in capture mode `quality`): what was lost each way.
+// Loss of data sent by the server shows as its retransmissions with the
+// client's duplicate ACKs and SACK blocks (docs/events.md).
+function flowQuality(flows) {
+  if (!flows || !flows.count) return null;
+  const row = (label, c2s, s2c) => el("tr", {}, el("th", {}, label), el("td", {}, c2s), el("td", {}, s2c));
+  const ends = Object.entries(flows.end_reasons || {}).map(([k, n]) => `${k} ${n}`).join(", ");
+  return el("div", { "data-field": "flows" },
+    el("h3", {}, `Flow quality (${flows.count} flows)`),
+    el("table", { class: "flows" },
+      el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, "client → server"), el("th", {}, "server → client"))),
+      el("tbody", {},
+        row("Packets", flows.packets_c2s, flows.packets_s2c),
+        row("Bytes", flows.bytes_c2s, flows.bytes_s2c),
+        row("Retransmitted", flows.retrans_c2s, flows.retrans_s2c),
+        row("Duplicate ACKs", flows.dup_acks_c2s, flows.dup_acks_s2c),
+        row("SACK blocks", flows.sack_blocks_c2s, flows.sack_blocks_s2c),
+        row("Zero windows", flows.zero_window_c2s, flows.zero_window_s2c))),
+    el("p", { class: "stats" }, "Ended: ", ends || "–"));
 }
 
 function slowestHop(hops) {

@@ -193,3 +193,60 @@ fn a_collector_killed_and_restarted_during_a_replay_stores_every_event_once() {
     assert_stored_as_written(&c, &written, &log);
     assert_eq!(spooled(dir.path()), 0, "{log}");
 }
+
+/// A replay in capture mode `quality`: each remote host's flow counters in
+/// the collector's host detail are the sums of the flow events the sensor
+/// wrote for it.
+#[test]
+fn flow_quality_reaches_the_host_detail() {
+    let Some(data) = common::shared_data() else { return };
+    let file = data.join("pcaps/zeek_retransmit-fast009.pcap");
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_collector(dir.path(), "127.0.0.1:0");
+    let jsonl = dir.path().join("events.jsonl");
+    let config = collector::sensor_config(dir.path(), &c.base, &jsonl, "[capture]\nmode = \"quality\"\n");
+    collector::replay(&config, &[file]);
+    let flows: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "flow")
+        .collect();
+    assert!(!flows.is_empty(), "quality mode wrote no flow event");
+    let remote = |f: &Value| {
+        let side = if f["direction"] == "inbound" {
+            "client_ip"
+        } else {
+            "server_ip"
+        };
+        f[side].as_str().unwrap().to_string()
+    };
+    let hosts: std::collections::BTreeSet<String> = flows.iter().map(remote).collect();
+    for host in hosts {
+        let mine: Vec<&Value> = flows.iter().filter(|f| remote(f) == host).collect();
+        let detail = c.get(&format!("hosts/{host}"))["flows"].clone();
+        assert_eq!(detail["count"].as_u64(), Some(mine.len() as u64), "{host}: {detail}");
+        for counter in [
+            "retrans_s2c",
+            "dup_acks_c2s",
+            "sack_blocks_c2s",
+            "bytes_s2c",
+            "packets_c2s",
+        ] {
+            let want: u64 = mine.iter().map(|f| f[counter].as_u64().unwrap()).sum();
+            assert_eq!(detail[counter].as_u64(), Some(want), "{host} {counter}: {detail}");
+        }
+        for f in &mine {
+            let reason = f["end_reason"].as_str().unwrap();
+            assert!(
+                detail["end_reasons"][reason].as_u64() >= Some(1),
+                "{host} {reason}: {detail}"
+            );
+        }
+    }
+    // The capture's known losses are there (docs/events.md's example).
+    assert!(
+        flows.iter().any(|f| f["retrans_s2c"].as_u64() > Some(0)),
+        "no retransmission in {flows:?}"
+    );
+}

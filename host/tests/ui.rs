@@ -284,10 +284,11 @@ fn every_view_shows_what_the_capture_holds() {
     std::fs::copy(built_file(&built, "geoip"), plugins.join("geoip.wasm")).unwrap();
     // timeout_ms: a debug build on a loaded machine; no call may time out
     // here (the GeoIP tags are what the views show).
+    // Capture mode `quality`: flow events too, for the panel's flow table.
     let extra = format!(
         "local_networks = [\"10.0.0.0/8\"]\n[plugins]\ndir = \"{}\"\n\
          timeout_ms = 2000\n[plugins.geoip]\ndirs = [\"{}\"]\n\
-         city_db = \"{CITY}.mmdb\"\nasn_db = \"{ASN}.mmdb\"\n",
+         city_db = \"{CITY}.mmdb\"\nasn_db = \"{ASN}.mmdb\"\n[capture]\nmode = \"quality\"\n",
         plugins.display(),
         mmdb.display()
     );
@@ -371,6 +372,23 @@ fn every_view_shows_what_the_capture_holds() {
     assert_eq!(ports, "443");
     let points = b.eval("return document.querySelectorAll('#panel svg.chart circle').length;");
     assert_eq!(points, 10, "ten handshakes to {server}");
+    // Its flows, as many as the sensor wrote, with their packets each way.
+    let flows: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "flow" && e["server_ip"] == server.to_string())
+        .collect();
+    assert!(!flows.is_empty(), "quality mode wrote no flow to {server}");
+    let table = b.eval("return document.querySelector('#panel [data-field=flows]').textContent;");
+    let table = table.as_str().unwrap();
+    assert!(table.contains(&format!("({} flows)", flows.len())), "{table}");
+    let packets_c2s: u64 = flows.iter().map(|f| f["packets_c2s"].as_u64().unwrap()).sum();
+    let shown = b.eval("return document.querySelector('#panel [data-field=flows] tbody td').textContent;");
+    assert_eq!(
+        shown,
+        Value::String(packets_c2s.to_string()),
+        "packets client → server: {table}"
+    );
     assert!(
         b.eval("return location.hash;")
             .as_str()

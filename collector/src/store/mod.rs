@@ -67,6 +67,34 @@ const MIGRATIONS: &[&str] = &[
         remote_ip TEXT NOT NULL, country TEXT, city TEXT, lat REAL, lon REAL, asn INTEGER, org TEXT
     );
     CREATE VIEW all_handshakes AS SELECT * FROM handshakes UNION ALL SELECT * FROM handshakes_new;",
+    // Flow quality (capture mode `quality`), filled from the flows already
+    // stored as events too.
+    "CREATE TABLE flows (
+        sensor TEXT NOT NULL, seq INTEGER NOT NULL, id INTEGER, ts_us INTEGER NOT NULL, end_us INTEGER,
+        client_ip TEXT NOT NULL, client_port INTEGER NOT NULL, server_ip TEXT NOT NULL, server_port INTEGER NOT NULL,
+        direction TEXT NOT NULL, remote_ip TEXT NOT NULL, handshake_seen INTEGER, end_reason TEXT, rst_from TEXT,
+        duration_us REAL, packets_c2s INTEGER, packets_s2c INTEGER, bytes_c2s INTEGER, bytes_s2c INTEGER,
+        retrans_c2s INTEGER, retrans_s2c INTEGER, sack_blocks_c2s INTEGER, sack_blocks_s2c INTEGER,
+        dup_acks_c2s INTEGER, dup_acks_s2c INTEGER, zero_window_c2s INTEGER, zero_window_s2c INTEGER,
+        PRIMARY KEY (sensor, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX flows_remote ON flows (remote_ip, ts_us);
+    CREATE INDEX flows_ts ON flows (ts_us);
+    INSERT INTO flows SELECT sensor, seq, json_extract(json, '$.id'), ts_us, json_extract(json, '$.end_us'),
+        json_extract(json, '$.client_ip'), json_extract(json, '$.client_port'),
+        json_extract(json, '$.server_ip'), json_extract(json, '$.server_port'),
+        json_extract(json, '$.direction'),
+        CASE json_extract(json, '$.direction') WHEN 'inbound' THEN json_extract(json, '$.client_ip')
+            ELSE json_extract(json, '$.server_ip') END,
+        json_extract(json, '$.handshake_seen'), json_extract(json, '$.end_reason'), json_extract(json, '$.rst_from'),
+        json_extract(json, '$.duration_us'),
+        json_extract(json, '$.packets_c2s'), json_extract(json, '$.packets_s2c'),
+        json_extract(json, '$.bytes_c2s'), json_extract(json, '$.bytes_s2c'),
+        json_extract(json, '$.retrans_c2s'), json_extract(json, '$.retrans_s2c'),
+        json_extract(json, '$.sack_blocks_c2s'), json_extract(json, '$.sack_blocks_s2c'),
+        json_extract(json, '$.dup_acks_c2s'), json_extract(json, '$.dup_acks_s2c'),
+        json_extract(json, '$.zero_window_c2s'), json_extract(json, '$.zero_window_s2c')
+        FROM events WHERE kind = 'flow';",
 ];
 
 /// New handshakes gathered before they move into the indexed table in one
@@ -219,6 +247,7 @@ impl Store {
         )?;
         tx.execute("DELETE FROM routes WHERE ts_us < ?1", [before_us])?;
         tx.execute("DELETE FROM scans WHERE ts_us < ?1", [before_us])?;
+        tx.execute("DELETE FROM flows WHERE ts_us < ?1", [before_us])?;
         tx.commit()?;
         Ok(n as u64)
     }
@@ -412,6 +441,43 @@ mod tests {
         s.expire(next as i64 + 1).unwrap();
         assert_eq!((count(&s, "handshakes"), count(&s, "handshakes_new")), (0, 2));
         assert_eq!(s.unindexed, 2);
+    }
+
+    #[test]
+    fn flows_get_their_own_rows_and_older_databases_are_filled_from_their_events() {
+        let flow = serde_json::json!({"kind": "flow", "seq": 1, "ts_us": 10, "id": 4, "client_ip": "192.0.2.9",
+            "client_port": 50000, "server_ip": "10.0.0.5", "server_port": 22, "direction": "inbound",
+            "end_reason": "rst", "end_us": 99, "duration_us": 89.0, "handshake_seen": true, "retrans_s2c": 3,
+            "dup_acks_c2s": 5, "sack_blocks_c2s": 8, "bytes_s2c": 28073, "packets_c2s": 17});
+        let body = serde_json::to_vec(&serde_json::json!({"sensor": "gw1", "events": [flow]})).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let row = |s: &Store| -> (String, i64, i64, i64, String) {
+            s.conn
+                .query_row(
+                    "SELECT remote_ip, retrans_s2c, dup_acks_c2s, sack_blocks_c2s, end_reason FROM flows",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .unwrap()
+        };
+        let want = ("192.0.2.9".to_string(), 3, 5, 8, "rst".to_string());
+        let mut s = Store::open(&path).unwrap();
+        s.insert(&crate::ingest::parse(&body).unwrap(), 0).unwrap();
+        assert_eq!(row(&s), want, "inbound: the remote host is the client");
+
+        // A database from before the flows table: filled from its events.
+        s.conn
+            .execute_batch("DROP TABLE flows; PRAGMA user_version = 4;")
+            .unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(row(&s), want);
+        let detail = crate::query::host(&s, "192.0.2.9", &crate::query::Filter::default()).unwrap();
+        assert_eq!(detail["flows"]["count"], 1);
+        assert_eq!(detail["flows"]["retrans_s2c"], 3);
+        assert_eq!(detail["flows"]["zero_window_c2s"], 0, "absent counters sum to 0");
+        assert_eq!(detail["flows"]["end_reasons"]["rst"], 1);
     }
 
     #[test]

@@ -23,6 +23,7 @@ fn tag_i64(e: &Value, key: &str) -> Option<i64> {
 /// The statements, prepared once per batch.
 pub(super) struct Typed<'tx> {
     handshake: Statement<'tx>,
+    flow: Statement<'tx>,
     route: Statement<'tx>,
     hop: Statement<'tx>,
     scan: Statement<'tx>,
@@ -32,6 +33,7 @@ impl<'tx> Typed<'tx> {
     pub(super) fn new(tx: &'tx Transaction<'_>) -> rusqlite::Result<Typed<'tx>> {
         Ok(Typed {
             handshake: tx.prepare(HANDSHAKE)?,
+            flow: tx.prepare(FLOW)?,
             route: tx.prepare(ROUTE)?,
             hop: tx.prepare(HOP)?,
             scan: tx.prepare(SCAN)?,
@@ -43,6 +45,27 @@ const HANDSHAKE: &str =
     "INSERT INTO handshakes_new (sensor, seq, id, ts_us, client_ip, client_port, server_ip, server_port,
      direction, outcome, rtt_us, syn_count, remote_ip, country, city, lat, lon, asn, org)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+/// The flow columns after the first ten, as named in the events.
+const FLOW_COUNTS: [&str; 12] = [
+    "packets_c2s",
+    "packets_s2c",
+    "bytes_c2s",
+    "bytes_s2c",
+    "retrans_c2s",
+    "retrans_s2c",
+    "sack_blocks_c2s",
+    "sack_blocks_s2c",
+    "dup_acks_c2s",
+    "dup_acks_s2c",
+    "zero_window_c2s",
+    "zero_window_s2c",
+];
+const FLOW: &str = "INSERT INTO flows (sensor, seq, id, ts_us, end_us, client_ip, client_port, server_ip, server_port,
+     direction, remote_ip, handshake_seen, end_reason, rst_from, duration_us, packets_c2s, packets_s2c, bytes_c2s,
+     bytes_s2c, retrans_c2s, retrans_s2c, sack_blocks_c2s, sack_blocks_s2c, dup_acks_c2s, dup_acks_s2c,
+     zero_window_c2s, zero_window_s2c)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
+     ?23, ?24, ?25, ?26, ?27)";
 const ROUTE: &str = "INSERT INTO routes (sensor, seq, id, ts_us, handshake_id, src_ip, dst_ip, protocol, reached,
      hop_count, changed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 const HOP: &str = "INSERT INTO hops (sensor, route_seq, ttl, addr, sent, received, rtt_avg_us, country, asn, lat, lon)
@@ -58,6 +81,32 @@ pub(super) fn insert(t: &mut Typed<'_>, sensor: &str, row: &Row) -> rusqlite::Re
     let s = |k: &str| e.get(k).and_then(Value::as_str);
     let i = |k: &str| e.get(k).and_then(Value::as_i64);
     match row.kind {
+        "flow" => {
+            let remote = if s("direction") == Some("inbound") {
+                s("client_ip")
+            } else {
+                s("server_ip")
+            };
+            let mut values: Vec<rusqlite::types::Value> = vec![
+                sensor.to_string().into(),
+                (row.seq as i64).into(),
+                i("id").into(),
+                row.ts_us.into(),
+                i("end_us").into(),
+                s("client_ip").map(str::to_string).into(),
+                i("client_port").into(),
+                s("server_ip").map(str::to_string).into(),
+                i("server_port").into(),
+                s("direction").map(str::to_string).into(),
+                remote.map(str::to_string).into(),
+                e.get("handshake_seen").and_then(Value::as_bool).into(),
+                s("end_reason").map(str::to_string).into(),
+                s("rst_from").map(str::to_string).into(),
+                e.get("duration_us").and_then(Value::as_f64).into(),
+            ];
+            values.extend(FLOW_COUNTS.iter().map(|k| i(k).into()));
+            t.flow.execute(rusqlite::params_from_iter(values))?;
+        }
         "route" => {
             t.route.execute(params![
                 sensor,
