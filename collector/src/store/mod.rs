@@ -95,6 +95,12 @@ const MIGRATIONS: &[&str] = &[
         json_extract(json, '$.dup_acks_c2s'), json_extract(json, '$.dup_acks_s2c'),
         json_extract(json, '$.zero_window_c2s'), json_extract(json, '$.zero_window_s2c')
         FROM events WHERE kind = 'flow';",
+    // Events stored by sensor and kind, kept with every batch and every
+    // retention pass (`/api/v1/summary` no longer counts the whole table).
+    "CREATE TABLE event_counts (
+        sensor TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (sensor, kind)
+    ) WITHOUT ROWID;
+    INSERT INTO event_counts SELECT sensor, kind, count(*) FROM events GROUP BY sensor, kind;",
 ];
 
 /// New handshakes gathered before they move into the indexed table in one
@@ -166,6 +172,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut result = Stored::default();
         let mut handshakes = 0;
+        let mut by_kind: BTreeMap<&str, i64> = BTreeMap::new();
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (sensor, seq, kind, ts_us, json) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -177,6 +184,7 @@ impl Store {
                     result.stored += 1;
                     typed::insert(&mut typed_rows, &batch.sensor, row)?;
                     handshakes += u64::from(row.kind == "handshake");
+                    *by_kind.entry(row.kind).or_default() += 1;
                 } else {
                     result.duplicates += 1;
                 }
@@ -187,6 +195,13 @@ impl Store {
                  ON CONFLICT (id) DO UPDATE SET last_seen_us = ?2, last_seq = max(last_seq, ?3)",
                 params![batch.sensor, now_us, last],
             )?;
+            let mut count = tx.prepare_cached(
+                "INSERT INTO event_counts (sensor, kind, n) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (sensor, kind) DO UPDATE SET n = n + ?3",
+            )?;
+            for (kind, n) in &by_kind {
+                count.execute(params![batch.sensor, kind, n])?;
+            }
         }
         let unindexed = self.unindexed + handshakes;
         let move_now = unindexed >= INDEX_EVERY;
@@ -211,7 +226,7 @@ impl Store {
     pub fn counts(&self) -> Result<BTreeMap<String, BTreeMap<String, u64>>, rusqlite::Error> {
         let mut q = self
             .conn
-            .prepare_cached("SELECT sensor, kind, count(*) FROM events GROUP BY sensor, kind")?;
+            .prepare_cached("SELECT sensor, kind, n FROM event_counts WHERE n > 0")?;
         let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         let rows = q.query_map([], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
@@ -236,6 +251,11 @@ impl Store {
     /// events deleted.
     pub fn expire(&mut self, before_us: i64) -> Result<u64, rusqlite::Error> {
         let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE event_counts SET n = n - (SELECT count(*) FROM events e
+             WHERE e.sensor = event_counts.sensor AND e.kind = event_counts.kind AND e.ts_us < ?1)",
+            [before_us],
+        )?;
         let n = tx.execute("DELETE FROM events WHERE ts_us < ?1", [before_us])?;
         tx.execute("DELETE FROM handshakes WHERE ts_us < ?1", [before_us])?;
         let gone = tx.execute("DELETE FROM handshakes_new WHERE ts_us < ?1", [before_us])?;
@@ -468,11 +488,12 @@ mod tests {
 
         // A database from before the flows table: filled from its events.
         s.conn
-            .execute_batch("DROP TABLE flows; PRAGMA user_version = 4;")
+            .execute_batch("DROP TABLE flows; DROP TABLE event_counts; PRAGMA user_version = 4;")
             .unwrap();
         drop(s);
         let s = Store::open(&path).unwrap();
         assert_eq!(row(&s), want);
+        assert_eq!(s.counts().unwrap()["gw1"]["flow"], 1, "counted from the events table");
         let detail = crate::query::host(&s, "192.0.2.9", &crate::query::Filter::default()).unwrap();
         assert_eq!(detail["flows"]["count"], 1);
         assert_eq!(detail["flows"]["retrans_s2c"], 3);
@@ -486,5 +507,8 @@ mod tests {
         s.insert(&batch(&[1, 2, 3, 4]), 0).unwrap();
         assert_eq!(s.expire(3).unwrap(), 2, "ts_us 1 and 2");
         assert_eq!(s.sequence_numbers("gw1").unwrap(), [3, 4]);
+        assert_eq!(s.counts().unwrap()["gw1"]["stats"], 2, "the counts follow");
+        s.insert(&batch(&[4, 5]), 0).unwrap();
+        assert_eq!(s.counts().unwrap()["gw1"]["stats"], 3, "a duplicate is not counted");
     }
 }
