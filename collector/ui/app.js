@@ -198,7 +198,7 @@ async function loadSensors() {
 
 // ---- paths graph ----
 
-function graphWidget(container, data, { color, onClick, linkColor, linkWidth, label }) {
+function graphWidget(container, data, { color, onClick, linkColor, linkWidth, label, onFrame }) {
   const g = ForceGraph()(container)
     .width(container.clientWidth)
     .height(container.clientHeight)
@@ -221,14 +221,98 @@ function graphWidget(container, data, { color, onClick, linkColor, linkWidth, la
     // nearest node themselves instead (no node dragging there).
     g.d3VelocityDecay(0.5).cooldownTime(5000).enablePointerInteraction(false);
     pickNearest(g, container, data, { onClick, label });
+    // Measured in headless Chromium without a GPU (docs/benchmarks.md),
+    // 5,000 nodes: the layout's tick took 26 ms a frame; a coarser
+    // many-body force halves it. Nodes are filled a colour at a time, not
+    // one by one (paintNodes).
+    g.d3Force("charge").theta(1.5).distanceMax(300);
+    g.nodeVisibility(false);
   }
+  const big = data.nodes.length > BIG_GRAPH;
+  let running = true;
+  g.onEngineStop(() => { running = false; });
+  g.settled = () => !running;
+  // Once the layout is still, a big graph's last frame is kept as a
+  // bitmap, and zooming or panning shows that bitmap moved and scaled
+  // until the gesture ends, then draws the graph again. A software canvas
+  // takes ~35 ms to draw 5,000 nodes and 14,000 links, which made zooming
+  // 23 frames/s; one bitmap takes a few.
+  let snapshot = null;
+  let moving = false;
+  let stillTimer = 0;
+  const visible = () => () => !(moving && snapshot);
+  if (big) {
+    // A gesture ends 200 ms after its last zoom event (d3-zoom ends every
+    // step of an animated zoom on its own).
+    const still = () => {
+      moving = false;
+      g.linkVisibility(visible()); // a new value: draws again, in full
+    };
+    g.linkVisibility(visible())
+      .onZoom(() => {
+        if (running) return;
+        moving = true;
+        clearTimeout(stillTimer);
+        stillTimer = setTimeout(still, 200);
+      })
+      .onRenderFramePre((ctx) => {
+        if (!(moving && snapshot)) return;
+        ctx.save();
+        ctx.setTransform(ctx.getTransform().multiply(snapshot.inverse));
+        ctx.drawImage(snapshot.canvas, 0, 0);
+        ctx.restore();
+      });
+  }
+  g.onRenderFramePost((ctx) => {
+    if (big && !(moving && snapshot)) {
+      paintNodes(ctx, data.nodes, color);
+      if (!running) snapshot = takeSnapshot(ctx, snapshot);
+    }
+    if (onFrame) onFrame();
+  });
   graphInstances.push(g);
   new ResizeObserver(() => g.width(container.clientWidth).height(container.clientHeight)).observe(container);
   return g;
 }
 
-// Above this many nodes, graphs do their own pointer picking.
+// Above this many nodes, graphs do their own pointer picking and painting.
 const BIG_GRAPH = 1500;
+
+// A node's radius in graph units, as force-graph sizes it (nodeRelSize 3).
+const nodeRadius = (n) => Math.sqrt(n.count ? 1 + Math.sqrt(n.count) : 1) * 3;
+
+// A copy of the canvas behind `ctx`, with the inverse of the transform
+// it was drawn with (reusing the previous copy's canvas).
+function takeSnapshot(ctx, previous) {
+  const source = ctx.canvas;
+  const canvas = previous ? previous.canvas : document.createElement("canvas");
+  canvas.width = source.width;
+  canvas.height = source.height;
+  canvas.getContext("2d").drawImage(source, 0, 0);
+  return { canvas, inverse: ctx.getTransform().inverse() };
+}
+
+// Every node, one path and one fill per colour.
+function paintNodes(ctx, nodes, color) {
+  const byColor = new Map();
+  for (const n of nodes) {
+    if (n.x === undefined) continue;
+    const c = color(n);
+    let list = byColor.get(c);
+    if (!list) byColor.set(c, (list = []));
+    list.push(n);
+  }
+  for (const [c, list] of byColor) {
+    ctx.beginPath();
+    for (const n of list) {
+      const r = nodeRadius(n);
+      ctx.moveTo(n.x + r, n.y);
+      ctx.arc(n.x, n.y, r, 0, 2 * Math.PI);
+    }
+    ctx.fillStyle = c;
+    ctx.fill();
+  }
+}
 
 function pickNearest(g, container, data, { onClick, label }) {
   const nearest = (e) => {
@@ -240,7 +324,7 @@ function pickNearest(g, container, data, { onClick, label }) {
       const d = (n.x - p.x) ** 2 + (n.y - p.y) ** 2;
       if (d < bestD) { bestD = d; best = n; }
     }
-    const radius = Math.sqrt(best && best.count ? 1 + Math.sqrt(best.count) : 1) * 3 + 4 / g.zoom();
+    const radius = best ? nodeRadius(best) + 4 / g.zoom() : 0;
     return best && Math.sqrt(bestD) <= radius ? best : null;
   };
   container.addEventListener("click", (e) => { const n = nearest(e); if (n) onClick(n); });
@@ -310,15 +394,15 @@ async function viewGraph(params) {
     key,
     nodes: [toolbar, legend, keys, rttLegend(), container],
     mounted() {
+      netGazer.frames = 0;
       const g = graphWidget(container, data, {
         color, label, linkColor, linkWidth,
         onClick: (n) => selectNode(n.id),
-      });
-      netGazer.frames = 0;
-      g.onRenderFramePost(() => {
-        netGazer.frames += 1;
-        if (netGazer.frames > 1) return;
-        netGazer.rendered = { nodes: data.nodes.length, links: data.links.length, ms: performance.now() - started };
+        onFrame: () => {
+          netGazer.frames += 1;
+          if (netGazer.frames > 1) return;
+          netGazer.rendered = { nodes: data.nodes.length, links: data.links.length, ms: performance.now() - started };
+        },
       });
       netGazer.graph = {
         data,
@@ -333,6 +417,9 @@ async function viewGraph(params) {
         // Stops the layout where it is (tests and screenshots).
         freeze() { g.cooldownTicks(0); },
         zoomToFit() { g.zoomToFit(0, 30); },
+        // Zooms by `k` over `ms` (the benchmark counts its frames).
+        zoomBy(k, ms) { g.zoom(g.zoom() * k, ms); },
+        settled() { return g.settled(); },
       };
       const hit = match && data.nodes.find(match);
       if (hit) setTimeout(() => { g.centerAt(hit.x, hit.y, 400); g.zoom(4, 400); }, 1500);

@@ -514,6 +514,89 @@ fn every_view_shows_what_the_capture_holds() {
 /// from opening the paths graph to its first drawn frame, for each
 /// database in `NG_BENCH_UI` (comma-separated; made by the collector's
 /// graph_bench example), median of 5 loads.
+/// A graph above the big-graph threshold (1,500 nodes) goes its own way
+/// in the page: nodes painted by colour, the pointer picks the nearest
+/// node, zooming shows the still frame's bitmap and then draws again.
+#[test]
+fn a_big_graph_draws_zooms_and_opens_a_panel() {
+    let Some(b) = Browser::start(1280, 800) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path(), "127.0.0.1:0", "");
+    // 600 remote hosts, 3 handshakes each from 50 local hosts, and a
+    // ten-hop route each whose hops are shared by every 200th host:
+    // 600 + 1,800 + 50 + the sensor = 2,451 nodes.
+    let http = reqwest::blocking::Client::new();
+    let mut seq = 0u64;
+    for chunk in (0..600u64).collect::<Vec<_>>().chunks(100) {
+        let mut events = Vec::new();
+        for &h in chunk {
+            let remote = format!("198.18.{}.{}", h >> 8, h & 255);
+            for k in 0..3u64 {
+                seq += 1;
+                events.push(
+                    serde_json::json!({"kind": "handshake", "seq": seq, "ts_us": 1_000_000 * seq as i64,
+                    "id": seq, "client_ip": format!("10.0.0.{}", 1 + (h + k) % 50), "client_port": 40000,
+                    "server_ip": remote, "server_port": 443, "direction": "outbound", "outcome": "established",
+                    "rtt_last_syn_us": 1000.0 + k as f64}),
+                );
+            }
+            seq += 1;
+            let hops: Vec<Value> = (1..=10u64)
+                .map(|ttl| {
+                    let addr = if ttl == 10 { remote.clone() } else { format!("100.64.{ttl}.{}", h % 200) };
+                    serde_json::json!({"ttl": ttl, "addr": addr, "sent": 3, "received": 3, "rtt_avg_us": 100.0 * ttl as f64})
+                })
+                .collect();
+            events.push(
+                serde_json::json!({"kind": "route", "seq": seq, "ts_us": 1_000_000 * seq as i64,
+                "id": h + 1, "src_ip": "10.0.0.254", "dst_ip": remote, "protocol": "tcp", "reached": true,
+                "hop_count": 10, "changed": false, "hops": hops}),
+            );
+        }
+        let r = http
+            .post(format!("{}/api/v1/events", c.base))
+            .bearer_auth(collector::TOKEN)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"sensor": "gw-test", "events": events}).to_string())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().unwrap_or_default());
+    }
+    let nodes = c.get("graph?window=all")["nodes"].as_array().unwrap().len();
+    assert!(nodes > 1500, "{nodes} nodes: not a big graph");
+
+    open(&b, &c.base, "graph?window=all&live=0");
+    let rendered = b.wait_for("window.netGazer.rendered", 60, "the first frame");
+    assert_eq!(rendered["nodes"], nodes);
+    b.wait_for("window.netGazer.graph.settled()", 60, "the layout to stop");
+    // Zoom: frames keep coming (the bitmap), then the graph is drawn again.
+    let before = b.eval("window.netGazer.graph.zoomBy(1.5, 400); return window.netGazer.frames;");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let after = b.eval("return window.netGazer.frames;");
+    assert!(
+        after.as_f64().unwrap() > before.as_f64().unwrap() + 2.0,
+        "frames while zooming: {before} → {after}"
+    );
+    // A remote host's node, found by the page's own picking.
+    let target = "198.18.1.44";
+    b.eval("window.netGazer.graph.zoomToFit(); return null;");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let at = b.eval(&format!("return window.netGazer.graph.screenPosition('{target}');"));
+    b.click_at(at["x"].as_f64().unwrap(), at["y"].as_f64().unwrap());
+    let opened = b.wait_for(
+        "document.querySelector('#panel:not([hidden])')?.dataset.ip",
+        15,
+        "a panel opened by a click on the big graph",
+    );
+    // The nearest node to the click; nodes may overlap when zoomed out.
+    let ip: std::net::IpAddr = opened.as_str().unwrap().parse().unwrap();
+    assert!(!ip.is_unspecified(), "{opened}");
+    shoot(&b, "graph-big");
+    assert_no_errors(&b, "big graph");
+}
+
 #[test]
 #[ignore = "a benchmark: scripts/bench-ui.sh"]
 fn bench_graph_first_render() {
@@ -530,6 +613,7 @@ fn bench_graph_first_render() {
         let c = Collector::start(dir.path(), "127.0.0.1:0", "");
         let mut runs = Vec::new();
         let mut fps = Vec::new();
+        let mut zoom_fps = Vec::new();
         let mut size = Value::Null;
         for _ in 0..5 {
             b.goto("about:blank");
@@ -541,16 +625,29 @@ fn bench_graph_first_render() {
             std::thread::sleep(std::time::Duration::from_secs(3));
             let after = b.eval("return window.netGazer.frames;").as_f64().unwrap_or(0.0);
             fps.push((after - before) / 3.0);
+            // Then, the layout stopped, frames while the view zooms for 1 s.
+            b.wait_for("window.netGazer.graph.settled()", 30, "the layout to stop");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let before = b.eval("window.netGazer.graph.zoomBy(2, 1000); return window.netGazer.frames;");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            b.screenshot(&artifacts().join("bench-zooming.png"));
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let after = b.eval("return window.netGazer.frames;").as_f64().unwrap_or(0.0);
+            zoom_fps.push(after - before.as_f64().unwrap_or(0.0));
+            std::thread::sleep(std::time::Duration::from_millis(1000));
+            b.screenshot(&artifacts().join("bench-still.png"));
         }
         runs.sort_by(f64::total_cmp);
         fps.sort_by(f64::total_cmp);
+        zoom_fps.sort_by(f64::total_cmp);
         println!(
-            "graph first render: {} nodes, {} links: median {:.0} ms (runs {:?}); {:.0} frames/s while the layout settles",
+            "graph first render: {} nodes, {} links: median {:.0} ms (runs {:?}); {:.0} frames/s while the layout settles; {:.0} frames/s while zooming",
             size["nodes"],
             size["links"],
             runs[runs.len() / 2],
             runs.iter().map(|r| r.round()).collect::<Vec<_>>(),
-            fps[fps.len() / 2]
+            fps[fps.len() / 2],
+            zoom_fps[zoom_fps.len() / 2]
         );
         assert_no_errors(&b, "bench");
     }
