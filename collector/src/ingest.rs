@@ -92,52 +92,15 @@ fn required(kind: &str) -> &'static [&'static [(&'static str, Type)]] {
     }
 }
 
-/// What the checks read of a value, from a JSON tree or a [`Loose`] one.
-trait Checked {
-    fn u64(&self) -> Option<u64>;
-    fn i64(&self) -> Option<i64>;
-    fn str(&self) -> Option<&str>;
-    fn list(&self) -> bool;
-}
-
-impl Checked for Value {
-    fn u64(&self) -> Option<u64> {
-        self.as_u64()
-    }
-    fn i64(&self) -> Option<i64> {
-        self.as_i64()
-    }
-    fn str(&self) -> Option<&str> {
-        self.as_str()
-    }
-    fn list(&self) -> bool {
-        self.is_array()
-    }
-}
-
-impl Checked for Loose {
-    fn u64(&self) -> Option<u64> {
-        self.as_u64()
-    }
-    fn i64(&self) -> Option<i64> {
-        self.as_i64()
-    }
-    fn str(&self) -> Option<&str> {
-        self.as_str()
-    }
-    fn list(&self) -> bool {
-        self.is_list()
-    }
-}
-
-/// Whether `v` is of type `t`.
-fn passes(v: &impl Checked, t: Type) -> bool {
+/// Whether `v` is of type `t` (a tree's values are read as [`Loose`] ones:
+/// one set of checks for both readings).
+fn passes(v: &Loose, t: Type) -> bool {
     match t {
-        Type::Unsigned(max) => v.u64().is_some_and(|n| n <= max),
-        Type::Signed => v.i64().is_some(),
-        Type::Ip => v.str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
-        Type::Text(allowed) => v.str().is_some_and(|s| allowed.contains(&s)),
-        Type::List => v.list(),
+        Type::Unsigned(max) => v.as_u64().is_some_and(|n| n <= max),
+        Type::Signed => v.as_i64().is_some(),
+        Type::Ip => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
+        Type::Text(allowed) => v.as_str().is_some_and(|s| allowed.contains(&s)),
+        Type::List => v.is_list(),
     }
 }
 
@@ -149,7 +112,7 @@ fn checks(kind: &str) -> impl Iterator<Item = &(&'static str, Type)> {
 
 fn check(event: &Map<String, Value>, field: &str, t: Type) -> Result<(), String> {
     let v = event.get(field).ok_or("missing")?;
-    if passes(v, t) {
+    if passes(&Loose::of(v), t) {
         return Ok(());
     }
     Err(match t {

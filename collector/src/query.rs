@@ -435,20 +435,7 @@ pub fn host(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> {
 /// The flow counters (capture mode `quality`) summed over the flows with
 /// remote host `ip` in the filter, and how they ended.
 fn flow_quality(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> {
-    const SUMS: [&str; 12] = [
-        "packets_c2s",
-        "packets_s2c",
-        "bytes_c2s",
-        "bytes_s2c",
-        "retrans_c2s",
-        "retrans_s2c",
-        "sack_blocks_c2s",
-        "sack_blocks_s2c",
-        "dup_acks_c2s",
-        "dup_acks_s2c",
-        "zero_window_c2s",
-        "zero_window_s2c",
-    ];
+    const SUMS: [&str; 12] = crate::store::FLOW_COUNTERS;
     let (clause, mut values) = f.flow_clause();
     values.insert(0, Sql::Text(ip.to_string()));
     let sums: Vec<String> = SUMS.iter().map(|c| format!("coalesce(sum({c}), 0)")).collect();

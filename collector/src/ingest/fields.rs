@@ -30,6 +30,23 @@ pub enum Loose {
 }
 
 impl Loose {
+    /// A tree's value read the same way.
+    pub fn of(v: &serde_json::Value) -> Loose {
+        use serde_json::Value;
+        match v {
+            Value::Null => Loose::Null,
+            Value::Bool(b) => Loose::Bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => Loose::Unsigned(u),
+                (None, Some(i)) => Loose::Negative(i),
+                _ => Loose::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => Loose::Text(s.clone()),
+            Value::Array(_) => Loose::List,
+            Value::Object(_) => Loose::Object,
+        }
+    }
+
     /// As `Value::as_u64`.
     pub fn as_u64(&self) -> Option<u64> {
         match *self {

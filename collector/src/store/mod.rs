@@ -10,6 +10,8 @@ use crate::ingest::Batch;
 
 mod typed;
 
+pub use typed::FLOW_COUNTERS;
+
 /// Schema versions, applied in order (`PRAGMA user_version` says how many
 /// already were).
 const MIGRATIONS: &[&str] = &[

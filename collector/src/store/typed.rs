@@ -45,8 +45,8 @@ const HANDSHAKE: &str =
     "INSERT INTO handshakes_new (sensor, seq, id, ts_us, client_ip, client_port, server_ip, server_port,
      direction, outcome, rtt_us, syn_count, remote_ip, country, city, lat, lon, asn, org)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
-/// The flow columns after the first ten, as named in the events.
-const FLOW_COUNTS: [&str; 12] = [
+/// The flow counters, named as in the events and as their columns.
+pub const FLOW_COUNTERS: [&str; 12] = [
     "packets_c2s",
     "packets_s2c",
     "bytes_c2s",
@@ -104,7 +104,7 @@ pub(super) fn insert(t: &mut Typed<'_>, sensor: &str, row: &Row) -> rusqlite::Re
                 s("rst_from").map(str::to_string).into(),
                 e.get("duration_us").and_then(Value::as_f64).into(),
             ];
-            values.extend(FLOW_COUNTS.iter().map(|k| i(k).into()));
+            values.extend(FLOW_COUNTERS.iter().map(|k| i(k).into()));
             t.flow.execute(rusqlite::params_from_iter(values))?;
         }
         "route" => {
