@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use net_gazer_common::config_file;
+pub use net_gazer_common::config_file::{ConfigError, Invalid};
 use serde::{Deserialize, Serialize};
 
 /// Where the file is looked for when `-c` is not given.
@@ -58,67 +60,51 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
-    #[error("configuration file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
-
 impl Config {
     /// Loads `path`, or the first file of [`SEARCH_PATH`] that exists, or
     /// the defaults.
     pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
-        let path = match path {
-            Some(p) => Some(p.to_path_buf()),
-            None => SEARCH_PATH.iter().map(PathBuf::from).find(|p| p.is_file()),
-        };
-        let Some(path) = path else {
-            return Ok((Config::default(), None));
-        };
-        let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
-            path: path.clone(),
-            error,
-        })?;
-        let config = Config::parse(&text).map_err(|message| ConfigError::Invalid {
-            path: path.clone(),
-            message,
-        })?;
-        Ok((config, Some(path)))
+        config_file::load(path, &SEARCH_PATH, Config::parse)
     }
 
-    /// Parses and checks TOML text; the error names the key (and the line).
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-            match line {
-                Some(l) => format!("line {l}: {}", e.message()),
-                None => e.message().to_string(),
-            }
-        })?;
+    /// Parses and checks TOML text; the error names the key and the line.
+    pub fn parse(text: &str) -> Result<Config, Invalid> {
+        let config: Config = toml::from_str(text).map_err(|e| config_file::toml_problem(text, &e))?;
+        config
+            .validate()
+            .map_err(|(key, message)| config_file::key_problem(text, &key, message))?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense: the key and what is wrong.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let config = self;
+        let bad = |key: &str, message: String| Err((key.to_string(), message));
         if config.body_limit_mb == 0 {
-            return Err("key `body_limit_mb`: must be at least 1".into());
+            return bad("body_limit_mb", "must be at least 1".into());
         }
         check_location("location", config.location)?;
         if let Some(f) = &config.falkordb {
             if !(f.url.starts_with("redis://") || f.url.starts_with("unix://")) {
-                return Err(format!(
-                    "key `falkordb.url`: must be redis://HOST:PORT (or unix:///PATH), not `{}`",
-                    f.url
-                ));
+                return bad(
+                    "falkordb.url",
+                    format!("must be redis://HOST:PORT (or unix:///PATH), not `{}`", f.url),
+                );
             }
-            if f.graph.is_empty() || f.batch == 0 {
-                return Err("key `falkordb.graph` must not be empty and `falkordb.batch` must be at least 1".into());
+            if f.graph.is_empty() {
+                return bad("falkordb.graph", "must not be empty".into());
+            }
+            if f.batch == 0 {
+                return bad("falkordb.batch", "must be at least 1".into());
             }
         }
         for (id, s) in &config.sensors {
             if s.token.len() < 16 {
-                return Err(format!("key `sensors.{id}.token`: must be at least 16 characters"));
+                return bad(&format!("sensors.{id}.token"), "must be at least 16 characters".into());
             }
             check_location(&format!("sensors.{id}.location"), s.location)?;
         }
-        Ok(config)
+        Ok(())
     }
 
     /// The sensor a bearer token belongs to.
@@ -130,10 +116,11 @@ impl Config {
     }
 }
 
-fn check_location(key: &str, location: Option<[f64; 2]>) -> Result<(), String> {
+fn check_location(key: &str, location: Option<[f64; 2]>) -> Result<(), (String, String)> {
     match location {
-        Some([lat, lon]) if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) => Err(format!(
-            "key `{key}`: must be [latitude, longitude] with latitude -90..90 and longitude -180..180, not [{lat}, {lon}]"
+        Some([lat, lon]) if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) => Err((
+            key.to_string(),
+            format!("must be [latitude, longitude] with latitude -90..90 and longitude -180..180, not [{lat}, {lon}]"),
         )),
         _ => Ok(()),
     }
@@ -150,16 +137,21 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let e = Config::parse("listen = \"nowhere\"\n").unwrap_err();
+        let e = Config::parse("listen = \"nowhere\"\n").unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
-        let e = Config::parse("[sensors.gw1]\ntoken = \"short\"\n").unwrap_err();
+        let e = Config::parse("[sensors.gw1]\ntoken = \"short\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sensors.gw1.token"), "{e}");
-        let e = Config::parse("bogus = 1\n").unwrap_err();
+        assert!(e.starts_with("line 2: "), "the line of the key: {e}");
+        let e = Config::parse("bogus = 1\n").unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
         let c = Config::parse("[sensors.gw1]\ntoken = \"0123456789abcdef\"\n").unwrap();
         assert_eq!(c.sensor_of("0123456789abcdef"), Some("gw1"));
         assert_eq!(c.sensor_of("0123456789abcdeX"), None);
-        let e = Config::parse("[sensors.gw1]\ntoken = \"0123456789abcdef\"\nlocation = [151.0, 0.0]\n").unwrap_err();
+        let e = Config::parse("[sensors.gw1]\ntoken = \"0123456789abcdef\"\nlocation = [151.0, 0.0]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sensors.gw1.location"), "{e}");
     }
 }

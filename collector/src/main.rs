@@ -17,22 +17,7 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(2
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = ["warn", "info", "debug", "trace"][usize::from(cli.verbose.min(3))];
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    // Under systemd, standard error is the journal (JOURNAL_STREAM): it
-    // stamps each line itself, and colours would show as escape codes.
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(!journal && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    let _ = if journal {
-        builder.without_time().try_init()
-    } else {
-        builder.try_init()
-    };
+    net_gazer_common::logging::init(cli.verbose);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -20,27 +20,7 @@ use crate::track::{LocalNetworks, Tracker};
 /// -vvv trace; `RUST_LOG` wins when set. Logs go to standard error so
 /// standard output carries only events.
 pub fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    // Under systemd, standard error is the journal (JOURNAL_STREAM): it
-    // stamps each line itself, and colours would show as escape codes.
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(!journal && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    let _ = if journal {
-        builder.without_time().try_init()
-    } else {
-        builder.try_init()
-    };
+    net_gazer_common::logging::init(verbose);
 }
 
 pub fn main(cli: Cli) -> anyhow::Result<()> {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use net_gazer_common::config_file::{self, find_key, find_table};
+pub use net_gazer_common::config_file::{ConfigError, Invalid};
 use serde::{Deserialize, Serialize};
 
 use crate::track::{LocalNetworks, Mode, ScanConfig, TrackConfig};
@@ -344,19 +346,7 @@ impl Config {
     /// Loads `path`, or the first file of [`SEARCH_PATH`] that exists, or
     /// the defaults when none does. Returns the file used.
     pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
-        let path = match path {
-            Some(p) => Some(p.to_path_buf()),
-            None => SEARCH_PATH.iter().map(PathBuf::from).find(|p| p.is_file()),
-        };
-        let Some(path) = path else {
-            return Ok((Config::default(), None));
-        };
-        let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
-            path: path.clone(),
-            error,
-        })?;
-        let config = Config::parse(&text).map_err(|e| e.in_file(&path))?;
-        Ok((config, Some(path)))
+        config_file::load(path, &SEARCH_PATH, Config::parse)
     }
 
     /// Parses and validates TOML text.
@@ -373,9 +363,7 @@ impl Config {
                     message,
                 };
             }
-            let line = e.span().map(|s| line_of(text, s.start));
-            let key = e.span().and_then(|s| key_at(text, s.start));
-            Invalid { key, line, message }
+            config_file::toml_problem(text, &e)
         })?;
         config.validate().map_err(|mut e| {
             e.line = e.key.as_deref().and_then(|k| find_key(text, k));
@@ -552,74 +540,6 @@ impl Config {
     }
 }
 
-/// A configuration problem, before it is tied to a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    /// Dotted key, e.g. `capture.mode`.
-    pub key: Option<String>,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl Invalid {
-    fn in_file(self, path: &Path) -> ConfigError {
-        ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problem: self,
-        }
-    }
-}
-
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, "key `{key}`: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
-    #[error("configuration file {path}: {problem}")]
-    Invalid { path: PathBuf, problem: Invalid },
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
-}
-
-/// The dotted key at `offset`: the table header above it plus the key name
-/// on its line.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let before = &text[..offset.min(text.len())];
-    let table = before
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('[') && l.ends_with(']'))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next().unwrap_or("").trim();
-    if line.starts_with('[') {
-        return Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    }
-    let name = line
-        .split('=')
-        .next()
-        .map(str::trim)
-        .filter(|n| !n.is_empty() && !n.starts_with('#'))?;
-    Some(match table {
-        Some(t) => format!("{t}.{name}"),
-        None => name.to_string(),
-    })
-}
-
 /// `plugins.x` from "unknown key `plugins.x` ..." or "[plugins.x]: ...".
 fn plugin_key_in(message: &str) -> Option<String> {
     if let Some(rest) = message.split("`plugins.").nth(1) {
@@ -627,31 +547,6 @@ fn plugin_key_in(message: &str) -> Option<String> {
     }
     let rest = message.strip_prefix("[plugins.")?;
     rest.split(']').next().map(|k| format!("plugins.{k}"))
-}
-
-/// The line of the table header `[table]` in `text`.
-fn find_table(text: &str, table: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            let l = l.trim();
-            l.starts_with('[') && l.trim_matches(|c| c == '[' || c == ']').trim() == table
-        })
-        .map(|i| i + 1)
-}
-
-/// The line of `table.key` in `text`, if it is written there.
-fn find_key(text: &str, dotted: &str) -> Option<usize> {
-    let (table, key) = dotted.rsplit_once('.')?;
-    let mut current = String::new();
-    for (i, raw) in text.lines().enumerate() {
-        let l = raw.trim();
-        if l.starts_with('[') && l.ends_with(']') {
-            current = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
-        } else if current == table && l.split('=').next().map(str::trim) == Some(key) {
-            return Some(i + 1);
-        }
-    }
-    None
 }
 
 /// Durations as `"30s"`, `"250ms"`, `"5m"`.
