@@ -614,17 +614,11 @@ pub fn internal(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
 
 /// RTT over time: per `bucket_us` (default 60 s), the attempts, failures
 /// and RTT percentiles of the handshakes in the filter, for one remote
-/// host, ASN or country when asked.
+/// host, ASN or country when asked. The server reads the filter and these
+/// from the same query string as two extractors (serde's `flatten` would
+/// turn the query string's numbers into strings).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Series {
-    // The filter's fields, spelled out: serde's `flatten` turns query
-    // string numbers into strings.
-    pub since_us: Option<i64>,
-    pub until_us: Option<i64>,
-    pub sensor: Option<String>,
-    pub direction: Option<String>,
-    pub port: Option<u16>,
-    pub outcome: Option<String>,
     pub bucket_us: Option<i64>,
     /// Without `bucket_us`: about this many buckets over the time the
     /// matching handshakes span.
@@ -673,15 +667,7 @@ impl Network {
     }
 }
 
-pub fn rtt_series(store: &Store, s: &Series) -> rusqlite::Result<Value> {
-    let filter = Filter {
-        since_us: s.since_us,
-        until_us: s.until_us,
-        sensor: s.sensor.clone(),
-        direction: s.direction.clone(),
-        port: s.port,
-        outcome: s.outcome.clone(),
-    };
+pub fn rtt_series(store: &Store, filter: &Filter, s: &Series) -> rusqlite::Result<Value> {
     // Checked by the server before it calls (a 400 there).
     let network: Option<Network> = s.network.as_deref().and_then(|n| n.parse().ok());
     let (mut clause, mut values) = filter.clause();

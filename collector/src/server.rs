@@ -233,11 +233,15 @@ async fn internal(State(state): State<Arc<AppState>>, Query(f): Query<query::Fil
     read(&state, |s| query::internal(s, &f))
 }
 
-async fn rtt(State(state): State<Arc<AppState>>, Query(q): Query<query::Series>) -> Response {
+async fn rtt(
+    State(state): State<Arc<AppState>>,
+    Query(f): Query<query::Filter>,
+    Query(q): Query<query::Series>,
+) -> Response {
     if let Some(Err(e)) = q.network.as_deref().map(str::parse::<query::Network>) {
         return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response();
     }
-    read(&state, |s| query::rtt_series(s, &q))
+    read(&state, |s| query::rtt_series(s, &f, &q))
 }
 
 /// The sensors that have sent, with their configured location (the map's
