@@ -152,10 +152,12 @@ fn delay(args: &DelayArgs) -> anyhow::Result<()> {
 }
 
 fn release(queue: &mut Queue, mut h: Held, n: u64, verbose: bool) -> anyhow::Result<()> {
+    // The hold ends when the verdict is given: read the clock before the
+    // call, so that being descheduled after it does not count.
+    let now = Instant::now();
     h.msg.set_verdict(Verdict::Accept);
     queue.verdict(h.msg).context("sending a verdict")?;
     if verbose {
-        let now = Instant::now();
         eprintln!(
             "netsim: packet {n} held {} µs (late {} µs)",
             (now - h.received).as_micros(),
