@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 mod fields;
 
-pub use fields::{Handshake, Loose, Tags};
+pub use fields::{Handshake, Loose};
 
 /// One event, ready to store.
 #[derive(Clone, Debug, PartialEq)]

@@ -435,10 +435,12 @@ pub fn host(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> {
 /// The flow counters (capture mode `quality`) summed over the flows with
 /// remote host `ip` in the filter, and how they ended.
 fn flow_quality(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> {
-    const SUMS: [&str; 12] = crate::store::FLOW_COUNTERS;
     let (clause, mut values) = f.flow_clause();
     values.insert(0, Sql::Text(ip.to_string()));
-    let sums: Vec<String> = SUMS.iter().map(|c| format!("coalesce(sum({c}), 0)")).collect();
+    let sums: Vec<String> = crate::store::FLOW_COUNTERS
+        .iter()
+        .map(|c| format!("coalesce(sum({c}), 0)"))
+        .collect();
     let sql = format!(
         "SELECT count(*), {} FROM flows WHERE remote_ip = ?{clause}",
         sums.join(", ")
@@ -448,7 +450,7 @@ fn flow_quality(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> 
         .query_row(&sql, rusqlite::params_from_iter(values.clone()), |r| {
             let mut m = serde_json::Map::new();
             m.insert("count".into(), r.get::<_, i64>(0)?.into());
-            for (i, name) in SUMS.iter().enumerate() {
+            for (i, name) in crate::store::FLOW_COUNTERS.iter().enumerate() {
                 m.insert((*name).into(), r.get::<_, i64>(i + 1)?.into());
             }
             Ok(m)

@@ -204,8 +204,8 @@ function graphWidget(container, data, { color, onClick, linkColor, linkWidth, la
     .height(container.clientHeight)
     .graphData(data)
     .nodeId("id")
-    .nodeVal((n) => (n.count ? 1 + Math.sqrt(n.count) : 1))
-    .nodeRelSize(3)
+    .nodeVal(nodeVal)
+    .nodeRelSize(NODE_REL_SIZE)
     .nodeColor(color)
     .nodeLabel(label)
     .linkColor(linkColor)
@@ -214,7 +214,8 @@ function graphWidget(container, data, { color, onClick, linkColor, linkWidth, la
     .cooldownTime(8000)
     .d3AlphaDecay(0.04)
     .onNodeClick(onClick);
-  if (data.nodes.length > BIG_GRAPH) {
+  const big = data.nodes.length > BIG_GRAPH;
+  if (big) {
     // force-graph finds what is under the pointer by painting every node
     // and link in its own colour on a hidden canvas, link by link: seconds
     // per frame with tens of thousands of links. Big graphs pick the
@@ -228,7 +229,6 @@ function graphWidget(container, data, { color, onClick, linkColor, linkWidth, la
     g.d3Force("charge").theta(1.5).distanceMax(300);
     g.nodeVisibility(false);
   }
-  const big = data.nodes.length > BIG_GRAPH;
   let running = true;
   g.onEngineStop(() => { running = false; });
   g.settled = () => !running;
@@ -278,8 +278,10 @@ function graphWidget(container, data, { color, onClick, linkColor, linkWidth, la
 // Above this many nodes, graphs do their own pointer picking and painting.
 const BIG_GRAPH = 1500;
 
-// A node's radius in graph units, as force-graph sizes it (nodeRelSize 3).
-const nodeRadius = (n) => Math.sqrt(n.count ? 1 + Math.sqrt(n.count) : 1) * 3;
+// Node size by handshakes: force-graph's radius is sqrt(val) × rel size.
+const NODE_REL_SIZE = 3;
+const nodeVal = (n) => (n.count ? 1 + Math.sqrt(n.count) : 1);
+const nodeRadius = (n) => Math.sqrt(nodeVal(n)) * NODE_REL_SIZE;
 
 // A copy of the canvas behind `ctx`, with the inverse of the transform
 // it was drawn with (reusing the previous copy's canvas).

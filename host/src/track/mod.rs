@@ -249,10 +249,10 @@ impl Tracker {
                 orphan.ts,
                 &orphan.seg,
                 &mut self.timers,
+                &mut self.awaiting_ack,
                 &mut self.stats,
                 &self.cfg,
             );
-            self.awaiting_ack.insert(key);
         }
         self.conns.insert(key, conn);
     }
@@ -266,10 +266,16 @@ impl Tracker {
         if is_duplicate(conn, S2C, seg, now, self.cfg.duplicate_window) {
             self.stats.duplicates += 1;
         } else {
-            answer(conn, key, now, seg, &mut self.timers, &mut self.stats, &self.cfg);
-            if conn.state == State::SynAckSeen {
-                self.awaiting_ack.insert(key);
-            }
+            answer(
+                conn,
+                key,
+                now,
+                seg,
+                &mut self.timers,
+                &mut self.awaiting_ack,
+                &mut self.stats,
+                &self.cfg,
+            );
         }
     }
 
@@ -638,13 +644,16 @@ fn count(
     (f.rst() || completes || flow_ended.is_some()).then_some(Change { completes, flow_ended })
 }
 
-/// The server's SYN-ACK reaches a known attempt.
+/// The server's SYN-ACK reaches a known attempt (which then waits for the
+/// client's ACK: `awaiting_ack`).
+#[allow(clippy::too_many_arguments)]
 fn answer(
     conn: &mut Conn,
     key: Key,
     now: Timestamp,
     seg: &Segment,
     timers: &mut TimerTable<Key>,
+    awaiting_ack: &mut FxHashSet<Key>,
     stats: &mut TrackStats,
     cfg: &TrackConfig,
 ) {
@@ -658,6 +667,7 @@ fn answer(
             conn.state = State::SynAckSeen;
             conn.last[S2C] = Some(LastSeen::of(seg, now));
             timers.push(Timer::Ack, now + cfg.ack_timeout, key, conn.id);
+            awaiting_ack.insert(key);
         }
         State::SynAckSeen => conn.handle_synack(now, seg),
         State::Reported if conn.first_syn.is_some() => {
