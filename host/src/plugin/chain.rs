@@ -615,7 +615,7 @@ mod tests {
         None
     }
 
-    fn handshake(i: u32) -> types::Handshake {
+    pub(super) fn handshake(i: u32) -> types::Handshake {
         fn on<T>(yes: bool, v: T) -> Option<T> {
             yes.then_some(v)
         }
@@ -744,5 +744,67 @@ mod tests {
             .unwrap();
         assert_eq!(fast.len(), batch.len());
         assert_eq!(format!("{fast:?}"), format!("{derived:?}"));
+    }
+}
+
+#[cfg(test)]
+mod floor {
+    use super::*;
+    use crate::plugin::{Loader, Registry};
+
+    #[test]
+    #[ignore]
+    fn call_floor() {
+        let file = std::path::PathBuf::from("/var/tmp/net-gazer-target/plugins/testing/testkit.wasm");
+        let mut loader = Loader::new(None).unwrap();
+        let prepared = loader.prepare("demo", &file).unwrap();
+        let section = PluginsSection::default();
+        let mut running =
+            Running::start(prepared, {
+                let mut s = PluginSettings::default();
+                s.options.insert("mode".into(), toml::Value::String("drop".into()));
+                s
+            }, &section, Registry::default().get("demo")).unwrap();
+        let (store, bindings) = running.instance.as_mut().unwrap();
+        store.set_epoch_deadline(u64::MAX / 2);
+        let n = 200_000;
+        let t = Instant::now();
+        for i in 0..n {
+            bindings.plugin.net_gazer_plugin_plugin().call_on_tick(&mut *store, i).unwrap();
+        }
+        eprintln!("on_tick: {:?} per call", t.elapsed() / n as u32);
+        let hs: Vec<types::Handshake> = (0..256).map(|i| {
+            let mut h = super::tests::handshake(i);
+            h.tags.clear();
+            h.vlan.clear();
+            h
+        }).collect();
+        let t = Instant::now();
+        for i in 0..n {
+            bindings.on_handshake(&mut *store, &hs[i as usize % 256]).unwrap();
+        }
+        eprintln!("on_handshake: {:?} per call", t.elapsed() / n as u32);
+        let batch: Vec<types::Event> = hs.iter().cloned().map(types::Event::Handshake).collect();
+        let t = Instant::now();
+        for _ in 0..n / 256 {
+            bindings.on_batch(&mut *store, &batch).unwrap();
+        }
+        eprintln!("on_batch: {:?} per event", t.elapsed() / (n / 256 * 256) as u32);
+        let hs: Vec<types::Handshake> = hs.into_iter().map(|mut h| {
+            h.client_ip.clear();
+            h.server_ip.clear();
+            h
+        }).collect();
+        let t = Instant::now();
+        for i in 0..n {
+            bindings.on_handshake(&mut *store, &hs[i as usize % 256]).unwrap();
+        }
+        eprintln!("on_handshake, no strings: {:?} per call", t.elapsed() / n as u32);
+        let batch: Vec<types::Event> = hs.iter().cloned().map(types::Event::Handshake).collect();
+        let t = Instant::now();
+        for _ in 0..n / 256 {
+            bindings.on_batch(&mut *store, &batch).unwrap();
+        }
+        eprintln!("on_batch, no strings: {:?} per event", t.elapsed() / (n / 256 * 256) as u32);
     }
 }

@@ -5,6 +5,7 @@
 //! A plugin's version is read from the name of the interface it exports
 //! (`net-gazer:plugin/plugin@0.1.0`) before anything of it runs.
 
+pub mod lower;
 pub mod since_v0_1;
 
 use std::fmt;

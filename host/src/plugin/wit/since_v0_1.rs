@@ -5,7 +5,7 @@ use super::Version;
 use crate::event::{self, Tag};
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/v0.1",
     world: "sensor-plugin",
 });
 
