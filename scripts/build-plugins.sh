@@ -12,7 +12,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
 out="${PLUGIN_OUT:-$CARGO_TARGET_DIR/plugins}"
 mkdir -p "$out"
 
-rust_plugins=(demo filter geoip testkit)
+rust_plugins=(demo filter geoip testkit legacy)
+# Built for the tests only, installed in $out/testing.
+test_plugins=" testkit legacy "
 log() { echo "build-plugins: $*" >&2; }
 
 # --- Rust plugins ---------------------------------------------------------
@@ -32,7 +34,7 @@ install_rust_plugins() {
   rm -f "$out/testkit.wasm" # where older builds put it
   for p in "${rust_plugins[@]}"; do
     local dest="$out/$p.wasm"
-    [[ $p == testkit ]] && dest="$out/testing/$p.wasm"
+    [[ $test_plugins == *" $p "* ]] && dest="$out/testing/$p.wasm"
     cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/$p.wasm" "$dest"
   done
 }

@@ -95,6 +95,19 @@ pub enum EventKind {
     Stats,
 }
 
+impl EventKind {
+    /// The name in `docs/events.md` and in the plugin contract.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Handshake => "handshake",
+            EventKind::Flow => "flow",
+            EventKind::Scan => "scan",
+            EventKind::Route => "route",
+            EventKind::Stats => "stats",
+        }
+    }
+}
+
 /// Where a connection runs relative to the local networks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

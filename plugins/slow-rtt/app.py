@@ -24,16 +24,20 @@ from wit_world.imports.types import (
     Event_Handshake,
     EventKind,
     Info,
+    IpAddress_Ipv4,
     Level,
     Tag,
     Verdict_Keep,
     Verdict_Tag,
 )
 
+# One verdict object for every kept event: nothing to build per event.
+KEEP = Verdict_Keep()
+
 
 class Plugin(exports.Plugin):
     def describe(self) -> Info:
-        return Info(name="slow-rtt", version="0.1.0", wants=[EventKind.HANDSHAKE], batch=False)
+        return Info(name="slow-rtt", version="0.2.0", wants=[EventKind.HANDSHAKE], batch=False)
 
     def init(self, config: str) -> None:
         global SETTINGS
@@ -42,14 +46,17 @@ class Plugin(exports.Plugin):
             default_ms = float(table.get("default_ms", 100))
             networks = []
             for cidr, ms in (table.get("networks") or {}).items():
-                networks.append((ipaddress.ip_network(cidr, strict=False), float(ms)))
+                net = ipaddress.ip_network(cidr, strict=False)
+                # As numbers, like the addresses in events: (version,
+                # prefix length, network, mask, threshold).
+                networks.append((net.version, net.prefixlen, int(net.network_address), int(net.netmask), float(ms)))
         except (ValueError, TypeError, AttributeError) as e:
             raise Err(f"slow-rtt: bad configuration: {e}")
         unknown = set(table) - {"default_ms", "networks", "dirs", "http_allow"}
         if unknown:
             raise Err(f"slow-rtt: unknown keys: {', '.join(sorted(unknown))}")
         # Most specific first.
-        networks.sort(key=lambda n: n[0].prefixlen, reverse=True)
+        networks.sort(key=lambda n: n[1], reverse=True)
         SETTINGS = (default_ms, networks)
         if host.log_enabled(Level.INFO):
             host.log(Level.INFO, f"slow-rtt: default {default_ms} ms, {len(networks)} networks")
@@ -57,27 +64,27 @@ class Plugin(exports.Plugin):
     def on_handshake(self, event):
         rtt = event.rtt_last_syn_us
         if rtt is None:
-            return Verdict_Keep()
+            return KEEP
         remote = event.client_ip if event.direction == Direction.INBOUND else event.server_ip
         threshold = threshold_ms(remote)
         if rtt / 1000.0 > threshold:
             host.counter_add("slow", 1)
             return Verdict_Tag([Tag("slow", "true"), Tag("slow.threshold_ms", format_ms(threshold))])
-        return Verdict_Keep()
+        return KEEP
 
     def on_flow(self, event):
-        return Verdict_Keep()
+        return KEEP
 
     def on_scan(self, event):
-        return Verdict_Keep()
+        return KEEP
 
     def on_route(self, event):
-        return Verdict_Keep()
+        return KEEP
 
     def on_batch(self, events):
         out = []
         for e in events:
-            out.append(self.on_handshake(e.value) if isinstance(e, Event_Handshake) else Verdict_Keep())
+            out.append(self.on_handshake(e.value) if isinstance(e, Event_Handshake) else KEEP)
         return out
 
     def on_tick(self, now_us: int) -> None:
@@ -87,14 +94,17 @@ class Plugin(exports.Plugin):
 SETTINGS = (100.0, [])
 
 
-def threshold_ms(address: str) -> float:
+def threshold_ms(address) -> float:
+    """The threshold for an `ip-address` (IPv4: a 32-bit number; IPv6:
+    the high and low 64 bits)."""
     default_ms, networks = SETTINGS
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return default_ms
-    for net, ms in networks:
-        if ip.version == net.version and ip in net:
+    if isinstance(address, IpAddress_Ipv4):
+        version, ip = 4, address.value
+    else:
+        high, low = address.value
+        version, ip = 6, (high << 64) | low
+    for net_version, _, net, mask, ms in networks:
+        if version == net_version and ip & mask == net:
             return ms
     return default_ms
 

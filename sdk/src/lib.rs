@@ -65,12 +65,71 @@ pub mod bindings {
 
 pub use bindings::net_gazer::plugin::host;
 pub use bindings::net_gazer::plugin::types::{
-    Direction, Event, EventKind, Flow, FlowEnd, Handshake, Hop, HttpRequest, HttpResponse, Info, Level, Outcome, Route,
-    Scan, ScanPhase, ScanType, Side, Tag, Verdict,
+    Direction, Event, EventKind, Flow, FlowEnd, Handshake, Hop, HttpRequest, HttpResponse, Info, IpAddress, Level,
+    Outcome, Route, Scan, ScanPhase, ScanType, Side, Tag, TraceProtocol, TraceStyle, Verdict,
 };
 
 /// The contract version this SDK builds plugins for.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
+impl From<IpAddress> for std::net::IpAddr {
+    fn from(a: IpAddress) -> std::net::IpAddr {
+        match a {
+            IpAddress::Ipv4(bits) => std::net::Ipv4Addr::from_bits(bits).into(),
+            IpAddress::Ipv6((high, low)) => {
+                std::net::Ipv6Addr::from_bits((u128::from(high) << 64) | u128::from(low)).into()
+            }
+        }
+    }
+}
+
+impl From<std::net::IpAddr> for IpAddress {
+    fn from(a: std::net::IpAddr) -> IpAddress {
+        match a {
+            std::net::IpAddr::V4(v4) => IpAddress::Ipv4(v4.to_bits()),
+            std::net::IpAddr::V6(v6) => {
+                let bits = v6.to_bits();
+                IpAddress::Ipv6(((bits >> 64) as u64, bits as u64))
+            }
+        }
+    }
+}
+
+impl IpAddress {
+    /// The address as the standard library's type.
+    pub fn ip(self) -> std::net::IpAddr {
+        self.into()
+    }
+}
+
+/// `192.0.2.1`, `2001:db8::1`.
+impl std::fmt::Display for IpAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::net::IpAddr::from(*self).fmt(f)
+    }
+}
+
+impl Handshake {
+    /// The other end as seen from the local networks: the client of an
+    /// inbound connection, the server otherwise.
+    pub fn remote_ip(&self) -> IpAddress {
+        match self.direction {
+            Direction::Inbound => self.client_ip,
+            _ => self.server_ip,
+        }
+    }
+}
+
+impl Flow {
+    /// The other end as seen from the local networks (see
+    /// [`Handshake::remote_ip`]).
+    pub fn remote_ip(&self) -> IpAddress {
+        match self.direction {
+            Direction::Inbound => self.client_ip,
+            _ => self.server_ip,
+        }
+    }
+}
 
 /// A plugin. `info` and `init` are required; every event method defaults to
 /// [`Verdict::Keep`], so implement only the kinds you asked for in `info`.

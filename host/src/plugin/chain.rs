@@ -19,10 +19,9 @@ use wasmtime::Store;
 use super::host_api::{Grants, State};
 use super::load::{ticks, Prepared};
 use super::metrics::PluginMetrics;
-use super::wit::since_v0_1::lower::{FastEvent, FastHandshake};
-use super::wit::since_v0_1::{self, types, SensorPlugin};
+use super::wit::{self, Contract, Instance, Records, Verdict};
 use crate::config::{OnError, PluginSettings, PluginsSection};
-use crate::event::{Tag, Tagged};
+use crate::event::{EventKind, Tagged};
 use crate::time::Timestamp;
 
 /// How long `init` may take (it may open databases).
@@ -63,7 +62,7 @@ pub struct Running {
     max_failures: u32,
     failure_window: Duration,
     pub metrics: Arc<PluginMetrics>,
-    instance: Option<(Store<State>, Bindings)>,
+    instance: Option<(Store<State>, Instance)>,
     failures: VecDeque<Instant>,
     disabled_until: Option<Instant>,
     backoff: Duration,
@@ -129,7 +128,7 @@ impl Running {
         self.batch
     }
 
-    fn wants(&self, kind: types::EventKind) -> bool {
+    fn wants(&self, kind: EventKind) -> bool {
         self.prepared.description.wants.contains(&kind)
     }
 
@@ -152,25 +151,21 @@ impl Running {
             })
         });
         store.set_epoch_deadline(ticks(INIT_TIMEOUT));
-        let bindings = Bindings::new(&mut store, &self.prepared).map_err(|e| {
+        let instance = self.prepared.pre.instantiate(&mut store).map_err(|e| {
             (
                 classify(&store, &e),
                 format!("cannot be instantiated: {}", one_line(&e)),
             )
         })?;
-        let plugin = &bindings.plugin;
         store.data_mut().host_ticks = 0;
         store.data_mut().host_budget = HOST_BUDGET_MS;
         store.set_epoch_deadline(ticks(INIT_TIMEOUT));
-        match plugin
-            .net_gazer_plugin_plugin()
-            .call_init(&mut store, &self.config_json)
-        {
+        match instance.init(&mut store, &self.config_json) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err((Failure::Init, format!("refused its configuration: {message}"))),
             Err(e) => return Err((classify(&store, &e), format!("init failed: {}", one_line(&e)))),
         }
-        self.instance = Some((store, bindings));
+        self.instance = Some((store, instance));
         Ok(())
     }
 
@@ -256,7 +251,7 @@ impl Running {
     fn call<R>(
         &mut self,
         events: u64,
-        f: impl FnOnce(&Bindings, &mut Store<State>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Instance, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Option<R> {
         let (store, plugin) = self.instance.as_mut()?;
         store.data_mut().host_ticks = 0;
@@ -280,6 +275,14 @@ impl Running {
 
     /// Runs the plugin over the events of `work` it wants.
     fn run(&mut self, work: &mut Work) {
+        match self.prepared.pre {
+            wit::Pre::V0_1(_) => self.run_with::<wit::since_v0_1::V>(work),
+            wit::Pre::V0_2(_) => self.run_with::<wit::since_v0_2::V>(work),
+        }
+    }
+
+    /// [`run`](Self::run) with the plugin's contract version `C`.
+    fn run_with<C: Contract>(&mut self, work: &mut Work) {
         let wanted: Vec<usize> = (0..work.items.len())
             .filter(|&i| !work.dropped[i] && work.kind(i).is_some_and(|k| self.wants(k)))
             .collect();
@@ -296,7 +299,7 @@ impl Running {
             return;
         }
         if self.batch {
-            self.run_batch(work, &wanted);
+            self.run_batch::<C>(work, &wanted);
         } else {
             for &i in &wanted {
                 // The clock only once a failure in this batch disabled it.
@@ -306,16 +309,8 @@ impl Running {
                     self.on_failure(work, i);
                     continue;
                 }
-                let record = work.record(i);
-                let verdict = self.call(1, |b, s| {
-                    let g = b.plugin.net_gazer_plugin_plugin();
-                    match record {
-                        types::Event::Handshake(e) => b.on_handshake(s, e),
-                        types::Event::Flow(e) => g.call_on_flow(s, e),
-                        types::Event::Scan(e) => g.call_on_scan(s, e),
-                        types::Event::Route(e) => g.call_on_route(s, e),
-                    }
-                });
+                let Some(record) = work.record::<C>(i) else { continue };
+                let verdict = self.call(1, |p, s| C::on_event(instance_of::<C>(p)?, s, record));
                 match verdict {
                     Some(v) => self.apply(work, i, v),
                     None => self.on_failure(work, i),
@@ -324,16 +319,18 @@ impl Running {
         }
     }
 
-    fn run_batch(&mut self, work: &mut Work, wanted: &[usize]) {
+    fn run_batch<C: Contract>(&mut self, work: &mut Work, wanted: &[usize]) {
         if !self.ready() {
             wanted.iter().for_each(|&i| self.on_failure(work, i));
             return;
         }
-        // The records move into one list for the call and back after it.
-        let records: Vec<types::Event> = wanted.iter().map(|&i| work.take_record(i)).collect();
-        let verdicts = self.call(records.len() as u64, |b, s| b.on_batch(s, &records));
+        // The records move into one list for the call and back after it
+        // (every wanted event has one: plugins want no stats).
+        let wanted: Vec<usize> = wanted.iter().copied().filter(|&i| work.record::<C>(i).is_some()).collect();
+        let records: Vec<C::Record> = wanted.iter().filter_map(|&i| work.take_record::<C>(i)).collect();
+        let verdicts = self.call(records.len() as u64, |p, s| C::on_batch(instance_of::<C>(p)?, s, &records));
         for (&i, record) in wanted.iter().zip(records) {
-            work.records[i] = Some(record);
+            C::records(&mut work.records)[i] = Some(record);
         }
         match verdicts {
             Some(v) if v.len() == wanted.len() => {
@@ -359,15 +356,15 @@ impl Running {
         }
     }
 
-    fn apply(&mut self, work: &mut Work, i: usize, verdict: types::Verdict) {
+    fn apply(&mut self, work: &mut Work, i: usize, verdict: Verdict) {
         use std::sync::atomic::Ordering::Relaxed;
         match verdict {
-            types::Verdict::Keep => {}
-            types::Verdict::Drop => {
+            Verdict::Keep => {}
+            Verdict::Drop => {
                 self.metrics.dropped.fetch_add(1, Relaxed);
                 work.dropped[i] = true;
             }
-            types::Verdict::Tag(tags) => {
+            Verdict::Tag(tags) => {
                 let mut bad = tags.len().saturating_sub(MAX_TAGS);
                 let mut added = false;
                 for t in tags.into_iter().take(MAX_TAGS) {
@@ -375,10 +372,7 @@ impl Running {
                         bad += 1;
                         continue;
                     }
-                    work.items[i].set(Tag {
-                        key: t.key,
-                        value: t.value,
-                    });
+                    work.items[i].set(t);
                     added = true;
                 }
                 if bad > 0 {
@@ -402,62 +396,13 @@ impl Running {
             return;
         }
         let now_us = now.as_micros();
-        self.call(0, |b, s| b.plugin.net_gazer_plugin_plugin().call_on_tick(s, now_us));
+        self.call(0, |p, s| p.tick(s, now_us));
     }
 }
 
-/// One instance's entry points: the generated bindings, and `on-handshake`
-/// called with the one-pass lowering of [`FastHandshake`].
-struct Bindings {
-    plugin: SensorPlugin,
-    on_handshake: wasmtime::component::Func,
-    on_batch: wasmtime::component::Func,
-}
-
-impl Bindings {
-    fn new(store: &mut Store<State>, prepared: &Prepared) -> wasmtime::Result<Bindings> {
-        let instance = prepared.pre.instance_pre().instantiate(&mut *store)?;
-        let plugin = SensorPlugin::new(&mut *store, &instance)?;
-        let interface = format!("{}{}", super::wit::EXPORT_PREFIX, prepared.contract);
-        let mut func = |name: &str| {
-            instance
-                .get_export_index(&mut *store, None, &interface)
-                .and_then(|i| instance.get_export_index(&mut *store, Some(&i), name))
-                .and_then(|i| instance.get_func(&mut *store, i))
-                .ok_or_else(|| wasmtime::format_err!("{interface} has no {name}"))
-        };
-        let on_handshake = func("on-handshake")?;
-        let on_batch = func("on-batch")?;
-        // The checks the calls below rely on, done once here.
-        on_handshake.typed::<(FastHandshake<'static>,), (types::Verdict,)>(&*store)?;
-        on_batch.typed::<(&'static [FastEvent<'static>],), (Vec<types::Verdict>,)>(&*store)?;
-        Ok(Bindings {
-            plugin,
-            on_handshake,
-            on_batch,
-        })
-    }
-
-    fn on_batch(&self, store: &mut Store<State>, events: &[types::Event]) -> wasmtime::Result<Vec<types::Verdict>> {
-        let fast: Vec<FastEvent<'_>> = events.iter().map(FastEvent).collect();
-        // SAFETY: `new` checked this function's type against exactly these
-        // parameter and result types.
-        let f = unsafe {
-            wasmtime::component::TypedFunc::<(&[FastEvent<'_>],), (Vec<types::Verdict>,)>::new_unchecked(self.on_batch)
-        };
-        let (verdicts,) = f.call(&mut *store, (&fast,))?;
-        Ok(verdicts)
-    }
-
-    fn on_handshake(&self, store: &mut Store<State>, event: &types::Handshake) -> wasmtime::Result<types::Verdict> {
-        // SAFETY: `new` checked this function's type against exactly these
-        // parameter and result types.
-        let f = unsafe {
-            wasmtime::component::TypedFunc::<(FastHandshake<'_>,), (types::Verdict,)>::new_unchecked(self.on_handshake)
-        };
-        let (verdict,) = f.call(&mut *store, (FastHandshake(event),))?;
-        Ok(verdict)
-    }
+/// The instance of contract version `C` (the one its `Pre` made).
+fn instance_of<C: Contract>(instance: &Instance) -> wasmtime::Result<&C::Instance> {
+    C::instance(instance).ok_or_else(|| wasmtime::format_err!("instance of another contract version"))
 }
 
 /// An error on one line: the causes without wasmtime's backtrace.
@@ -486,59 +431,59 @@ fn classify(store: &Store<State>, e: &wasmtime::Error) -> Failure {
 }
 
 /// One batch on its way through the chain: the items, their records as
-/// plugins see them (made on first use, kept in step with the tags), and
-/// which were dropped.
+/// plugins of each contract version see them (made on first use, kept in
+/// step with the tags), and which were dropped.
 struct Work<'a> {
     items: &'a mut Vec<Tagged>,
-    records: Vec<Option<types::Event>>,
+    records: Records,
     dropped: Vec<bool>,
 }
 
 impl Work<'_> {
-    fn kind(&self, i: usize) -> Option<types::EventKind> {
-        since_v0_1::kind(&self.items[i].event)
-    }
-
-    fn record(&mut self, i: usize) -> &types::Event {
-        let item = &self.items[i];
-        self.records[i].get_or_insert_with(|| {
-            since_v0_1::record(&item.event, &item.tags).unwrap_or(types::Event::Route(empty_route()))
-        })
-    }
-
-    fn take_record(&mut self, i: usize) -> types::Event {
-        self.record(i);
-        self.records[i]
-            .take()
-            .unwrap_or_else(|| types::Event::Route(empty_route()))
-    }
-
-    fn retag(&mut self, i: usize) {
-        if let Some(r) = self.records[i].as_mut() {
-            since_v0_1::set_tags(r, &self.items[i].tags);
+    fn new(items: &mut Vec<Tagged>) -> Work<'_> {
+        let n = items.len();
+        Work {
+            items,
+            records: Records::default(),
+            dropped: vec![false; n],
         }
     }
-}
 
-/// Never sent: `record` only runs for kinds a plugin wants, which stats are not.
-fn empty_route() -> types::Route {
-    types::Route {
-        id: 0,
-        ts_us: 0,
-        handshake_id: None,
-        src_ip: String::new(),
-        dst_ip: String::new(),
-        ip_version: 0,
-        protocol: String::new(),
-        style: String::new(),
-        dst_port: None,
-        reached: false,
-        hop_count: None,
-        duration_us: 0.0,
-        hops: Vec::new(),
-        changed: false,
-        previous_hops: Vec::new(),
-        tags: Vec::new(),
+    /// The kind of item `i`, for the kinds plugins can want.
+    fn kind(&self, i: usize) -> Option<EventKind> {
+        match self.items[i].event.kind() {
+            EventKind::Stats => None,
+            k => Some(k),
+        }
+    }
+
+    fn record<C: Contract>(&mut self, i: usize) -> Option<&C::Record> {
+        let item = &self.items[i];
+        let n = self.items.len();
+        let records = C::records(&mut self.records);
+        if records.len() < n {
+            records.resize_with(n, || None);
+        }
+        if records[i].is_none() {
+            records[i] = C::record(&item.event, &item.tags);
+        }
+        records[i].as_ref()
+    }
+
+    fn take_record<C: Contract>(&mut self, i: usize) -> Option<C::Record> {
+        self.record::<C>(i);
+        C::records(&mut self.records)[i].take()
+    }
+
+    /// Item `i`'s tags changed: every version's record follows.
+    fn retag(&mut self, i: usize) {
+        let tags = &self.items[i].tags;
+        if let Some(Some(r)) = self.records.v0_1.get_mut(i) {
+            <wit::since_v0_1::V as Contract>::set_tags(r, tags);
+        }
+        if let Some(Some(r)) = self.records.v0_2.get_mut(i) {
+            <wit::since_v0_2::V as Contract>::set_tags(r, tags);
+        }
     }
 }
 
@@ -562,12 +507,7 @@ impl Chain {
         if self.plugins.is_empty() || items.is_empty() {
             return;
         }
-        let n = items.len();
-        let mut work = Work {
-            items,
-            records: vec![None; n],
-            dropped: vec![false; n],
-        };
+        let mut work = Work::new(items);
         for plugin in &mut self.plugins {
             plugin.run(&mut work);
         }
@@ -590,10 +530,11 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{self, Event, Tag};
     use crate::plugin::{Loader, Registry};
 
-    /// The built test plugin (scripts/build-plugins.sh), if there is one.
-    fn testkit() -> Option<std::path::PathBuf> {
+    /// A built test plugin (scripts/build-plugins.sh), if there is one.
+    pub(super) fn test_plugin(name: &str) -> Option<std::path::PathBuf> {
         let dir = std::env::var_os("NG_TEST_PLUGINS")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| {
@@ -602,7 +543,7 @@ mod tests {
                     .unwrap_or_else(|| "/var/tmp/net-gazer-target".into())
                     .join("plugins")
             });
-        let file = dir.join("testing/testkit.wasm");
+        let file = dir.join("testing").join(format!("{name}.wasm"));
         if file.is_file() {
             return Some(file);
         }
@@ -615,36 +556,50 @@ mod tests {
         None
     }
 
-    pub(super) fn handshake(i: u32) -> types::Handshake {
+    /// A running instance of a test plugin in `mode`.
+    pub(super) fn running(name: &str, mode: &str) -> Option<Running> {
+        let file = test_plugin(name)?;
+        let mut loader = Loader::new(None).unwrap();
+        let prepared = loader.prepare(name, &file).unwrap();
+        let mut settings = PluginSettings::default();
+        settings
+            .options
+            .insert("mode".into(), toml::Value::String(mode.into()));
+        let section = PluginsSection::default();
+        Some(Running::start(prepared, settings, &section, Registry::default().get(name)).unwrap())
+    }
+
+    /// Handshakes whose every field varies with `i`.
+    pub(super) fn handshake(i: u32) -> event::Tagged {
         fn on<T>(yes: bool, v: T) -> Option<T> {
             yes.then_some(v)
         }
         let even = i % 2 == 0;
-        types::Handshake {
+        let mut vlan = crate::decode::VlanStack::NONE;
+        for id in [100, 200].iter().take(i as usize % 3) {
+            vlan.push(*id);
+        }
+        let h = event::Handshake {
             id: 0x0102_0304_0506_0708 + u64::from(i),
+            ts: crate::time::Timestamp::from_micros(-5 - i64::from(i)),
             ts_us: -5 - i64::from(i),
-            client_ip: format!("10.0.{i}.1"),
+            client_ip: format!("10.0.{i}.1").parse().unwrap(),
             client_port: 40_000 + i as u16,
             server_ip: if i % 3 == 0 {
-                "2001:db8::1".into()
+                format!("2001:db8::{i}:1").parse().unwrap()
             } else {
-                "192.0.2.1".into()
+                "192.0.2.1".parse().unwrap()
             },
             server_port: 443,
             ip_version: if i % 3 == 0 { 6 } else { 4 },
-            vlan: if i % 4 == 0 { "100.200".into() } else { String::new() },
+            vlan,
             direction: [
-                types::Direction::Outbound,
-                types::Direction::Inbound,
-                types::Direction::Internal,
-                types::Direction::Transit,
+                event::Direction::Outbound,
+                event::Direction::Inbound,
+                event::Direction::Internal,
+                event::Direction::Transit,
             ][i as usize % 4],
-            outcome: [
-                types::Outcome::Established,
-                types::Outcome::Refused,
-                types::Outcome::Unanswered,
-                types::Outcome::Incomplete,
-            ][i as usize % 4],
+            outcome: event::Outcome::ALL[i as usize % 4],
             completed: i % 2 == 1,
             syn_count: i + 1,
             syns_before_synack: i,
@@ -657,7 +612,7 @@ mod tests {
             client_rtt_us: if i % 2 == 1 { Some(7.25) } else { None },
             reordered: i % 3 == 0,
             synack_seq_changed: i % 5 == 0,
-            rst_from: [None, Some(types::Side::Client), Some(types::Side::Server)][i as usize % 3],
+            rst_from: [None, Some(event::Side::Client), Some(event::Side::Server)][i as usize % 3],
             client_ttl: 64 - i as u8,
             client_initial_ttl: 64,
             client_hops: i as u8,
@@ -674,50 +629,25 @@ mod tests {
             server_timestamps: [Some(false), None, Some(true)][i as usize % 3],
             syn_data_len: 1_000 * i,
             ecn_setup: i % 4 == 3,
-            tags: (0..i % 3)
-                .map(|t| types::Tag {
-                    key: format!("k{t}"),
-                    value: "v\"\u{e9}".repeat(t as usize + 1),
-                })
-                .collect(),
+        };
+        let mut t = event::Tagged::new(Event::Handshake(h));
+        for k in 0..i % 3 {
+            t.set(Tag {
+                key: format!("k{k}"),
+                value: "v\"\u{e9}".repeat(k as usize + 1),
+            });
         }
+        t
     }
 
-    /// The one-pass lowering hands the plugin exactly what wasmtime's
-    /// derived lowering does: the plugin echoes every field it received.
-    #[test]
-    fn fast_lowering_matches_the_derived_one() {
-        let Some(file) = testkit() else { return };
-        let mut loader = Loader::new(None).unwrap();
-        let prepared = loader.prepare("echo", &file).unwrap();
-        let mut settings = PluginSettings::default();
-        settings
-            .options
-            .insert("mode".into(), toml::Value::String("echo".into()));
-        let section = PluginsSection::default();
-        let mut running = Running::start(prepared, settings, &section, Registry::default().get("echo")).unwrap();
-        let (store, bindings) = running.instance.as_mut().unwrap();
-        for i in 0..24 {
-            let h = handshake(i);
-            let fast = bindings.on_handshake(store, &h).unwrap();
-            let derived = bindings
-                .plugin
-                .net_gazer_plugin_plugin()
-                .call_on_handshake(&mut *store, &h)
-                .unwrap();
-            let types::Verdict::Tag(tags) = &derived else {
-                panic!("echo tags: {derived:?}")
-            };
-            assert!(tags[0].value.contains(&h.client_ip), "{derived:?}");
-            assert_eq!(format!("{fast:?}"), format!("{derived:?}"), "record {i}");
-        }
-        // Batches: handshakes (one-pass) mixed with other kinds (derived).
-        let scan = types::Event::Scan(types::Scan {
+    fn scan() -> event::Tagged {
+        event::Tagged::new(Event::Scan(event::Scan {
+            ts: crate::time::Timestamp::from_micros(1),
             ts_us: 1,
-            src_ip: "198.51.100.7".into(),
-            scan_type: types::ScanType::PortScan,
-            phase: types::ScanPhase::Detected,
-            target_ip: Some("10.0.0.1".into()),
+            src_ip: "198.51.100.7".parse().unwrap(),
+            scan_type: event::ScanType::PortScan,
+            phase: event::ScanPhase::Detected,
+            target_ip: Some("10.0.0.1".parse().unwrap()),
             target_port: None,
             distinct: 15,
             ports: (1..16).collect(),
@@ -725,86 +655,98 @@ mod tests {
             attempts: 15,
             first_us: 0,
             last_us: 1,
-            tags: Vec::new(),
-        });
-        let batch: Vec<types::Event> = (0..24)
-            .map(|i| {
-                if i % 5 == 4 {
-                    scan.clone()
-                } else {
-                    types::Event::Handshake(handshake(i))
-                }
-            })
-            .collect();
-        let fast = bindings.on_batch(store, &batch).unwrap();
-        let derived = bindings
-            .plugin
-            .net_gazer_plugin_plugin()
-            .call_on_batch(&mut *store, &batch)
-            .unwrap();
-        assert_eq!(fast.len(), batch.len());
-        assert_eq!(format!("{fast:?}"), format!("{derived:?}"));
+        }))
     }
+
+    /// The one-pass lowering of contract `$v` hands the plugin exactly what
+    /// wasmtime's derived lowering does: the plugin (in `echo` mode) tags
+    /// every event with every field it received.
+    macro_rules! lowering_matches_the_derived_one {
+        ($test:ident, $v:ident, $variant:ident, $plugin:literal) => {
+            #[test]
+            fn $test() {
+                use crate::plugin::wit::$v::{types, V};
+                let Some(mut running) = running($plugin, "echo") else { return };
+                let (store, instance) = running.instance.as_mut().unwrap();
+                let Instance::$variant(p) = instance else {
+                    panic!("{} is not built for {}", $plugin, stringify!($v))
+                };
+                let record = |t: &event::Tagged| <V as Contract>::record(&t.event, &t.tags).unwrap();
+                for i in 0..24 {
+                    let types::Event::Handshake(h) = record(&handshake(i)) else { unreachable!() };
+                    let fast = p.on_handshake(store, &h).unwrap();
+                    let derived = p
+                        .bindings()
+                        .net_gazer_plugin_plugin()
+                        .call_on_handshake(&mut *store, &h)
+                        .unwrap();
+                    let types::Verdict::Tag(tags) = &derived else {
+                        panic!("echo tags: {derived:?}")
+                    };
+                    assert!(tags[0].value.contains(&format!("{:?}", h.client_ip)), "{derived:?}");
+                    assert_eq!(format!("{fast:?}"), format!("{derived:?}"), "record {i}");
+                }
+                // Batches: handshakes (one-pass) mixed with other kinds (derived).
+                let batch: Vec<types::Event> = (0..24)
+                    .map(|i| record(&if i % 5 == 4 { scan() } else { handshake(i) }))
+                    .collect();
+                let fast = p.on_batch(store, &batch).unwrap();
+                let derived = p
+                    .bindings()
+                    .net_gazer_plugin_plugin()
+                    .call_on_batch(&mut *store, &batch)
+                    .unwrap();
+                assert_eq!(fast.len(), batch.len());
+                assert_eq!(format!("{fast:?}"), format!("{derived:?}"));
+            }
+        };
+    }
+
+    lowering_matches_the_derived_one!(one_pass_lowering_matches_the_derived_one_v0_1, since_v0_1, V0_1, "legacy");
+    lowering_matches_the_derived_one!(one_pass_lowering_matches_the_derived_one_v0_2, since_v0_2, V0_2, "testkit");
 }
 
+/// The cost of calls into a plugin, without the sensor around them:
+/// `cargo test --release -p net-gazer --lib plugin::chain::calls -- --ignored --nocapture`
+/// (docs/benchmarks.md, "Plugin chain").
 #[cfg(test)]
-mod floor {
+mod calls {
+    use super::tests::{handshake, running};
     use super::*;
-    use crate::plugin::{Loader, Registry};
+
+    fn measure(name: &str, plugin: &str) {
+        let Some(mut running) = running(plugin, "drop") else { return };
+        let events: Vec<Tagged> = (0..256).map(handshake).map(|mut t| {
+            t.tags.clear();
+            t
+        }).collect();
+        let n = 200_000u32;
+        let mut per_event = Duration::ZERO;
+        let mut batched = Duration::ZERO;
+        for _ in 0..3 {
+            let t = Instant::now();
+            for i in 0..n {
+                let mut one = vec![events[i as usize % 256].clone()];
+                running.run(&mut Work::new(&mut one));
+            }
+            per_event = per_event.max(t.elapsed() / n);
+        }
+        running.batch = true;
+        for _ in 0..3 {
+            let t = Instant::now();
+            for _ in 0..n / 256 {
+                let mut all = events.clone();
+                running.run(&mut Work::new(&mut all));
+            }
+            batched = batched.max(t.elapsed() / (n / 256 * 256));
+        }
+        eprintln!("{name}: {per_event:?} per event, {batched:?} per event in batches of 256");
+    }
 
     #[test]
     #[ignore]
-    fn call_floor() {
-        let file = std::path::PathBuf::from("/var/tmp/net-gazer-target/plugins/testing/testkit.wasm");
-        let mut loader = Loader::new(None).unwrap();
-        let prepared = loader.prepare("demo", &file).unwrap();
-        let section = PluginsSection::default();
-        let mut running =
-            Running::start(prepared, {
-                let mut s = PluginSettings::default();
-                s.options.insert("mode".into(), toml::Value::String("drop".into()));
-                s
-            }, &section, Registry::default().get("demo")).unwrap();
-        let (store, bindings) = running.instance.as_mut().unwrap();
-        store.set_epoch_deadline(u64::MAX / 2);
-        let n = 200_000;
-        let t = Instant::now();
-        for i in 0..n {
-            bindings.plugin.net_gazer_plugin_plugin().call_on_tick(&mut *store, i).unwrap();
-        }
-        eprintln!("on_tick: {:?} per call", t.elapsed() / n as u32);
-        let hs: Vec<types::Handshake> = (0..256).map(|i| {
-            let mut h = super::tests::handshake(i);
-            h.tags.clear();
-            h.vlan.clear();
-            h
-        }).collect();
-        let t = Instant::now();
-        for i in 0..n {
-            bindings.on_handshake(&mut *store, &hs[i as usize % 256]).unwrap();
-        }
-        eprintln!("on_handshake: {:?} per call", t.elapsed() / n as u32);
-        let batch: Vec<types::Event> = hs.iter().cloned().map(types::Event::Handshake).collect();
-        let t = Instant::now();
-        for _ in 0..n / 256 {
-            bindings.on_batch(&mut *store, &batch).unwrap();
-        }
-        eprintln!("on_batch: {:?} per event", t.elapsed() / (n / 256 * 256) as u32);
-        let hs: Vec<types::Handshake> = hs.into_iter().map(|mut h| {
-            h.client_ip.clear();
-            h.server_ip.clear();
-            h
-        }).collect();
-        let t = Instant::now();
-        for i in 0..n {
-            bindings.on_handshake(&mut *store, &hs[i as usize % 256]).unwrap();
-        }
-        eprintln!("on_handshake, no strings: {:?} per call", t.elapsed() / n as u32);
-        let batch: Vec<types::Event> = hs.iter().cloned().map(types::Event::Handshake).collect();
-        let t = Instant::now();
-        for _ in 0..n / 256 {
-            bindings.on_batch(&mut *store, &batch).unwrap();
-        }
-        eprintln!("on_batch, no strings: {:?} per event", t.elapsed() / (n / 256 * 256) as u32);
+    fn calls() {
+        measure("contract 0.1 (legacy)", "legacy");
+        measure("contract 0.2 (testkit)", "testkit");
     }
 }

@@ -10,7 +10,8 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::metrics::PluginMetrics;
-use super::wit::since_v0_1::{net_gazer::plugin as v0_1, types};
+use super::wit::since_v0_1::net_gazer::plugin as v0_1;
+use super::wit::since_v0_2::net_gazer::plugin as v0_2;
 
 /// Longest log line a plugin may write (longer ones are cut).
 const MAX_LOG: usize = 4096;
@@ -104,25 +105,18 @@ impl ResourceLimiter for State {
     }
 }
 
-impl v0_1::types::Host for State {}
-
-fn enabled(level: types::Level) -> bool {
-    match level {
-        types::Level::Trace => tracing::enabled!(target: "plugin", tracing::Level::TRACE),
-        types::Level::Debug => tracing::enabled!(target: "plugin", tracing::Level::DEBUG),
-        types::Level::Info => tracing::enabled!(target: "plugin", tracing::Level::INFO),
-        types::Level::Warn => tracing::enabled!(target: "plugin", tracing::Level::WARN),
-        types::Level::Error => tracing::enabled!(target: "plugin", tracing::Level::ERROR),
-    }
-}
-
-impl v0_1::host::Host for State {
-    fn log_enabled(&mut self, level: types::Level) -> bool {
-        enabled(level)
+impl State {
+    fn log_enabled(level: tracing::Level) -> bool {
+        match level {
+            tracing::Level::TRACE => tracing::enabled!(target: "plugin", tracing::Level::TRACE),
+            tracing::Level::DEBUG => tracing::enabled!(target: "plugin", tracing::Level::DEBUG),
+            tracing::Level::INFO => tracing::enabled!(target: "plugin", tracing::Level::INFO),
+            tracing::Level::WARN => tracing::enabled!(target: "plugin", tracing::Level::WARN),
+            tracing::Level::ERROR => tracing::enabled!(target: "plugin", tracing::Level::ERROR),
+        }
     }
 
-    fn log(&mut self, level: types::Level, message: String) {
-        let mut message = message;
+    fn log(&self, level: tracing::Level, mut message: String) {
         if message.len() > MAX_LOG {
             let mut cut = MAX_LOG;
             while !message.is_char_boundary(cut) {
@@ -133,23 +127,15 @@ impl v0_1::host::Host for State {
         }
         let plugin = &*self.name;
         match level {
-            types::Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
-            types::Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
-            types::Level::Info => tracing::info!(target: "plugin", plugin, "{message}"),
-            types::Level::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
-            types::Level::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+            tracing::Level::TRACE => tracing::trace!(target: "plugin", plugin, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(target: "plugin", plugin, "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "plugin", plugin, "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "plugin", plugin, "{message}"),
+            tracing::Level::ERROR => tracing::error!(target: "plugin", plugin, "{message}"),
         }
     }
 
-    fn counter_add(&mut self, name: String, delta: u64) {
-        self.metrics.counter_add(&name, delta);
-    }
-
-    fn gauge_set(&mut self, name: String, value: f64) {
-        self.metrics.gauge_set(&name, value);
-    }
-
-    fn http_send(&mut self, request: types::HttpRequest) -> Result<types::HttpResponse, String> {
+    fn http_send(&mut self, request: Request) -> Result<Response, String> {
         let started = std::time::Instant::now();
         let result = self.http.request(request);
         // Whole milliseconds (the epoch's tick): a request that fails at
@@ -158,6 +144,74 @@ impl v0_1::host::Host for State {
         result
     }
 }
+
+/// An HTTP request or response as every contract version has it.
+struct Request {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// The `host` interface of a contract version (the same functions in
+/// every version so far, over each version's own types).
+macro_rules! host_interface {
+    ($v:ident) => {
+        impl $v::types::Host for State {}
+
+        impl From<$v::types::Level> for tracing::Level {
+            fn from(level: $v::types::Level) -> tracing::Level {
+                match level {
+                    $v::types::Level::Trace => tracing::Level::TRACE,
+                    $v::types::Level::Debug => tracing::Level::DEBUG,
+                    $v::types::Level::Info => tracing::Level::INFO,
+                    $v::types::Level::Warn => tracing::Level::WARN,
+                    $v::types::Level::Error => tracing::Level::ERROR,
+                }
+            }
+        }
+
+        impl $v::host::Host for State {
+            fn log_enabled(&mut self, level: $v::types::Level) -> bool {
+                State::log_enabled(level.into())
+            }
+
+            fn log(&mut self, level: $v::types::Level, message: String) {
+                State::log(self, level.into(), message)
+            }
+
+            fn counter_add(&mut self, name: String, delta: u64) {
+                self.metrics.counter_add(&name, delta);
+            }
+
+            fn gauge_set(&mut self, name: String, value: f64) {
+                self.metrics.gauge_set(&name, value);
+            }
+
+            fn http_send(&mut self, r: $v::types::HttpRequest) -> Result<$v::types::HttpResponse, String> {
+                let request = Request {
+                    method: r.method,
+                    url: r.url,
+                    headers: r.headers,
+                    body: r.body,
+                };
+                State::http_send(self, request).map(|r| $v::types::HttpResponse {
+                    status: r.status,
+                    headers: r.headers,
+                    body: r.body,
+                })
+            }
+        }
+    };
+}
+host_interface!(v0_1);
+host_interface!(v0_2);
 
 /// An error with its causes ("timed out", "connection refused", "invalid
 /// peer certificate"), which reqwest's own message leaves out.
@@ -212,7 +266,7 @@ impl Http {
         }
     }
 
-    fn request(&mut self, request: types::HttpRequest) -> Result<types::HttpResponse, String> {
+    fn request(&mut self, request: Request) -> Result<Response, String> {
         let url = reqwest::Url::parse(&request.url).map_err(|e| format!("bad URL `{}`: {e}", request.url))?;
         self.allowed(&url)?;
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
@@ -249,7 +303,7 @@ impl Http {
             .take(MAX_HTTP_BODY)
             .read_to_end(&mut body)
             .map_err(|e| format!("reading the response failed: {e}"))?;
-        Ok(types::HttpResponse { status, headers, body })
+        Ok(Response { status, headers, body })
     }
 }
 

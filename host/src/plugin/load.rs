@@ -15,7 +15,7 @@ use wasmtime::{Engine, Store};
 use super::cache::Cache;
 use super::host_api::{Grants, State};
 use super::metrics::PluginMetrics;
-use super::wit::{self, since_v0_1, Version};
+use super::wit::{self, Version};
 use crate::config::{PluginSettings, PluginsSection};
 
 /// Epoch ticks per millisecond of deadline: the ticker advances the epoch
@@ -38,7 +38,7 @@ pub struct Refused {
 pub struct Description {
     pub name: String,
     pub version: String,
-    pub wants: Vec<since_v0_1::types::EventKind>,
+    pub wants: Vec<crate::event::EventKind>,
     pub batch: bool,
 }
 
@@ -47,7 +47,7 @@ impl Description {
     pub fn wants_list(&self) -> String {
         self.wants
             .iter()
-            .map(|k| since_v0_1::kind_name(*k))
+            .map(|k| k.name())
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -62,7 +62,7 @@ pub struct Prepared {
     pub sha256: String,
     pub contract: Version,
     pub description: Description,
-    pub pre: since_v0_1::SensorPluginPre<State>,
+    pub pre: wit::Pre,
 }
 
 /// A plugin file found in the directory, with its settings.
@@ -117,7 +117,11 @@ impl Loader {
         let mut linker = Linker::new(engine);
         let wasm_err = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
-        since_v0_1::SensorPlugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
+        // Every contract version's `host` interface: each plugin links to the
+        // one of its version.
+        wit::since_v0_1::SensorPlugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
+            .map_err(wasm_err)?;
+        wit::since_v0_2::SensorPlugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
             .map_err(wasm_err)?;
         let cache = cache_dir.and_then(|dir| match Cache::open(dir, engine) {
             Ok(c) => Some(c),
@@ -195,7 +199,7 @@ impl Loader {
                 super::chain::one_line(&e)
             ))
         })?;
-        let pre = since_v0_1::SensorPluginPre::new(instance_pre).map_err(|e| refuse(format!("{e:#}")))?;
+        let pre = wit::Pre::new(contract, instance_pre).map_err(|e| refuse(format!("{e:#}")))?;
         let description = describe(self.engine, name, &pre).map_err(refuse)?;
         Ok(Prepared {
             name: name.to_string(),
@@ -304,7 +308,7 @@ fn contract_version(engine: &Engine, component: &Component) -> Result<Version, S
 }
 
 /// Runs `describe` in a fresh instance with nothing granted.
-fn describe(engine: &Engine, name: &str, pre: &since_v0_1::SensorPluginPre<State>) -> Result<Description, String> {
+fn describe(engine: &Engine, name: &str, pre: &wit::Pre) -> Result<Description, String> {
     let grants = Grants {
         dirs: Vec::new(),
         http_allow: Vec::new(),
@@ -320,8 +324,7 @@ fn describe(engine: &Engine, name: &str, pre: &since_v0_1::SensorPluginPre<State
         .map_err(|e| format!("cannot be instantiated: {}", super::chain::one_line(&e)))?;
     store.set_epoch_deadline(ticks(Duration::from_secs(1)));
     let info = plugin
-        .net_gazer_plugin_plugin()
-        .call_describe(&mut store)
+        .describe(&mut store)
         .map_err(|e| format!("describe failed: {}", super::chain::one_line(&e)))?;
     if info.name.is_empty() || info.name.len() > 64 || info.version.len() > 64 {
         return Err("describe returned an empty or overlong name or version".into());

@@ -22,7 +22,7 @@
 use std::net::IpAddr;
 
 use net_gazer_sdk::{
-    export_plugin, metrics, Config, Direction, EventKind, Flow, Handshake, Info, Outcome, Plugin, Route, Scan, Verdict,
+    export_plugin, metrics, Config, Direction, EventKind, Flow, Handshake, Info, IpAddress, Outcome, Plugin, Route, Scan, Verdict,
 };
 use serde::Deserialize;
 
@@ -105,10 +105,10 @@ fn prefix_eq(a: u128, b: u128, len: u8) -> bool {
 }
 
 /// What the rules look at, the same for every kind of event.
-struct Facts<'a> {
+struct Facts {
     kind: EventKind,
-    client: Option<&'a str>,
-    server: Option<&'a str>,
+    client: Option<IpAddr>,
+    server: Option<IpAddr>,
     port: Option<u16>,
     direction: Option<Direction>,
     outcome: Option<Outcome>,
@@ -177,8 +177,7 @@ impl Rule {
     }
 
     fn matches(&self, f: &Facts) -> bool {
-        let ip = |s: Option<&str>| s.and_then(|s| s.parse::<IpAddr>().ok());
-        let (client, server) = (ip(f.client), ip(f.server));
+        let (client, server) = (f.client, f.server);
         let within = |blocks: &[Cidr], addr: Option<IpAddr>| {
             blocks.is_empty() || addr.is_some_and(|a| blocks.iter().any(|b| b.contains(a)))
         };
@@ -232,8 +231,8 @@ impl Plugin for Filter {
     fn handshake(&mut self, e: &Handshake) -> Verdict {
         self.judge(Facts {
             kind: EventKind::Handshake,
-            client: Some(&e.client_ip),
-            server: Some(&e.server_ip),
+            client: Some(e.client_ip.ip()),
+            server: Some(e.server_ip.ip()),
             port: Some(e.server_port),
             direction: Some(e.direction),
             outcome: Some(e.outcome),
@@ -243,8 +242,8 @@ impl Plugin for Filter {
     fn flow(&mut self, e: &Flow) -> Verdict {
         self.judge(Facts {
             kind: EventKind::Flow,
-            client: Some(&e.client_ip),
-            server: Some(&e.server_ip),
+            client: Some(e.client_ip.ip()),
+            server: Some(e.server_ip.ip()),
             port: Some(e.server_port),
             direction: Some(e.direction),
             outcome: None,
@@ -254,8 +253,8 @@ impl Plugin for Filter {
     fn scan(&mut self, e: &Scan) -> Verdict {
         self.judge(Facts {
             kind: EventKind::Scan,
-            client: Some(&e.src_ip),
-            server: e.target_ip.as_deref(),
+            client: Some(e.src_ip.ip()),
+            server: e.target_ip.map(IpAddress::ip),
             port: e.target_port,
             direction: Some(Direction::Inbound),
             outcome: None,
@@ -265,8 +264,8 @@ impl Plugin for Filter {
     fn route(&mut self, e: &Route) -> Verdict {
         self.judge(Facts {
             kind: EventKind::Route,
-            client: Some(&e.src_ip),
-            server: Some(&e.dst_ip),
+            client: Some(e.src_ip.ip()),
+            server: Some(e.dst_ip.ip()),
             port: e.dst_port,
             direction: None,
             outcome: None,

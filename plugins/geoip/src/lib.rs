@@ -25,7 +25,7 @@ use std::net::IpAddr;
 
 use maxminddb::{geoip2, Reader};
 use net_gazer_sdk::{
-    export_plugin, metrics, Config, Direction, EventKind, Flow, Handshake, Info, Plugin, Route, Scan, Tag, Verdict,
+    export_plugin, metrics, Config, Direction, EventKind, Flow, Handshake, Info, IpAddress, Plugin, Route, Scan, Tag, Verdict,
 };
 use serde::Deserialize;
 
@@ -187,10 +187,10 @@ struct GeoPlugin {
     lookups: u64,
 }
 
-fn remote(direction: Direction, client: &str, server: &str) -> Option<IpAddr> {
+fn remote(direction: Direction, client: &IpAddress, server: &IpAddress) -> Option<IpAddr> {
     match direction {
-        Direction::Inbound => client.parse().ok(),
-        Direction::Outbound | Direction::Transit => server.parse().ok(),
+        Direction::Inbound => Some(client.ip()),
+        Direction::Outbound | Direction::Transit => Some(server.ip()),
         Direction::Internal => None,
     }
 }
@@ -243,16 +243,16 @@ impl Plugin for GeoPlugin {
 
     fn scan(&mut self, e: &Scan) -> Verdict {
         let mut tags = Vec::new();
-        self.tags(e.src_ip.parse().ok(), "", &mut tags);
+        self.tags(Some(e.src_ip.ip()), "", &mut tags);
         Self::verdict(tags)
     }
 
     fn route(&mut self, e: &Route) -> Verdict {
         let mut tags = Vec::new();
-        self.tags(e.dst_ip.parse().ok(), "", &mut tags);
+        self.tags(Some(e.dst_ip.ip()), "", &mut tags);
         for hop in &e.hops {
             let prefix = format!("hop.{}.", hop.ttl);
-            self.tags(hop.addr.as_deref().and_then(|a| a.parse().ok()), &prefix, &mut tags);
+            self.tags(hop.addr.map(IpAddress::ip), &prefix, &mut tags);
         }
         Self::verdict(tags)
     }

@@ -7,8 +7,15 @@
 
 pub mod lower;
 pub mod since_v0_1;
+pub mod since_v0_2;
 
 use std::fmt;
+
+use wasmtime::component::InstancePre;
+use wasmtime::Store;
+
+use super::host_api::State;
+use crate::event::{self, EventKind, Tag};
 
 /// The package and interface every plugin exports.
 pub const EXPORT_PREFIX: &str = "net-gazer:plugin/plugin@";
@@ -40,7 +47,7 @@ impl fmt::Display for Version {
 }
 
 /// The contract versions this host runs, newest first.
-pub const SUPPORTED: [Version; 1] = [since_v0_1::VERSION];
+pub const SUPPORTED: [Version; 2] = [since_v0_2::VERSION, since_v0_1::VERSION];
 
 /// Which binding module runs a plugin of `version`: the same major and minor
 /// (before 1.0, the minor is the breaking number, as in Cargo) and a patch
@@ -56,6 +63,320 @@ pub fn supported_list() -> String {
     SUPPORTED.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// What a plugin decided about an event, whatever its contract version.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    Keep,
+    Drop,
+    Tag(Vec<Tag>),
+}
+
+/// What a plugin says about itself (`describe`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Info {
+    pub name: String,
+    pub version: String,
+    pub wants: Vec<EventKind>,
+    pub batch: bool,
+}
+
+/// One contract version's bindings, as the chain uses them: each version
+/// module has a `V` implementing it (by [`contract_version!`]).
+pub trait Contract {
+    /// The bindings' `InstancePre`.
+    type Pre: Clone;
+    /// A running instance's entry points.
+    type Instance;
+    /// The `event` record of this version.
+    type Record;
+
+    fn pre(pre: InstancePre<State>) -> wasmtime::Result<Self::Pre>;
+    fn instantiate(pre: &Self::Pre, store: &mut Store<State>) -> wasmtime::Result<Self::Instance>;
+    fn describe(instance: &Self::Instance, store: &mut Store<State>) -> wasmtime::Result<Info>;
+    fn init(instance: &Self::Instance, store: &mut Store<State>, config: &str) -> wasmtime::Result<Result<(), String>>;
+    fn tick(instance: &Self::Instance, store: &mut Store<State>, now_us: i64) -> wasmtime::Result<()>;
+    /// The record a plugin sees; `None` for events plugins do not get (stats).
+    fn record(event: &event::Event, tags: &[Tag]) -> Option<Self::Record>;
+    /// Replaces the tags of a record (after a plugin added some).
+    fn set_tags(record: &mut Self::Record, tags: &[Tag]);
+    fn on_event(instance: &Self::Instance, store: &mut Store<State>, record: &Self::Record) -> wasmtime::Result<Verdict>;
+    fn on_batch(
+        instance: &Self::Instance,
+        store: &mut Store<State>,
+        records: &[Self::Record],
+    ) -> wasmtime::Result<Vec<Verdict>>;
+
+    /// This version's instance, if `instance` is one.
+    fn instance(instance: &Instance) -> Option<&Self::Instance>;
+    /// This version's records of a batch.
+    fn records(records: &mut Records) -> &mut Vec<Option<Self::Record>>;
+}
+
+/// A validated plugin of some contract version.
+#[derive(Clone)]
+pub enum Pre {
+    V0_1(<since_v0_1::V as Contract>::Pre),
+    V0_2(<since_v0_2::V as Contract>::Pre),
+}
+
+/// A running plugin of some contract version.
+pub enum Instance {
+    V0_1(<since_v0_1::V as Contract>::Instance),
+    V0_2(<since_v0_2::V as Contract>::Instance),
+}
+
+/// The records of one batch as plugins of each version see them, made on
+/// first use.
+#[derive(Default)]
+pub struct Records {
+    pub v0_1: Vec<Option<<since_v0_1::V as Contract>::Record>>,
+    pub v0_2: Vec<Option<<since_v0_2::V as Contract>::Record>>,
+}
+
+impl Pre {
+    /// The bindings of `version` over a pre-instantiated component.
+    pub fn new(version: Version, pre: InstancePre<State>) -> wasmtime::Result<Pre> {
+        match binding_for(version) {
+            Some(since_v0_1::VERSION) => Ok(Pre::V0_1(since_v0_1::V::pre(pre)?)),
+            Some(since_v0_2::VERSION) => Ok(Pre::V0_2(since_v0_2::V::pre(pre)?)),
+            _ => wasmtime::bail!("contract version {version} is not supported"),
+        }
+    }
+
+    pub fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            Pre::V0_1(p) => p.engine(),
+            Pre::V0_2(p) => p.engine(),
+        }
+    }
+
+    pub fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::V0_1(p) => Instance::V0_1(since_v0_1::V::instantiate(p, store)?),
+            Pre::V0_2(p) => Instance::V0_2(since_v0_2::V::instantiate(p, store)?),
+        })
+    }
+}
+
+impl Instance {
+    pub fn describe(&self, store: &mut Store<State>) -> wasmtime::Result<Info> {
+        match self {
+            Instance::V0_1(i) => since_v0_1::V::describe(i, store),
+            Instance::V0_2(i) => since_v0_2::V::describe(i, store),
+        }
+    }
+
+    pub fn init(&self, store: &mut Store<State>, config: &str) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Instance::V0_1(i) => since_v0_1::V::init(i, store, config),
+            Instance::V0_2(i) => since_v0_2::V::init(i, store, config),
+        }
+    }
+
+    pub fn tick(&self, store: &mut Store<State>, now_us: i64) -> wasmtime::Result<()> {
+        match self {
+            Instance::V0_1(i) => since_v0_1::V::tick(i, store, now_us),
+            Instance::V0_2(i) => since_v0_2::V::tick(i, store, now_us),
+        }
+    }
+}
+
+/// Implements [`Contract`] as `V` in a version module that has the
+/// generated bindings (`SensorPlugin`, `SensorPluginPre`, `types`), the
+/// one-pass handshake lowering (`lower::FastHandshake`, `lower::FastEvent`)
+/// and `record` / `set_tags`.
+macro_rules! contract_version {
+    ($variant:ident, $field:ident) => {
+        /// This version, as the chain uses it.
+        pub struct V;
+
+        /// One instance's entry points: the generated bindings, and
+        /// `on-handshake` / `on-batch` called with the one-pass lowering.
+        pub struct Plugin {
+            plugin: SensorPlugin,
+            on_handshake: wasmtime::component::Func,
+            on_batch: wasmtime::component::Func,
+        }
+
+        fn verdict(v: types::Verdict) -> $crate::plugin::wit::Verdict {
+            match v {
+                types::Verdict::Keep => $crate::plugin::wit::Verdict::Keep,
+                types::Verdict::Drop => $crate::plugin::wit::Verdict::Drop,
+                types::Verdict::Tag(tags) => $crate::plugin::wit::Verdict::Tag(
+                    tags.into_iter()
+                        .map(|t| $crate::event::Tag { key: t.key, value: t.value })
+                        .collect(),
+                ),
+            }
+        }
+
+        impl $crate::plugin::wit::Contract for V {
+            type Pre = SensorPluginPre<$crate::plugin::host_api::State>;
+            type Instance = Plugin;
+            type Record = types::Event;
+
+            fn pre(
+                pre: wasmtime::component::InstancePre<$crate::plugin::host_api::State>,
+            ) -> wasmtime::Result<Self::Pre> {
+                SensorPluginPre::new(pre)
+            }
+
+            fn instantiate(
+                pre: &Self::Pre,
+                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+            ) -> wasmtime::Result<Plugin> {
+                use lower::{FastEvent, FastHandshake};
+                let instance = pre.instance_pre().instantiate(&mut *store)?;
+                let plugin = SensorPlugin::new(&mut *store, &instance)?;
+                let interface = format!("{}{}", $crate::plugin::wit::EXPORT_PREFIX, VERSION);
+                let mut func = |name: &str| {
+                    instance
+                        .get_export_index(&mut *store, None, &interface)
+                        .and_then(|i| instance.get_export_index(&mut *store, Some(&i), name))
+                        .and_then(|i| instance.get_func(&mut *store, i))
+                        .ok_or_else(|| wasmtime::format_err!("{interface} has no {name}"))
+                };
+                let on_handshake = func("on-handshake")?;
+                let on_batch = func("on-batch")?;
+                // The checks the calls below rely on, done once here.
+                on_handshake.typed::<(FastHandshake<'static>,), (types::Verdict,)>(&*store)?;
+                on_batch.typed::<(&'static [FastEvent<'static>],), (Vec<types::Verdict>,)>(&*store)?;
+                Ok(Plugin {
+                    plugin,
+                    on_handshake,
+                    on_batch,
+                })
+            }
+
+            fn describe(
+                p: &Plugin,
+                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+            ) -> wasmtime::Result<$crate::plugin::wit::Info> {
+                let info = p.plugin.net_gazer_plugin_plugin().call_describe(store)?;
+                Ok($crate::plugin::wit::Info {
+                    name: info.name,
+                    version: info.version,
+                    wants: info.wants.into_iter().map(event_kind).collect(),
+                    batch: info.batch,
+                })
+            }
+
+            fn init(
+                p: &Plugin,
+                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                config: &str,
+            ) -> wasmtime::Result<Result<(), String>> {
+                p.plugin.net_gazer_plugin_plugin().call_init(store, config)
+            }
+
+            fn tick(
+                p: &Plugin,
+                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                now_us: i64,
+            ) -> wasmtime::Result<()> {
+                p.plugin.net_gazer_plugin_plugin().call_on_tick(store, now_us)
+            }
+
+            fn record(event: &$crate::event::Event, tags: &[$crate::event::Tag]) -> Option<types::Event> {
+                record(event, tags)
+            }
+
+            fn set_tags(record: &mut types::Event, tags: &[$crate::event::Tag]) {
+                set_tags(record, tags)
+            }
+
+            fn on_event(
+                p: &Plugin,
+                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                record: &types::Event,
+            ) -> wasmtime::Result<$crate::plugin::wit::Verdict> {
+                let g = p.plugin.net_gazer_plugin_plugin();
+                let v = match record {
+                    types::Event::Handshake(e) => p.on_handshake(store, e),
+                    types::Event::Flow(e) => g.call_on_flow(store, e),
+                    types::Event::Scan(e) => g.call_on_scan(store, e),
+                    types::Event::Route(e) => g.call_on_route(store, e),
+                }?;
+                Ok(verdict(v))
+            }
+
+            fn on_batch(
+                p: &Plugin,
+                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                records: &[types::Event],
+            ) -> wasmtime::Result<Vec<$crate::plugin::wit::Verdict>> {
+                Ok(p.on_batch(store, records)?.into_iter().map(verdict).collect())
+            }
+
+            fn instance(instance: &$crate::plugin::wit::Instance) -> Option<&Plugin> {
+                match instance {
+                    $crate::plugin::wit::Instance::$variant(p) => Some(p),
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
+            }
+
+            fn records(records: &mut $crate::plugin::wit::Records) -> &mut Vec<Option<types::Event>> {
+                &mut records.$field
+            }
+        }
+
+        impl Plugin {
+            /// The generated bindings (tests compare the one-pass lowering
+            /// with them).
+            #[cfg(test)]
+            pub fn bindings(&self) -> &SensorPlugin {
+                &self.plugin
+            }
+
+            pub fn on_batch(
+                &self,
+                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                events: &[types::Event],
+            ) -> wasmtime::Result<Vec<types::Verdict>> {
+                use lower::FastEvent;
+                let fast: Vec<FastEvent<'_>> = events.iter().map(FastEvent).collect();
+                // SAFETY: `instantiate` checked this function's type against
+                // exactly these parameter and result types.
+                let f = unsafe {
+                    wasmtime::component::TypedFunc::<(&[FastEvent<'_>],), (Vec<types::Verdict>,)>::new_unchecked(
+                        self.on_batch,
+                    )
+                };
+                let (verdicts,) = f.call(&mut *store, (&fast,))?;
+                Ok(verdicts)
+            }
+
+            pub fn on_handshake(
+                &self,
+                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                event: &types::Handshake,
+            ) -> wasmtime::Result<types::Verdict> {
+                use lower::FastHandshake;
+                // SAFETY: `instantiate` checked this function's type against
+                // exactly these parameter and result types.
+                let f = unsafe {
+                    wasmtime::component::TypedFunc::<(FastHandshake<'_>,), (types::Verdict,)>::new_unchecked(
+                        self.on_handshake,
+                    )
+                };
+                let (verdict,) = f.call(&mut *store, (FastHandshake(event),))?;
+                Ok(verdict)
+            }
+        }
+
+        fn event_kind(k: types::EventKind) -> $crate::event::EventKind {
+            match k {
+                types::EventKind::Handshake => $crate::event::EventKind::Handshake,
+                types::EventKind::Flow => $crate::event::EventKind::Flow,
+                types::EventKind::Scan => $crate::event::EventKind::Scan,
+                types::EventKind::Route => $crate::event::EventKind::Route,
+            }
+        }
+    };
+}
+pub(crate) use contract_version;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,7 +388,8 @@ mod tests {
         assert_eq!(Version::parse("0.1.0.1"), None);
         assert_eq!(Version::parse("x.1.0"), None);
         assert_eq!(binding_for(v("0.1.0")), Some(v("0.1.0")));
-        assert_eq!(binding_for(v("0.2.0")), None);
+        assert_eq!(binding_for(v("0.2.0")), Some(v("0.2.0")));
+        assert_eq!(binding_for(v("0.3.0")), None);
         assert_eq!(binding_for(v("1.1.0")), None);
         assert_eq!(
             binding_for(v("0.1.7")),

@@ -14,31 +14,13 @@ pub use self::net_gazer::plugin::types;
 
 pub mod lower;
 
+super::contract_version!(V0_1, v0_1);
+
 pub const VERSION: Version = Version {
     major: 0,
     minor: 1,
     patch: 0,
 };
-
-/// The kind a record is for, to match `info.wants`.
-pub fn kind(event: &event::Event) -> Option<types::EventKind> {
-    match event {
-        event::Event::Handshake(_) => Some(types::EventKind::Handshake),
-        event::Event::Flow(_) => Some(types::EventKind::Flow),
-        event::Event::Scan(_) => Some(types::EventKind::Scan),
-        event::Event::Route(_) => Some(types::EventKind::Route),
-        event::Event::Stats(_) => None,
-    }
-}
-
-pub fn kind_name(kind: types::EventKind) -> &'static str {
-    match kind {
-        types::EventKind::Handshake => "handshake",
-        types::EventKind::Flow => "flow",
-        types::EventKind::Scan => "scan",
-        types::EventKind::Route => "route",
-    }
-}
 
 /// The record a plugin sees; `None` for events plugins do not get (stats).
 pub fn record(event: &event::Event, tags: &[Tag]) -> Option<types::Event> {
