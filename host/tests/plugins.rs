@@ -93,7 +93,7 @@ struct Setup {
 impl Setup {
     /// `plugins`: (name in the directory, built plugin it is a copy of).
     fn new(plugins: &[(&str, &str)], config: &str) -> Option<Setup> {
-        let built = built_plugins(&["demo", "filter", "testkit", "slow-rtt"])?;
+        let built = built_plugins(&["demo", "filter", "testkit", "slow-rtt", "legacy"])?;
         let dir = tempfile::tempdir().unwrap();
         let pdir = dir.path().join("plugins");
         std::fs::create_dir(&pdir).unwrap();
@@ -184,6 +184,33 @@ fn chain_runs_in_order_and_later_plugins_see_earlier_tags() {
     );
     // Stats events are not plugin events and still arrive.
     assert_eq!(r.of_kind("stats").len(), 1);
+}
+
+/// A plugin built against contract 0.1 runs beside 0.2 plugins: its tags
+/// reach the plugins after it and the output.
+#[test]
+fn plugins_of_contracts_0_1_and_0_2_run_in_one_chain() {
+    let Some(s) = Setup::new(
+        &[("old", "legacy"), ("new", "testkit")],
+        "order = [\"old\", \"new\"]\n[plugins.new]\nkey = \"new\"\n",
+    ) else {
+        return;
+    };
+    let r = s.replay();
+    assert!(
+        r.stderr.contains("contract=0.1.0") && r.stderr.contains("contract=0.2.0"),
+        "{}",
+        r.stderr
+    );
+    let hs = handshakes(&r);
+    assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
+    for h in &hs {
+        assert_eq!(h["tags"]["legacy"], "0.1", "{h}");
+        assert_eq!(h["tags"]["new"], "legacy", "the 0.2 plugin saw the 0.1 plugin's tag: {h}");
+    }
+    for p in ["old", "new"] {
+        assert_eq!(metric(&r, p, "events"), hs.len() as u64, "{p}: {}", r.summary);
+    }
 }
 
 #[test]
@@ -411,7 +438,7 @@ fn plugins_check_accepts_a_plugin_and_refuses_the_rest_clearly() {
     let (ok, text) = check(&built.join("demo.wasm"));
     assert!(ok, "{text}");
     assert!(
-        text.contains("name:     demo") && text.contains("contract: 0.1.0"),
+        text.contains("name:     demo") && text.contains("contract: 0.2.0"),
         "{text}"
     );
     assert!(text.contains("wants:    handshake, flow, scan, route"), "{text}");
@@ -433,7 +460,7 @@ fn plugins_check_accepts_a_plugin_and_refuses_the_rest_clearly() {
             "a component of another world",
         ),
         (
-            write("future.wasm", &retarget(&built.join("demo.wasm"), "0.1.0", "0.9.0")),
+            write("future.wasm", &retarget(&built.join("demo.wasm"), "0.2.0", "0.9.0")),
             "contract version 0.9.0 is not supported",
         ),
     ];

@@ -205,6 +205,21 @@ macro_rules! one_pass_record {
                 ty: wasmtime::component::__internal::InterfaceType,
                 offset: usize,
             ) -> wasmtime::Result<()> {
+                self.lower_after(cx, ty, offset, None)
+            }
+        }
+
+        impl $fast<'_> {
+            /// Lowers the record at `offset`; with `lead` = (n, byte), also
+            /// writes `byte` n bytes before it (a variant's discriminant)
+            /// with the same look-up of the memory.
+            pub fn lower_after<T>(
+                &self,
+                cx: &mut wasmtime::component::__internal::LowerContext<'_, T>,
+                ty: wasmtime::component::__internal::InterfaceType,
+                offset: usize,
+                lead: Option<(usize, u8)>,
+            ) -> wasmtime::Result<()> {
                 use $crate::plugin::wit::lower::Field as _;
                 use wasmtime::component::ComponentType as _;
                 static OFFSETS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
@@ -221,12 +236,19 @@ macro_rules! one_pass_record {
                     i += 1;
                 )*
                 let size = Self::ABI.size32 as usize;
-                let Some(mem) = cx.as_slice_mut().get_mut(offset..offset + size) else {
+                let (before, byte) = lead.unwrap_or((0, 0));
+                let Some(mem) = offset
+                    .checked_sub(before)
+                    .and_then(|start| cx.as_slice_mut().get_mut(start..offset + size))
+                else {
                     wasmtime::bail!("record out of bounds");
                 };
+                if before > 0 {
+                    mem[0] = byte;
+                }
                 let mut i = 0usize;
                 $(
-                    <$t as $crate::plugin::wit::lower::Field>::put(&v.$name, mem, offsets[i]);
+                    <$t as $crate::plugin::wit::lower::Field>::put(&v.$name, mem, before + offsets[i]);
                     i += 1;
                 )*
                 let _ = i;
@@ -278,10 +300,9 @@ macro_rules! one_pass_event {
                     Some((_, Some(t))) => *t,
                     _ => wasmtime::bail!("event case 0 has no payload"),
                 };
-                *cx.get::<1>(offset) = [0];
                 let payload =
                     <$event as wasmtime::component::__internal::ComponentVariant>::PAYLOAD_OFFSET32;
-                $fast_case(record).linear_lower_to_memory(cx, case_ty, offset + payload)
+                $fast_case(record).lower_after(cx, case_ty, offset + payload, Some((payload, 0)))
             }
         }
     };
