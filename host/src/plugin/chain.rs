@@ -324,15 +324,12 @@ impl Running {
             wanted.iter().for_each(|&i| self.on_failure(work, i));
             return;
         }
-        // The records move into one list for the call and back after it
-        // (every wanted event has one: plugins want no stats).
+        // Every wanted event has a record (plugins want no stats).
         let wanted: Vec<usize> = wanted.iter().copied().filter(|&i| work.record::<C>(i).is_some()).collect();
-        let records: Vec<C::Record> = wanted.iter().filter_map(|&i| work.take_record::<C>(i)).collect();
+        let slots = &*C::records(&mut work.records);
+        let records: Vec<&C::Record> = wanted.iter().filter_map(|&i| slots[i].as_ref()).collect();
         let verdicts = self.call(|p, s| C::on_batch(instance_of::<C>(p)?, s, &records));
         stats.call(records.len() as u64, start.elapsed());
-        for (&i, record) in wanted.iter().zip(records) {
-            C::records(&mut work.records)[i] = Some(record);
-        }
         match verdicts {
             Some(v) if v.len() == wanted.len() => {
                 for (&i, verdict) in wanted.iter().zip(v) {
@@ -469,11 +466,6 @@ impl Work<'_> {
             records[i] = C::record(&item.event, &item.tags);
         }
         records[i].as_ref()
-    }
-
-    fn take_record<C: Contract>(&mut self, i: usize) -> Option<C::Record> {
-        self.record::<C>(i);
-        C::records(&mut self.records)[i].take()
     }
 
     /// Item `i`'s tags changed: every version's record follows.
@@ -691,7 +683,7 @@ mod tests {
                 let batch: Vec<types::Event> = (0..24)
                     .map(|i| record(&if i % 5 == 4 { scan() } else { handshake(i) }))
                     .collect();
-                let fast = p.on_batch(store, &batch).unwrap();
+                let fast = p.on_batch(store, &batch.iter().collect::<Vec<_>>()).unwrap();
                 let derived = p
                     .bindings()
                     .net_gazer_plugin_plugin()

@@ -103,7 +103,7 @@ pub trait Contract {
     fn on_batch(
         instance: &Self::Instance,
         store: &mut Store<State>,
-        records: &[Self::Record],
+        records: &[&Self::Record],
     ) -> wasmtime::Result<Vec<Verdict>>;
 
     /// This version's instance, if `instance` is one.
@@ -303,7 +303,7 @@ macro_rules! contract_version {
             fn on_batch(
                 p: &Plugin,
                 store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
-                records: &[types::Event],
+                records: &[&types::Event],
             ) -> wasmtime::Result<Vec<$crate::plugin::wit::Verdict>> {
                 Ok(p.on_batch(store, records)?.into_iter().map(verdict).collect())
             }
@@ -332,10 +332,10 @@ macro_rules! contract_version {
             pub fn on_batch(
                 &self,
                 store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
-                events: &[types::Event],
+                events: &[&types::Event],
             ) -> wasmtime::Result<Vec<types::Verdict>> {
                 use lower::FastEvent;
-                let fast: Vec<FastEvent<'_>> = events.iter().map(FastEvent).collect();
+                let fast: Vec<FastEvent<'_>> = events.iter().map(|e| FastEvent(e)).collect();
                 // SAFETY: `instantiate` checked this function's type against
                 // exactly these parameter and result types.
                 let f = unsafe {
