@@ -22,17 +22,19 @@ setup() {
     "$work/$name/plugins" "$work/cache" "$extra" >"$work/$name/ng.toml"
 }
 
-# cpu NAME: median CPU seconds (user+sys, pinned to one core) of a replay
-# of the flood (1,000,000 handshake events); also keeps the last summary.
-cpu() {
+# once NAME: CPU seconds (user+sys, pinned to one core) of a replay of the
+# flood (1,000,000 handshake events), appended to $work/cpu as "NAME s";
+# keeps the summary.
+once() {
   local name=$1
-  for _ in $(seq "$runs"); do
-    /usr/bin/time -f "%U %S %M" -o "$work/$name/time" taskset -c 0 \
-      "$ng" replay -c "$work/$name/ng.toml" -o /dev/null --no-progress --summary-json "$dir/flood.pcap" \
-      2>"$work/$name/summary"
-    awk '{print $1 + $2}' "$work/$name/time"
-  done | median
+  /usr/bin/time -f "%U %S %M" -o "$work/$name/time" taskset -c 0 \
+    "$ng" replay -c "$work/$name/ng.toml" -o /dev/null --no-progress --summary-json "$dir/flood.pcap" \
+    2>"$work/$name/summary"
+  awk -v n="$name" '{print n, $1 + $2}' "$work/$name/time" >>"$work/cpu"
 }
+
+# cpu NAME: the median of NAME's runs.
+cpu() { awk -v n="$1" '$1 == n {print $2}' "$work/cpu" | median; }
 
 setup none "" ""
 setup demo "demo:demo" '[plugins.demo]\nbatch = false\n'
@@ -46,9 +48,14 @@ for name in three python; do
   "$ng" replay -c "$work/$name/ng.toml" -o /dev/null --no-progress "$dir/flood.pcap" 2>/dev/null
 done
 
+# Interleaved rounds: the machine's load drifts, and every set sees the same.
+sets=(none demo demo-batch three three-batch python python-batch)
+for _ in $(seq "$runs"); do
+  for name in "${sets[@]}"; do once "$name"; done
+done
 base=$(cpu none)
 events=$(tail -1 "$work/none/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')
-echo "replay of $dir/flood.pcap: $events events; CPU seconds, median of $runs, pinned to one core"
+echo "replay of $dir/flood.pcap: $events events; CPU seconds, median of $runs interleaved rounds, pinned to one core"
 echo "  no plugins: $base s"
 for v in demo:1 demo-batch:1 three:3 three-batch:3 python:1 python-batch:1; do
   name=${v%%:*} n=${v#*:}
