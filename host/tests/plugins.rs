@@ -206,7 +206,10 @@ fn plugins_of_contracts_0_1_and_0_2_run_in_one_chain() {
     assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
     for h in &hs {
         assert_eq!(h["tags"]["legacy"], "0.1", "{h}");
-        assert_eq!(h["tags"]["new"], "legacy", "the 0.2 plugin saw the 0.1 plugin's tag: {h}");
+        assert_eq!(
+            h["tags"]["new"], "legacy",
+            "the 0.2 plugin saw the 0.1 plugin's tag: {h}"
+        );
     }
     for p in ["old", "new"] {
         assert_eq!(metric(&r, p, "events"), hs.len() as u64, "{p}: {}", r.summary);

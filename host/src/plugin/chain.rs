@@ -325,7 +325,11 @@ impl Running {
             return;
         }
         // Every wanted event has a record (plugins want no stats).
-        let wanted: Vec<usize> = wanted.iter().copied().filter(|&i| work.record::<C>(i).is_some()).collect();
+        let wanted: Vec<usize> = wanted
+            .iter()
+            .copied()
+            .filter(|&i| work.record::<C>(i).is_some())
+            .collect();
         let slots = &*C::records(&mut work.records);
         let records: Vec<&C::Record> = wanted.iter().filter_map(|&i| slots[i].as_ref()).collect();
         let verdicts = self.call(|p, s| C::on_batch(instance_of::<C>(p)?, s, &records));
@@ -555,9 +559,7 @@ mod tests {
         let mut loader = Loader::new(None).unwrap();
         let prepared = loader.prepare(name, &file).unwrap();
         let mut settings = PluginSettings::default();
-        settings
-            .options
-            .insert("mode".into(), toml::Value::String(mode.into()));
+        settings.options.insert("mode".into(), toml::Value::String(mode.into()));
         let section = PluginsSection::default();
         Some(Running::start(prepared, settings, &section, Registry::default().get(name)).unwrap())
     }
@@ -659,14 +661,18 @@ mod tests {
             #[test]
             fn $test() {
                 use crate::plugin::wit::$v::{types, V};
-                let Some(mut running) = running($plugin, "echo") else { return };
+                let Some(mut running) = running($plugin, "echo") else {
+                    return;
+                };
                 let (store, instance) = running.instance.as_mut().unwrap();
                 let Instance::$variant(p) = instance else {
                     panic!("{} is not built for {}", $plugin, stringify!($v))
                 };
                 let record = |t: &event::Tagged| <V as Contract>::record(&t.event, &t.tags).unwrap();
                 for i in 0..24 {
-                    let types::Event::Handshake(h) = record(&handshake(i)) else { unreachable!() };
+                    let types::Event::Handshake(h) = record(&handshake(i)) else {
+                        unreachable!()
+                    };
                     let fast = p.on_handshake(store, &h).unwrap();
                     let derived = p
                         .bindings()
@@ -676,7 +682,10 @@ mod tests {
                     let types::Verdict::Tag(tags) = &derived else {
                         panic!("echo tags: {derived:?}")
                     };
-                    assert!(tags[0].value.contains(&format!("{:?}", h.client_ip)), "{derived:?}");
+                    assert!(
+                        tags[0].value.contains(&format!("{:?}", h.client_ip)),
+                        "{derived:?}"
+                    );
                     assert_eq!(format!("{fast:?}"), format!("{derived:?}"), "record {i}");
                 }
                 // Batches: handshakes (one-pass) mixed with other kinds (derived).
@@ -695,8 +704,18 @@ mod tests {
         };
     }
 
-    lowering_matches_the_derived_one!(one_pass_lowering_matches_the_derived_one_v0_1, since_v0_1, V0_1, "legacy");
-    lowering_matches_the_derived_one!(one_pass_lowering_matches_the_derived_one_v0_2, since_v0_2, V0_2, "testkit");
+    lowering_matches_the_derived_one!(
+        one_pass_lowering_matches_the_derived_one_v0_1,
+        since_v0_1,
+        V0_1,
+        "legacy"
+    );
+    lowering_matches_the_derived_one!(
+        one_pass_lowering_matches_the_derived_one_v0_2,
+        since_v0_2,
+        V0_2,
+        "testkit"
+    );
 }
 
 /// The cost of calls into a plugin, without the sensor around them:
@@ -720,11 +739,16 @@ mod calls {
     }
 
     fn measure<C: Contract>(name: &str, plugin: &str) {
-        let Some(mut running) = running(plugin, "drop") else { return };
-        let events: Vec<Tagged> = (0..256).map(handshake).map(|mut t| {
-            t.tags.clear();
-            t
-        }).collect();
+        let Some(mut running) = running(plugin, "drop") else {
+            return;
+        };
+        let events: Vec<Tagged> = (0..256)
+            .map(handshake)
+            .map(|mut t| {
+                t.tags.clear();
+                t
+            })
+            .collect();
         let rounds = 800;
         let n = rounds * 256;
         // The call alone, the record made beforehand.

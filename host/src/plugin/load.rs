@@ -45,11 +45,7 @@ pub struct Description {
 impl Description {
     /// The wanted kinds as WIT names: "handshake, flow".
     pub fn wants_list(&self) -> String {
-        self.wants
-            .iter()
-            .map(|k| k.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.wants.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
     }
 }
 

@@ -22,7 +22,8 @@
 use std::net::IpAddr;
 
 use net_gazer_sdk::{
-    export_plugin, metrics, Config, Direction, EventKind, Flow, Handshake, Info, IpAddress, Outcome, Plugin, Route, Scan, Verdict,
+    export_plugin, metrics, Config, Direction, EventKind, Flow, Handshake, Info, IpAddress, Outcome, Plugin, Route,
+    Scan, Verdict,
 };
 use serde::Deserialize;
 

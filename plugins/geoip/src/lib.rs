@@ -25,7 +25,8 @@ use std::net::IpAddr;
 
 use maxminddb::{geoip2, Reader};
 use net_gazer_sdk::{
-    export_plugin, metrics, Config, Direction, EventKind, Flow, Handshake, Info, IpAddress, Plugin, Route, Scan, Tag, Verdict,
+    export_plugin, metrics, Config, Direction, EventKind, Flow, Handshake, Info, IpAddress, Plugin, Route, Scan, Tag,
+    Verdict,
 };
 use serde::Deserialize;
 

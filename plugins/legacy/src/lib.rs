@@ -20,12 +20,7 @@ fn mode() -> String {
 }
 
 fn judge(echo: impl FnOnce() -> String) -> Verdict {
-    let tag = |key: &str, value: String| {
-        Verdict::Tag(vec![Tag {
-            key: key.into(),
-            value,
-        }])
-    };
+    let tag = |key: &str, value: String| Verdict::Tag(vec![Tag { key: key.into(), value }]);
     match mode().as_str() {
         "drop" => Verdict::Drop,
         "echo" => tag("echo", echo()),

@@ -99,7 +99,11 @@ pub trait Contract {
     fn record(event: &event::Event, tags: &[Tag]) -> Option<Self::Record>;
     /// Replaces the tags of a record (after a plugin added some).
     fn set_tags(record: &mut Self::Record, tags: &[Tag]);
-    fn on_event(instance: &Self::Instance, store: &mut Store<State>, record: &Self::Record) -> wasmtime::Result<Verdict>;
+    fn on_event(
+        instance: &Self::Instance,
+        store: &mut Store<State>,
+        record: &Self::Record,
+    ) -> wasmtime::Result<Verdict>;
     fn on_batch(
         instance: &Self::Instance,
         store: &mut Store<State>,
@@ -204,7 +208,10 @@ macro_rules! contract_version {
                 types::Verdict::Drop => $crate::plugin::wit::Verdict::Drop,
                 types::Verdict::Tag(tags) => $crate::plugin::wit::Verdict::Tag(
                     tags.into_iter()
-                        .map(|t| $crate::event::Tag { key: t.key, value: t.value })
+                        .map(|t| $crate::event::Tag {
+                            key: t.key,
+                            value: t.value,
+                        })
                         .collect(),
                 ),
             }
