@@ -20,7 +20,7 @@ use crate::track::Tracker;
 /// type with libpcap so it means exactly what it means live.
 pub struct ReplayFilter {
     expression: String,
-    compiled: Vec<(LinkType, Option<pcap::BpfProgram>)>,
+    compiled: Vec<(LinkType, Option<crate::capture::libpcap::Program>)>,
 }
 
 impl ReplayFilter {
@@ -36,13 +36,12 @@ impl ReplayFilter {
         Ok(f)
     }
 
-    fn program(&mut self, link: LinkType) -> Result<Option<&pcap::BpfProgram>, String> {
+    fn program(&mut self, link: LinkType) -> Result<Option<&crate::capture::libpcap::Program>, String> {
         if let Some(i) = self.compiled.iter().position(|(l, _)| *l == link) {
             return Ok(self.compiled[i].1.as_ref());
         }
-        let prog = pcap::Capture::dead(pcap::Linktype(link.to_linktype() as i32))
-            .and_then(|c| c.compile(&self.expression, true))
-            .map_err(|e| e.to_string());
+        let prog =
+            crate::capture::libpcap::Program::compile(link.to_linktype(), &self.expression).map_err(|e| e.to_string());
         let prog = match prog {
             Ok(p) => Some(p),
             Err(e) if link == LinkType::Ethernet => return Err(e),
@@ -59,7 +58,7 @@ impl ReplayFilter {
 
     fn matches(&mut self, pkt: &RawPacket) -> bool {
         match self.program(pkt.link) {
-            Ok(Some(p)) => p.filter(pkt.data),
+            Ok(Some(p)) => p.matches(pkt.data),
             _ => false,
         }
     }

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::caps::{self, Capability};
+use super::libpcap;
 use super::{filter, RawPacket};
 use crate::decode::LinkType;
 use crate::time::Timestamp;
@@ -56,7 +57,7 @@ pub struct Interface {
 
 /// All interfaces libpcap can capture on.
 pub fn interfaces() -> Result<Vec<Interface>, LiveError> {
-    let devices = pcap::Device::list().map_err(|e| LiveError::List(e.to_string()))?;
+    let devices = libpcap::devices().map_err(|e| LiveError::List(e.to_string()))?;
     Ok(devices
         .into_iter()
         .map(|d| Interface {
@@ -70,8 +71,8 @@ pub fn interfaces() -> Result<Vec<Interface>, LiveError> {
                     (addr, _) => IpNet::new(addr, if addr.is_ipv4() { 32 } else { 128 }).ok(),
                 })
                 .collect(),
-            up: d.flags.is_up(),
-            loopback: d.flags.is_loopback(),
+            up: d.is_up(),
+            loopback: d.is_loopback(),
             name: d.name,
         })
         .collect())
@@ -113,7 +114,7 @@ pub struct KernelStats {
 }
 
 pub struct LiveCapture {
-    cap: pcap::Capture<pcap::Active>,
+    cap: libpcap::Live,
     link: LinkType,
     units_per_sec: u64,
     interface: String,
@@ -130,7 +131,7 @@ impl LiveCapture {
         let name = cfg.interface.clone();
         let err = |operation: &'static str| {
             let name = name.clone();
-            move |e: pcap::Error| LiveError::Pcap {
+            move |e: libpcap::Error| LiveError::Pcap {
                 interface: name,
                 operation,
                 message: e.to_string(),
@@ -140,14 +141,14 @@ impl LiveCapture {
         if !missing.is_empty() {
             return Err(permission_denied(&name, &missing));
         }
-        let inactive = pcap::Capture::from_device(name.as_str())
-            .map_err(err("creating the handle"))?
-            .promisc(cfg.promiscuous)
-            .snaplen(cfg.snaplen as i32)
-            .buffer_size((cfg.buffer_mb as i32).saturating_mul(1 << 20))
-            .timeout(100)
-            .precision(pcap::Precision::Nano);
-        let mut cap = inactive.open().map_err(|e| {
+        let settings = libpcap::Settings {
+            device: &name,
+            snaplen: i32::try_from(cfg.snaplen).unwrap_or(i32::MAX),
+            promiscuous: cfg.promiscuous,
+            buffer_bytes: i32::try_from(cfg.buffer_mb).unwrap_or(i32::MAX).saturating_mul(1 << 20),
+            timeout_ms: 100,
+        };
+        let mut cap = libpcap::Live::open(&settings).map_err(|e| {
             let message = e.to_string();
             if message.contains("ermission") || message.contains("not permitted") {
                 permission_denied(&name, &[Capability::NetRaw, Capability::NetAdmin])
@@ -160,19 +161,20 @@ impl LiveCapture {
             }
         })?;
         let expression = filter::expression(cfg.mode, cfg.client_rtt, cfg.filter.as_deref());
-        cap.filter(&expression, true).map_err(|e| LiveError::BadFilter {
+        cap.set_filter(&expression).map_err(|e| LiveError::BadFilter {
             expression: expression.clone(),
             message: e.to_string(),
         })?;
         // Non-blocking reads plus our own poll with a timeout: a blocking
         // TPACKET_V3 read on an idle interface may never return, and the
         // loop must see SIGTERM.
-        let cap = cap.setnonblock().map_err(err("switching to non-blocking reads"))?;
-        let link = LinkType::from_linktype(cap.get_datalink().0 as u32);
+        cap.set_nonblocking().map_err(err("switching to non-blocking reads"))?;
+        let link = LinkType::from_linktype(cap.datalink());
+        let units_per_sec = if cap.nanoseconds { 1_000_000_000 } else { 1_000_000 };
         Ok(LiveCapture {
             cap,
             link,
-            units_per_sec: 1_000_000_000,
+            units_per_sec,
             interface: name,
             filter: expression,
             idle: true,
@@ -199,7 +201,7 @@ impl LiveCapture {
     pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, LiveError> {
         if self.idle {
             let mut pfd = libc::pollfd {
-                fd: std::os::fd::AsRawFd::as_raw_fd(&self.cap),
+                fd: self.cap.fd(),
                 events: libc::POLLIN,
                 revents: 0,
             };
@@ -207,23 +209,24 @@ impl LiveCapture {
             // interrupted or failed poll just means "try reading".
             unsafe { libc::poll(&mut pfd, 1, 100) };
         }
+        let (link, units_per_sec) = (self.link, self.units_per_sec);
         match self.cap.next_packet() {
-            Ok(p) => {
+            Ok(Some(p)) => {
                 self.idle = false;
                 let ts = Timestamp::from_parts(
                     #[allow(clippy::unnecessary_cast)] // time_t is not i64 everywhere
-                    (p.header.ts.tv_sec as i64),
-                    p.header.ts.tv_usec as u64,
-                    self.units_per_sec,
+                    (p.ts.tv_sec as i64),
+                    p.ts.tv_usec as u64,
+                    units_per_sec,
                 );
                 Ok(Some(RawPacket {
                     ts,
-                    link: self.link,
+                    link,
                     data: p.data,
-                    orig_len: p.header.len,
+                    orig_len: p.len,
                 }))
             }
-            Err(pcap::Error::TimeoutExpired) => {
+            Ok(None) => {
                 self.idle = true;
                 Ok(None)
             }
@@ -237,12 +240,12 @@ impl LiveCapture {
 
     /// Kernel counters since the capture opened.
     pub fn stats(&mut self) -> KernelStats {
-        if let Ok(s) = self.cap.stats() {
+        if let Ok((received, dropped, if_dropped)) = self.cap.stats() {
             let (r, d, i) = self.last_raw;
-            self.stats.received += s.received.wrapping_sub(r) as u64;
-            self.stats.dropped += s.dropped.wrapping_sub(d) as u64;
-            self.stats.if_dropped += s.if_dropped.wrapping_sub(i) as u64;
-            self.last_raw = (s.received, s.dropped, s.if_dropped);
+            self.stats.received += received.wrapping_sub(r) as u64;
+            self.stats.dropped += dropped.wrapping_sub(d) as u64;
+            self.stats.if_dropped += if_dropped.wrapping_sub(i) as u64;
+            self.last_raw = (received, dropped, if_dropped);
         }
         self.stats
     }

@@ -10,6 +10,7 @@
 pub mod caps;
 pub mod file;
 pub mod filter;
+pub mod libpcap;
 pub mod live;
 
 use crate::decode::LinkType;

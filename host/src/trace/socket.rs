@@ -385,7 +385,7 @@ pub fn source_for(dst: IpAddr) -> io::Result<IpAddr> {
 
 /// Every address of this host's interfaces.
 pub fn own_addresses() -> Vec<IpAddr> {
-    pcap::Device::list()
+    crate::capture::libpcap::devices()
         .map(|ds| ds.iter().flat_map(|d| d.addresses.iter().map(|a| a.addr)).collect())
         .unwrap_or_default()
 }
