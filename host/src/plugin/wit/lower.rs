@@ -340,3 +340,58 @@ macro_rules! same_type_as {
     };
 }
 pub use same_type_as;
+
+/// `FastHandshake` and `FastEvent` of a version module (with `types`):
+/// every contract version so far has the same handshake fields, addresses
+/// and the VLAN stack of type `$ip` and `$vlan`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! one_pass_handshake {
+    (ip: $ip:ty, vlan: $vlan:ty) => {
+        $crate::plugin::wit::lower::one_pass_record!(FastHandshake => types::Handshake {
+            id: u64,
+            ts_us: i64,
+            client_ip: $ip,
+            client_port: u16,
+            server_ip: $ip,
+            server_port: u16,
+            ip_version: u8,
+            vlan: $vlan,
+            direction: types::Direction,
+            outcome: types::Outcome,
+            completed: bool,
+            syn_count: u32,
+            syns_before_synack: u32,
+            synack_count: u32,
+            first_syn_us: i64,
+            first_synack_us: Option<i64>,
+            ack_us: Option<i64>,
+            rtt_last_syn_us: Option<f64>,
+            rtt_first_syn_us: Option<f64>,
+            client_rtt_us: Option<f64>,
+            reordered: bool,
+            synack_seq_changed: bool,
+            rst_from: Option<types::Side>,
+            client_ttl: u8,
+            client_initial_ttl: u8,
+            client_hops: u8,
+            server_ttl: Option<u8>,
+            server_initial_ttl: Option<u8>,
+            server_hops: Option<u8>,
+            client_mss: Option<u16>,
+            client_wscale: Option<u8>,
+            client_sack_permitted: bool,
+            client_timestamps: bool,
+            server_mss: Option<u16>,
+            server_wscale: Option<u8>,
+            server_sack_permitted: Option<bool>,
+            server_timestamps: Option<bool>,
+            syn_data_len: u32,
+            ecn_setup: bool,
+            tags: Vec<types::Tag>,
+        });
+
+        $crate::plugin::wit::lower::one_pass_event!(FastEvent => types::Event, types::Event::Handshake => FastHandshake);
+    };
+}
+pub use one_pass_handshake;

@@ -6,6 +6,7 @@
 //! (`net-gazer:plugin/plugin@0.1.0`) before anything of it runs.
 
 pub mod lower;
+mod records;
 pub mod since_v0_1;
 pub mod since_v0_2;
 
