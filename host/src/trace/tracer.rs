@@ -348,7 +348,8 @@ pub fn route_event(id: u64, r: &TraceResult, verdict: Verdict) -> Route {
 /// Runs traces to completion on their own (the `trace` command): every
 /// request at once, results in order of completion.
 pub fn trace_now(settings: Settings, requests: Vec<Request>) -> io::Result<Vec<TraceResult>> {
-    let sockets = Sockets::open()?;
+    let v6 = |r: &Request| r.dst.is_ipv6();
+    let sockets = Sockets::open_only(requests.iter().any(|r| !v6(r)), requests.iter().any(v6))?;
     let seed = Timestamp::now().as_nanos() as u64 ^ (std::process::id() as u64) << 32;
     let mut engine = Engine::new(settings, seed);
     let now = Timestamp::now();
