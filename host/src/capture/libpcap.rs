@@ -26,7 +26,7 @@ const IF_UP: u32 = 0x2;
 
 /// What went wrong, in libpcap's words.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
+#[error("libpcap error: {0}")]
 pub struct Error(pub String);
 
 #[repr(C)]
@@ -116,7 +116,7 @@ fn load() -> Result<Api, Error> {
         }
     }
     Err(Error(format!(
-        "libpcap is not installed (apt install libpcap0.8); tried {}",
+        "not installed (apt install libpcap0.8); tried {}",
         tried.join("; ")
     )))
 }
