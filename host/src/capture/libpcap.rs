@@ -19,7 +19,13 @@ use std::sync::OnceLock;
 /// upstream's.
 const SONAMES: [&str; 3] = ["libpcap.so.0.8", "libpcap.so.1", "libpcap.so"];
 const ERRBUF_SIZE: usize = 256;
-const NETMASK_UNKNOWN: u32 = 0xffff_ffff;
+/// The netmask given to the filter compiler: 0, as tcpdump without an
+/// interface and the `pcap` crate did (`ip broadcast` then compiles;
+/// PCAP_NETMASK_UNKNOWN would refuse it).
+const NETMASK: u32 = 0;
+/// LINKTYPE_RAW in files; libpcap's handles call it DLT_RAW, 12 on Linux.
+const LINKTYPE_RAW: u32 = 101;
+const DLT_RAW: c_int = 12;
 const TSTAMP_PRECISION_NANO: c_int = 1;
 const IF_LOOPBACK: u32 = 0x1;
 const IF_UP: u32 = 0x2;
@@ -273,7 +279,10 @@ impl Program {
     /// `expression` compiled for link type `linktype` (DLT number).
     pub fn compile(linktype: u32, expression: &str) -> Result<Program, Error> {
         let api = api()?;
-        let linktype = c_int::try_from(linktype).map_err(|_| Error(format!("link type {linktype}")))?;
+        let linktype = match linktype {
+            LINKTYPE_RAW => DLT_RAW,
+            other => c_int::try_from(other).map_err(|_| Error(format!("link type {other}")))?,
+        };
         // SAFETY: no preconditions; a null result is an error.
         let dead = unsafe { (api.open_dead)(linktype, 65_535) };
         if dead.is_null() {
@@ -306,7 +315,7 @@ fn compile_on(api: &'static Api, handle: *mut PcapT, expression: &str) -> Result
         bf_insns: std::ptr::null_mut(),
     };
     // SAFETY: a live handle, an out-program, a NUL-terminated expression.
-    if unsafe { (api.compile)(handle, &mut prog, expr.as_ptr(), 1, NETMASK_UNKNOWN) } != 0 {
+    if unsafe { (api.compile)(handle, &mut prog, expr.as_ptr(), 1, NETMASK) } != 0 {
         // SAFETY: the handle the call failed on.
         return Err(Error(text(unsafe { (api.geterr)(handle) })));
     }
@@ -487,6 +496,10 @@ mod tests {
         assert!(!Program::compile(1, "tcp port 80").unwrap().matches(&frame));
         let e = Program::compile(1, "port banana").err().unwrap();
         assert!(e.0.contains("banana"), "{e}");
+        // Raw IP captures (LINKTYPE_RAW): the same packet without Ethernet.
+        let raw = Program::compile(LINKTYPE_RAW, "tcp port 22").unwrap();
+        assert!(raw.matches(&frame[14..]));
+        assert!(Program::compile(1, "ip broadcast").is_ok());
     }
 
     #[test]

@@ -300,10 +300,16 @@ impl Running {
             for &i in &wanted {
                 // The clock only once a failure in this batch disabled it.
                 let disabled = self.disabled_until.is_some() && !self.available(Instant::now());
+                let restart = self.instance.is_none();
                 if disabled || !self.ready() {
                     self.metrics.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.on_failure(work, i);
+                    last = Instant::now();
                     continue;
+                }
+                if restart {
+                    // Instantiating and `init` are not the call's time.
+                    last = Instant::now();
                 }
                 let Some(record) = work.record::<C>(i) else { continue };
                 let verdict = self.call(|p, s| C::on_event(instance_of::<C>(p)?, s, record));
@@ -320,10 +326,16 @@ impl Running {
     }
 
     fn run_batch<C: Contract>(&mut self, work: &mut Work, wanted: &[usize], stats: &mut CallStats, start: Instant) {
+        let restart = self.instance.is_none();
         if !self.ready() {
+            self.metrics
+                .skipped
+                .fetch_add(wanted.len() as u64, std::sync::atomic::Ordering::Relaxed);
             wanted.iter().for_each(|&i| self.on_failure(work, i));
             return;
         }
+        // Instantiating and `init` are not the call's time.
+        let start = if restart { Instant::now() } else { start };
         // Every wanted event has a record (plugins want no stats).
         let wanted: Vec<usize> = wanted
             .iter()

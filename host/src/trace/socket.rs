@@ -217,16 +217,22 @@ impl Sockets {
     /// Only the sockets of the families asked for (a one-off trace needs
     /// its destination's family alone: three raw sockets and their filters
     /// fewer to set up).
+    /// Without IPv6 raw sockets, IPv6 destinations fail alone (as with
+    /// [`Sockets::open`]) unless there are only IPv6 destinations.
     pub fn open_only(v4: bool, v6: bool) -> io::Result<Sockets> {
         let v4 = if v4 {
             Some(Family::open(false).map_err(explain)?)
         } else {
             None
         };
-        let v6 = if v6 {
-            Some(Family::open(true).map_err(explain)?)
-        } else {
-            None
+        let v6 = match v6.then(|| Family::open(true)) {
+            None => None,
+            Some(Ok(f)) => Some(f),
+            Some(Err(e)) if v4.is_none() || e.kind() == io::ErrorKind::PermissionDenied => return Err(explain(e)),
+            Some(Err(e)) => {
+                tracing::info!(error = %e, "no IPv6 raw sockets: IPv6 destinations are not traced");
+                None
+            }
         };
         Ok(Sockets { v4, v6 })
     }
@@ -402,7 +408,11 @@ pub fn source_for(dst: IpAddr) -> io::Result<IpAddr> {
 
 /// Every address of this host's interfaces.
 pub fn own_addresses() -> Vec<IpAddr> {
-    crate::capture::libpcap::devices()
-        .map(|ds| ds.iter().flat_map(|d| d.addresses.iter().map(|a| a.addr)).collect())
-        .unwrap_or_default()
+    match crate::capture::libpcap::devices() {
+        Ok(ds) => ds.iter().flat_map(|d| d.addresses.iter().map(|a| a.addr)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list this host's addresses: inbound connections to them may be traced");
+            Vec::new()
+        }
+    }
 }

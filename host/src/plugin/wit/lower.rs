@@ -53,6 +53,7 @@ impl Field for bool {
     }
 }
 
+/// A pair of scalars (`lower_allocated` is not passed on, as for options).
 impl<A: Field, B: Field> Field for (A, B) {
     #[inline(always)]
     fn put(&self, mem: &mut [u8], at: usize) {
@@ -79,7 +80,9 @@ macro_rules! put_enum {
 }
 pub use put_enum;
 
-/// `option<T>`: a discriminant byte, the payload at T's alignment.
+/// `option<T>`: a discriminant byte, the payload at T's alignment. For
+/// scalar payloads only: `lower_allocated` is not passed on (no record
+/// lowered in one pass has an optional string or list).
 impl<T: Field> Field for Option<T> {
     #[inline(always)]
     fn put(&self, mem: &mut [u8], at: usize) {
@@ -105,7 +108,8 @@ trait Sequence: Lower {
 }
 
 impl Sequence for String {
-    const ELEMENT_ALIGN: u32 = 1;
+    /// 2, not 1: aligned for plugins that take strings as UTF-16 too.
+    const ELEMENT_ALIGN: u32 = 2;
     fn is_empty(&self) -> bool {
         str::is_empty(self)
     }
