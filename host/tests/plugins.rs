@@ -186,33 +186,44 @@ fn chain_runs_in_order_and_later_plugins_see_earlier_tags() {
     assert_eq!(r.of_kind("stats").len(), 1);
 }
 
-/// A plugin built against contract 0.1 runs beside 0.2 plugins: its tags
-/// reach the plugins after it and the output.
+/// Plugins built against contracts 0.1 and 0.2 share one chain: each sees
+/// the tags of every plugin before it, whatever their versions (a 0.1
+/// plugin after a 0.2 one gets its record re-tagged), per event and in
+/// batches.
 #[test]
 fn plugins_of_contracts_0_1_and_0_2_run_in_one_chain() {
-    let Some(s) = Setup::new(
-        &[("old", "legacy"), ("new", "testkit")],
-        "order = [\"old\", \"new\"]\n[plugins.new]\nkey = \"new\"\n",
-    ) else {
-        return;
-    };
-    let r = s.replay();
-    assert!(
-        r.stderr.contains("contract=0.1.0") && r.stderr.contains("contract=0.2.0"),
-        "{}",
-        r.stderr
-    );
-    let hs = handshakes(&r);
-    assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
-    for h in &hs {
-        assert_eq!(h["tags"]["legacy"], "0.1", "{h}");
-        assert_eq!(
-            h["tags"]["new"], "legacy",
-            "the 0.2 plugin saw the 0.1 plugin's tag: {h}"
+    for batch in [false, true] {
+        let config = format!(
+            "order = [\"first\", \"mid\", \"last\"]\n\
+             [plugins.first]\nkey = \"first\"\nbatch = {batch}\n\
+             [plugins.mid]\nkey = \"mid\"\nbatch = {batch}\n\
+             [plugins.last]\nkey = \"last\"\nbatch = {batch}\n"
         );
-    }
-    for p in ["old", "new"] {
-        assert_eq!(metric(&r, p, "events"), hs.len() as u64, "{p}: {}", r.summary);
+        let Some(s) = Setup::new(&[("first", "legacy"), ("mid", "testkit"), ("last", "legacy")], &config) else {
+            return;
+        };
+        let r = s.replay();
+        assert!(
+            r.stderr.contains("contract=0.1.0") && r.stderr.contains("contract=0.2.0"),
+            "{}",
+            r.stderr
+        );
+        let hs = handshakes(&r);
+        assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
+        for h in &hs {
+            assert_eq!(h["tags"]["first"], "", "batch {batch}: {h}");
+            assert_eq!(
+                h["tags"]["mid"], "first",
+                "the 0.2 plugin saw the 0.1 plugin's tag (batch {batch}): {h}"
+            );
+            assert_eq!(
+                h["tags"]["last"], "first,mid",
+                "the 0.1 plugin saw both (batch {batch}): {h}"
+            );
+        }
+        for p in ["first", "mid", "last"] {
+            assert_eq!(metric(&r, p, "events"), hs.len() as u64, "{p}: {}", r.summary);
+        }
     }
 }
 
