@@ -484,15 +484,9 @@ impl Work<'_> {
         records[i].as_ref()
     }
 
-    /// Item `i`'s tags changed: every version's record follows.
+    /// Item `i`'s tags changed: its records follow.
     fn retag(&mut self, i: usize) {
-        let tags = &self.items[i].tags;
-        if let Some(Some(r)) = self.records.v0_1.get_mut(i) {
-            <wit::since_v0_1::V as Contract>::set_tags(r, tags);
-        }
-        if let Some(Some(r)) = self.records.v0_2.get_mut(i) {
-            <wit::since_v0_2::V as Contract>::set_tags(r, tags);
-        }
+        self.records.retag(i, &self.items[i].tags);
     }
 }
 

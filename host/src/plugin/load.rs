@@ -33,21 +33,7 @@ pub struct Refused {
     pub reason: String,
 }
 
-/// What a plugin says about itself (`describe`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Description {
-    pub name: String,
-    pub version: String,
-    pub wants: Vec<crate::event::EventKind>,
-    pub batch: bool,
-}
-
-impl Description {
-    /// The wanted kinds as WIT names: "handshake, flow".
-    pub fn wants_list(&self) -> String {
-        self.wants.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
-    }
-}
+pub use super::wit::Description;
 
 /// A plugin that passed validation: instantiate it as often as needed.
 #[derive(Clone)]
@@ -319,20 +305,14 @@ fn describe(engine: &Engine, name: &str, pre: &wit::Pre) -> Result<Description, 
         .instantiate(&mut store)
         .map_err(|e| format!("cannot be instantiated: {}", super::chain::one_line(&e)))?;
     store.set_epoch_deadline(ticks(Duration::from_secs(1)));
-    let info = plugin
+    let mut description = plugin
         .describe(&mut store)
         .map_err(|e| format!("describe failed: {}", super::chain::one_line(&e)))?;
-    if info.name.is_empty() || info.name.len() > 64 || info.version.len() > 64 {
+    if description.name.is_empty() || description.name.len() > 64 || description.version.len() > 64 {
         return Err("describe returned an empty or overlong name or version".into());
     }
-    let mut wants = info.wants;
-    wants.dedup();
-    Ok(Description {
-        name: info.name,
-        version: info.version,
-        wants,
-        batch: info.batch,
-    })
+    description.wants.dedup();
+    Ok(description)
 }
 
 #[cfg(test)]

@@ -187,23 +187,10 @@ impl<E: ComponentType + Lower> Field for Vec<E> {
 #[doc(hidden)]
 macro_rules! one_pass_record {
     ($fast:ident => $derived:ty { $($name:ident: $t:ty,)* }) => {
-        #[derive(Clone, Copy)]
-        pub struct $fast<'a>(pub &'a $derived);
+        $crate::plugin::wit::lower::wrapper!($fast => $derived);
 
-        $crate::plugin::wit::lower::same_type_as!($fast => $derived);
-
-        // SAFETY: see `same_type_as`.
-        unsafe impl wasmtime::component::Lower for $fast<'_> {
-            fn linear_lower_to_flat<T>(
-                &self,
-                cx: &mut wasmtime::component::__internal::LowerContext<'_, T>,
-                ty: wasmtime::component::__internal::InterfaceType,
-                dst: &mut std::mem::MaybeUninit<Self::Lower>,
-            ) -> wasmtime::Result<()> {
-                self.0.linear_lower_to_flat(cx, ty, dst)
-            }
-
-            fn linear_lower_to_memory<T>(
+        impl $fast<'_> {
+            fn lower_to_memory<T>(
                 &self,
                 cx: &mut wasmtime::component::__internal::LowerContext<'_, T>,
                 ty: wasmtime::component::__internal::InterfaceType,
@@ -211,9 +198,7 @@ macro_rules! one_pass_record {
             ) -> wasmtime::Result<()> {
                 self.lower_after(cx, ty, offset, None)
             }
-        }
 
-        impl $fast<'_> {
             /// Lowers the record at `offset`; with `lead` = (n, byte), also
             /// writes `byte` n bytes before it (a variant's discriminant)
             /// with the same look-up of the memory.
@@ -269,31 +254,18 @@ pub use one_pass_record;
 #[doc(hidden)]
 macro_rules! one_pass_event {
     ($fast:ident => $event:ty, $case:path => $fast_case:ident) => {
-        #[derive(Clone, Copy)]
-        pub struct $fast<'a>(pub &'a $event);
+        $crate::plugin::wit::lower::wrapper!($fast => $event);
 
-        $crate::plugin::wit::lower::same_type_as!($fast => $event);
-
-        // SAFETY: see `same_type_as`; the discriminant and payload offset
-        // are the variant's.
-        unsafe impl wasmtime::component::Lower for $fast<'_> {
-            fn linear_lower_to_flat<T>(
-                &self,
-                cx: &mut wasmtime::component::__internal::LowerContext<'_, T>,
-                ty: wasmtime::component::__internal::InterfaceType,
-                dst: &mut std::mem::MaybeUninit<Self::Lower>,
-            ) -> wasmtime::Result<()> {
-                self.0.linear_lower_to_flat(cx, ty, dst)
-            }
-
-            fn linear_lower_to_memory<T>(
+        impl $fast<'_> {
+            /// The discriminant and payload offset are the variant's.
+            fn lower_to_memory<T>(
                 &self,
                 cx: &mut wasmtime::component::__internal::LowerContext<'_, T>,
                 ty: wasmtime::component::__internal::InterfaceType,
                 offset: usize,
             ) -> wasmtime::Result<()> {
                 let $case(record) = self.0 else {
-                    return self.0.linear_lower_to_memory(cx, ty, offset);
+                    return wasmtime::component::Lower::linear_lower_to_memory(self.0, cx, ty, offset);
                 };
                 let wasmtime::component::__internal::InterfaceType::Variant(index) = ty else {
                     wasmtime::bail!("an event must be a variant");
@@ -319,12 +291,37 @@ pub fn offsets(abis: &[CanonicalAbiInfo]) -> Vec<usize> {
     abis.iter().map(|abi| abi.next_field32_size(&mut at)).collect()
 }
 
-/// A wrapper type whose component type is `$derived`'s: its ABI, its flat
-/// representation and its type check.
+/// `$fast`, a wrapper of `&$derived` whose component type is `$derived`'s
+/// (its ABI, its flat representation and its type check) and which lowers
+/// into memory by its own `lower_to_memory`.
 #[macro_export]
 #[doc(hidden)]
-macro_rules! same_type_as {
+macro_rules! wrapper {
     ($fast:ident => $derived:ty) => {
+        #[derive(Clone, Copy)]
+        pub struct $fast<'a>(pub &'a $derived);
+
+        // SAFETY: see the `ComponentType` impl below.
+        unsafe impl wasmtime::component::Lower for $fast<'_> {
+            fn linear_lower_to_flat<T>(
+                &self,
+                cx: &mut wasmtime::component::__internal::LowerContext<'_, T>,
+                ty: wasmtime::component::__internal::InterfaceType,
+                dst: &mut std::mem::MaybeUninit<Self::Lower>,
+            ) -> wasmtime::Result<()> {
+                self.0.linear_lower_to_flat(cx, ty, dst)
+            }
+
+            fn linear_lower_to_memory<T>(
+                &self,
+                cx: &mut wasmtime::component::__internal::LowerContext<'_, T>,
+                ty: wasmtime::component::__internal::InterfaceType,
+                offset: usize,
+            ) -> wasmtime::Result<()> {
+                self.lower_to_memory(cx, ty, offset)
+            }
+        }
+
         // SAFETY: everything is the derived type's; the wrapper's
         // `linear_lower_to_memory` writes the same bytes at the same offsets
         // (checked by the tests against a plugin that reports every field
@@ -343,7 +340,7 @@ macro_rules! same_type_as {
         }
     };
 }
-pub use same_type_as;
+pub use wrapper;
 
 /// `FastHandshake` and `FastEvent` of a version module (with `types`):
 /// every contract version so far has the same handshake fields, addresses

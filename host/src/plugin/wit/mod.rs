@@ -74,11 +74,18 @@ pub enum Verdict {
 
 /// What a plugin says about itself (`describe`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Info {
+pub struct Description {
     pub name: String,
     pub version: String,
     pub wants: Vec<EventKind>,
     pub batch: bool,
+}
+
+impl Description {
+    /// The wanted kinds as WIT names: "handshake, flow".
+    pub fn wants_list(&self) -> String {
+        self.wants.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// One contract version's bindings, as the chain uses them: each version
@@ -93,7 +100,7 @@ pub trait Contract {
 
     fn pre(pre: InstancePre<State>) -> wasmtime::Result<Self::Pre>;
     fn instantiate(pre: &Self::Pre, store: &mut Store<State>) -> wasmtime::Result<Self::Instance>;
-    fn describe(instance: &Self::Instance, store: &mut Store<State>) -> wasmtime::Result<Info>;
+    fn describe(instance: &Self::Instance, store: &mut Store<State>) -> wasmtime::Result<Description>;
     fn init(instance: &Self::Instance, store: &mut Store<State>, config: &str) -> wasmtime::Result<Result<(), String>>;
     fn tick(instance: &Self::Instance, store: &mut Store<State>, now_us: i64) -> wasmtime::Result<()>;
     /// The record a plugin sees; `None` for events plugins do not get (stats).
@@ -138,6 +145,18 @@ pub struct Records {
     pub v0_2: Vec<Option<<since_v0_2::V as Contract>::Record>>,
 }
 
+impl Records {
+    /// Item `i`'s tags changed: every version's record follows.
+    pub fn retag(&mut self, i: usize, tags: &[Tag]) {
+        if let Some(Some(r)) = self.v0_1.get_mut(i) {
+            since_v0_1::V::set_tags(r, tags);
+        }
+        if let Some(Some(r)) = self.v0_2.get_mut(i) {
+            since_v0_2::V::set_tags(r, tags);
+        }
+    }
+}
+
 impl Pre {
     /// The bindings of `version` over a pre-instantiated component.
     pub fn new(version: Version, pre: InstancePre<State>) -> wasmtime::Result<Pre> {
@@ -164,7 +183,7 @@ impl Pre {
 }
 
 impl Instance {
-    pub fn describe(&self, store: &mut Store<State>) -> wasmtime::Result<Info> {
+    pub fn describe(&self, store: &mut Store<State>) -> wasmtime::Result<Description> {
         match self {
             Instance::V0_1(i) => since_v0_1::V::describe(i, store),
             Instance::V0_2(i) => since_v0_2::V::describe(i, store),
@@ -259,9 +278,9 @@ macro_rules! contract_version {
             fn describe(
                 p: &Plugin,
                 store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
-            ) -> wasmtime::Result<$crate::plugin::wit::Info> {
+            ) -> wasmtime::Result<$crate::plugin::wit::Description> {
                 let info = p.plugin.net_gazer_plugin_plugin().call_describe(store)?;
-                Ok($crate::plugin::wit::Info {
+                Ok($crate::plugin::wit::Description {
                     name: info.name,
                     version: info.version,
                     wants: info.wants.into_iter().map(event_kind).collect(),
