@@ -493,6 +493,43 @@ fn plugins_check_accepts_a_plugin_and_refuses_the_rest_clearly() {
     }
 }
 
+/// `NG_PERF_MAP=1`: the engine writes `/tmp/perf-PID.map` with the plugin's
+/// functions, named when the .wasm keeps its names (slow-rtt does; the
+/// Rust plugins are stripped), for `perf report`; nothing without it.
+#[test]
+fn ng_perf_map_names_the_plugins_functions_for_perf() {
+    let Some(built) = built_plugins(&["demo", "slow-rtt"]) else {
+        return;
+    };
+    let run = |plugin: &str, perf_map: &str| {
+        let child = Command::new(common::bin())
+            .args(["plugins", "check"])
+            .arg(built.join(plugin))
+            .env("NG_PERF_MAP", perf_map)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let map = PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(&map).ok();
+        let _ = std::fs::remove_file(&map);
+        text
+    };
+    let text = run("slow-rtt.wasm", "1").expect("NG_PERF_MAP=1 writes /tmp/perf-PID.map");
+    for export in ["describe", "on-handshake", "on-batch"] {
+        let name = format!("::net-gazer:plugin/plugin@0.2.0#{export}");
+        assert!(text.lines().any(|l| l.ends_with(&name)), "{name} not in the map");
+    }
+    let stripped = run("demo.wasm", "1").expect("a map for a stripped plugin too");
+    assert!(
+        stripped.lines().filter(|l| l.contains(" wasm[0]::function[")).count() > 10,
+        "{stripped}"
+    );
+    assert_eq!(run("demo.wasm", "0"), None, "no map unless NG_PERF_MAP=1");
+}
+
 /// The demo plugin claiming another contract version: its exported
 /// interface name rewritten (same length, so the binary stays valid).
 fn retarget(file: &Path, from: &str, to: &str) -> Vec<u8> {

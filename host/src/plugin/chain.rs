@@ -768,6 +768,13 @@ mod calls {
                 }
             }
         });
+        // One entry into the plugin and nothing else: no argument area to
+        // allocate in it, no result to free after (`on-tick`).
+        let entry = best(n, || {
+            for _ in 0..n {
+                instance.tick(store, 0).unwrap();
+            }
+        });
         // The chain's per-event and batch paths over batches of 256 (less
         // copying the batch, which the sensor does not do).
         let copy = best(n, || {
@@ -787,13 +794,21 @@ mod calls {
         };
         let per_event = chain(false);
         let batched = chain(true);
-        eprintln!("{name}: the call alone {call:?}; the chain {per_event:?} per event, {batched:?} in batches");
+        eprintln!(
+            "{name}: an empty entry (on-tick) {entry:?}; the call alone {call:?}; \
+             the chain {per_event:?} per event, {batched:?} in batches"
+        );
     }
 
     #[test]
     #[ignore]
-    fn calls() {
+    fn calls_v0_1() {
         measure::<crate::plugin::wit::since_v0_1::V>("contract 0.1 (legacy)", "legacy");
+    }
+
+    #[test]
+    #[ignore]
+    fn calls_v0_2() {
         measure::<crate::plugin::wit::since_v0_2::V>("contract 0.2 (testkit)", "testkit");
     }
 }

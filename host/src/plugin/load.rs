@@ -65,6 +65,10 @@ fn engine() -> anyhow::Result<&'static Engine> {
     }
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
+    if std::env::var("NG_PERF_MAP").is_ok_and(|v| v == "1") {
+        // /tmp/perf-PID.map names the plugins' functions in `perf report`.
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let engine = ENGINE.get_or_init(|| engine);
     let weak = engine.weak();
