@@ -4,7 +4,7 @@
 # (tools/wasmtime-compare; docs/benchmarks.md, "Plugin chain").
 #   ./scripts/bench-wasmtime.sh [ROUNDS] [NEWER_VERSION]
 # wasmtime 49 needs rustc 1.96, 50 needs 1.97; this machine's toolchain is
-# 1.95. The script uses the toolchain in $TOOLCHAIN (default: nightly) for
+# 1.95 (no other can be fetched). The script uses the toolchain in $TOOLCHAIN (default: nightly) for
 # both builds and stops with a message when it is missing or too old.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +15,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
 plugin="$CARGO_TARGET_DIR/plugins/testing/testkit.wasm"
 [[ -f $plugin ]] || ./scripts/build-plugins.sh >/dev/null
 
+# wasmtime N has needed rustc 1.(N+47) so far: 48 -> 1.95, 49 -> 1.96, 50 -> 1.97.
+need=$((${newer%%.*} + 47))
 minor=$(rustc "+$toolchain" --version 2>/dev/null | sed -n 's/^rustc 1\.\([0-9]*\).*/\1/p' || true)
-if [[ -z $minor || $minor -lt 97 ]]; then
-  echo "bench-wasmtime: needs a Rust toolchain >= 1.97 as +$toolchain (wasmtime $newer);" \
+if [[ -z $minor || $minor -lt $need ]]; then
+  echo "bench-wasmtime: needs a Rust toolchain >= 1.$need as +$toolchain (wasmtime $newer);" \
     "this machine has: $(rustup toolchain list 2>/dev/null | tr '\n' ' ')" >&2
   exit 1
 fi
