@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The cost of calls into a plugin under wasmtime 48 (what net-gazer uses)
 # and a newer wasmtime, same code, same toolchain, interleaved rounds
-# (tools/wasmtime-compare; docs/benchmarks.md, "Plugin chain").
+# (tools/wasmtime-compare; docs/benchmarks.md, "Plugin chain"): contract
+# 0.2 through the generated bindings, and the one-entry-per-event sketches
+# of tools/wasmtime-compare/lean.
 #   ./scripts/bench-wasmtime.sh [ROUNDS] [NEWER_VERSION]
 # wasmtime 49 needs rustc 1.96, 50 needs 1.97; this machine's toolchain is
 # 1.95 (no other can be fetched). The script uses the toolchain in $TOOLCHAIN (default: nightly) for
@@ -24,6 +26,10 @@ if [[ -z $minor || $minor -lt $need ]]; then
   exit 1
 fi
 
+(cd tools/wasmtime-compare/lean/guest &&
+  CARGO_TARGET_DIR=/var/tmp/net-gazer-lean-guest cargo build --release -q --target wasm32-wasip2)
+lean=/var/tmp/net-gazer-lean-guest/wasm32-wasip2/release/lean_guest.wasm
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 bins=()
@@ -32,14 +38,16 @@ for version in 48.0.8 "$newer"; do
   cp -r tools/wasmtime-compare "$src"
   sed -i "s/=48\.0\.8/=$version/g" "$src/Cargo.toml"
   sed -i "s|\.\./\.\./wit|$PWD/wit|" "$src/src/main.rs"
+  rm -rf "$src/lean/guest"
   echo "bench-wasmtime: building with wasmtime $version ($(rustc "+$toolchain" --version))" >&2
   (cd "$src" && CARGO_TARGET_DIR="/var/tmp/net-gazer-wasmtime-$version" \
     cargo "+$toolchain" build --release -q)
-  bins+=("/var/tmp/net-gazer-wasmtime-$version/release/wasmtime-compare")
+  bins+=("/var/tmp/net-gazer-wasmtime-$version/release")
 done
 for r in $(seq "$rounds"); do
   for i in 0 1; do
     version=$([[ $i -eq 0 ]] && echo 48.0.8 || echo "$newer")
-    echo "round $r, wasmtime $version: $("${bins[$i]}" "$plugin")"
+    echo "round $r, wasmtime $version: $("${bins[$i]}/wasmtime-compare" "$plugin")"
+    echo "round $r, wasmtime $version: $("${bins[$i]}/lean" "$lean")"
   done
 done
