@@ -4,33 +4,16 @@
 //! (`on-tick`), one `on-handshake`, and `on-batch` per event in batches of
 //! 256. The host functions do nothing.
 
-use std::time::{Duration, Instant};
-
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::HasSelf;
+use wasmtime_compare::{best, load, Loaded, State};
 
 wasmtime::component::bindgen!({ path: "../../wit", world: "sensor-plugin" });
 
 use net_gazer::plugin::types::*;
 
-struct State {
-    wasi: WasiCtx,
-    table: ResourceTable,
-}
+impl net_gazer::plugin::types::Host for State<()> {}
 
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl net_gazer::plugin::types::Host for State {}
-
-impl net_gazer::plugin::host::Host for State {
+impl net_gazer::plugin::host::Host for State<()> {
     fn log_enabled(&mut self, _level: Level) -> bool {
         false
     }
@@ -40,18 +23,6 @@ impl net_gazer::plugin::host::Host for State {
     fn http_send(&mut self, _request: HttpRequest) -> Result<HttpResponse, String> {
         Err("no HTTP here".into())
     }
-}
-
-/// The best of seven runs of `f`, per call when `f` makes `n` calls.
-fn best(n: u32, mut f: impl FnMut()) -> Duration {
-    (0..7)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed() / n
-        })
-        .min()
-        .unwrap_or_default()
 }
 
 /// An established outbound handshake, every option set, no VLAN or tags.
@@ -101,22 +72,13 @@ fn handshake(i: u32) -> Handshake {
 }
 
 fn main() -> wasmtime::Result<()> {
-    let Some(file) = std::env::args().nth(1) else {
-        wasmtime::bail!("usage: wasmtime-compare PLUGIN.wasm (the testkit plugin)");
-    };
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    let engine = Engine::new(&config)?;
-    let component = Component::from_file(&engine, &file)?;
-    let mut linker = Linker::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    SensorPlugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
-    let state = State {
-        wasi: WasiCtx::builder().build(),
-        table: ResourceTable::new(),
-    };
-    let mut store = Store::new(&engine, state);
-    store.set_epoch_deadline(u64::MAX / 2);
+    let Loaded {
+        component,
+        linker,
+        mut store,
+    } = load("wasmtime-compare PLUGIN.wasm (the testkit plugin)", (), |linker| {
+        SensorPlugin::add_to_linker::<State<()>, HasSelf<State<()>>>(linker, |s| s)
+    })?;
     let plugin = SensorPlugin::instantiate(&mut store, &component, &linker)?;
     let calls = plugin.net_gazer_plugin_plugin();
     calls

@@ -4,11 +4,8 @@
 //! and through plain host functions reading the current event
 //! (`on-current`). Prints the best of seven runs per event.
 
-use std::time::{Duration, Instant};
-
-use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
-use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::{HasSelf, Resource};
+use wasmtime_compare::{best, load, Loaded, State};
 
 wasmtime::component::bindgen!({
     path: "lean/lean.wit",
@@ -16,6 +13,7 @@ wasmtime::component::bindgen!({
     with: { "net-gazer:lean/types.handshake": Current },
 });
 
+use net_gazer::lean::current;
 use net_gazer::lean::types::IpAddress;
 
 /// The handle's type: the host keeps the event, the plugin gets rep 0.
@@ -29,82 +27,50 @@ struct Event {
     rtt_last_syn_us: Option<f64>,
 }
 
-struct State {
-    wasi: WasiCtx,
-    table: ResourceTable,
+/// The host's side: the event being handled and the tags added to it.
+struct Sensor {
     current: Event,
     tags: Vec<(String, String)>,
 }
 
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
+impl net_gazer::lean::types::Host for State<Sensor> {}
 
-impl net_gazer::lean::types::Host for State {}
-
-impl net_gazer::lean::current::Host for State {
+impl current::Host for State<Sensor> {
     fn server_ip(&mut self) -> IpAddress {
-        IpAddress::Ipv4(self.current.server_ip)
+        IpAddress::Ipv4(self.host.current.server_ip)
     }
     fn server_port(&mut self) -> u16 {
-        self.current.server_port
+        self.host.current.server_port
     }
     fn rtt_last_syn_us(&mut self) -> Option<f64> {
-        self.current.rtt_last_syn_us
+        self.host.current.rtt_last_syn_us
     }
     fn add_tag(&mut self, key: String, value: String) {
-        self.tags.push((key, value));
+        self.host.tags.push((key, value));
     }
 }
 
-impl net_gazer::lean::types::HostHandshake for State {
+/// The handle's methods read the same current event.
+impl net_gazer::lean::types::HostHandshake for State<Sensor> {
     fn server_ip(&mut self, _event: Resource<Current>) -> IpAddress {
-        IpAddress::Ipv4(self.current.server_ip)
+        current::Host::server_ip(self)
     }
     fn server_port(&mut self, _event: Resource<Current>) -> u16 {
-        self.current.server_port
+        current::Host::server_port(self)
     }
     fn rtt_last_syn_us(&mut self, _event: Resource<Current>) -> Option<f64> {
-        self.current.rtt_last_syn_us
+        current::Host::rtt_last_syn_us(self)
     }
     fn add_tag(&mut self, _event: Resource<Current>, key: String, value: String) {
-        self.tags.push((key, value));
+        current::Host::add_tag(self, key, value)
     }
     fn drop(&mut self, _event: Resource<Current>) -> wasmtime::Result<()> {
         Ok(())
     }
 }
 
-fn best(n: u32, mut f: impl FnMut()) -> Duration {
-    (0..7)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed() / n
-        })
-        .min()
-        .unwrap_or_default()
-}
-
 fn main() -> wasmtime::Result<()> {
-    let Some(file) = std::env::args().nth(1) else {
-        wasmtime::bail!("usage: lean LEAN.wasm (tools/wasmtime-compare/lean/guest)");
-    };
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    let engine = Engine::new(&config)?;
-    let component = Component::from_file(&engine, &file)?;
-    let mut linker = Linker::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    Lean::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
-    let state = State {
-        wasi: WasiCtx::builder().build(),
-        table: ResourceTable::new(),
+    let host = Sensor {
         current: Event {
             server_ip: 0,
             server_port: 0,
@@ -112,8 +78,13 @@ fn main() -> wasmtime::Result<()> {
         },
         tags: Vec::new(),
     };
-    let mut store = Store::new(&engine, state);
-    store.set_epoch_deadline(u64::MAX / 2);
+    let Loaded {
+        component,
+        linker,
+        mut store,
+    } = load("lean LEAN.wasm (tools/wasmtime-compare/lean/guest)", host, |linker| {
+        Lean::add_to_linker::<State<Sensor>, HasSelf<State<Sensor>>>(linker, |s| s)
+    })?;
     let lean = Lean::instantiate(&mut store, &component, &linker)?;
     let events: Vec<Event> = (0..256)
         .map(|i| Event {
@@ -125,14 +96,14 @@ fn main() -> wasmtime::Result<()> {
     let n = 200_000u32;
     let one = best(n, || {
         for i in 0..n {
-            store.data_mut().current = events[(i % 256) as usize];
+            store.data_mut().host.current = events[(i % 256) as usize];
             let v = lean.call_on_handshake(&mut store, Resource::new_borrow(0));
             assert!(matches!(v, Ok(Verdict::Drop)), "{v:?}");
         }
     });
     let current = best(n, || {
         for i in 0..n {
-            store.data_mut().current = events[(i % 256) as usize];
+            store.data_mut().host.current = events[(i % 256) as usize];
             let v = lean.call_on_current(&mut store);
             assert!(matches!(v, Ok(Verdict::Drop)), "{v:?}");
         }
