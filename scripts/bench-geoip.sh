@@ -2,11 +2,11 @@
 # GeoIP plugin benchmark (docs/benchmarks.md): addresses per second looked
 # up inside the plugin (City + ASN, in the real host, per event and in
 # batches) against native `maxminddb` lookups of the same addresses, in
-# the same run, on the MaxMind test databases of ../shared/data/mmdb.
+# the same run, on the MaxMind test databases of testdata/mmdb.
 #   ./scripts/bench-geoip.sh [RUNS]
 captures=0
 source "$(dirname "$0")/bench-common.sh"
-mmdb="$(cd .. && pwd)/shared/data/mmdb"
+mmdb="$(pwd)/testdata/mmdb"
 built="$(scripts/build-plugins.sh)"
 cargo build --release --locked -p net-gazer --example geoip_bench >&2
 work="$dir/geoip-bench"

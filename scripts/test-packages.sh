@@ -163,7 +163,10 @@ for u in net-gazer net-gazer-collector; do
     sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
   echo "test-packages: $u.service exposure $score" >&2
   check "$u.service exposure ≤ 3.0" awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 3.0) }'
+  check "$u.service does not restart on a configuration error (78)" \
+    grep -qx 'RestartPreventExitStatus=78' "/usr/lib/systemd/system/$u.service"
 done
+check "the man page documents the exit statuses" bash -c "zcat /usr/share/man/man1/net-gazer.1.gz | grep -q 'EXIT STATUS'"
 
 # Remove: programs go, configuration and data stay; purge: they go too.
 dpkg -r net-gazer net-gazer-collector >&2

@@ -20,6 +20,7 @@ fi
 cargo fmt --all -- --check
 (cd sdk && cargo fmt -- --check)
 (cd plugins && cargo fmt --all -- --check)
+(cd fuzz && cargo fmt -- --check)
 (cd tools/wasmtime-compare && cargo fmt -- --check && cd lean/guest && cargo fmt -- --check)
 cargo build --workspace --locked
 cargo clippy --workspace --all-targets --locked -- -D warnings

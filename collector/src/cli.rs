@@ -14,7 +14,11 @@ use clap::Parser;
     long_about = "collects, stores and serves the events of net-gazer sensors\n\n\
         Sensors POST batches of events to /api/v1/events with their bearer token; each event is stored \
         once in SQLite whatever the retries. GET /health answers UP, GET /metrics serves Prometheus text, \
-        and / the web UI (graph of paths, map, inbound attempts, internal traffic, RTT over time)."
+        and / the web UI (graph of paths, map, inbound attempts, internal traffic, RTT over time).",
+    after_long_help = "Exit status: 0 on success (a stop by SIGTERM or Ctrl-C included); 1 on a failure \
+        (the database cannot be opened, the address cannot be bound); 64 (EX_USAGE) when the command line is wrong; \
+        78 (EX_CONFIG) when the configuration is wrong (a key, a value out of range, a short token) - the systemd \
+        unit does not restart on 78."
 )]
 pub struct Cli {
     /// Configuration file [default: ./etc/net-gazer/net-gazer-collector.toml, then /usr/local/etc/…, then /etc/…]

@@ -3,9 +3,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use net_gazer_common::config_file;
 pub use net_gazer_common::config_file::{ConfigError, Invalid};
+use net_gazer_common::duration::serde as duration;
+use net_gazer_common::range::{self, Bounded};
 use serde::{Deserialize, Serialize};
 
 /// Where the file is looked for when `-c` is not given.
@@ -24,6 +27,22 @@ pub struct Config {
     pub database: PathBuf,
     /// Largest request body, after decompression, in MiB.
     pub body_limit_mb: u64,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: u32,
+    /// A request's line and headers must arrive within this (also the
+    /// longest a kept-alive connection waits for its next request).
+    #[serde(with = "duration")]
+    pub header_timeout: Duration,
+    /// A request's whole body must arrive within this.
+    #[serde(with = "duration")]
+    pub body_timeout: Duration,
+    /// A connection on which nothing moves either way for this long is
+    /// closed (a client that stops reading its answer, say).
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// A query (`/api/v1/…`) running longer is stopped and answered 503.
+    #[serde(with = "duration")]
+    pub query_timeout: Duration,
     /// Events older than this many days (by their `ts_us`) are deleted,
     /// hourly; 0 keeps everything.
     pub retention_days: u32,
@@ -52,6 +71,11 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: PathBuf::from("/var/lib/net-gazer-collector/events.sqlite"),
             body_limit_mb: 16,
+            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30),
+            query_timeout: Duration::from_secs(30),
             retention_days: 30,
             sensors: BTreeMap::new(),
             location: None,
@@ -76,13 +100,30 @@ impl Config {
         Ok(config)
     }
 
+    /// Every numeric key with its accepted range (docs/collector-api.md
+    /// lists the same; a test holds them equal).
+    pub fn bounds(&self) -> Vec<Bounded> {
+        let s = Duration::from_secs;
+        let mut list = vec![
+            range::count("body_limit_mb", self.body_limit_mb, 1, 1024),
+            range::count("max_connections", self.max_connections, 1, 65_535),
+            range::time("header_timeout", self.header_timeout, s(1), s(300)),
+            range::time("body_timeout", self.body_timeout, s(1), s(3600)),
+            range::time("idle_timeout", self.idle_timeout, s(1), s(3600)),
+            range::time("query_timeout", self.query_timeout, s(1), s(3600)),
+            range::count("retention_days", self.retention_days, 0, 36_500),
+        ];
+        if let Some(f) = &self.falkordb {
+            list.push(range::count("falkordb.batch", f.batch, 1, 100_000));
+        }
+        list
+    }
+
     /// Checks values that parse but make no sense: the key and what is wrong.
     fn validate(&self) -> Result<(), (String, String)> {
         let config = self;
         let bad = |key: &str, message: String| Err((key.to_string(), message));
-        if config.body_limit_mb == 0 {
-            return bad("body_limit_mb", "must be at least 1".into());
-        }
+        range::check_all(&self.bounds())?;
         check_location("location", config.location)?;
         if let Some(f) = &config.falkordb {
             if !(f.url.starts_with("redis://") || f.url.starts_with("unix://")) {
@@ -93,9 +134,6 @@ impl Config {
             }
             if f.graph.is_empty() {
                 return bad("falkordb.graph", "must not be empty".into());
-            }
-            if f.batch == 0 {
-                return bad("falkordb.batch", "must be at least 1".into());
             }
         }
         for (id, s) in &config.sensors {
@@ -149,9 +187,44 @@ mod tests {
         let c = Config::parse("[sensors.gw1]\ntoken = \"0123456789abcdef\"\n").unwrap();
         assert_eq!(c.sensor_of("0123456789abcdef"), Some("gw1"));
         assert_eq!(c.sensor_of("0123456789abcdeX"), None);
+        let e = Config::parse("body_limit_mb = 17592186044416\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "line 1: key `body_limit_mb`: must be from 1 to 1024, not 17592186044416"
+        );
+        let e = Config::parse("\nheader_timeout = \"9999999999h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("line 2: key `header_timeout`: must be from 1s to 5m"),
+            "{e}"
+        );
         let e = Config::parse("[sensors.gw1]\ntoken = \"0123456789abcdef\"\nlocation = [151.0, 0.0]\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("sensors.gw1.location"), "{e}");
+    }
+
+    #[test]
+    fn shipped_file_parses_and_equals_the_defaults() {
+        let text = include_str!("../../etc/net-gazer/net-gazer-collector.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default());
+    }
+
+    /// docs/collector-api.md states the range of every numeric key.
+    #[test]
+    fn every_range_is_documented() {
+        let c = Config {
+            falkordb: Some(Default::default()),
+            ..Config::default()
+        };
+        let doc = include_str!("../../docs/collector-api.md");
+        let missing = range::undocumented(&c.bounds(), doc);
+        assert!(
+            missing.is_empty(),
+            "docs/collector-api.md lacks the ranges of {missing:?}"
+        );
     }
 }

@@ -1,10 +1,14 @@
-//! A batch from a sensor, checked: everything in it is valid or nothing is
-//! stored. No I/O.
+//! A batch from a sensor, checked event by event: the valid events become
+//! rows, each invalid one is refused with the reason, and one bad event
+//! never holds back the rest. No I/O.
 //!
 //! The body is one JSON object: `{"sensor": "<id>", "events": [...]}`, each
 //! event the object the sensor writes as a JSON line (`docs/events.md`)
 //! plus `seq`, the sensor's sequence number of that event (from 1, never
-//! reused), by which retried batches are recognised.
+//! reused), by which retried batches are recognised. Every number that
+//! reaches a column of the store is range-checked here against what the
+//! store holds (SQLite integers are signed 64-bit) and what the queries
+//! compute with (times up to the year 9999).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -38,20 +42,43 @@ pub enum Fields {
     Other(Value),
 }
 
-/// A valid batch.
+/// An event of the batch that is not stored, and why.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Refused {
+    /// Its place in the batch's `events`, from 0.
+    pub index: usize,
+    /// Its `seq`, when that much could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// What is wrong: `events[3] (handshake): field `id`: …`.
+    pub error: String,
+}
+
+/// A batch: the events to store, and those refused.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     pub sensor: String,
     pub rows: Vec<Row>,
+    pub refused: Vec<Refused>,
 }
 
 /// The event kinds the collector stores.
 pub const KINDS: [&str; 5] = ["handshake", "flow", "scan", "route", "stats"];
 
+/// The largest integer a store column holds.
+pub const MAX_INTEGER: u64 = i64::MAX as u64;
+/// The latest time accepted, µs since the epoch: 9999-12-31T23:59:59.999999Z
+/// (the queries add and multiply times; these never overflow).
+pub const MAX_TIME_US: i64 = 253_402_300_799_999_999;
+
 #[derive(Clone, Copy)]
 enum Type {
-    Unsigned(u64),
-    Signed,
+    /// An integer from the first to the second.
+    Unsigned(u64, u64),
+    /// µs since the epoch, 0 to [`MAX_TIME_US`].
+    Time,
+    /// Any number.
+    Number,
     Ip,
     Text(&'static [&'static str]),
     List,
@@ -59,19 +86,22 @@ enum Type {
 
 const DIRECTIONS: &[&str] = &["outbound", "inbound", "internal", "transit"];
 const OUTCOMES: &[&str] = &["established", "refused", "unanswered", "incomplete"];
+const ID: Type = Type::Unsigned(0, MAX_INTEGER);
+const COUNT: Type = Type::Unsigned(0, MAX_INTEGER);
+const PORT: Type = Type::Unsigned(0, 65_535);
+const TTL: Type = Type::Unsigned(0, 255);
 
 /// The fields of every connection event (handshake, flow).
 const CONNECTION: &[(&str, Type)] = &[
-    ("id", Type::Unsigned(u64::MAX)),
+    ("id", ID),
     ("client_ip", Type::Ip),
-    ("client_port", Type::Unsigned(65535)),
+    ("client_port", PORT),
     ("server_ip", Type::Ip),
-    ("server_port", Type::Unsigned(65535)),
+    ("server_port", PORT),
     ("direction", Type::Text(DIRECTIONS)),
 ];
 
-/// The fields each kind must have, with their types (others pass as they
-/// are), in groups.
+/// The fields each kind must have, with their types, in groups.
 fn required(kind: &str) -> &'static [&'static [(&'static str, Type)]] {
     use Type::*;
     match kind {
@@ -82,22 +112,55 @@ fn required(kind: &str) -> &'static [&'static [(&'static str, Type)]] {
             ("scan_type", Text(&["port_scan", "address_scan"])),
             ("phase", Text(&["detected", "ended"])),
         ]],
-        "route" => &[&[
-            ("id", Unsigned(u64::MAX)),
-            ("src_ip", Ip),
-            ("dst_ip", Ip),
-            ("hops", List),
-        ]],
+        "route" => &[&[("id", ID), ("src_ip", Ip), ("dst_ip", Ip), ("hops", List)]],
         _ => &[],
     }
 }
+
+/// The fields of each kind that go to a column of the store when present
+/// (absent or null: the column is empty), with their types.
+fn optional(kind: &str) -> &'static [(&'static str, Type)] {
+    use Type::*;
+    match kind {
+        "handshake" => &[("rtt_last_syn_us", Number), ("syn_count", COUNT)],
+        "flow" => &[
+            ("end_us", Time),
+            ("duration_us", Number),
+            ("packets_c2s", COUNT),
+            ("packets_s2c", COUNT),
+            ("bytes_c2s", COUNT),
+            ("bytes_s2c", COUNT),
+            ("retrans_c2s", COUNT),
+            ("retrans_s2c", COUNT),
+            ("sack_blocks_c2s", COUNT),
+            ("sack_blocks_s2c", COUNT),
+            ("dup_acks_c2s", COUNT),
+            ("dup_acks_s2c", COUNT),
+            ("zero_window_c2s", COUNT),
+            ("zero_window_s2c", COUNT),
+        ],
+        "route" => &[("handshake_id", ID), ("hop_count", TTL)],
+        "scan" => &[("target_ip", Ip), ("target_port", PORT), ("distinct", COUNT)],
+        _ => &[],
+    }
+}
+
+/// The fields of each hop of a route that go to a column when present.
+const HOP: &[(&str, Type)] = &[
+    ("ttl", TTL),
+    ("addr", Type::Ip),
+    ("sent", COUNT),
+    ("received", COUNT),
+    ("rtt_avg_us", Type::Number),
+];
 
 /// Whether `v` is of type `t` (a tree's values are read as [`Loose`] ones:
 /// one set of checks for both readings).
 fn passes(v: &Loose, t: Type) -> bool {
     match t {
-        Type::Unsigned(max) => v.as_u64().is_some_and(|n| n <= max),
-        Type::Signed => v.as_i64().is_some(),
+        Type::Unsigned(min, max) => v.as_u64().is_some_and(|n| (min..=max).contains(&n)),
+        Type::Time => v.as_i64().is_some_and(|n| (0..=MAX_TIME_US).contains(&n)),
+        Type::Number => v.as_f64().is_some_and(f64::is_finite),
         Type::Ip => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
         Type::Text(allowed) => v.as_str().is_some_and(|s| allowed.contains(&s)),
         Type::List => v.is_list(),
@@ -106,8 +169,19 @@ fn passes(v: &Loose, t: Type) -> bool {
 
 /// The fields every event must have, then those of its kind.
 fn checks(kind: &str) -> impl Iterator<Item = &(&'static str, Type)> {
-    const COMMON: &[(&str, Type)] = &[("seq", Type::Unsigned(u64::MAX)), ("ts_us", Type::Signed)];
+    const COMMON: &[(&str, Type)] = &[("seq", Type::Unsigned(1, MAX_INTEGER)), ("ts_us", Type::Time)];
     COMMON.iter().chain(required(kind).iter().copied().flatten())
+}
+
+fn problem(v: &Value, t: Type) -> String {
+    match t {
+        Type::Unsigned(min, max) => format!("must be an integer from {min} to {max}, not {v}"),
+        Type::Time => format!("must be µs since the epoch, an integer from 0 to {MAX_TIME_US}, not {v}"),
+        Type::Number => format!("must be a number, not {v}"),
+        Type::Ip => format!("must be an IP address as a string, not {v}"),
+        Type::Text(allowed) => format!("must be one of {}, not {v}", allowed.join(", ")),
+        Type::List => format!("must be a list, not {v}"),
+    }
 }
 
 fn check(event: &Map<String, Value>, field: &str, t: Type) -> Result<(), String> {
@@ -115,18 +189,22 @@ fn check(event: &Map<String, Value>, field: &str, t: Type) -> Result<(), String>
     if passes(&Loose::of(v), t) {
         return Ok(());
     }
-    Err(match t {
-        Type::Unsigned(max) => format!("must be an integer from 0 to {max}, not {v}"),
-        Type::Signed => format!("must be an integer, not {v}"),
-        Type::Ip => format!("must be an IP address as a string, not {v}"),
-        Type::Text(allowed) => format!("must be one of {}, not {v}", allowed.join(", ")),
-        Type::List => format!("must be a list, not {v}"),
-    })
+    Err(problem(v, t))
 }
 
-/// Parses and checks a batch body (already decompressed). Each event is
-/// kept as the text it arrived as (not serialised again) beside its parsed
-/// value.
+/// Checks `field` when it is there and not null.
+fn check_optional(event: &Map<String, Value>, field: &str, t: Type) -> Result<(), String> {
+    match event.get(field) {
+        None | Some(Value::Null) => Ok(()),
+        Some(v) if passes(&Loose::of(v), t) => Ok(()),
+        Some(v) => Err(problem(v, t)),
+    }
+}
+
+/// Parses a batch body (already decompressed). `Err` only when the body as
+/// a whole is unusable (not JSON, no `sensor`, no `events` list); each event
+/// that does not check is refused on its own. Each event is kept as the text
+/// it arrived as (not serialised again) beside its parsed value.
 pub fn parse(body: &[u8]) -> Result<Batch, String> {
     let not_object = || "the body must be a JSON object {\"sensor\": …, \"events\": […]}".to_string();
     let top: BTreeMap<String, &RawValue> = match serde_json::from_slice(body) {
@@ -147,49 +225,85 @@ pub fn parse(body: &[u8]) -> Result<Batch, String> {
         .get("events")
         .and_then(|v| serde_json::from_str(v.get()).ok())
         .ok_or("field `events`: missing or not a list")?;
-    let mut rows = Vec::with_capacity(events.len());
-    for (i, raw) in events.into_iter().enumerate() {
+    let mut batch = Batch {
+        sensor,
+        rows: Vec::with_capacity(events.len()),
+        refused: Vec::new(),
+    };
+    for (index, raw) in events.into_iter().enumerate() {
         if let Some(row) = handshake(raw) {
-            rows.push(row);
+            batch.rows.push(row);
             continue;
         }
-        // Not a valid handshake: the JSON tree, which names what is wrong.
-        let e: Value = serde_json::from_str(raw.get()).map_err(|err| format!("events[{i}]: {err}"))?;
-        let Value::Object(event) = &e else {
-            return Err(format!("events[{i}]: not a JSON object"));
-        };
-        let kind_text = event.get("kind").and_then(Value::as_str).unwrap_or("");
-        let Some(&kind) = KINDS.iter().find(|k| **k == kind_text) else {
-            return Err(format!(
+        match event(index, raw) {
+            Ok(row) => batch.rows.push(row),
+            Err((seq, error)) => batch.refused.push(Refused { index, seq, error }),
+        }
+    }
+    Ok(batch)
+}
+
+/// One event read as a JSON tree, which names what is wrong with it: the
+/// row, or its `seq` (if readable) and the reason.
+fn event(i: usize, raw: &RawValue) -> Result<Row, (Option<u64>, String)> {
+    let e: Value = serde_json::from_str(raw.get()).map_err(|err| (None, format!("events[{i}]: {err}")))?;
+    let Value::Object(event) = &e else {
+        return Err((None, format!("events[{i}]: not a JSON object")));
+    };
+    let seq = event
+        .get("seq")
+        .and_then(Value::as_u64)
+        .filter(|&s| (1..=MAX_INTEGER).contains(&s));
+    let kind_text = event.get("kind").and_then(Value::as_str).unwrap_or("");
+    let Some(&kind) = KINDS.iter().find(|k| **k == kind_text) else {
+        return Err((
+            seq,
+            format!(
                 "events[{i}]: field `kind`: unknown event kind {} (one of: {})",
                 event.get("kind").map_or("(missing)".to_string(), Value::to_string),
                 KINDS.join(", ")
-            ));
-        };
-        for (field, t) in checks(kind) {
-            check(event, field, *t).map_err(|m| format!("events[{i}] ({kind}): field `{field}`: {m}"))?;
-        }
-        let seq = event.get("seq").and_then(Value::as_u64).unwrap_or(0);
-        if seq == 0 {
-            return Err(format!("events[{i}] ({kind}): field `seq`: must start at 1"));
-        }
-        let ts_us = event.get("ts_us").and_then(Value::as_i64).unwrap_or(0);
-        let fields = if kind == "handshake" {
-            // Valid after all (a key given twice, say): the same fields.
-            let h = serde_json::from_value(e).map_err(|err| format!("events[{i}] ({kind}): {err}"))?;
-            Fields::Handshake(Box::new(h))
-        } else {
-            Fields::Other(e)
-        };
-        rows.push(Row {
-            seq,
-            kind,
-            ts_us,
-            json: raw.get().to_string(),
-            fields,
-        });
+            ),
+        ));
+    };
+    let named = |field: &str, m: String| (seq, format!("events[{i}] ({kind}): field `{field}`: {m}"));
+    for (field, t) in checks(kind) {
+        check(event, field, *t).map_err(|m| named(field, m))?;
     }
-    Ok(Batch { sensor, rows })
+    for (field, t) in optional(kind) {
+        check_optional(event, field, *t).map_err(|m| named(field, m))?;
+    }
+    if kind == "route" {
+        for (h, hop) in event
+            .get("hops")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let Value::Object(hop) = hop else {
+                return Err(named(&format!("hops[{h}]"), format!("must be an object, not {hop}")));
+            };
+            for (field, t) in HOP {
+                check_optional(hop, field, *t).map_err(|m| named(&format!("hops[{h}].{field}"), m))?;
+            }
+        }
+    }
+    let seq = seq.unwrap_or(0);
+    let ts_us = event.get("ts_us").and_then(Value::as_i64).unwrap_or(0);
+    let fields = if kind == "handshake" {
+        // Valid after all (a key given twice, say): the same fields.
+        let h = serde_json::from_value(e).map_err(|err| (Some(seq), format!("events[{i}] ({kind}): {err}")))?;
+        Fields::Handshake(Box::new(h))
+    } else {
+        Fields::Other(e)
+    };
+    Ok(Row {
+        seq,
+        kind,
+        ts_us,
+        json: raw.get().to_string(),
+        fields,
+    })
 }
 
 /// A valid handshake event read without a JSON tree; `None` for anything
@@ -206,7 +320,14 @@ fn handshake(raw: &RawValue) -> Option<Row> {
     if !checks("handshake").all(|(field, t)| h.field(field).is_some_and(|v| passes(v, *t))) {
         return None;
     }
-    let seq = h.seq.as_u64().filter(|&s| s > 0)?;
+    let present_and_bad = |v: &Loose, t| !matches!(v, Loose::Null) && !passes(v, t);
+    if optional("handshake")
+        .iter()
+        .any(|(field, t)| h.field(field).is_some_and(|v| present_and_bad(v, *t)))
+    {
+        return None;
+    }
+    let seq = h.seq.as_u64()?;
     let ts_us = h.ts_us.as_i64()?;
     Some(Row {
         seq,
@@ -278,7 +399,8 @@ mod tests {
             let raw: Box<RawValue> = serde_json::from_str(&e.to_string()).unwrap();
             assert!(super::handshake(&raw).is_none(), "{field} = {bad} read fast");
             if field != "kind" {
-                assert!(parse(&body(vec![e])).is_err(), "{field} = {bad} accepted");
+                let b = parse(&body(vec![e])).unwrap();
+                assert!(b.rows.is_empty() && b.refused.len() == 1, "{field} = {bad} accepted");
             }
             let mut missing = handshake(1);
             missing.as_object_mut().unwrap().remove(field);
@@ -350,11 +472,21 @@ mod tests {
                     h["seq"] = 0.into();
                     h
                 },
-                "must start at 1",
+                "field `seq`: must be an integer from 1 to",
             ),
         ];
         for (event, want) in cases {
-            let e = parse(&body(vec![handshake(1), event])).unwrap_err();
+            let b = parse(&body(vec![handshake(1), event, handshake(3)])).unwrap();
+            assert_eq!(
+                b.rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                [1, 3],
+                "the others are kept"
+            );
+            let [refused] = &b.refused[..] else {
+                panic!("one refused: {:?}", b.refused)
+            };
+            assert_eq!(refused.index, 1);
+            let e = &refused.error;
             assert!(e.starts_with("events[1]"), "{e}");
             assert!(e.contains(want), "{e} (wanted {want})");
         }
@@ -363,5 +495,71 @@ mod tests {
             .contains("not valid JSON"));
         assert!(parse(b"[]").unwrap_err().contains("must be a JSON object"));
         assert!(parse(b"{\"events\": []}").unwrap_err().contains("`sensor`"));
+    }
+
+    /// Numbers the store cannot hold, or the queries could not compute
+    /// with, are refused at the door, each with the event and the field.
+    #[test]
+    fn numbers_beyond_what_the_store_holds_are_refused() {
+        let flow = serde_json::json!({"kind": "flow", "seq": 1, "ts_us": 1, "id": 4, "client_ip": "192.0.2.9",
+            "client_port": 50000, "server_ip": "10.0.0.5", "server_port": 22, "direction": "inbound"});
+        let route = serde_json::json!({"kind": "route", "seq": 1, "ts_us": 1, "id": 4, "src_ip": "10.0.0.1",
+            "dst_ip": "192.0.2.1", "hops": [{"ttl": 1, "addr": "10.0.0.254", "sent": 3}]});
+        let cases: Vec<(Value, &str, Value, &str)> = vec![
+            (
+                handshake(1),
+                "id",
+                (1u64 << 63).into(),
+                "field `id`: must be an integer from 0 to 9223372036854775807",
+            ),
+            (handshake(1), "id", u64::MAX.into(), "field `id`"),
+            (handshake(1), "seq", (1u64 << 63).into(), "field `seq`"),
+            (
+                handshake(1),
+                "ts_us",
+                i64::MIN.into(),
+                "field `ts_us`: must be µs since the epoch",
+            ),
+            (handshake(1), "ts_us", (MAX_TIME_US + 1).into(), "field `ts_us`"),
+            (handshake(1), "syn_count", u64::MAX.into(), "field `syn_count`"),
+            (
+                handshake(1),
+                "rtt_last_syn_us",
+                "fast".into(),
+                "field `rtt_last_syn_us`: must be a number",
+            ),
+            (
+                flow.clone(),
+                "packets_c2s",
+                (1u64 << 63).into(),
+                "(flow): field `packets_c2s`",
+            ),
+            (flow.clone(), "end_us", (-1).into(), "field `end_us`"),
+            (flow, "id", (1u64 << 63).into(), "(flow): field `id`"),
+            (route.clone(), "id", u64::MAX.into(), "(route): field `id`"),
+            (route.clone(), "hop_count", 256.into(), "field `hop_count`"),
+            (
+                route.clone(),
+                "handshake_id",
+                (1u64 << 63).into(),
+                "field `handshake_id`",
+            ),
+            (route, "hops", serde_json::json!([{"ttl": 300}]), "field `hops[0].ttl`"),
+        ];
+        for (mut event, field, bad, want) in cases {
+            event[field] = bad;
+            let b = parse(&body(vec![handshake(7), event])).unwrap();
+            assert_eq!(b.rows.len(), 1, "{want}: the good event stays");
+            let e = &b.refused[0].error;
+            assert!(e.starts_with("events[1]") && e.contains(want), "{e} (wanted {want})");
+        }
+        // The largest values that fit are stored.
+        let mut h = handshake(i64::MAX as u64);
+        h["id"] = i64::MAX.into();
+        h["ts_us"] = MAX_TIME_US.into();
+        h["syn_count"] = Value::Null;
+        let b = parse(&body(vec![h])).unwrap();
+        assert!(b.refused.is_empty(), "{:?}", b.refused);
+        assert_eq!(b.rows[0].seq, i64::MAX as u64);
     }
 }

@@ -16,10 +16,13 @@
 //! - [`graphdb`]: the optional FalkorDB graph of the traced paths, filled
 //!   from SQLite by a thread of its own;
 //! - [`ui`]: the web UI's files, compiled into the binary (no internet
-//!   needed to use it).
+//!   needed to use it);
+//! - [`fuzzing`]: the bodies of the fuzz targets (`fuzz/`), which the tests
+//!   replay on their corpora.
 
 pub mod cli;
 pub mod config;
+pub mod fuzzing;
 pub mod graphdb;
 pub mod ingest;
 pub mod query;

@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 
 use net_gazer_collector::cli::Cli;
 use net_gazer_collector::config::Config;
@@ -16,14 +15,11 @@ use net_gazer_collector::store::Store;
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = net_gazer_common::exit::parse_args();
     net_gazer_common::logging::init(cli.verbose);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("net-gazer-collector: error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => net_gazer_common::exit::report("net-gazer-collector", &e),
     }
 }
 
@@ -76,8 +72,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
             tokio::spawn(watchdog(bound, std::time::Duration::from_micros(usec / 2)));
         }
-        axum::serve(listener, server::app_with(config, store, graph_stats))
-            .with_graceful_shutdown(shutdown())
+        let limits = server::listen::Limits {
+            max_connections: config.max_connections,
+            header_timeout: config.header_timeout,
+            idle_timeout: config.idle_timeout,
+        };
+        let connections = std::sync::Arc::new(server::listen::ConnectionStats::default());
+        let app = server::app(config, store, graph_stats, std::sync::Arc::clone(&connections));
+        server::listen::serve(listener, app, limits, connections, shutdown())
             .await
             .context("serving")
     })

@@ -251,7 +251,8 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
         let remote_kind = if r.get::<_, bool>(10)? { "local" } else { "remote" };
         for (id, kind, geo) in [(&local, "local", Geo::default()), (&remote, remote_kind, geo)] {
             let n = nodes.entry(id.clone()).or_insert_with(|| Node::new(id, kind, geo));
-            *n.count.get_or_insert(0) += count;
+            let c = n.count.get_or_insert(0);
+            *c = c.saturating_add(count);
         }
         links.push(Link {
             source: local,
@@ -437,9 +438,12 @@ pub fn host(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> {
 fn flow_quality(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> {
     let (clause, mut values) = f.flow_clause();
     values.insert(0, Sql::Text(ip.to_string()));
+    // total(), not sum(): SQLite's integer sum() fails on overflow (two
+    // flows of 2^62 packets would make the query fail for good); total()
+    // sums as floating point, exact below 2^53, and the result saturates.
     let sums: Vec<String> = crate::store::FLOW_COUNTERS
         .iter()
-        .map(|c| format!("coalesce(sum({c}), 0)"))
+        .map(|c| format!("total({c})"))
         .collect();
     let sql = format!(
         "SELECT count(*), {} FROM flows WHERE remote_ip = ?{clause}",
@@ -451,7 +455,8 @@ fn flow_quality(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> 
             let mut m = serde_json::Map::new();
             m.insert("count".into(), r.get::<_, i64>(0)?.into());
             for (i, name) in crate::store::FLOW_COUNTERS.iter().enumerate() {
-                m.insert((*name).into(), r.get::<_, i64>(i + 1)?.into());
+                // `as` saturates (and a NaN, impossible from total(), is 0).
+                m.insert((*name).into(), (r.get::<_, f64>(i + 1)? as u64).into());
             }
             Ok(m)
         })?;
@@ -531,9 +536,9 @@ pub fn inbound(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
         });
         let n: i64 = r.get(4)?;
         match r.get::<_, String>(3)?.as_str() {
-            "refused" => s.refused += n as u64,
-            "unanswered" => s.unanswered += n as u64,
-            _ => s.other += n as u64,
+            "refused" => s.refused = s.refused.saturating_add(n.unsigned_abs()),
+            "unanswered" => s.unanswered = s.unanswered.saturating_add(n.unsigned_abs()),
+            _ => s.other = s.other.saturating_add(n.unsigned_abs()),
         }
         s.targets
             .push(json!({"ip": r.get::<_, String>(1)?, "port": r.get::<_, i64>(2)?,
@@ -699,18 +704,20 @@ pub fn rtt_series(store: &Store, filter: &Filter, s: &Series) -> rusqlite::Resul
         }
         matching.push((r.get(0)?, r.get(1)?, r.get::<_, String>(2)? != "established"));
     }
+    // Stored times are checked at ingest, but a database written by an
+    // older collector may hold any i64: the arithmetic saturates.
     let bucket = match (s.bucket_us.filter(|b| *b > 0), s.buckets.filter(|n| *n > 0)) {
         (Some(b), _) => b,
         (None, Some(n)) => {
             let first = matching.iter().map(|m| m.0).min().unwrap_or(0);
             let last = matching.iter().map(|m| m.0).max().unwrap_or(0);
-            ((last - first) / i64::from(n)).max(1_000_000)
+            (last.saturating_sub(first) / i64::from(n)).max(1_000_000)
         }
         (None, None) => 60_000_000,
     };
     let mut buckets: BTreeMap<i64, (u64, u64, Vec<f64>)> = BTreeMap::new();
     for (ts, rtt, failed) in matching {
-        let b = buckets.entry(ts.div_euclid(bucket) * bucket).or_default();
+        let b = buckets.entry(ts.div_euclid(bucket).saturating_mul(bucket)).or_default();
         b.0 += 1;
         b.1 += u64::from(failed);
         if let Some(rtt) = rtt {

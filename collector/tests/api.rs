@@ -80,28 +80,23 @@ fn batches_are_stored_once_and_bad_requests_store_nothing() {
     let body = serde_json::to_vec(&batch("gw1", 1..=100)).unwrap();
     assert_eq!(
         post(&c, Some(TOKEN), body.clone(), false),
-        (200, json!({"stored": 100, "duplicates": 0}))
+        (200, json!({"stored": 100, "duplicates": 0, "refused": []}))
     );
     assert_eq!(
         post(&c, Some(TOKEN), body, false),
-        (200, json!({"stored": 0, "duplicates": 100}))
+        (200, json!({"stored": 0, "duplicates": 100, "refused": []}))
     );
     // Overlapping and gzip-compressed.
     let body = gzip(&serde_json::to_vec(&batch("gw1", 91..=150)).unwrap());
     assert_eq!(
         post(&c, Some(TOKEN), body, true),
-        (200, json!({"stored": 50, "duplicates": 10}))
+        (200, json!({"stored": 50, "duplicates": 10, "refused": []}))
     );
     assert_eq!(stored(&c, "gw1"), 150);
 
-    // Every bad request: its status, a message, and nothing stored.
+    // Every request that is bad as a whole: its status, a message, and
+    // nothing stored.
     let good = serde_json::to_vec(&batch("gw1", 151..=160)).unwrap();
-    let mut wrong_type = batch("gw1", 151..=160);
-    wrong_type["events"][3]["server_port"] = json!("https");
-    let mut unknown_kind = batch("gw1", 151..=160);
-    unknown_kind["events"][9]["kind"] = json!("telemetry");
-    let mut missing = batch("gw1", 151..=160);
-    missing["events"][0].as_object_mut().unwrap().remove("client_ip");
     let truncated = {
         let g = gzip(&good);
         g[..g.len() / 2].to_vec()
@@ -128,30 +123,6 @@ fn batches_are_stored_once_and_bad_requests_store_nothing() {
             false,
             400,
             "not valid JSON",
-        ),
-        (
-            "a wrong type",
-            Some(TOKEN),
-            serde_json::to_vec(&wrong_type).unwrap(),
-            false,
-            400,
-            "events[3] (handshake): field `server_port`",
-        ),
-        (
-            "an unknown kind",
-            Some(TOKEN),
-            serde_json::to_vec(&unknown_kind).unwrap(),
-            false,
-            400,
-            "unknown event kind \"telemetry\"",
-        ),
-        (
-            "a missing field",
-            Some(TOKEN),
-            serde_json::to_vec(&missing).unwrap(),
-            false,
-            400,
-            "field `client_ip`: missing",
         ),
         ("truncated gzip", Some(TOKEN), truncated, true, 400, "gzip"),
         ("an oversized body", Some(TOKEN), huge.clone(), false, 413, ""),
@@ -186,10 +157,74 @@ fn batches_are_stored_once_and_bad_requests_store_nothing() {
         "netgazer_collector_events_stored_total{sensor=\"gw1\",kind=\"handshake\"} 160",
         "netgazer_collector_events_duplicate_total{sensor=\"gw1\",kind=\"handshake\"} 110",
         "netgazer_collector_requests_rejected_total{reason=\"token\"} 2",
-        "netgazer_collector_requests_rejected_total{reason=\"invalid\"} 4",
+        "netgazer_collector_requests_rejected_total{reason=\"invalid\"} 1",
     ] {
         assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
     }
+}
+
+/// One bad event never holds back the others: the valid events of a batch
+/// are stored, each invalid one is named in the answer (its index, `seq`
+/// and what is wrong), and a retry stores nothing twice.
+#[test]
+fn invalid_events_are_refused_one_by_one_and_the_rest_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path());
+    let mut b = batch("gw1", 1..=10);
+    b["events"][3]["server_port"] = json!("https");
+    b["events"][5]["kind"] = json!("telemetry");
+    b["events"][6].as_object_mut().unwrap().remove("client_ip");
+    // The poison pills of before: values the store cannot hold.
+    b["events"][7]["id"] = json!(u64::MAX);
+    b["events"][8]["ts_us"] = json!(i64::MIN);
+    b["events"][9]["seq"] = json!(1u64 << 63);
+    let body = serde_json::to_vec(&b).unwrap();
+    let (status, answer) = post(&c, Some(TOKEN), body.clone(), false);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (&answer["stored"], &answer["duplicates"]),
+        (&json!(4), &json!(0)),
+        "{answer}"
+    );
+    let refused = answer["refused"].as_array().unwrap();
+    let got: Vec<(u64, Option<u64>)> = refused
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["seq"].as_u64()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (3, Some(4)),
+            (5, Some(6)),
+            (6, Some(7)),
+            (7, Some(8)),
+            (8, Some(9)),
+            (9, None)
+        ],
+        "{answer}"
+    );
+    for (i, want) in [
+        (0, "events[3] (handshake): field `server_port`"),
+        (1, "unknown event kind \"telemetry\""),
+        (2, "field `client_ip`: missing"),
+        (3, "field `id`: must be an integer from 0 to 9223372036854775807"),
+        (4, "field `ts_us`"),
+        (5, "field `seq`"),
+    ] {
+        let e = refused[i]["error"].as_str().unwrap();
+        assert!(e.contains(want), "{e} (wanted {want})");
+    }
+    assert_eq!(stored(&c, "gw1"), 4);
+    let (_, again) = post(&c, Some(TOKEN), body, false);
+    assert_eq!((&again["stored"], &again["duplicates"]), (&json!(0), &json!(4)));
+    let metrics = reqwest::blocking::get(format!("{}/metrics", c.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("netgazer_collector_events_refused_total{sensor=\"gw1\"} 12"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -203,12 +238,12 @@ fn stored_events_survive_a_kill_and_retries_after_it_stay_single() {
     assert_eq!(stored(&c, "gw1"), 500);
     assert_eq!(
         post(&c, Some(TOKEN), body, false),
-        (200, json!({"stored": 0, "duplicates": 500}))
+        (200, json!({"stored": 0, "duplicates": 500, "refused": []}))
     );
     let body = serde_json::to_vec(&batch("gw1", 400..=700)).unwrap();
     assert_eq!(
         post(&c, Some(TOKEN), body, false),
-        (200, json!({"stored": 200, "duplicates": 101}))
+        (200, json!({"stored": 200, "duplicates": 101, "refused": []}))
     );
     assert_eq!(stored(&c, "gw1"), 700);
 }
@@ -548,4 +583,30 @@ fn journal_lines_carry_no_timestamp() {
         assert!(l.trim_start().starts_with("INFO"), "no timestamp first: {l:?}");
         assert!(!l.contains('\u{1b}'), "no colour codes: {l:?}");
     }
+}
+
+/// For service managers: a configuration error exits 78, a command-line
+/// mistake 64, each with a message naming what is wrong.
+#[test]
+fn configuration_and_usage_errors_have_their_exit_statuses() {
+    let bin = env!("CARGO_BIN_EXE_net-gazer-collector");
+    let dir = tempfile::tempdir().unwrap();
+    for (text, want) in [
+        (
+            "body_limit_mb = 17592186044416\n",
+            "key `body_limit_mb`: must be from 1 to 1024",
+        ),
+        ("bogus = 1\n", "bogus"),
+        ("[sensors.gw1]\ntoken = \"short\"\n", "sensors.gw1.token"),
+    ] {
+        let config = dir.path().join("c.toml");
+        std::fs::write(&config, text).unwrap();
+        let o = std::process::Command::new(bin).arg("-c").arg(&config).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(78), "{text}: {err}");
+        assert!(err.contains(want), "{text}: {err}");
+        assert!(!err.contains("listening"), "refused before listening: {err}");
+    }
+    let o = std::process::Command::new(bin).arg("--no-such-flag").output().unwrap();
+    assert_eq!(o.status.code(), Some(64));
 }

@@ -33,6 +33,8 @@ impl std::fmt::Display for Invalid {
     }
 }
 
+impl std::error::Error for Invalid {}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {error}")]
@@ -40,6 +42,10 @@ pub enum ConfigError {
     #[error("configuration file {path}: {problem}")]
     Invalid { path: PathBuf, problem: Invalid },
 }
+
+/// A configuration file is read up to this size (the shipped ones are a
+/// few kilobytes).
+pub const MAX_FILE: u64 = 1 << 20;
 
 /// `path` if given, else the first file of `search` that exists; `None`
 /// means none does (the defaults apply).
@@ -60,9 +66,16 @@ pub fn load<T: Default>(
     let Some(path) = locate(path, search) else {
         return Ok((T::default(), None));
     };
-    let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
+    let read = |error| ConfigError::Read {
         path: path.clone(),
         error,
+    };
+    let bytes = crate::file::read_bounded(&path, MAX_FILE).map_err(read)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text: {e}"),
+        ))
     })?;
     let config = parse(&text).map_err(|e| e.in_file(&path))?;
     Ok((config, Some(path)))
@@ -126,9 +139,10 @@ pub fn find_table(text: &str, table: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-/// The line of `table.key` in `text`, if it is written there.
+/// The line of `table.key` (or of a top-level `key`) in `text`, if it is
+/// written there.
 pub fn find_key(text: &str, dotted: &str) -> Option<usize> {
-    let (table, key) = dotted.rsplit_once('.')?;
+    let (table, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
     let mut current = String::new();
     for (i, raw) in text.lines().enumerate() {
         let l = raw.trim();

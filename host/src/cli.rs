@@ -8,6 +8,12 @@ use ipnet::IpNet;
 
 use crate::track::Mode;
 
+/// The exit statuses, in `--help` and the man pages (docs/operations.md).
+pub const EXIT_STATUS: &str = "Exit status: 0 on success (a stop by SIGTERM or Ctrl-C included); \
+    1 on a failure (an interface that is gone, an output that failed); 64 (EX_USAGE) when the command line \
+    is wrong; 78 (EX_CONFIG) when the configuration is wrong (a key, a value out of range, a capture filter \
+    that does not compile, a plugin directory others can write) - the systemd unit does not restart on 78.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "net-gazer",
@@ -18,7 +24,8 @@ use crate::track::Mode;
         attempt with its RTTs, SYN retransmissions and outcome, per-flow quality, and inbound scans, \
         as JSON lines. Every event first passes through the WebAssembly plugins of the plugin \
         directory (/etc/net-gazer/plugins), which may drop or tag it; SIGHUP reloads them. \
-        Without a subcommand it runs the live sensor (`net-gazer run`)."
+        Without a subcommand it runs the live sensor (`net-gazer run`).",
+    after_long_help = EXIT_STATUS
 )]
 pub struct Cli {
     /// Interface to capture on [default: the first that is up, not loopback, with an address]

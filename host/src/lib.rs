@@ -16,7 +16,9 @@
 //! - [`output`] writes events off the capture thread;
 //! - [`pipeline`] wires one to the next; [`app`] holds the commands;
 //! - [`config`] and [`cli`] are the settings; [`craft`] builds packets and
-//!   capture files for tests, benchmarks and probes.
+//!   capture files for tests, benchmarks and probes;
+//! - [`fuzzing`] holds the bodies of the fuzz targets (`fuzz/`), which the
+//!   tests replay on their corpora.
 
 pub mod app;
 pub mod capture;
@@ -25,6 +27,7 @@ pub mod config;
 pub mod craft;
 pub mod decode;
 pub mod event;
+pub mod fuzzing;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

@@ -6,9 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use net_gazer_common::sync::Lock;
 use std::time::Duration;
 
 use crate::event::Stats;
@@ -17,7 +19,7 @@ use crate::plugin::metrics::{Registry, Snapshot, BUCKETS_NS};
 /// What the capture loop publishes and the endpoint reads.
 #[derive(Clone, Default)]
 pub struct Published {
-    latest: Arc<Mutex<Option<Stats>>>,
+    latest: Arc<Lock<Option<Stats>>>,
     /// Events waiting for the output thread (plugins, outputs), live.
     queued: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -32,19 +34,26 @@ impl Published {
     }
 
     pub fn set(&self, stats: Stats) {
-        if let Ok(mut l) = self.latest.lock() {
-            *l = Some(stats);
-        }
+        *self.latest.lock() = Some(stats);
     }
 
     fn get(&self) -> Option<Stats> {
-        self.latest.lock().ok().and_then(|l| l.clone())
+        self.latest.lock().clone()
     }
 }
 
-/// Binds `listen` and answers scrapes from a thread of its own; the
-/// address bound (port 0 picks one). `spool`: the delivery spool directory
-/// when `[output.collector]` is set (its contents are read per scrape).
+/// Scrapes answered at once; one more is answered 503 and closed.
+const MAX_SCRAPES: usize = 4;
+/// A scrape's request line and headers must arrive within this, and be
+/// at most [`MAX_HEAD`] bytes: a client sending a byte at a time, or
+/// without end, holds one slot for 5 s at most.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_HEAD: usize = 8 * 1024;
+
+/// Binds `listen` and answers scrapes, each on a thread of its own (at most
+/// [`MAX_SCRAPES`] at once); the address bound (port 0 picks one).
+/// `spool`: the delivery spool directory when `[output.collector]` is set
+/// (its contents are read per scrape).
 pub fn serve(
     listen: SocketAddr,
     published: Published,
@@ -53,14 +62,66 @@ pub fn serve(
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)?;
     let bound = listener.local_addr()?;
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        for conn in listener.incoming().flatten() {
-            if let Err(e) = answer(conn, &published, &plugins, spool.as_deref()) {
-                tracing::debug!(error = %e, "metrics request failed");
+        for mut conn in listener.incoming().flatten() {
+            use std::sync::atomic::Ordering::SeqCst;
+            if busy.fetch_add(1, SeqCst) >= MAX_SCRAPES {
+                busy.fetch_sub(1, SeqCst);
+                let _ = conn.set_write_timeout(Some(Duration::from_millis(100)));
+                let _ = conn
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                continue;
+            }
+            let (published, plugins, spool, slot) =
+                (published.clone(), plugins.clone(), spool.clone(), Arc::clone(&busy));
+            let spawned = std::thread::Builder::new()
+                .name("metrics-scrape".into())
+                .spawn(move || {
+                    if let Err(e) = answer(conn, &published, &plugins, spool.as_deref()) {
+                        tracing::debug!(error = %e, "metrics request failed");
+                    }
+                    slot.fetch_sub(1, SeqCst);
+                });
+            if spawned.is_err() {
+                busy.fetch_sub(1, SeqCst);
             }
         }
     })?;
     Ok(bound)
+}
+
+/// Reads a request's line and headers: up to the empty line, at most
+/// [`MAX_HEAD`] bytes, within [`HEAD_TIMEOUT`] in all.
+fn read_head(conn: &mut TcpStream) -> std::io::Result<String> {
+    let deadline = std::time::Instant::now() + HEAD_TIMEOUT;
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request head too slow",
+            ));
+        }
+        conn.set_read_timeout(Some(left))?;
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            break;
+        }
+        if head.len() > MAX_HEAD {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "request head too large",
+            ));
+        }
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
 fn answer(
@@ -69,19 +130,9 @@ fn answer(
     plugins: &Registry,
     spool: Option<&std::path::Path>,
 ) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // The headers, up to the empty line (bounded: a scraper sends a few).
-    let mut line = String::new();
-    for _ in 0..100 {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-            break;
-        }
-    }
+    conn.set_write_timeout(Some(HEAD_TIMEOUT))?;
+    let head = read_head(&mut conn)?;
+    let request = head.lines().next().unwrap_or("");
     let mut parts = request.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) = match (method, path.split('?').next().unwrap_or("")) {
@@ -365,6 +416,44 @@ pub fn render_plugins(plugins: &[(String, Snapshot)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scrape(addr: SocketAddr) -> String {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    }
+
+    /// Clients that send nothing (or a byte at a time) hold a slot for the
+    /// head timeout at most; beyond the slots, 503 at once; scrapes go on.
+    #[test]
+    fn slow_clients_are_bounded_and_scrapes_go_on() {
+        let addr = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Published::default(),
+            Registry::default(),
+            None,
+        )
+        .unwrap();
+        assert!(scrape(addr).starts_with("HTTP/1.1 200 OK"));
+        let mut slow: Vec<TcpStream> = (0..MAX_SCRAPES).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        for s in &mut slow {
+            s.write_all(b"GET /met").unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(scrape(addr).starts_with("HTTP/1.1 503"), "every slot taken");
+        let started = std::time::Instant::now();
+        for s in &mut slow {
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut b = [0u8; 64];
+            // Closed by the server once HEAD_TIMEOUT passed.
+            assert!(matches!(s.read(&mut b), Ok(0) | Err(_)));
+        }
+        assert!(started.elapsed() < Duration::from_secs(15));
+        assert!(scrape(addr).starts_with("HTTP/1.1 200 OK"), "slots free again");
+    }
 
     #[test]
     fn the_text_format_with_labels_escaped() {

@@ -112,12 +112,17 @@ impl Pipeline {
         self.queue.producer()
     }
 
-    /// Wakes the output thread (for a reloaded plugin chain).
     /// Events waiting for the output thread, as it changes (metrics).
     pub fn queued(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
         self.queue.queued()
     }
 
+    /// Events dropped so far because the output queue was full.
+    pub fn queue_drops(&self) -> u64 {
+        self.queue.drops()
+    }
+
+    /// Wakes the output thread (for a reloaded plugin chain).
     pub fn waker(&self) -> crate::output::Waker {
         self.queue.waker()
     }
@@ -194,9 +199,18 @@ impl Pipeline {
         self.next_timeout = self.tracker.poll_timeout();
     }
 
-    /// End of capture: reports what is open as of `now`, then a final stats
-    /// event. Returns the queue so the caller can close it.
-    pub fn finish(mut self, now: Timestamp, kernel: Option<KernelStats>) -> (EventQueue, Stats) {
+    /// End of capture: reports what is open as of `now` (flows with
+    /// `end_reason` `shutdown`), then a final stats event. The queue waits
+    /// for the output thread until `deadline` instead of dropping, so a stop
+    /// loses nothing unless the outputs cannot keep up by then. Returns the
+    /// queue so the caller can close it.
+    pub fn finish(
+        mut self,
+        now: Timestamp,
+        kernel: Option<KernelStats>,
+        deadline: std::time::Instant,
+    ) -> (EventQueue, Stats) {
+        self.queue.finish_by(deadline);
         while self.tracker.flush_step(now, 4096) {
             self.drain();
         }

@@ -169,59 +169,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Parses durations as operators write them: `250ms`, `30s`, `5m`, `1h`,
-/// `2d`, or `1m30s`. A bare number is refused so units are never guessed.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("`{text}`: expected a number before the unit"));
-        }
-        let value: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{text}`: number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let part = match unit {
-            "us" | "µs" => Duration::from_micros(value),
-            "ms" => Duration::from_millis(value),
-            "s" => Duration::from_secs(value),
-            "m" | "min" => Duration::from_secs(value.saturating_mul(60)),
-            "h" => Duration::from_secs(value.saturating_mul(3600)),
-            "d" => Duration::from_secs(value.saturating_mul(86_400)),
-            "" => return Err(format!("`{text}`: missing unit (us, ms, s, m, h or d)")),
-            other => return Err(format!("`{text}`: unknown unit `{other}` (us, ms, s, m, h or d)")),
-        };
-        total = total.saturating_add(part);
-    }
-    Ok(total)
-}
-
-/// Formats a duration the way [`parse_duration`] reads it.
-pub fn format_duration(d: Duration) -> String {
-    let ns = d.as_nanos();
-    for (unit, size) in [
-        ("d", 86_400_000_000_000u128),
-        ("h", 3_600_000_000_000),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("us", 1_000),
-    ] {
-        if ns >= size && ns % size == 0 {
-            return format!("{}{unit}", ns / size);
-        }
-    }
-    format!("{}us", ns / 1_000)
-}
+pub use net_gazer_common::duration::{format_duration, parse_duration};
 
 #[cfg(test)]
 mod tests {
@@ -276,17 +224,5 @@ mod tests {
         assert_eq!(b.micros_since(a), 127_521.774);
         assert_eq!(a.micros_since(b), -127_521.774);
         assert_eq!(a - b, Duration::ZERO);
-    }
-
-    #[test]
-    fn durations_parse_and_reject_bad_units() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("30").unwrap_err().contains("missing unit"));
-        assert!(parse_duration("3x").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("").is_err());
-        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
-        assert_eq!(format_duration(Duration::from_millis(1)), "1ms");
     }
 }

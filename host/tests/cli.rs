@@ -215,3 +215,126 @@ fn trace_refuses_a_family_mismatch() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("IPv4 address but -6"), "{}", stderr(&o));
 }
+
+/// For service managers: 64 for a command-line mistake, 78 for a
+/// configuration error (systemd's RestartPreventExitStatus=78 then stops
+/// retrying), 1 for anything else, 0 for help.
+#[test]
+fn exit_statuses_tell_usage_configuration_and_other_errors_apart() {
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
+    let o = run(&["replay", "--no-such-flag", "x.pcap"]);
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    assert_eq!(run(&["no-such-command"]).status.code(), Some(64));
+
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let unknown = write("unknown.toml", "[scan]\nport_treshold = 10\n");
+    let range = write("range.toml", "[track]\nmax_connections = 4294967296\n");
+    let overflow = write("overflow.toml", "[output]\nqueue_size = 9223372036854775807\n");
+    for (args, want) in [
+        (vec!["check-config", "-c", &unknown], "scan.port_treshold"),
+        (
+            vec!["check-config", "-c", &range],
+            "must be from 1 to 10000000, not 4294967296",
+        ),
+        (vec!["replay", "-c", &overflow, "x.pcap"], "output.queue_size"),
+        (
+            vec!["check-config", "-c", "/nonexistent/ng.toml"],
+            "/nonexistent/ng.toml",
+        ),
+        (
+            vec!["check-config", "-c", "/dev/null", "--filter", "port banana"],
+            "capture.filter",
+        ),
+        (vec!["check-config", "-c", "/dev/null", "-o", ""], "output.jsonl"),
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(78), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    let o = run(&["run", "-c", "/dev/null", "-i", "ng-no-such-if0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+/// A plugin directory that others could write is refused (as sshd's
+/// StrictModes does), unless `strict_permissions = false`.
+#[test]
+fn a_plugin_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let empty = dir.path().join("empty.pcap");
+    let w =
+        net_gazer::craft::PcapWriter::new(Vec::new(), 1, net_gazer::craft::TsResolution::Micro, false, 65535).unwrap();
+    std::fs::write(&empty, w.into_inner()).unwrap();
+    let plugin_dir = plugins.to_string_lossy().into_owned();
+    let file = empty.to_string_lossy().into_owned();
+    for args in [
+        vec!["check-config", "-c", "/dev/null", "--plugin-dir", &plugin_dir],
+        vec!["replay", "-c", "/dev/null", "--plugin-dir", &plugin_dir, &file],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(78), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("writable by its group and others (mode 0777)"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let lax = dir.path().join("lax.toml");
+    std::fs::write(&lax, "[plugins]\nstrict_permissions = false\n").unwrap();
+    let o = run(&[
+        "replay",
+        "-c",
+        lax.to_str().unwrap(),
+        "--plugin-dir",
+        &plugin_dir,
+        &file,
+    ]);
+    assert!(o.status.success(), "the override lets it run: {}", stderr(&o));
+}
+
+/// Devices, directories and endless inputs are refused at once with what
+/// they are; nothing is read without a bound.
+#[test]
+fn devices_and_endless_inputs_are_refused_with_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_string_lossy().into_owned();
+    for (args, want) in [
+        (
+            vec!["replay", "-c", "/dev/null", "/dev/urandom"],
+            "/dev/urandom is a character device, not a capture file",
+        ),
+        (
+            vec!["replay", "-c", "/dev/null", "/dev/zero"],
+            "/dev/zero is a character device",
+        ),
+        (
+            vec!["replay", "-c", "/dev/null", &d],
+            "is a directory, not a capture file",
+        ),
+        (
+            vec!["plugins", "check", "/dev/zero"],
+            "/dev/zero is a character device, not a regular file",
+        ),
+        (
+            vec!["check-config", "-c", "/dev/zero"],
+            "more than the 1048576 bytes allowed",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let o = run(&args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{args:?}: answered at once"
+        );
+    }
+}

@@ -47,7 +47,7 @@ fn kinds(jsonl: &Path) -> std::collections::BTreeMap<String, u64> {
 }
 
 fn captures() -> Option<Vec<PathBuf>> {
-    let data = common::shared_data()?;
+    let data = common::testdata();
     let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("pcaps"))
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -199,7 +199,7 @@ fn a_collector_killed_and_restarted_during_a_replay_stores_every_event_once() {
 /// wrote for it.
 #[test]
 fn flow_quality_reaches_the_host_detail() {
-    let Some(data) = common::shared_data() else { return };
+    let data = common::testdata();
     let file = data.join("pcaps/zeek_retransmit-fast009.pcap");
     let dir = tempfile::tempdir().unwrap();
     let c = start_collector(dir.path(), "127.0.0.1:0");
@@ -249,4 +249,131 @@ fn flow_quality_reaches_the_host_detail() {
         flows.iter().any(|f| f["retrans_s2c"].as_u64() > Some(0)),
         "no retransmission in {flows:?}"
     );
+}
+
+/// A pcap-ng capture of `n` established handshakes on each of two
+/// interfaces; the second one's `if_tsoffset` puts its packets in 1906, so
+/// their events carry a negative `ts_us`, which the collector refuses.
+fn capture_with_events_before_1970(path: &Path, n: u32) {
+    use net_gazer::craft::{frame, PcapNgWriter, TcpSpec, TsResolution};
+    use net_gazer::decode::{LinkType, TcpFlags, VlanStack};
+    use net_gazer::time::Timestamp;
+    let mut w = PcapNgWriter::new(Vec::new(), false).unwrap();
+    let ifaces = [
+        w.add_interface(1, TsResolution::Micro, 65535).unwrap(),
+        w.add_interface_offset(1, TsResolution::Micro, 65535, -2_000_000_000)
+            .unwrap(),
+    ];
+    for (k, iface) in ifaces.into_iter().enumerate() {
+        for i in 0..n {
+            let client = std::net::IpAddr::from([10, 0, k as u8, i as u8]);
+            let server = std::net::IpAddr::from([192, 0, 2, 1]);
+            let t = 1_700_000_000_000_000i64 + i64::from(i) * 1000;
+            for (dt, spec) in [
+                (0, TcpSpec::new(client, 40000, server, 443, TcpFlags::SYN).seq(i)),
+                (
+                    40,
+                    TcpSpec::new(server, 443, client, 40000, TcpFlags::SYN | TcpFlags::ACK)
+                        .seq(7)
+                        .ack(i + 1),
+                ),
+            ] {
+                let f = frame(LinkType::Ethernet, VlanStack::NONE, &spec.ip_bytes());
+                w.write(iface, Timestamp::from_micros(t + dt), &f, f.len() as u32)
+                    .unwrap();
+            }
+        }
+    }
+    std::fs::write(path, w.into_inner()).unwrap();
+}
+
+/// The poison pill of the hardening issue, end to end: events the
+/// collector cannot store are refused one by one, kept in the sensor's
+/// dead-letter file with the reason, counted, and everything else is
+/// delivered; nothing waits in the spool.
+#[test]
+fn events_the_collector_refuses_go_to_the_dead_letter_file_and_the_rest_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("mixed.pcapng");
+    capture_with_events_before_1970(&pcap, 30);
+    let c = start_collector(dir.path(), "127.0.0.1:0");
+    let jsonl = dir.path().join("events.jsonl");
+    let log = replay(dir.path(), &c.base, &[pcap], &jsonl);
+    let written: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let negative = written
+        .iter()
+        .filter(|e| e["ts_us"].as_i64().is_some_and(|t| t < 0))
+        .count();
+    assert_eq!(negative, 30, "the second interface's handshakes are before 1970");
+    let handshakes = written.iter().filter(|e| e["kind"] == "handshake").count() as u64;
+    assert_eq!(stored(&c)["handshake"].as_u64(), Some(handshakes - 30), "{log}");
+    assert_eq!(spooled(dir.path()), 0, "nothing stalls in the spool: {log}");
+    let dead = std::fs::read_to_string(dir.path().join("spool/dead-letter.jsonl")).unwrap();
+    let dead: Vec<Value> = dead.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(dead.len(), 30);
+    for d in &dead {
+        assert!(d["event"]["ts_us"].as_i64().unwrap() < 0, "{d}");
+        assert!(d["reason"].as_str().unwrap().contains("field `ts_us`"), "{d}");
+    }
+    assert!(log.contains("collector refused events of a batch"), "{log}");
+    let stats = written.last().unwrap();
+    assert_eq!(stats["kind"], "stats");
+}
+
+/// Batches larger than the collector's `body_limit_mb` are split until
+/// they fit; every event arrives.
+#[test]
+fn batches_too_large_for_the_collector_are_split_until_they_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("many.pcap");
+    many_handshakes(&pcap, 12_000);
+    let c = Collector::start(dir.path(), "127.0.0.1:0", "body_limit_mb = 1");
+    let jsonl = dir.path().join("events.jsonl");
+    let config = collector::sensor_config(dir.path(), &c.base, &jsonl, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("batch_size = 20", "batch_size = 6000");
+    std::fs::write(&config, text).unwrap();
+    let log = collector::replay(&config, &[pcap]);
+    assert!(log.contains("batch split"), "{log}");
+    assert_eq!(stored(&c)["handshake"].as_u64(), Some(12_000), "{log}");
+    assert_eq!(spooled(dir.path()), 0);
+    assert!(!dir.path().join("spool/dead-letter.jsonl").exists(), "nothing refused");
+}
+
+/// A token the collector does not know: the batches stay in the spool (an
+/// error each time, retried slowly, never dropped nor dead-lettered), and
+/// arrive once the token is right.
+#[test]
+fn a_refused_token_keeps_the_batches_until_it_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("few.pcap");
+    many_handshakes(&pcap, 50);
+    let c = start_collector(dir.path(), "127.0.0.1:0");
+    let jsonl = dir.path().join("events.jsonl");
+    let config = collector::sensor_config(dir.path(), &c.base, &jsonl, "");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, good.replace(collector::TOKEN, "not-the-token-at-all")).unwrap();
+    let started = std::time::Instant::now();
+    let log = collector::replay(&config, &[pcap]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "no endless loop"
+    );
+    assert!(log.contains("collector refused the sensor"), "{log}");
+    assert!(spooled(dir.path()) > 0, "kept: {log}");
+    assert!(!dir.path().join("spool/dead-letter.jsonl").exists());
+    assert_eq!(stored(&c)["handshake"].as_u64(), None);
+    std::fs::write(&config, good).unwrap();
+    let empty = dir.path().join("empty.pcap");
+    let w =
+        net_gazer::craft::PcapWriter::new(Vec::new(), 1, net_gazer::craft::TsResolution::Micro, false, 65535).unwrap();
+    std::fs::write(&empty, w.into_inner()).unwrap();
+    collector::replay(&config, &[empty]);
+    assert_eq!(stored(&c)["handshake"].as_u64(), Some(50));
+    assert_eq!(spooled(dir.path()), 0);
 }

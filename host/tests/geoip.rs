@@ -1,5 +1,5 @@
 //! The GeoIP plugin (plugins/geoip) in the real host, over the MaxMind test
-//! databases of ../shared/data/mmdb: the tags on each handshake must be
+//! databases of testdata/mmdb: the tags on each handshake must be
 //! what `source-data/*.json` beside the databases says of the remote host
 //! (longest matching network), special-use addresses are tagged with their
 //! scope and not looked up, and missing or corrupt files make `init` fail
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::geo::{longest, records};
-use common::{built_file, built_plugins, shared_data};
+use common::{built_file, built_plugins, testdata};
 use ipnet::IpNet;
 use net_gazer::craft::{frame, PcapWriter, TcpSpec, TsResolution};
 use net_gazer::decode::{LinkType, TcpFlags, VlanStack};
@@ -110,7 +110,7 @@ fn close(tag: Option<&str>, want: Option<f64>) -> bool {
 
 #[test]
 fn handshakes_carry_what_the_databases_say_of_the_remote_host() {
-    let (Some(built), Some(data)) = (built_plugins(&["geoip"]), shared_data()) else {
+    let (Some(built), data) = (built_plugins(&["geoip"]), testdata()) else {
         return;
     };
     let mmdb = data.join("mmdb");
@@ -190,7 +190,7 @@ fn handshakes_carry_what_the_databases_say_of_the_remote_host() {
 
 #[test]
 fn missing_or_corrupt_databases_fail_init_naming_the_file() {
-    let (Some(built), Some(data)) = (built_plugins(&["geoip"]), shared_data()) else {
+    let (Some(built), data) = (built_plugins(&["geoip"]), testdata()) else {
         return;
     };
     let mmdb = data.join("mmdb");
@@ -237,7 +237,7 @@ fn sighup_picks_up_a_replaced_database() {
         eprintln!("==================================================================");
         return;
     }
-    let (Some(built), Some(data)) = (built_plugins(&["geoip"]), shared_data()) else {
+    let (Some(built), data) = (built_plugins(&["geoip"]), testdata()) else {
         return;
     };
     let mmdb = data.join("mmdb");

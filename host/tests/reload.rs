@@ -47,25 +47,43 @@ fn write_config(dir: &Path, key: &str) {
     std::fs::rename(&tmp, dir.join("net-gazer.toml")).unwrap();
 }
 
-/// Connects to the listener `CONNECTIONS` times, a few milliseconds apart.
+/// Connects to the listener `CONNECTIONS` times, a few milliseconds apart,
+/// keeping the latest `hold` connections open (flows open at every reload).
 const TRAFFIC: &str = r#"
-import socket, sys, threading, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
+import collections, socket, sys, threading, time
+port, n, hold = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", port)); srv.listen(512)
 def serve():
     while True:
-        c, _ = srv.accept(); c.close()
+        c, _ = srv.accept(); c.sendall(b"hello"); c.close()
 threading.Thread(target=serve, daemon=True).start()
+open_now = collections.deque()
 for i in range(n):
     s = socket.create_connection(("127.0.0.1", port))
     print(s.getsockname()[1], flush=True)
-    s.close()
+    open_now.append(s)
+    while len(open_now) > hold:
+        open_now.popleft().close()
     time.sleep(0.005)
+while open_now:
+    open_now.popleft().close()
 "#;
 
 #[test]
 fn reload_under_load_loses_and_duplicates_nothing() {
+    reload_under_load("handshake", 0);
+}
+
+/// The same in capture mode `quality`, with 50 connections open at every
+/// reload: every connection has its handshake and its flow event, once,
+/// and the queue dropped nothing.
+#[test]
+fn reload_in_quality_mode_with_flows_open_loses_nothing() {
+    reload_under_load("quality", 50);
+}
+
+fn reload_under_load(mode: &str, hold: usize) {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("==================================================================");
@@ -84,7 +102,7 @@ fn reload_under_load_loses_and_duplicates_nothing() {
     install(&built_file(&built, "testkit"), &v);
     write_config(dir.path(), "one");
 
-    let ns = Namespace(format!("ngr{}", std::process::id()));
+    let ns = Namespace(format!("ngr{}{}", std::process::id(), &mode[..1]));
     assert!(Command::new("ip")
         .args(["netns", "add", &ns.0])
         .status()
@@ -101,7 +119,7 @@ fn reload_under_load_loses_and_duplicates_nothing() {
     let mut sensor = Command::new("ip")
         .args(["netns", "exec", &ns.0])
         .arg(env!("CARGO_BIN_EXE_net-gazer"))
-        .args(["run", "-v", "-i", "lo", "--local-net", "127.0.0.0/8", "-c"])
+        .args(["run", "-v", "-i", "lo", "--local-net", "127.0.0.0/8", "-m", mode, "-c"])
         .arg(dir.path().join("net-gazer.toml"))
         .arg("-o")
         .arg(&events)
@@ -129,6 +147,7 @@ fn reload_under_load_loses_and_duplicates_nothing() {
             TRAFFIC,
             &PORT.to_string(),
             &CONNECTIONS.to_string(),
+            &hold.to_string(),
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -237,4 +256,23 @@ fn reload_under_load_loses_and_duplicates_nothing() {
     assert!(versions.len() >= 3, "events handled by every version: {versions:?}");
     assert!(log.matches("reloaded plugin chain active").count() >= 4, "{log}");
     assert!(log.contains("keeping the previous version"), "{log}");
+    let all: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    let stats = all
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "stats")
+        .expect("a final stats event");
+    assert_eq!(stats["queue_drops"], 0, "nothing dropped: {stats}");
+    if mode == "quality" {
+        let mut flows: Vec<u64> = all
+            .iter()
+            .filter(|e| e["kind"] == "flow" && e["server_port"] == PORT)
+            .map(|f| f["client_port"].as_u64().unwrap())
+            .collect();
+        flows.sort_unstable();
+        assert_eq!(flows, used, "one flow event per connection");
+    }
 }

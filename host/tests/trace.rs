@@ -297,7 +297,7 @@ fn daemon_traces_the_remote_ends(lab: &mut Lab) {
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     let tagging = common::built_plugins(&["testkit", "geoip"]);
-    let mmdb = common::shared_data().map(|d| d.join("mmdb"));
+    let mmdb = Some(common::testdata().join("mmdb"));
     let mut text = format!(
         "[trace]\ncache_for = \"2s\"\ntimeout = \"500ms\"\n[plugins]\ndir = \"{}\"\n",
         plugins.display()

@@ -1,4 +1,4 @@
-//! Replays the real captures in ../shared/data/pcaps and compares every
+//! Replays the real captures in testdata/pcaps and compares every
 //! connection attempt, field by field, with the tshark analysis beside each
 //! file (`NAME.tshark.tsv`). Deliberate differences are documented in
 //! docs/events.md ("Differences from tshark") and named where they apply.
@@ -51,10 +51,7 @@ fn vlan_of(e: &Value) -> String {
 }
 
 fn compare(pcap: &str, tsv: &str, vlan_aware: bool) {
-    let Some(data) = common::shared_data() else {
-        eprintln!("SKIPPED: ../shared/data is absent; the tshark comparison needs the shared captures");
-        return;
-    };
+    let data = common::testdata();
     let dir = data.join("pcaps");
     let mut args = vec!["--mode", "quality"];
     if vlan_aware {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use common::browser::Browser;
 use common::collector::{self, Collector};
 use common::geo::records;
-use common::{built_file, built_plugins, shared_data};
+use common::{built_file, built_plugins, testdata};
 use ipnet::IpNet;
 use net_gazer::craft::{frame, PcapWriter, TcpSpec, TsResolution};
 use net_gazer::decode::{LinkType, TcpFlags, VlanStack};
@@ -265,7 +265,7 @@ fn texts(set: &BTreeSet<IpAddr>) -> BTreeSet<String> {
 
 #[test]
 fn every_view_shows_what_the_capture_holds() {
-    let (Some(built), Some(data)) = (built_plugins(&["geoip"]), shared_data()) else {
+    let (Some(built), data) = (built_plugins(&["geoip"]), testdata()) else {
         return;
     };
     let Some(mut b) = Browser::start(1280, 800) else {

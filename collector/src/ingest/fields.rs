@@ -237,6 +237,8 @@ impl Handshake {
             "server_port" => &self.server_port,
             "direction" => &self.direction,
             "outcome" => &self.outcome,
+            "rtt_last_syn_us" => &self.rtt_last_syn_us,
+            "syn_count" => &self.syn_count,
             _ => return None,
         };
         Some(v)

@@ -103,6 +103,8 @@ const MIGRATIONS: &[&str] = &[
         sensor TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (sensor, kind)
     ) WITHOUT ROWID;
     INSERT INTO event_counts SELECT sensor, kind, count(*) FROM events GROUP BY sensor, kind;",
+    // One row that `GET /health` rewrites: proof that the store takes writes.
+    "CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_us INTEGER NOT NULL);",
 ];
 
 /// New handshakes gathered before they move into the indexed table in one
@@ -180,7 +182,7 @@ impl Store {
             )?;
             let mut typed_rows = typed::Typed::new(&tx)?;
             for row in &batch.rows {
-                let n = insert.execute(params![batch.sensor, row.seq as i64, row.kind, row.ts_us, row.json])?;
+                let n = insert.execute(params![batch.sensor, seq(row.seq)?, row.kind, row.ts_us, row.json])?;
                 if n == 1 {
                     result.stored += 1;
                     typed::insert(&mut typed_rows, &batch.sensor, row)?;
@@ -189,7 +191,7 @@ impl Store {
                     result.duplicates += 1;
                 }
             }
-            let last = batch.rows.iter().map(|r| r.seq).max().unwrap_or(0) as i64;
+            let last = seq(batch.rows.iter().map(|r| r.seq).max().unwrap_or(0))?;
             tx.execute(
                 "INSERT INTO sensors (id, first_seen_us, last_seen_us, last_seq) VALUES (?1, ?2, ?2, ?3)
                  ON CONFLICT (id) DO UPDATE SET last_seen_us = ?2, last_seq = max(last_seq, ?3)",
@@ -212,6 +214,26 @@ impl Store {
         tx.commit()?;
         self.unindexed = if move_now { 0 } else { unindexed };
         Ok(result)
+    }
+
+    /// Writes one small row in a transaction of its own: `Ok` when the
+    /// store takes writes now (not full, not read-only, not locked for
+    /// longer than SQLite's busy timeout).
+    pub fn probe_write(&mut self, now_us: i64) -> Result<(), rusqlite::Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO health (id, checked_us) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET checked_us = ?1",
+            [now_us],
+        )?;
+        tx.commit()
+    }
+
+    /// A handle that stops the statement running on this connection (a
+    /// query past its time).
+    pub fn interrupt_handle(&self) -> rusqlite::InterruptHandle {
+        self.conn.get_interrupt_handle()
     }
 
     /// Events stored, by sensor and kind.
@@ -274,6 +296,13 @@ impl Store {
         rows.collect()
     }
 
+    /// The connection itself, for the fuzz target that stores rows no
+    /// ingest would ([`crate::fuzzing::stored_values`]).
+    #[doc(hidden)]
+    pub fn conn_for_tests(&self) -> &Connection {
+        &self.conn
+    }
+
     /// The connection, for the read-only queries of [`crate::query`].
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
@@ -285,6 +314,12 @@ impl Store {
         let size: i64 = self.conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         Ok((pages * size) as u64)
     }
+}
+
+/// A sequence number as the store holds it (ingest refuses larger ones, so
+/// this fails only for a batch not made by [`crate::ingest::parse`]).
+pub(crate) fn seq(n: u64) -> rusqlite::Result<i64> {
+    i64::try_from(n).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
 /// Moves the new handshakes into the indexed table (in arrival order: a
@@ -335,6 +370,7 @@ mod tests {
                     fields: crate::ingest::Fields::Other(serde_json::Value::Null),
                 })
                 .collect(),
+            refused: Vec::new(),
         }
     }
 

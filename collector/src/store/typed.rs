@@ -89,7 +89,7 @@ pub(super) fn insert(t: &mut Typed<'_>, sensor: &str, row: &Row) -> rusqlite::Re
             };
             let mut values: Vec<rusqlite::types::Value> = vec![
                 sensor.to_string().into(),
-                (row.seq as i64).into(),
+                (super::seq(row.seq)?).into(),
                 i("id").into(),
                 row.ts_us.into(),
                 i("end_us").into(),
@@ -110,7 +110,7 @@ pub(super) fn insert(t: &mut Typed<'_>, sensor: &str, row: &Row) -> rusqlite::Re
         "route" => {
             t.route.execute(params![
                 sensor,
-                row.seq as i64,
+                super::seq(row.seq)?,
                 i("id"),
                 row.ts_us,
                 i("handshake_id"),
@@ -125,7 +125,7 @@ pub(super) fn insert(t: &mut Typed<'_>, sensor: &str, row: &Row) -> rusqlite::Re
                 let ttl = h.get("ttl").and_then(Value::as_i64).unwrap_or(0);
                 t.hop.execute(params![
                     sensor,
-                    row.seq as i64,
+                    super::seq(row.seq)?,
                     ttl,
                     h.get("addr").and_then(Value::as_str),
                     h.get("sent").and_then(Value::as_i64),
@@ -141,7 +141,7 @@ pub(super) fn insert(t: &mut Typed<'_>, sensor: &str, row: &Row) -> rusqlite::Re
         "scan" => {
             t.scan.execute(params![
                 sensor,
-                row.seq as i64,
+                super::seq(row.seq)?,
                 row.ts_us,
                 s("src_ip"),
                 s("scan_type"),
@@ -167,7 +167,7 @@ fn insert_handshake(t: &mut Typed<'_>, sensor: &str, row: &Row, h: &Handshake) -
     let tag_parsed = |key: &str| h.tags.get(key).and_then(|v| v.parse::<f64>().ok());
     t.handshake.execute(params![
         sensor,
-        row.seq as i64,
+        super::seq(row.seq)?,
         h.id.as_i64(),
         row.ts_us,
         h.client_ip.as_str(),

@@ -33,5 +33,8 @@ pub fn write_all(mut cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
 fn page(cmd: &clap::Command, path: &Path) -> std::io::Result<()> {
     let mut out = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
-    std::fs::write(path, out)
+    // clap's `after_long_help` (the exit statuses) lands in a section
+    // clap_mangen calls EXTRA; man pages call it EXIT STATUS.
+    let text = String::from_utf8_lossy(&out).replace(".SH EXTRA", ".SH \"EXIT STATUS\"");
+    std::fs::write(path, text)
 }

@@ -54,7 +54,7 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("installing signal handlers")?;
 
-    let plugins = super::start_plugins(&config);
+    let plugins = super::start_plugins(&config)?;
     let plugin_metrics = plugins.metrics;
     let (mut pipeline, output_thread) = super::start_pipeline(&config, local, None, Backpressure::Drop, plugins.stage)?;
     let tracer = start_tracer(&config, &mut pipeline);
@@ -70,6 +70,7 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
     }
     let interval = config.output.stats_interval;
     let mut next_stats = Instant::now() + interval;
+    let mut drops = DropLog::new(config.output.drop_log_interval, Instant::now());
     let mut next_publish = Instant::now();
     let mut next_tick = Instant::now();
     // systemd (Type=notify): ready once capture, plugins and outputs run;
@@ -89,6 +90,15 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
             next_tick = now + TICK;
             pipeline.tick(Timestamp::now());
             watchdog.feed(now);
+            if let Some(new) = drops.check(now, pipeline.queue_drops()) {
+                tracing::warn!(
+                    dropped = new,
+                    total = pipeline.queue_drops(),
+                    queue_size = config.output.queue_size,
+                    "events dropped: the output queue was full (plugins or outputs slower than capture; \
+                     see docs/operations.md, \"Dropped events\")"
+                );
+            }
             if config.metrics.listen.is_some() && now >= next_publish {
                 next_publish = now + PUBLISH_EVERY;
                 published.set(pipeline.stats(Timestamp::now(), Some(capture.stats())));
@@ -120,19 +130,25 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
         }
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    tracing::info!("stopping: flushing open attempts");
+    let deadline = Instant::now() + config.output.stop_timeout;
+    tracing::info!(
+        stop_timeout = %net_gazer_common::duration::format_duration(config.output.stop_timeout),
+        "stopping: writing what is pending"
+    );
     let kernel = capture.stats();
     // Traces running finish first: their routes come before the final
     // stats event.
     if let Some(t) = tracer {
         t.stop();
     }
-    let (queue, stats) = pipeline.finish(Timestamp::now(), Some(kernel));
+    let queued = pipeline.queued();
+    let (queue, stats) = pipeline.finish(Timestamp::now(), Some(kernel), deadline);
     drop(queue);
     // The reloader holds a waker of the output thread: it must go for the
     // output thread to see the end of the queue.
     drop(reloader);
-    let report = output_thread.join();
+    let report = output_thread.join_until(deadline, &queued);
+    super::report_stop(&stats, &report, config.output.stop_timeout);
     tracing::info!(
         packets = stats.packets,
         kernel_drops = kernel.dropped,
@@ -144,6 +160,35 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
         anyhow::bail!("output failed: {e}");
     }
     Ok(())
+}
+
+/// Rate-limits the warning about dropped events: at most one line per
+/// `every`, with the count since the last line.
+struct DropLog {
+    every: std::time::Duration,
+    next: Instant,
+    reported: u64,
+}
+
+impl DropLog {
+    fn new(every: std::time::Duration, now: Instant) -> DropLog {
+        DropLog {
+            every,
+            next: now,
+            reported: 0,
+        }
+    }
+
+    /// The drops to report now, given the running total.
+    fn check(&mut self, now: Instant, total: u64) -> Option<u64> {
+        if total <= self.reported || now < self.next {
+            return None;
+        }
+        let new = total - self.reported;
+        self.reported = total;
+        self.next = now + self.every;
+        Some(new)
+    }
 }
 
 /// Starts the traceroute thread when `[trace] enabled`; without raw
@@ -197,5 +242,24 @@ impl Watchdog {
             self.next = now + every;
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_reported_at_most_once_per_interval_with_the_count_since() {
+        let t0 = Instant::now();
+        let s = std::time::Duration::from_secs;
+        let mut log = DropLog::new(s(10), t0);
+        assert_eq!(log.check(t0, 0), None, "nothing dropped, nothing said");
+        assert_eq!(log.check(t0, 5), Some(5), "the first drops at once");
+        assert_eq!(log.check(t0 + s(1), 9), None, "then quiet for the interval");
+        assert_eq!(log.check(t0 + s(9), 12), None);
+        assert_eq!(log.check(t0 + s(10), 12), Some(7), "the count since the last line");
+        assert_eq!(log.check(t0 + s(30), 12), None, "no new drops");
+        assert_eq!(log.check(t0 + s(31), 13), Some(1));
     }
 }

@@ -64,10 +64,20 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Some(Command::CheckConfig(args)) => {
             let pipeline = args.run.pipeline.or(&cli.run.pipeline);
             apply(&mut config, &pipeline, args.run.no_promisc || cli.run.no_promisc)?;
+            if config.plugins.strict_permissions {
+                crate::plugin::permissions::check_dir(&config.plugins.dir)
+                    .map_err(|e| anyhow::Error::new(net_gazer_common::exit::ConfigProblem(e)))?;
+            }
             match &path {
                 Some(p) => println!("# configuration file: {}", p.display()),
                 None => println!("# no configuration file found: built-in defaults"),
             }
+            let kernel = crate::capture::filter::expression(
+                config.capture.mode,
+                config.capture.client_rtt,
+                config.capture.filter.as_deref(),
+            );
+            println!("# kernel capture filter: {kernel}");
             print!("{}", config.to_toml());
             Ok(())
         }
@@ -90,18 +100,24 @@ struct PluginStart {
     metrics: Registry,
 }
 
-/// Loads the plugins now.
-fn start_plugins(config: &Config) -> PluginStart {
+/// Loads the plugins now; a plugin directory others could write stops the
+/// start (a configuration error: exit 78), unless
+/// `plugins.strict_permissions = false`.
+fn start_plugins(config: &Config) -> anyhow::Result<PluginStart> {
+    if config.plugins.strict_permissions {
+        crate::plugin::permissions::check_dir(&config.plugins.dir)
+            .map_err(|e| anyhow::Error::new(net_gazer_common::exit::ConfigProblem(e)))?;
+    }
     let registry = Registry::default();
     let mut plugins = Plugins::new(registry.clone());
     let chain = plugins.load(&config.plugins);
     let (stage, swap) = ChainStage::new(chain);
-    PluginStart {
+    Ok(PluginStart {
         stage: Box::new(stage),
         plugins,
         swap,
         metrics: registry,
-    }
+    })
 }
 
 /// The outputs on their thread and the pipeline feeding them, as both
@@ -132,6 +148,69 @@ fn start_pipeline(
     Ok((pipeline, thread))
 }
 
+/// The connection table is reserved whole at start: a `max_connections`
+/// within its range can still ask for more than a small gateway has, and an
+/// allocation that fails aborts. Refused here instead, as a configuration
+/// error naming the numbers, when it would take over half the memory.
+fn check_memory(config: &Config) -> anyhow::Result<()> {
+    let Some(total) = memory_total() else { return Ok(()) };
+    match table_too_large(config.track.max_connections, total) {
+        None => Ok(()),
+        Some(message) => Err(anyhow::Error::new(net_gazer_common::config_file::Invalid {
+            key: Some("track.max_connections".into()),
+            line: None,
+            message,
+        })),
+    }
+}
+
+/// Why a table of `max_connections` entries does not fit in `total`
+/// bytes of memory with room to spare.
+fn table_too_large(max_connections: usize, total: u64) -> Option<String> {
+    let table = Tracker::table_bytes(max_connections);
+    (table > total / 2).then(|| {
+        format!(
+            "{max_connections} entries reserve {} MiB for the connection table, more than half of this machine's {} MiB",
+            table >> 20,
+            total >> 20
+        )
+    })
+}
+
+/// `MemTotal` of /proc/meminfo, in bytes.
+fn memory_total() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb.saturating_mul(1024))
+}
+
+/// After a stop: what did not reach the outputs within `stop_timeout`,
+/// loudly (a warning with the numbers; the collector output left its
+/// batches in the spool for the next start).
+fn report_stop(stats: &crate::event::Stats, report: &crate::output::OutputReport, stop_timeout: std::time::Duration) {
+    if report.abandoned > 0 || report.stuck {
+        tracing::warn!(
+            not_written = report.abandoned,
+            stuck = report.stuck,
+            stop_timeout = %net_gazer_common::duration::format_duration(stop_timeout),
+            "stop_timeout reached: events pending for the plugins and outputs were not written"
+        );
+    }
+    if stats.queue_drops > 0 {
+        tracing::warn!(
+            queue_drops = stats.queue_drops,
+            "events were dropped during the run: the output queue was full (docs/operations.md, \"Dropped events\")"
+        );
+    }
+}
+
 /// Command-line and environment settings override the file's.
 fn apply(config: &mut Config, args: &PipelineArgs, no_promisc: bool) -> anyhow::Result<()> {
     if let Some(mode) = args.mode {
@@ -157,6 +236,38 @@ fn apply(config: &mut Config, args: &PipelineArgs, no_promisc: bool) -> anyhow::
     }
     config
         .validate()
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("invalid settings from the command line or environment")
+        .map_err(anyhow::Error::new)
+        .context("invalid settings from the command line or environment")?;
+    check_memory(config)?;
+    if let Some(op) = config.capture.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        crate::capture::filter::check(config.capture.mode, config.capture.client_rtt, op).map_err(|message| {
+            anyhow::Error::new(net_gazer_common::config_file::Invalid {
+                key: Some("capture.filter".into()),
+                line: None,
+                message,
+            })
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_larger_than_half_the_memory_is_refused_with_the_numbers() {
+        let gib = 1u64 << 30;
+        assert_eq!(
+            table_too_large(200_000, 2 * gib),
+            None,
+            "the default fits a small gateway"
+        );
+        let e = table_too_large(10_000_000, 2 * gib).expect("10 M entries do not fit in 2 GiB");
+        assert!(
+            e.starts_with("10000000 entries reserve ") && e.ends_with("half of this machine's 2048 MiB"),
+            "{e}"
+        );
+        assert!(memory_total().is_some_and(|t| t > 0), "/proc/meminfo read");
+    }
 }

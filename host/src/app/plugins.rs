@@ -27,6 +27,7 @@ fn list(config: &Config) -> anyhow::Result<()> {
     }
     // No cache: listing must not write anything.
     let mut loader = Loader::new(None)?;
+    loader.strict_permissions = section.strict_permissions;
     let mut refused = 0;
     for (i, f) in found.iter().enumerate() {
         let s = &f.settings;
@@ -79,6 +80,9 @@ fn check(config: &Config, file: &std::path::Path, init: bool) -> anyhow::Result<
         .ok_or_else(|| anyhow::anyhow!("{}: not a file name", file.display()))?
         .to_string();
     let mut loader = Loader::new(None)?;
+    // A file checked anywhere (a build directory, say): its permissions
+    // are reported, not held against it.
+    loader.strict_permissions = false;
     let p = loader.prepare(&name, file)?;
     let d = &p.description;
     println!("file:     {}", file.display());
@@ -92,6 +96,10 @@ fn check(config: &Config, file: &std::path::Path, init: bool) -> anyhow::Result<
     );
     println!("wants:    {}", d.wants_list());
     println!("batch:    {}", d.batch);
+    match crate::plugin::permissions::check_file(file) {
+        Ok(()) => println!("perms:    would be accepted in the plugin directory"),
+        Err(e) => println!("perms:    WOULD BE REFUSED in the plugin directory: {e}"),
+    }
     if init {
         let settings = config.plugins.each.get(&name).cloned().unwrap_or_default();
         let metrics = Registry::default().get(&name);

@@ -17,7 +17,7 @@ use crate::track::LocalNetworks;
 #[derive(Debug, serde::Serialize)]
 pub struct Summary {
     pub files: usize,
-    /// Files that ended early, by error kind.
+    /// Files that ended early, and packets skipped, by error kind.
     pub file_errors: BTreeMap<&'static str, u64>,
     pub filtered: u64,
     pub elapsed_s: f64,
@@ -50,41 +50,50 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
     };
     // Open every file first: a typo in the last name should not cost a
     // long replay of the others.
-    let files = args
+    let mut files = args
         .files
         .iter()
         .map(|p| CaptureFile::open(p))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let plugins = super::start_plugins(&config);
+    let plugins = super::start_plugins(&config)?;
     let plugin_metrics = plugins.metrics;
     let (mut pipeline, output_thread) =
         super::start_pipeline(&config, local, filter, Backpressure::Wait, plugins.stage)?;
 
-    let total_bytes: u64 = files.iter().map(|f| f.len() as u64).sum();
+    let total_bytes: u64 = files.iter().filter_map(CaptureFile::size).sum();
     let bar = progress_bar(total_bytes, args.no_progress);
     let started = Instant::now();
     let mut file_errors: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut done_bytes = 0u64;
-    for file in &files {
+    for file in &mut files {
+        let path = file.path().to_path_buf();
         let mut records = file.records();
         let mut n = 0u32;
-        while let Some(record) = records.next() {
+        let mut skipped = false;
+        while let Some(record) = records.next_packet() {
             match record {
                 Ok(pkt) => pipeline.handle_packet(&pkt),
+                Err(e) if e.is_fatal() => {
+                    tracing::warn!(file = %path.display(), error = %e, "capture file damaged; the rest of it is skipped");
+                    *file_errors.entry(e.kind()).or_default() += 1;
+                }
                 Err(e) => {
-                    tracing::warn!(file = %file.path().display(), error = %e, "capture file damaged; the rest of it is skipped");
+                    // Logged once per file, counted every time.
+                    if !std::mem::replace(&mut skipped, true) {
+                        tracing::warn!(file = %path.display(), error = %e, "packet skipped (later ones only counted)");
+                    }
                     *file_errors.entry(e.kind()).or_default() += 1;
                 }
             }
-            n += 1;
+            n = n.wrapping_add(1);
             if n % 65_536 == 0 {
                 if let Some(b) = &bar {
-                    b.set_position(done_bytes + records.position() as u64);
+                    b.set_position(done_bytes + records.position());
                 }
             }
         }
-        done_bytes += file.len() as u64;
+        done_bytes += records.position();
     }
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -92,9 +101,12 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let filtered = pipeline.filtered();
     let end = pipeline.last_ts();
-    let (queue, stats) = pipeline.finish(end, None);
+    let deadline = Instant::now() + config.output.stop_timeout;
+    let queued = pipeline.queued();
+    let (queue, stats) = pipeline.finish(end, None, deadline);
     drop(queue);
-    let report = output_thread.join();
+    let report = output_thread.join_until(deadline, &queued);
+    super::report_stop(&stats, &report, config.output.stop_timeout);
     let summary = Summary {
         files: files.len(),
         file_errors,

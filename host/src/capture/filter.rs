@@ -38,6 +38,20 @@ pub fn expression(mode: Mode, client_rtt: bool, operator: Option<&str>) -> Strin
     format!("({inner}) or (vlan and (({inner}) or (vlan and ({inner}))))")
 }
 
+/// Whether the operator's filter compiles (for Ethernet, as live capture
+/// uses it): `Ok(false)` when libpcap cannot be loaded to tell, `Err` with
+/// libpcap's message when it does not compile.
+pub fn check(mode: Mode, client_rtt: bool, operator: &str) -> Result<bool, String> {
+    use crate::capture::libpcap::Program;
+    const ETHERNET: u32 = 1;
+    if Program::compile(ETHERNET, "tcp").is_err() {
+        return Ok(false);
+    }
+    Program::compile(ETHERNET, &expression(mode, client_rtt, Some(operator)))
+        .map(|_| true)
+        .map_err(|e| format!("`{operator}` does not compile: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;

@@ -31,6 +31,10 @@ pub const SCAN_MAX_SOURCES: usize = 65_536;
 pub const SCAN_MAX_LISTED: usize = 1_024;
 pub const STATS_INTERVAL: Duration = Duration::from_secs(60);
 pub const QUEUE_SIZE: usize = 65_536;
+/// Well inside systemd's default TimeoutStopSec (90 s): the events still
+/// pending at a stop get this long to pass the plugins and reach the outputs.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub const PLUGIN_DIR: &str = "/etc/net-gazer/plugins";
 pub const PLUGIN_CACHE_DIR: &str = "/var/cache/net-gazer";
 /// Per call: a Rust plugin takes well under a microsecond per event, Python
@@ -127,6 +131,8 @@ impl Default for OutputSection {
             jsonl: "-".into(),
             stats_interval: STATS_INTERVAL,
             queue_size: QUEUE_SIZE,
+            stop_timeout: STOP_TIMEOUT,
+            drop_log_interval: DROP_LOG_INTERVAL,
             collector: None,
         }
     }
@@ -142,6 +148,7 @@ impl Default for PluginsSection {
             memory_mb: PLUGIN_MEMORY_MB,
             max_failures: PLUGIN_MAX_FAILURES,
             failure_window: PLUGIN_FAILURE_WINDOW,
+            strict_permissions: true,
             each: Default::default(),
         }
     }
@@ -163,6 +170,9 @@ pub fn collector_spool_dir() -> std::path::PathBuf {
 }
 pub fn collector_spool_max_mb() -> u64 {
     256
+}
+pub fn collector_dead_letter_max_mb() -> u64 {
+    64
 }
 pub fn collector_timeout() -> Duration {
     Duration::from_secs(10)

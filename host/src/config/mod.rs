@@ -13,6 +13,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use net_gazer_common::config_file::{self, find_key, find_table};
 pub use net_gazer_common::config_file::{ConfigError, Invalid};
+/// Durations as `"30s"`, `"250ms"`, `"5m"`.
+use net_gazer_common::duration::serde as duration;
+use net_gazer_common::range::{self, Bounded};
 use serde::{Deserialize, Serialize};
 
 use crate::track::{LocalNetworks, Mode, ScanConfig, TrackConfig};
@@ -87,6 +90,10 @@ pub struct CollectorSection {
     /// Beyond this, the oldest batches are dropped (and counted).
     #[serde(default = "defaults::collector_spool_max_mb")]
     pub spool_max_mb: u64,
+    /// Events the collector refused for good are kept in
+    /// `spool_dir/dead-letter.jsonl`, up to this size (then rotated once).
+    #[serde(default = "defaults::collector_dead_letter_max_mb")]
+    pub dead_letter_max_mb: u64,
     /// Per request.
     #[serde(default = "defaults::collector_timeout", with = "duration")]
     pub timeout: Duration,
@@ -152,6 +159,15 @@ pub struct OutputSection {
     /// Events waiting for the output thread; beyond it they are dropped
     /// and counted (live capture never waits for an output).
     pub queue_size: usize,
+    /// At a stop, how long the events still pending may take to pass the
+    /// plugins and reach the outputs; what is left then is counted and
+    /// logged.
+    #[serde(with = "duration")]
+    pub stop_timeout: Duration,
+    /// Events dropped from a full queue are logged (WARN) at most once per
+    /// this interval, with the count since the last line.
+    #[serde(with = "duration")]
+    pub drop_log_interval: Duration,
     /// Delivery to a collector, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collector: Option<CollectorSection>,
@@ -262,6 +278,9 @@ pub struct PluginsSection {
     pub max_failures: u32,
     #[serde(with = "duration")]
     pub failure_window: Duration,
+    /// Refuse a plugin directory (or a directory above it, or a plugin
+    /// file) that someone other than root or the sensor's user could write.
+    pub strict_permissions: bool,
     /// `[plugins.<name>]` tables.
     #[serde(flatten, deserialize_with = "plugin_tables")]
     pub each: std::collections::BTreeMap<String, PluginSettings>,
@@ -278,7 +297,7 @@ fn plugin_tables<'de, D: serde::Deserializer<'de>>(
         .map(|(name, value)| {
             if !value.is_table() {
                 return Err(D::Error::custom(format!(
-                    "unknown key `plugins.{name}` (the settings of [plugins] are dir, order, cache_dir, timeout_ms, memory_mb, max_failures, failure_window; a plugin's own go in a [plugins.{name}] table)"
+                    "unknown key `plugins.{name}` (the settings of [plugins] are dir, order, cache_dir, timeout_ms, memory_mb, max_failures, failure_window, strict_permissions; a plugin's own go in a [plugins.{name}] table)"
                 )));
             }
             let settings = PluginSettings::deserialize(value).map_err(|e| D::Error::custom(format!("[plugins.{name}]: {e}")))?;
@@ -366,10 +385,100 @@ impl Config {
             config_file::toml_problem(text, &e)
         })?;
         config.validate().map_err(|mut e| {
-            e.line = e.key.as_deref().and_then(|k| find_key(text, k));
+            e.line = e
+                .key
+                .as_deref()
+                .and_then(|k| find_key(text, k).or_else(|| find_table(text, k)));
             e
         })?;
         Ok(config)
+    }
+
+    /// Every numeric key with its accepted range: `check-config` and the
+    /// start refuse a value outside it (docs/configuration.md lists the
+    /// same; a test holds them equal). The ranges keep every value clear
+    /// of overflow (a deadline computed from a duration) and of
+    /// allocations the machine cannot make (tables sized from a count).
+    pub fn bounds(&self) -> Vec<Bounded> {
+        use range::{count, time};
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        const DAY: u64 = 86_400;
+        let (c, t, sc, o, p, tr) = (
+            &self.capture,
+            &self.track,
+            &self.scan,
+            &self.output,
+            &self.plugins,
+            &self.trace,
+        );
+        let mut list = vec![
+            count("capture.snaplen", c.snaplen, 128, 262_144),
+            count("capture.buffer_mb", c.buffer_mb, 1, 4096),
+            time("track.unanswered_timeout", t.unanswered_timeout, ms(100), s(3600)),
+            time("track.ack_timeout", t.ack_timeout, ms(0), s(3600)),
+            time("track.reorder_window", t.reorder_window, ms(0), s(60)),
+            time("track.duplicate_window", t.duplicate_window, ms(0), s(10)),
+            time("track.linger", t.linger, ms(0), s(DAY)),
+            time("track.flow_idle_timeout", t.flow_idle_timeout, s(1), s(7 * DAY)),
+            count("track.max_connections", t.max_connections as u64, 1, 10_000_000),
+            count("track.max_orphans", t.max_orphans as u64, 0, 1_000_000),
+            time("scan.window", sc.window, s(1), s(DAY)),
+            count("scan.port_threshold", sc.port_threshold, 1, 65_535),
+            count("scan.host_threshold", sc.host_threshold, 1, 16_777_216),
+            count("scan.max_sources", sc.max_sources as u64, 1, 10_000_000),
+            count("scan.max_listed", sc.max_listed as u64, 1, 1_000_000),
+            time("output.stats_interval", o.stats_interval, s(1), s(DAY)),
+            count("output.queue_size", o.queue_size as u64, 1, 10_000_000),
+            time("output.stop_timeout", o.stop_timeout, ms(0), s(600)),
+            time("output.drop_log_interval", o.drop_log_interval, s(1), s(DAY)),
+            count("plugins.timeout_ms", p.timeout_ms, 1, 60_000),
+            count("plugins.memory_mb", p.memory_mb, 1, 4096),
+            count("plugins.max_failures", p.max_failures, 1, 1000),
+            time("plugins.failure_window", p.failure_window, s(1), s(DAY)),
+            count("trace.first_ttl", tr.first_ttl, 1, 255),
+            count("trace.max_ttl", tr.max_ttl, 1, 255),
+            count(
+                "trace.probes",
+                tr.probes,
+                1,
+                u128::from(crate::trace::engine::MAX_PROBES_PER_HOP),
+            ),
+            count("trace.assume_hops", tr.assume_hops, 1, 255),
+            time("trace.timeout", tr.timeout, ms(10), s(60)),
+            count("trace.rate", tr.rate, 1, 1_000_000),
+            count("trace.burst", tr.burst, 1, 100_000),
+            count("trace.max_concurrent", tr.max_concurrent as u64, 1, 10_000),
+            time("trace.cache_for", tr.cache_for, s(1), s(30 * DAY)),
+            count("trace.max_cached", tr.max_cached as u64, 1, 10_000_000),
+        ];
+        if let Some(col) = &o.collector {
+            list.extend([
+                count("output.collector.batch_size", col.batch_size as u64, 1, 100_000),
+                time("output.collector.batch_interval", col.batch_interval, ms(10), s(3600)),
+                count("output.collector.spool_max_mb", col.spool_max_mb, 1, 1 << 20),
+                count(
+                    "output.collector.dead_letter_max_mb",
+                    col.dead_letter_max_mb,
+                    1,
+                    1 << 20,
+                ),
+                time("output.collector.timeout", col.timeout, ms(100), s(600)),
+            ]);
+        }
+        for (name, each) in &p.each {
+            let key = |k: &str| format!("plugins.{name}.{k}");
+            if let Some(v) = each.timeout_ms {
+                list.push(count(key("timeout_ms"), v, 1, 60_000));
+            }
+            if let Some(v) = each.memory_mb {
+                list.push(count(key("memory_mb"), v, 1, 4096));
+            }
+            if let Some(v) = each.max_failures {
+                list.push(count(key("max_failures"), v, 1, 1000));
+            }
+        }
+        list
     }
 
     /// Checks values that parse but make no sense.
@@ -381,43 +490,22 @@ impl Config {
                 message: message.into(),
             })
         };
-        if self.capture.snaplen < 128 {
-            return bad(
-                "capture.snaplen",
-                "must be at least 128 bytes to hold Ethernet, IP and TCP headers",
-            );
-        }
-        if self.capture.buffer_mb == 0 {
-            return bad("capture.buffer_mb", "must be at least 1");
-        }
-        if self.track.unanswered_timeout.is_zero() {
-            return bad("track.unanswered_timeout", "must be longer than zero");
-        }
-        if self.track.max_connections == 0 {
-            return bad("track.max_connections", "must be at least 1");
-        }
-        if self.scan.port_threshold == 0 || self.scan.host_threshold == 0 {
-            let key = if self.scan.port_threshold == 0 {
-                "scan.port_threshold"
-            } else {
-                "scan.host_threshold"
-            };
-            return bad(key, "must be at least 1");
-        }
-        if self.scan.window.is_zero() {
-            return bad("scan.window", "must be longer than zero");
-        }
+        range::check_all(&self.bounds()).map_err(|(key, message)| Invalid {
+            key: Some(key),
+            line: None,
+            message,
+        })?;
         if self.scan.max_listed < self.scan.port_threshold.max(self.scan.host_threshold) as usize {
             return bad(
                 "scan.max_listed",
                 "must be at least the larger threshold, or no scan could be detected",
             );
         }
-        if self.output.queue_size == 0 {
-            return bad("output.queue_size", "must be at least 1");
-        }
-        if self.output.stats_interval.is_zero() {
-            return bad("output.stats_interval", "must be longer than zero");
+        if self.output.jsonl.trim().is_empty() {
+            return bad(
+                "output.jsonl",
+                "must be `-` (standard output) or a file name, not empty",
+            );
         }
         if let Some(c) = &self.output.collector {
             if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
@@ -426,59 +514,20 @@ impl Config {
             if c.token.is_empty() {
                 return bad("output.collector.token", "must not be empty");
             }
-            if c.batch_size == 0 {
-                return bad("output.collector.batch_size", "must be at least 1");
-            }
-            if c.spool_max_mb == 0 {
-                return bad("output.collector.spool_max_mb", "must be at least 1");
-            }
         }
-        let t = &self.trace;
-        if t.first_ttl == 0 {
-            return bad("trace.first_ttl", "must be at least 1");
-        }
-        if t.max_ttl < t.first_ttl {
+        if self.trace.max_ttl < self.trace.first_ttl {
             return bad("trace.max_ttl", "must be at least trace.first_ttl");
         }
-        if !(1..=crate::trace::engine::MAX_PROBES_PER_HOP).contains(&t.probes) {
-            return bad("trace.probes", "must be between 1 and 15");
-        }
-        if t.timeout.is_zero() {
-            return bad("trace.timeout", "must be longer than zero");
-        }
-        if t.rate == 0 || t.burst == 0 {
-            let key = if t.rate == 0 { "trace.rate" } else { "trace.burst" };
-            return bad(key, "must be at least 1");
-        }
-        if t.max_concurrent == 0 {
-            return bad("trace.max_concurrent", "must be at least 1");
-        }
-        if t.max_cached == 0 {
-            return bad("trace.max_cached", "must be at least 1");
-        }
-        let p = &self.plugins;
-        if p.timeout_ms == 0 {
-            return bad("plugins.timeout_ms", "must be at least 1");
-        }
-        if p.memory_mb == 0 {
-            return bad("plugins.memory_mb", "must be at least 1");
-        }
-        if p.max_failures == 0 {
-            return bad("plugins.max_failures", "must be at least 1");
-        }
-        if p.failure_window.is_zero() {
-            return bad("plugins.failure_window", "must be longer than zero");
-        }
-        for (name, each) in &p.each {
+        for (name, each) in &self.plugins.each {
             let key = |k: &str| format!("plugins.{name}.{k}");
-            if each.timeout_ms == Some(0) {
-                return bad(&key("timeout_ms"), "must be at least 1");
-            }
-            if each.memory_mb == Some(0) {
-                return bad(&key("memory_mb"), "must be at least 1");
-            }
-            if each.max_failures == Some(0) {
-                return bad(&key("max_failures"), "must be at least 1");
+            // A plugin's own settings reach it as JSON; `check-config`
+            // prints them back as TOML, which its reader would refuse
+            // beyond a few dozen levels (found by fuzzing).
+            if depth(&toml::Value::Table(each.options.clone())) > MAX_OPTION_DEPTH {
+                return bad(
+                    &format!("plugins.{name}"),
+                    &format!("the plugin's settings nest deeper than {MAX_OPTION_DEPTH} tables or arrays"),
+                );
             }
             for d in &each.dirs {
                 if !d.is_absolute() {
@@ -540,6 +589,18 @@ impl Config {
     }
 }
 
+/// How deep a plugin's own settings may nest tables and arrays.
+const MAX_OPTION_DEPTH: usize = 16;
+
+/// Tables and arrays nested in `v` (a scalar: 0).
+fn depth(v: &toml::Value) -> usize {
+    match v {
+        toml::Value::Table(t) => 1 + t.values().map(depth).max().unwrap_or(0),
+        toml::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// `plugins.x` from "unknown key `plugins.x` ..." or "[plugins.x]: ...".
 fn plugin_key_in(message: &str) -> Option<String> {
     if let Some(rest) = message.split("`plugins.").nth(1) {
@@ -547,22 +608,6 @@ fn plugin_key_in(message: &str) -> Option<String> {
     }
     let rest = message.strip_prefix("[plugins.")?;
     rest.split(']').next().map(|k| format!("plugins.{k}"))
-}
-
-/// Durations as `"30s"`, `"250ms"`, `"5m"`.
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::time::format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        crate::time::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]
@@ -628,6 +673,68 @@ mod tests {
         assert_eq!((e.key.as_deref(), e.line), (Some("scan.port_threshold"), Some(3)));
         let e = Config::parse("[track]\nlocal_networks = [\"10.0.0.0/33\"]\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("track.local_networks"));
+    }
+
+    /// docs/configuration.md states the range of every numeric key.
+    #[test]
+    fn every_range_is_documented() {
+        let mut c = Config::default();
+        c.output.collector = Some(CollectorSection {
+            url: "http://x".into(),
+            token: "t".into(),
+            batch_size: defaults::collector_batch_size(),
+            batch_interval: defaults::collector_batch_interval(),
+            spool_dir: defaults::collector_spool_dir(),
+            spool_max_mb: defaults::collector_spool_max_mb(),
+            dead_letter_max_mb: defaults::collector_dead_letter_max_mb(),
+            timeout: defaults::collector_timeout(),
+        });
+        c.plugins.each.insert(
+            "p".into(),
+            PluginSettings {
+                timeout_ms: Some(5),
+                memory_mb: Some(5),
+                max_failures: Some(5),
+                ..PluginSettings::default()
+            },
+        );
+        let doc = include_str!("../../../docs/configuration.md");
+        let missing = range::undocumented(&c.bounds(), doc);
+        assert!(
+            missing.is_empty(),
+            "docs/configuration.md lacks the ranges of {missing:?}"
+        );
+    }
+
+    /// The values the hardening issue found aborting at run time are
+    /// refused by `check-config`, naming the key and the range.
+    #[test]
+    fn values_that_would_abort_at_run_time_are_refused() {
+        for (text, key) in [
+            ("[track]\nmax_connections = 4294967296\n", "track.max_connections"),
+            ("[output]\nqueue_size = 9223372036854775807\n", "output.queue_size"),
+            (
+                "[output.collector]\nurl = \"http://x\"\ntoken = \"t\"\nspool_max_mb = 17592186044416\n",
+                "output.collector.spool_max_mb",
+            ),
+            (
+                "[output]\nstats_interval = \"9999999999999h\"\n",
+                "output.stats_interval",
+            ),
+            ("[trace]\ncache_for = \"99999999999d\"\n", "trace.cache_for"),
+            (
+                "[plugins.x]\ntimeout_ms = 9223372036854775807\n",
+                "plugins.x.timeout_ms",
+            ),
+            ("[output]\njsonl = \"\"\n", "output.jsonl"),
+            ("[plugins.f]\nx = [[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]\n", "plugins.f"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+            assert!(e.line.is_some(), "{text}: the line is named: {e}");
+        }
+        let e = Config::parse("[track]\nmax_connections = 4294967296\n").unwrap_err();
+        assert_eq!(e.message, "must be from 1 to 10000000, not 4294967296");
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub enum TsResolution {
     Nano,
     /// pcap-ng `if_tsresol` with the high bit set: 2^-n seconds.
     PowerOfTwo(u8),
+    /// pcap-ng `if_tsresol` without it: 10^-n seconds (0: whole seconds).
+    PowerOfTen(u8),
 }
 
 impl TsResolution {
@@ -20,6 +22,7 @@ impl TsResolution {
             TsResolution::Micro => 1_000_000,
             TsResolution::Nano => 1_000_000_000,
             TsResolution::PowerOfTwo(n) => 1u128 << n,
+            TsResolution::PowerOfTen(n) => 10u128.pow(u32::from(n)),
         }
     }
 
@@ -142,6 +145,18 @@ impl<W: Write> PcapNgWriter<W> {
 
     /// Adds an interface; returns its id.
     pub fn add_interface(&mut self, linktype: u32, resolution: TsResolution, snaplen: u32) -> io::Result<u32> {
+        self.add_interface_offset(linktype, resolution, snaplen, 0)
+    }
+
+    /// Adds an interface whose timestamps count from `tsoffset` seconds
+    /// (`if_tsoffset`, written when not 0); returns its id.
+    pub fn add_interface_offset(
+        &mut self,
+        linktype: u32,
+        resolution: TsResolution,
+        snaplen: u32,
+        tsoffset: i64,
+    ) -> io::Result<u32> {
         let mut body = Vec::new();
         self.put16(&mut body, linktype as u16);
         self.put16(&mut body, 0);
@@ -150,11 +165,21 @@ impl<W: Write> PcapNgWriter<W> {
             TsResolution::Micro => None,
             TsResolution::Nano => Some(9u8),
             TsResolution::PowerOfTwo(n) => Some(0x80 | n),
+            TsResolution::PowerOfTen(n) => Some(n & 0x7f),
         };
         if let Some(r) = tsresol {
             self.put16(&mut body, 9); // if_tsresol
             self.put16(&mut body, 1);
             body.extend_from_slice(&[r, 0, 0, 0]);
+        }
+        if tsoffset != 0 {
+            self.put16(&mut body, 14); // if_tsoffset
+            self.put16(&mut body, 8);
+            body.extend_from_slice(&if self.big_endian {
+                tsoffset.to_be_bytes()
+            } else {
+                tsoffset.to_le_bytes()
+            });
         }
         self.put16(&mut body, 0); // opt_endofopt
         self.put16(&mut body, 0);
@@ -172,6 +197,13 @@ impl<W: Write> PcapNgWriter<W> {
             .unwrap_or(TsResolution::Micro);
         let (secs, frac) = resolution.split(ts);
         let units = (secs as u128 * resolution.units_per_sec() + frac as u128) as u64;
+        self.write_ticks(interface, units, data, orig_len)
+    }
+
+    /// Writes an Enhanced Packet Block whose timestamp is `ticks` of the
+    /// interface's resolution, whatever they mean (any 64-bit value).
+    pub fn write_ticks(&mut self, interface: u32, ticks: u64, data: &[u8], orig_len: u32) -> io::Result<()> {
+        let units = ticks;
         let mut body = Vec::with_capacity(20 + data.len());
         self.put32(&mut body, interface);
         self.put32(&mut body, (units >> 32) as u32);

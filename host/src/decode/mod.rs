@@ -202,8 +202,14 @@ pub fn decode(
     decode_all(link, frame, interest, on_warning)
 }
 
+/// Whether [`decode`]'s fast path skips this frame (for the fuzz target
+/// that holds it to [`decode_all`]).
+pub(crate) fn skipped_fast(link: LinkType, frame: &[u8], interest: Interest) -> bool {
+    fast::outside_interest(link, frame, interest)
+}
+
 /// [`decode`] without the fast path for segments outside the mode.
-fn decode_all(
+pub(crate) fn decode_all(
     link: LinkType,
     frame: &[u8],
     interest: Interest,

@@ -655,11 +655,8 @@ mod tests {
             }
         }
 
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pcaps");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            eprintln!("SKIPPED: {} not found", dir.display());
-            return;
-        };
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/pcaps");
+        let entries = std::fs::read_dir(&dir).expect("testdata/pcaps is part of the repository");
         let mut config = Config::default();
         config.capture.mode = Mode::Quality;
         let events = Arc::new(Mutex::new(Vec::new()));
@@ -669,7 +666,9 @@ mod tests {
             if !path.extension().is_some_and(|e| e == "pcap" || e == "pcapng") {
                 continue;
             }
-            let Ok(file) = CaptureFile::open(&path) else { continue };
+            let Ok(mut file) = CaptureFile::open(&path) else {
+                continue;
+            };
             files += 1;
             let (queue, thread) = EventQueue::spawn(
                 vec![Box::new(Collect(events.clone())) as Box<dyn Output>],
@@ -679,11 +678,16 @@ mod tests {
             );
             let tracker = Tracker::new(config.track_config(), LocalNetworks::private_ranges());
             let mut pipeline = Pipeline::new(tracker, queue, None, config.interest());
-            for packet in file.records().map_while(Result::ok) {
+            let mut records = file.records();
+            while let Some(Ok(packet)) = records.next_packet() {
                 pipeline.handle_packet(&packet);
             }
             let end = pipeline.last_ts();
-            drop(pipeline.finish(end, None));
+            drop(pipeline.finish(
+                end,
+                None,
+                std::time::Instant::now() + std::time::Duration::from_secs(60),
+            ));
             thread.join();
         }
         let events = events.lock().expect("lock");

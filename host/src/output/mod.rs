@@ -12,7 +12,7 @@ pub mod collector;
 pub mod json;
 mod jsonl;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -79,10 +79,34 @@ pub enum Backpressure {
     Drop,
     /// Wait for room (replay).
     Wait,
+    /// Wait for room until then, and drop (and count) after (the final
+    /// flush of a stop: [`EventQueue::finish_by`]).
+    Until(std::time::Instant),
 }
 
 /// Events per batch handed to the output thread.
 const BATCH: usize = 256;
+
+/// Sends `msg`, waiting for room until `deadline`; false when the time ran
+/// out or the output thread is gone. (std's bounded channel has no timed
+/// send: short sleeps, only ever at a stop.)
+fn send_until(tx: &SyncSender<Msg>, mut msg: Msg, deadline: std::time::Instant) -> bool {
+    let mut pause = std::time::Duration::from_micros(50);
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(m)) => {
+                if std::time::Instant::now() >= deadline {
+                    return false;
+                }
+                msg = m;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(2));
+            }
+        }
+    }
+}
 
 /// The sending end, owned by the capture thread.
 pub struct EventQueue {
@@ -106,9 +130,16 @@ impl EventQueue {
         let (tx, rx) = mpsc::sync_channel(capacity.div_ceil(BATCH));
         let queued = Arc::new(AtomicU64::new(0));
         let taken = Arc::clone(&queued);
+        let abandon = Arc::new(AtomicBool::new(false));
+        let give_up = Arc::clone(&abandon);
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
         let handle = std::thread::Builder::new()
             .name("ng-output".into())
-            .spawn(move || write_all(rx, stage, outputs, &taken))
+            .spawn(move || {
+                let report = write_all(rx, stage, outputs, &taken, &give_up);
+                let _ = done_tx.send(());
+                report
+            })
             .ok();
         (
             EventQueue {
@@ -118,7 +149,11 @@ impl EventQueue {
                 queued,
                 policy,
             },
-            OutputThread { handle },
+            OutputThread {
+                handle,
+                abandon,
+                done: done_rx,
+            },
         )
     }
 
@@ -140,15 +175,20 @@ impl EventQueue {
         self.queued.fetch_add(n, Ordering::Relaxed);
         let sent = match self.policy {
             Backpressure::Wait => self.tx.send(Msg::Batch(batch)).is_ok(),
-            Backpressure::Drop => match self.tx.try_send(Msg::Batch(batch)) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-            },
+            Backpressure::Drop => self.tx.try_send(Msg::Batch(batch)).is_ok(),
+            Backpressure::Until(deadline) => send_until(&self.tx, Msg::Batch(batch), deadline),
         };
         if !sent {
             self.queued.fetch_sub(n, Ordering::Relaxed);
             self.drops.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// From now on, wait for room in the queue until `deadline` (then
+    /// drop and count): the final flush of a stop loses nothing to a full
+    /// queue while the output thread keeps up, and never waits past it.
+    pub fn finish_by(&mut self, deadline: std::time::Instant) {
+        self.policy = Backpressure::Until(deadline);
     }
 
     /// Events waiting for the output thread (the metrics endpoint).
@@ -181,6 +221,11 @@ impl EventQueue {
 /// The output thread; join it after dropping the [`EventQueue`].
 pub struct OutputThread {
     handle: Option<JoinHandle<OutputReport>>,
+    /// Set when the stop's deadline passed: the thread counts what is
+    /// left instead of processing it.
+    abandon: Arc<AtomicBool>,
+    /// Says the thread is done.
+    done: Receiver<()>,
 }
 
 /// What the output thread did.
@@ -189,11 +234,41 @@ pub struct OutputReport {
     pub written: u64,
     /// The first write error per output, if any.
     pub errors: Vec<String>,
+    /// Events left unprocessed because the stop's deadline passed.
+    pub abandoned: u64,
+    /// The thread did not end in time (stuck in an output): what it had
+    /// not taken from the queue then is in `abandoned`, what it held is
+    /// unknown.
+    pub stuck: bool,
 }
 
+/// After a stop's deadline, how long the output thread gets to notice and
+/// flush its outputs.
+const ABANDON_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl OutputThread {
+    /// Waits for the thread to write everything queued.
     pub fn join(self) -> OutputReport {
         self.handle.and_then(|h| h.join().ok()).unwrap_or_default()
+    }
+
+    /// Waits until `deadline` for the thread to write everything queued;
+    /// then tells it to leave the rest (counted), and gives it a moment to
+    /// flush. `queued` is the queue's count of events not yet taken.
+    pub fn join_until(self, deadline: std::time::Instant, queued: &AtomicU64) -> OutputReport {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if self.done.recv_timeout(left).is_err() {
+            self.abandon.store(true, Ordering::Relaxed);
+            if self.done.recv_timeout(ABANDON_GRACE).is_err() {
+                // Stuck (an output that blocks): leave it behind.
+                return OutputReport {
+                    abandoned: queued.load(Ordering::Relaxed),
+                    stuck: true,
+                    ..OutputReport::default()
+                };
+            }
+        }
+        self.join()
     }
 }
 
@@ -208,6 +283,7 @@ fn write_all(
     mut stage: Box<dyn Stage>,
     mut outputs: Vec<Box<dyn Output>>,
     queued: &AtomicU64,
+    abandon: &AtomicBool,
 ) -> OutputReport {
     let mut report = OutputReport::default();
     let mut failed = vec![false; outputs.len()];
@@ -224,6 +300,11 @@ fn write_all(
             wait = wait.min(FLUSH_AFTER);
         }
         let batch = match rx.recv_timeout(wait) {
+            Ok(Msg::Batch(batch)) if abandon.load(Ordering::Relaxed) => {
+                queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                report.abandoned += batch.len() as u64;
+                continue;
+            }
             Ok(Msg::Batch(batch)) => {
                 queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
                 batch

@@ -93,6 +93,8 @@ pub struct Loader {
     cache: Option<Cache>,
     /// Compiled components by sha256, so a reload compiles only what changed.
     compiled: HashMap<String, Component>,
+    /// Refuse plugin files others could have written ([`super::permissions`]).
+    pub strict_permissions: bool,
 }
 
 impl Loader {
@@ -121,6 +123,7 @@ impl Loader {
             linker,
             cache,
             compiled: HashMap::new(),
+            strict_permissions: true,
         })
     }
 
@@ -133,6 +136,9 @@ impl Loader {
     /// no plugins, not an error.
     pub fn discover(section: &PluginsSection) -> Result<Vec<Found>, String> {
         let dir = &section.dir;
+        if section.strict_permissions {
+            super::permissions::check_dir(dir)?;
+        }
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -174,10 +180,22 @@ impl Loader {
             path: path.to_path_buf(),
             reason,
         };
+        if self.strict_permissions {
+            super::permissions::check_file(path).map_err(refuse)?;
+        }
         let bytes = read_limited(path).map_err(refuse)?;
-        check_header(&bytes).map_err(refuse)?;
-        let sha256 = hex(&Sha256::digest(&bytes));
-        let component = self.compile(name, &sha256, &bytes).map_err(refuse)?;
+        self.prepare_bytes(name, path, &bytes)
+    }
+
+    /// [`Loader::prepare`] on the file's bytes, already read.
+    pub fn prepare_bytes(&mut self, name: &str, path: &Path, bytes: &[u8]) -> Result<Prepared, Refused> {
+        let refuse = |reason: String| Refused {
+            path: path.to_path_buf(),
+            reason,
+        };
+        check_header(bytes).map_err(refuse)?;
+        let sha256 = hex(&Sha256::digest(bytes));
+        let component = self.compile(name, &sha256, bytes).map_err(refuse)?;
         let contract = contract_version(self.engine, &component).map_err(refuse)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             refuse(format!(
@@ -238,16 +256,13 @@ impl Loader {
     }
 }
 
+/// The plugin file, refused when it is not a regular file (a device, a
+/// FIFO) or larger than [`MAX_FILE`].
 fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if meta.len() > MAX_FILE {
-        return Err(format!(
-            "{} bytes is larger than the {} MiB allowed",
-            meta.len(),
-            MAX_FILE >> 20
-        ));
-    }
-    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+    net_gazer_common::file::read_regular(path, MAX_FILE).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => e.to_string(),
+        _ => format!("cannot read: {e}"),
+    })
 }
 
 /// A component starts with `\0asm`, version 0x0d and layer 1; a core module

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use net_gazer_common::sync::Lock;
 use std::time::Duration;
 
 /// Upper bounds of the call-time histogram buckets, in nanoseconds (the
@@ -72,7 +74,7 @@ pub struct PluginMetrics {
     pub histogram: [AtomicU64; BUCKETS_NS.len() + 1],
     /// Largest linear memory, bytes.
     pub memory_bytes: AtomicU64,
-    pub custom: Mutex<BTreeMap<String, f64>>,
+    pub custom: Lock<BTreeMap<String, f64>>,
 }
 
 impl PluginMetrics {
@@ -101,7 +103,7 @@ impl PluginMetrics {
     }
 
     fn custom_update(&self, name: &str, f: impl FnOnce(&mut f64)) {
-        let Ok(mut custom) = self.custom.lock() else { return };
+        let mut custom = self.custom.lock();
         if let Some(v) = custom.get_mut(name) {
             f(v);
         } else if custom.len() < MAX_CUSTOM && name.len() <= 64 {
@@ -130,7 +132,7 @@ impl PluginMetrics {
             busy_ns: g(&self.busy_ns),
             histogram: self.histogram.iter().map(g).collect(),
             memory_bytes: g(&self.memory_bytes),
-            custom: self.custom.lock().map(|c| c.clone()).unwrap_or_default(),
+            custom: self.custom.lock().clone(),
         }
     }
 
@@ -155,10 +157,8 @@ impl PluginMetrics {
             g(&self.skipped),
             g(&self.memory_bytes) / 1024,
         );
-        if let Ok(custom) = self.custom.lock() {
-            for (k, v) in custom.iter() {
-                line.push_str(&format!(" {k}={v}"));
-            }
+        for (k, v) in self.custom.lock().iter() {
+            line.push_str(&format!(" {k}={v}"));
         }
         line
     }
@@ -191,28 +191,20 @@ pub struct Snapshot {
 /// Every plugin's metrics by name, across reloads.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
-    inner: Arc<Mutex<BTreeMap<String, Arc<PluginMetrics>>>>,
+    inner: Arc<Lock<BTreeMap<String, Arc<PluginMetrics>>>>,
 }
 
 impl Registry {
     pub fn get(&self, name: &str) -> Arc<PluginMetrics> {
-        match self.inner.lock() {
-            Ok(mut map) => map.entry(name.to_string()).or_default().clone(),
-            Err(_) => Arc::default(),
-        }
+        self.inner.lock().entry(name.to_string()).or_default().clone()
     }
 
     /// Drops the metrics of a plugin that never ran (refused at load).
     pub fn forget(&self, name: &str) {
-        if let Ok(mut map) = self.inner.lock() {
-            map.remove(name);
-        }
+        self.inner.lock().remove(name);
     }
 
     pub fn snapshot(&self) -> Vec<(String, Arc<PluginMetrics>)> {
-        match self.inner.lock() {
-            Ok(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            Err(_) => Vec::new(),
-        }
+        self.inner.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }

@@ -16,6 +16,7 @@ pub mod chain;
 mod host_api;
 pub mod load;
 pub mod metrics;
+pub mod permissions;
 pub mod wit;
 
 use std::collections::BTreeMap;
@@ -72,6 +73,9 @@ impl Plugins {
                     return Chain::default();
                 }
             }
+        }
+        if let Some(l) = self.loader.as_mut() {
+            l.strict_permissions = section.strict_permissions;
         }
         let mut running = Vec::new();
         let mut next = BTreeMap::new();

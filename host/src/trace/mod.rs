@@ -16,9 +16,9 @@ pub mod tracer;
 pub mod trigger;
 pub mod wire;
 
+use net_gazer_common::sync::Lock;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
@@ -162,24 +162,20 @@ pub fn reached_destination(a: &wire::Answer) -> bool {
 #[derive(Default)]
 pub struct ProbeFilter {
     active: AtomicUsize,
-    flows: Mutex<FxHashSet<(IpAddr, u16, u16)>>,
+    flows: Lock<FxHashSet<(IpAddr, u16, u16)>>,
 }
 
 impl ProbeFilter {
     /// Probes from local port `sport` to `dst:dport` are in flight.
     pub fn add(&self, dst: IpAddr, sport: u16, dport: u16) {
-        if let Ok(mut f) = self.flows.lock() {
-            if f.insert((dst, sport, dport)) {
-                self.active.fetch_add(1, Ordering::Release);
-            }
+        if self.flows.lock().insert((dst, sport, dport)) {
+            self.active.fetch_add(1, Ordering::Release);
         }
     }
 
     pub fn remove(&self, dst: IpAddr, sport: u16, dport: u16) {
-        if let Ok(mut f) = self.flows.lock() {
-            if f.remove(&(dst, sport, dport)) {
-                self.active.fetch_sub(1, Ordering::Release);
-            }
+        if self.flows.lock().remove(&(dst, sport, dport)) {
+            self.active.fetch_sub(1, Ordering::Release);
         }
     }
 
@@ -189,7 +185,7 @@ impl ProbeFilter {
         if self.active.load(Ordering::Acquire) == 0 {
             return false;
         }
-        let Ok(f) = self.flows.lock() else { return false };
+        let f = self.flows.lock();
         f.contains(&(b, ap, bp)) || f.contains(&(a, bp, ap))
     }
 }

@@ -131,6 +131,14 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// The memory the connection table reserves for `max_connections`
+    /// entries (each key and entry, and its slot in the index): what the
+    /// start checks against the machine's memory.
+    pub fn table_bytes(max_connections: usize) -> u64 {
+        let entry = std::mem::size_of::<conn::Key>() + std::mem::size_of::<conn::Conn>() + 16;
+        (max_connections as u64).saturating_mul(entry as u64)
+    }
+
     pub fn new(cfg: TrackConfig, local: LocalNetworks) -> Self {
         let capacity = cfg.max_connections;
         Tracker {

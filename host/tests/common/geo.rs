@@ -1,4 +1,4 @@
-//! The GeoIP test databases' source data (../shared/data/mmdb/source-data):
+//! The GeoIP test databases' source data (testdata/mmdb/source-data):
 //! what a lookup must answer, derived from the JSON the databases were
 //! built from.
 

@@ -18,10 +18,12 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_net-gazer")
 }
 
-/// `../shared/data` beside the project, if present.
-pub fn shared_data() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-    p.is_dir().then_some(p)
+/// The repository's `testdata/`: real captures with tshark's tables, and
+/// the GeoIP test databases (testdata/README.md says where each is from).
+pub fn testdata() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata");
+    assert!(p.is_dir(), "{} is missing: it is part of the repository", p.display());
+    p
 }
 
 pub struct Replay {

@@ -1,0 +1,99 @@
+//! `GET /metrics`: the collector's counters as Prometheus text.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+
+/// `# TYPE` line, then one sample per (labels, value).
+fn family(o: &mut String, name: &str, kind: &str, samples: impl IntoIterator<Item = (String, u64)>) {
+    let _ = writeln!(o, "# TYPE netgazer_collector_{name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(o, "netgazer_collector_{name}{labels} {value}");
+    }
+}
+
+pub(super) async fn serve(State(state): State<Arc<AppState>>) -> Response {
+    let size = match state.readers.take() {
+        Ok(store) => {
+            let size = store.size_bytes().unwrap_or(0);
+            state.readers.give(store);
+            size
+        }
+        Err(_) => 0,
+    };
+    let mut o = String::new();
+    {
+        let m = state.metrics.lock();
+        let by_kind = |i: usize| {
+            m.events
+                .iter()
+                .map(move |((sensor, kind), n)| (format!("{{sensor=\"{sensor}\",kind=\"{kind}\"}}"), n[i]))
+        };
+        family(&mut o, "events_received_total", "counter", by_kind(0));
+        family(&mut o, "events_stored_total", "counter", by_kind(1));
+        family(&mut o, "events_duplicate_total", "counter", by_kind(2));
+        family(
+            &mut o,
+            "events_refused_total",
+            "counter",
+            m.refused.iter().map(|(s, n)| (format!("{{sensor=\"{s}\"}}"), *n)),
+        );
+        family(
+            &mut o,
+            "requests_rejected_total",
+            "counter",
+            m.rejected.iter().map(|(r, n)| (format!("{{reason=\"{r}\"}}"), *n)),
+        );
+        let _ = writeln!(o, "# TYPE netgazer_collector_ingest_seconds_total counter");
+        let _ = writeln!(o, "netgazer_collector_ingest_seconds_total {}", m.ingest_seconds);
+        family(&mut o, "batches_total", "counter", [(String::new(), m.batches)]);
+        family(
+            &mut o,
+            "requests_panicked_total",
+            "counter",
+            [(String::new(), m.panics)],
+        );
+    }
+    let c = &state.connections;
+    family(
+        &mut o,
+        "connections_open",
+        "gauge",
+        [(String::new(), c.open.load(Relaxed))],
+    );
+    family(
+        &mut o,
+        "connections_refused_total",
+        "counter",
+        [(String::new(), c.refused.load(Relaxed))],
+    );
+    family(
+        &mut o,
+        "connections_timed_out_total",
+        "counter",
+        [(String::new(), c.timed_out.load(Relaxed))],
+    );
+    if state.config.falkordb.is_some() {
+        let g = &state.graph;
+        family(
+            &mut o,
+            "graph_routes_written_total",
+            "counter",
+            [(String::new(), g.routes_written.load(Relaxed))],
+        );
+        family(
+            &mut o,
+            "graph_errors_total",
+            "counter",
+            [(String::new(), g.errors.load(Relaxed))],
+        );
+    }
+    family(&mut o, "database_bytes", "gauge", [(String::new(), size)]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o).into_response()
+}
