@@ -342,6 +342,61 @@ fn handshake(raw: &RawValue) -> Option<Row> {
 mod tests {
     use super::*;
 
+    /// The names the sensor writes for `values` (serde's).
+    fn names<T: serde::Serialize>(values: &[T]) -> Vec<String> {
+        values
+            .iter()
+            .map(|v| serde_json::to_value(v).unwrap().as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_field_read_is_in_the_event_schema_with_its_values() {
+        use net_gazer_core::event::{self, schema};
+        let mut problems = Vec::new();
+        let mut check = |record: &str, field: &str, t: Type| {
+            // `seq` is the delivery's sequence number, not an event field.
+            if field == "seq" {
+                return;
+            }
+            let Some(f) = schema::record(record).and_then(|r| r.fields.iter().find(|f| f.name == field)) else {
+                problems.push(format!("{record}.{field} is not in the event schema"));
+                return;
+            };
+            let Type::Text(allowed) = t else {
+                return;
+            };
+            let want = match f.rust_type().as_str() {
+                "Direction" => names(event::Direction::VALUES),
+                "Outcome" => names(event::Outcome::VALUES),
+                "ScanType" => names(event::ScanType::VALUES),
+                "ScanPhase" => names(event::ScanPhase::VALUES),
+                other => vec![format!("no values known for {other}")],
+            };
+            if allowed != want {
+                problems.push(format!(
+                    "{record}.{field}: the collector takes {allowed:?}, the sensor writes {want:?}"
+                ));
+            }
+        };
+        for kind in KINDS {
+            for &(field, t) in checks(kind).chain(optional(kind)) {
+                check(kind, field, t);
+            }
+        }
+        for &(field, t) in HOP {
+            check("hop", field, t);
+        }
+        for field in crate::store::typed::FLOW_COUNTERS {
+            check("flow", field, Type::List);
+        }
+        assert!(
+            problems.is_empty(),
+            "the collector drifted from the event schema:\n{}",
+            problems.join("\n")
+        );
+    }
+
     fn handshake(seq: u64) -> Value {
         serde_json::json!({"kind": "handshake", "seq": seq, "ts_us": 1, "id": 7, "client_ip": "10.0.0.1",
             "client_port": 40000, "server_ip": "192.0.2.1", "server_port": 443,

@@ -63,13 +63,26 @@ pub enum Command {
     Trace(TraceArgs),
 }
 
+/// `--protocol`'s values with their help (the core's enum knows no clap).
+fn protocol_parser() -> impl clap::builder::TypedValueParser<Value = crate::trace::Protocol> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("icmp").help("ICMP echo requests (ICMPv6 for IPv6)"),
+        PossibleValue::new("udp").help("UDP to a closed port (33434 by default): answered by \"port unreachable\""),
+        PossibleValue::new("tcp").help(
+            "TCP SYN to a port (the service's): answered by SYN-ACK or RST; gets through firewalls that let the service in",
+        ),
+    ])
+    .try_map(|s| s.parse::<crate::trace::Protocol>())
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct TraceArgs {
     /// Host name or address to trace
     #[arg(value_name = "HOST")]
     pub host: String,
     /// Probe protocol
-    #[arg(short, long, value_enum, default_value_t = crate::trace::Protocol::Tcp)]
+    #[arg(short, long, default_value = "tcp", value_parser = protocol_parser())]
     pub protocol: crate::trace::Protocol,
     /// Destination port (TCP default 80, UDP default 33434)
     #[arg(long)]
@@ -93,7 +106,7 @@ pub struct TraceArgs {
     #[arg(short = 'f', long)]
     pub first_ttl: Option<u8>,
     /// Per-probe timeout, e.g. 500ms or 2s [default: trace.timeout]
-    #[arg(short = 'w', long, value_parser = crate::time::parse_duration)]
+    #[arg(short = 'w', long, value_parser = net_gazer_common::duration::parse_duration)]
     pub timeout: Option<std::time::Duration>,
     /// Probes per second [default: trace.rate]
     #[arg(long)]

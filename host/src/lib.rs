@@ -23,15 +23,15 @@
 pub mod app;
 pub mod capture;
 pub mod cli;
+pub mod clock;
 pub mod config;
-pub mod craft;
-pub mod decode;
-pub mod event;
 pub mod fuzzing;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod plugin;
-pub mod time;
 pub mod trace;
-pub mod track;
+
+/// The sans-IO core (crate `net-gazer-core`), under the paths the daemon
+/// has always used.
+pub use net_gazer_core::{craft, decode, event, time, track};

@@ -241,7 +241,7 @@ impl Pipeline {
             kernel_drops: kernel.map(|k| k.dropped),
             interface_drops: kernel.map(|k| k.if_dropped),
             duplicates: t.duplicates,
-            attempts: Outcome::ALL
+            attempts: Outcome::VALUES
                 .iter()
                 .map(|&o| (o.name(), t.attempts(o)))
                 .collect::<BTreeMap<_, _>>(),

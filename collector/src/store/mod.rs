@@ -8,7 +8,7 @@ use rusqlite::{params, Connection};
 
 use crate::ingest::Batch;
 
-mod typed;
+pub(crate) mod typed;
 
 pub use typed::FLOW_COUNTERS;
 

@@ -9,7 +9,6 @@ use anyhow::Context;
 use crate::capture::live::{self, LiveCapture, LiveConfig};
 use crate::config::Config;
 use crate::output::Backpressure;
-use crate::time::Timestamp;
 use crate::trace::tracer::Tracer;
 use crate::track::LocalNetworks;
 
@@ -88,7 +87,7 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
         let now = Instant::now();
         if now >= next_tick {
             next_tick = now + TICK;
-            pipeline.tick(Timestamp::now());
+            pipeline.tick(crate::clock::now());
             watchdog.feed(now);
             if let Some(new) = drops.check(now, pipeline.queue_drops()) {
                 tracing::warn!(
@@ -101,7 +100,7 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
             }
             if config.metrics.listen.is_some() && now >= next_publish {
                 next_publish = now + PUBLISH_EVERY;
-                published.set(pipeline.stats(Timestamp::now(), Some(capture.stats())));
+                published.set(pipeline.stats(crate::clock::now(), Some(capture.stats())));
             }
         }
         if reload.swap(false, Ordering::Relaxed) {
@@ -111,7 +110,7 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
         if Instant::now() >= next_stats {
             next_stats += interval;
             let kernel = capture.stats();
-            let s = pipeline.emit_stats(Timestamp::now(), Some(kernel));
+            let s = pipeline.emit_stats(crate::clock::now(), Some(kernel));
             tracing::info!(
                 packets = s.packets,
                 kernel_drops = kernel.dropped,
@@ -142,7 +141,7 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
         t.stop();
     }
     let queued = pipeline.queued();
-    let (queue, stats) = pipeline.finish(Timestamp::now(), Some(kernel), deadline);
+    let (queue, stats) = pipeline.finish(crate::clock::now(), Some(kernel), deadline);
     drop(queue);
     // The reloader holds a waker of the output thread: it must go for the
     // output thread to see the end of the queue.

@@ -232,9 +232,10 @@ impl TraceSection {
             rate: self.rate,
             burst: self.burst,
             max_concurrent: self.max_concurrent,
-            max_waiting: defaults::TRACE_MAX_WAITING,
             style: self.style,
             assume_hops: self.assume_hops,
+            // Not configurable: the engine's own default.
+            ..crate::trace::engine::Settings::default()
         }
     }
 

@@ -319,7 +319,7 @@ fn write_all(
                     pending = 0;
                 }
                 if std::time::Instant::now() >= next_tick {
-                    stage.tick(Timestamp::now());
+                    stage.tick(crate::clock::now());
                     next_tick = std::time::Instant::now() + TICK_EVERY;
                 }
                 continue;
@@ -343,7 +343,7 @@ fn write_all(
         report.written += batch.len() as u64;
         pending += batch.len();
         if std::time::Instant::now() >= next_tick {
-            stage.tick(Timestamp::now());
+            stage.tick(crate::clock::now());
             next_tick = std::time::Instant::now() + TICK_EVERY;
         }
     }

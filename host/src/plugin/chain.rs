@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
-use super::host_api::{Grants, State};
 use super::load::{ticks, Prepared};
 use super::metrics::{CallStats, PluginMetrics};
+use super::one_line;
+use super::store::{Grants, State};
 use super::wit::{self, Contract, Instance, Records, Verdict};
 use crate::config::{OnError, PluginSettings, PluginsSection};
 use crate::event::{EventKind, Tagged};
@@ -218,8 +219,8 @@ impl Running {
             tracing::error!(
                 plugin = %self.name(),
                 failures = self.failures.len(),
-                window = %crate::time::format_duration(self.failure_window),
-                disabled_for = %crate::time::format_duration(self.backoff),
+                window = %net_gazer_common::duration::format_duration(self.failure_window),
+                disabled_for = %net_gazer_common::duration::format_duration(self.backoff),
                 "plugin disabled: too many failures; meanwhile its events are handled as on_error = \"{}\" says",
                 self.on_error
             );
@@ -419,21 +420,6 @@ fn instance_of<C: Contract>(instance: &Instance) -> wasmtime::Result<&C::Instanc
     C::instance(instance).ok_or_else(|| wasmtime::format_err!("instance of another contract version"))
 }
 
-/// An error on one line: the causes without wasmtime's backtrace.
-pub fn one_line(e: &wasmtime::Error) -> String {
-    let parts: Vec<String> = e
-        .chain()
-        .map(|c| c.to_string())
-        .filter(|m| !m.starts_with("error while executing at wasm backtrace"))
-        .map(|m| m.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    if parts.is_empty() {
-        e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
-    } else {
-        parts.join(": ")
-    }
-}
-
 fn classify(store: &Store<State>, e: &wasmtime::Error) -> Failure {
     if store.data().out_of_memory {
         Failure::OutOfMemory
@@ -600,7 +586,7 @@ mod tests {
                 event::Direction::Internal,
                 event::Direction::Transit,
             ][i as usize % 4],
-            outcome: event::Outcome::ALL[i as usize % 4],
+            outcome: event::Outcome::VALUES[i as usize % 4],
             completed: i % 2 == 1,
             syn_count: i + 1,
             syns_before_synack: i,
@@ -724,91 +710,7 @@ mod tests {
     );
 }
 
-/// The cost of calls into a plugin, without the sensor around them:
-/// `cargo test --release -p net-gazer --lib plugin::chain::calls -- --ignored --nocapture`
-/// (docs/benchmarks.md, "Plugin chain").
+/// The cost of one call (`cargo test --release -p net-gazer --lib
+/// plugin::chain::calls -- --ignored --nocapture`), apart from the chain.
 #[cfg(test)]
-mod calls {
-    use super::tests::{handshake, running};
-    use super::*;
-
-    /// The best of five runs of `f` over `n` events, per event.
-    fn best(n: u32, mut f: impl FnMut()) -> Duration {
-        (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed() / n
-            })
-            .min()
-            .unwrap_or_default()
-    }
-
-    fn measure<C: Contract>(name: &str, plugin: &str) {
-        let Some(mut running) = running(plugin, "drop") else {
-            return;
-        };
-        let events: Vec<Tagged> = (0..256)
-            .map(handshake)
-            .map(|mut t| {
-                t.tags.clear();
-                t
-            })
-            .collect();
-        let rounds = 800;
-        let n = rounds * 256;
-        // The call alone, the record made beforehand.
-        let records: Vec<C::Record> = events.iter().filter_map(|t| C::record(&t.event, &t.tags)).collect();
-        let (store, instance) = running.instance.as_mut().unwrap();
-        let p = C::instance(instance).unwrap();
-        let call = best(n, || {
-            for _ in 0..rounds {
-                for r in &records {
-                    C::on_event(p, store, r).unwrap();
-                }
-            }
-        });
-        // One entry into the plugin and nothing else: no argument area to
-        // allocate in it, no result to free after (`on-tick`).
-        let entry = best(n, || {
-            for _ in 0..n {
-                instance.tick(store, 0).unwrap();
-            }
-        });
-        // The chain's per-event and batch paths over batches of 256 (less
-        // copying the batch, which the sensor does not do).
-        let copy = best(n, || {
-            for _ in 0..rounds {
-                std::hint::black_box(events.clone());
-            }
-        });
-        let mut chain = |batch: bool| {
-            running.batch = batch;
-            best(n, || {
-                for _ in 0..rounds {
-                    let mut all = events.clone();
-                    running.run(&mut Work::new(&mut all));
-                }
-            })
-            .saturating_sub(copy)
-        };
-        let per_event = chain(false);
-        let batched = chain(true);
-        eprintln!(
-            "{name}: an empty entry (on-tick) {entry:?}; the call alone {call:?}; \
-             the chain {per_event:?} per event, {batched:?} in batches"
-        );
-    }
-
-    #[test]
-    #[ignore]
-    fn calls_v0_1() {
-        measure::<crate::plugin::wit::since_v0_1::V>("contract 0.1 (legacy)", "legacy");
-    }
-
-    #[test]
-    #[ignore]
-    fn calls_v0_2() {
-        measure::<crate::plugin::wit::since_v0_2::V>("contract 0.2 (testkit)", "testkit");
-    }
-}
+mod calls;

@@ -13,8 +13,8 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
 use super::cache::Cache;
-use super::host_api::{Grants, State};
 use super::metrics::PluginMetrics;
+use super::store::{Grants, State};
 use super::wit::{self, Version};
 use crate::config::{PluginSettings, PluginsSection};
 
@@ -30,7 +30,49 @@ const MAX_FILE: u64 = 512 << 20;
 #[error("plugin {path}: {reason}")]
 pub struct Refused {
     pub path: PathBuf,
-    pub reason: String,
+    pub reason: Refusal,
+}
+
+/// What is wrong with a plugin file, from its permissions to what its
+/// `describe` answered.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Others could have written it ([`super::permissions`]).
+    #[error("{0}")]
+    Permissions(String),
+    /// Not a regular file, too large, or unreadable.
+    #[error("{0}")]
+    Read(String),
+    #[error("not a WebAssembly file")]
+    NotWasm,
+    #[error(
+        "a core WebAssembly module, not a component: build for wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule,
+    #[error("a WebAssembly binary of an unknown version or layer")]
+    UnknownBinary,
+    #[error("not a valid component: {0}")]
+    Invalid(String),
+    #[error(
+        "a component of another world: it exports {exports}, not net-gazer:plugin/plugin (build it against wit/net-gazer-plugin.wit, world sensor-plugin)"
+    )]
+    OtherWorld { exports: String },
+    #[error("cannot read the contract version of `{0}`")]
+    UnreadableVersion(String),
+    #[error("contract version {version} is not supported by this net-gazer (it runs {supported})")]
+    Unsupported { version: Version, supported: String },
+    #[error("needs imports net-gazer does not give (it gives WASI 0.2 and net-gazer:plugin/host): {0}")]
+    Imports(String),
+    #[error("{0}")]
+    Bindings(String),
+    #[error("{0}")]
+    Store(String),
+    #[error("cannot be instantiated: {0}")]
+    Instantiate(String),
+    #[error("describe failed: {0}")]
+    Describe(String),
+    #[error("describe returned an empty or overlong name or version")]
+    BadDescription,
 }
 
 pub use super::wit::Description;
@@ -176,12 +218,12 @@ impl Loader {
     /// Validates and compiles one file, and asks the plugin to describe
     /// itself (in a throwaway instance, under a deadline).
     pub fn prepare(&mut self, name: &str, path: &Path) -> Result<Prepared, Refused> {
-        let refuse = |reason: String| Refused {
+        let refuse = |reason: Refusal| Refused {
             path: path.to_path_buf(),
             reason,
         };
         if self.strict_permissions {
-            super::permissions::check_file(path).map_err(refuse)?;
+            super::permissions::check_file(path).map_err(|e| refuse(Refusal::Permissions(e)))?;
         }
         let bytes = read_limited(path).map_err(refuse)?;
         self.prepare_bytes(name, path, &bytes)
@@ -189,7 +231,7 @@ impl Loader {
 
     /// [`Loader::prepare`] on the file's bytes, already read.
     pub fn prepare_bytes(&mut self, name: &str, path: &Path, bytes: &[u8]) -> Result<Prepared, Refused> {
-        let refuse = |reason: String| Refused {
+        let refuse = |reason: Refusal| Refused {
             path: path.to_path_buf(),
             reason,
         };
@@ -197,13 +239,11 @@ impl Loader {
         let sha256 = hex(&Sha256::digest(bytes));
         let component = self.compile(name, &sha256, bytes).map_err(refuse)?;
         let contract = contract_version(self.engine, &component).map_err(refuse)?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            refuse(format!(
-                "needs imports net-gazer does not give (it gives WASI 0.2 and net-gazer:plugin/host): {}",
-                super::chain::one_line(&e)
-            ))
-        })?;
-        let pre = wit::Pre::new(contract, instance_pre).map_err(|e| refuse(format!("{e:#}")))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| refuse(Refusal::Imports(super::one_line(&e))))?;
+        let pre = wit::Pre::new(contract, instance_pre).map_err(|e| refuse(Refusal::Bindings(format!("{e:#}"))))?;
         let description = describe(self.engine, name, &pre).map_err(refuse)?;
         Ok(Prepared {
             name: name.to_string(),
@@ -215,7 +255,7 @@ impl Loader {
         })
     }
 
-    fn compile(&mut self, name: &str, sha256: &str, bytes: &[u8]) -> Result<Component, String> {
+    fn compile(&mut self, name: &str, sha256: &str, bytes: &[u8]) -> Result<Component, Refusal> {
         if let Some(c) = self.compiled.get(sha256) {
             return Ok(c.clone());
         }
@@ -232,8 +272,7 @@ impl Loader {
                 c
             }
             None => {
-                let c = Component::new(self.engine, bytes)
-                    .map_err(|e| format!("not a valid component: {}", super::chain::one_line(&e)))?;
+                let c = Component::new(self.engine, bytes).map_err(|e| Refusal::Invalid(super::one_line(&e)))?;
                 tracing::info!(
                     plugin = name,
                     sha256 = &sha256[..12],
@@ -258,24 +297,23 @@ impl Loader {
 
 /// The plugin file, refused when it is not a regular file (a device, a
 /// FIFO) or larger than [`MAX_FILE`].
-fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    net_gazer_common::file::read_regular(path, MAX_FILE).map_err(|e| match e.kind() {
-        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => e.to_string(),
-        _ => format!("cannot read: {e}"),
+fn read_limited(path: &Path) -> Result<Vec<u8>, Refusal> {
+    net_gazer_common::file::read_regular(path, MAX_FILE).map_err(|e| {
+        Refusal::Read(match e.kind() {
+            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => e.to_string(),
+            _ => format!("cannot read: {e}"),
+        })
     })
 }
 
 /// A component starts with `\0asm`, version 0x0d and layer 1; a core module
 /// has version 1 and layer 0.
-fn check_header(bytes: &[u8]) -> Result<(), String> {
+fn check_header(bytes: &[u8]) -> Result<(), Refusal> {
     match bytes.get(..8) {
         Some([0, b'a', b's', b'm', 0x0d, 0, 1, 0]) => Ok(()),
-        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(
-            "a core WebAssembly module, not a component: build for wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
-                .into(),
-        ),
-        Some([0, b'a', b's', b'm', ..]) => Err("a WebAssembly binary of an unknown version or layer".into()),
-        _ => Err("not a WebAssembly file".into()),
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(Refusal::CoreModule),
+        Some([0, b'a', b's', b'm', ..]) => Err(Refusal::UnknownBinary),
+        _ => Err(Refusal::NotWasm),
     }
 }
 
@@ -284,7 +322,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The contract version of the `plugin` interface the component exports.
-fn contract_version(engine: &Engine, component: &Component) -> Result<Version, String> {
+fn contract_version(engine: &Engine, component: &Component) -> Result<Version, Refusal> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
     let Some(ours) = exports.iter().find(|n| n.starts_with(wit::EXPORT_PREFIX)) else {
@@ -293,42 +331,39 @@ fn contract_version(engine: &Engine, component: &Component) -> Result<Version, S
         } else {
             exports.join(", ")
         };
-        return Err(format!(
-            "a component of another world: it exports {list}, not net-gazer:plugin/plugin (build it against wit/net-gazer-plugin.wit, world sensor-plugin)"
-        ));
+        return Err(Refusal::OtherWorld { exports: list });
     };
     let text = &ours[wit::EXPORT_PREFIX.len()..];
-    let version = Version::parse(text).ok_or_else(|| format!("cannot read the contract version of `{ours}`"))?;
-    wit::binding_for(version).ok_or_else(|| {
-        format!(
-            "contract version {version} is not supported by this net-gazer (it runs {})",
-            wit::supported_list()
-        )
+    let version = Version::parse(text).ok_or_else(|| Refusal::UnreadableVersion(ours.clone()))?;
+    wit::binding_for(version).ok_or_else(|| Refusal::Unsupported {
+        version,
+        supported: wit::supported_list(),
     })?;
     Ok(version)
 }
 
 /// Runs `describe` in a fresh instance with nothing granted.
-fn describe(engine: &Engine, name: &str, pre: &wit::Pre) -> Result<Description, String> {
+fn describe(engine: &Engine, name: &str, pre: &wit::Pre) -> Result<Description, Refusal> {
     let grants = Grants {
         dirs: Vec::new(),
         http_allow: Vec::new(),
         memory_bytes: 64 << 20,
         http_timeout: Duration::from_secs(1),
     };
-    let state = State::new(name.into(), &grants, Arc::new(PluginMetrics::default())).map_err(|e| e.to_string())?;
+    let state = State::new(name.into(), &grants, Arc::new(PluginMetrics::default()))
+        .map_err(|e| Refusal::Store(e.to_string()))?;
     let mut store = Store::new(engine, state);
     store.limiter(|s| s);
     store.set_epoch_deadline(ticks(Duration::from_secs(1)));
     let plugin = pre
         .instantiate(&mut store)
-        .map_err(|e| format!("cannot be instantiated: {}", super::chain::one_line(&e)))?;
+        .map_err(|e| Refusal::Instantiate(super::one_line(&e)))?;
     store.set_epoch_deadline(ticks(Duration::from_secs(1)));
     let mut description = plugin
         .describe(&mut store)
-        .map_err(|e| format!("describe failed: {}", super::chain::one_line(&e)))?;
+        .map_err(|e| Refusal::Describe(super::one_line(&e)))?;
     if description.name.is_empty() || description.name.len() > 64 || description.version.len() > 64 {
-        return Err("describe returned an empty or overlong name or version".into());
+        return Err(Refusal::BadDescription);
     }
     description.wants.dedup();
     Ok(description)
@@ -341,14 +376,14 @@ mod tests {
     #[test]
     fn headers_tell_components_from_modules_and_garbage() {
         assert!(check_header(b"\0asm\x0d\0\x01\0rest").is_ok());
-        assert!(check_header(b"\0asm\x01\0\0\0")
-            .unwrap_err()
-            .contains("core WebAssembly module"));
-        assert!(check_header(b"\0asm\x0e\0\x01\0")
-            .unwrap_err()
-            .contains("unknown version"));
-        assert!(check_header(b"ELF").unwrap_err().contains("not a WebAssembly file"));
-        assert!(check_header(b"").unwrap_err().contains("not a WebAssembly file"));
+        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(Refusal::CoreModule)));
+        assert!(matches!(
+            check_header(b"\0asm\x0e\0\x01\0"),
+            Err(Refusal::UnknownBinary)
+        ));
+        assert!(matches!(check_header(b"ELF"), Err(Refusal::NotWasm)));
+        assert!(matches!(check_header(b""), Err(Refusal::NotWasm)));
+        assert!(Refusal::CoreModule.to_string().contains("core WebAssembly module"));
     }
 
     #[test]

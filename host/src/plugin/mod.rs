@@ -7,6 +7,9 @@
 //! - [`chain`] runs them, each in its own sandboxed Store, with a deadline
 //!   before every call and a memory cap, restarting or disabling those that
 //!   fail;
+//! - [`store`] is what one plugin's Store holds (WASI context, limits),
+//!   [`host_api`] the `host` functions it may call, and [`http`] its
+//!   allow-listed HTTP client;
 //! - [`Plugins`] (re)loads the whole chain; [`ChainStage`] runs it on the
 //!   output thread and swaps in a reloaded chain between two batches, so no
 //!   event is lost or seen twice by a reload.
@@ -14,9 +17,11 @@
 pub mod cache;
 pub mod chain;
 mod host_api;
+pub mod http;
 pub mod load;
 pub mod metrics;
 pub mod permissions;
+mod store;
 pub mod wit;
 
 use std::collections::BTreeMap;
@@ -188,7 +193,7 @@ impl ChainStage {
             tracing::info!(plugins = %names.join(" → "), "reloaded plugin chain active");
             // A last tick lets the old plugins flush what they buffered.
             let mut old = std::mem::replace(&mut self.chain, chain);
-            old.tick(Timestamp::now());
+            old.tick(crate::clock::now());
         }
     }
 }
@@ -210,7 +215,7 @@ impl Stage for ChainStage {
 
     fn finish(&mut self) {
         // The last tick: plugins flush what they buffered.
-        self.chain.tick(Timestamp::now());
+        self.chain.tick(crate::clock::now());
     }
 }
 
@@ -241,4 +246,19 @@ pub fn spawn_reloader(
         }
     })?;
     Ok(tx)
+}
+
+/// An error on one line: the causes without wasmtime's backtrace.
+pub fn one_line(e: &wasmtime::Error) -> String {
+    let parts: Vec<String> = e
+        .chain()
+        .map(|c| c.to_string())
+        .filter(|m| !m.starts_with("error while executing at wasm backtrace"))
+        .map(|m| m.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    if parts.is_empty() {
+        e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        parts.join(": ")
+    }
 }

@@ -345,7 +345,7 @@ impl Sockets {
                     return Err(e);
                 }
                 read += 1;
-                let at = kernel_timestamp(&msg).unwrap_or_else(Timestamp::now);
+                let at = kernel_timestamp(&msg).unwrap_or_else(crate::clock::now);
                 let packet = &buf[..n as usize];
                 let answer = if v6 {
                     let sender = ipv6_of(&from);

@@ -20,10 +20,10 @@ use rustc_hash::FxHashMap;
 
 use super::engine::{Engine, Settings, Transmit};
 use super::socket::{self, Sockets};
-use super::trigger::{Trigger, TriggerSettings, Verdict};
+use super::trigger::{Seen, Trigger, TriggerSettings, Verdict};
 use super::{ProbeFilter, Protocol, Request, TraceResult};
 use crate::decode::Segment;
-use crate::event::{Direction, Event, Handshake, Route};
+use crate::event::{Event, Handshake, Route};
 use crate::output::EventQueue;
 use crate::time::Timestamp;
 
@@ -35,31 +35,6 @@ const OFFERS: usize = 4096;
 const IDLE: Duration = Duration::from_millis(50);
 /// At shutdown, traces running get this long to finish.
 const DRAIN: Duration = Duration::from_secs(3);
-
-/// What the tracer needs of a handshake.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Seen {
-    pub id: u64,
-    pub client: (IpAddr, u16),
-    pub server: (IpAddr, u16),
-    pub direction: Direction,
-    /// Hop-count guesses from the TTLs of the SYN and the SYN-ACK.
-    pub client_hops: u8,
-    pub server_hops: Option<u8>,
-}
-
-impl From<&Handshake> for Seen {
-    fn from(h: &Handshake) -> Seen {
-        Seen {
-            id: h.id,
-            client: (h.client_ip, h.client_port),
-            server: (h.server_ip, h.server_port),
-            direction: h.direction,
-            client_hops: h.client_hops,
-            server_hops: h.server_hops,
-        }
-    }
-}
 
 /// The capture thread's side: offers handshakes, recognises probes.
 #[derive(Clone)]
@@ -114,7 +89,7 @@ impl Tracer {
         let stats = Arc::new(TracerStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let own = socket::own_addresses();
-        let seed = Timestamp::now().as_nanos() as u64 ^ (std::process::id() as u64) << 32;
+        let seed = crate::clock::now().as_nanos() as u64 ^ (std::process::id() as u64) << 32;
         let mut worker = Worker {
             engine: Engine::new(engine, seed),
             trigger: Trigger::new(trigger, own),
@@ -201,7 +176,7 @@ impl Worker {
     }
 
     fn take_offers(&mut self) {
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         loop {
             let seen = match self.offers.try_recv() {
                 Ok(s) => s,
@@ -239,7 +214,7 @@ impl Worker {
             return;
         }
         let cutoff = self.engine.settings().timeout + Duration::from_secs(2);
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         let filter = &self.filter;
         self.registered.retain(|&(dst, sport, dport), last| {
             let keep = now - *last < cutoff;
@@ -282,7 +257,7 @@ fn note_sent(
     if let Some(ports) = t.bytes.get(..4) {
         let sport = u16::from_be_bytes([ports[0], ports[1]]);
         let dport = u16::from_be_bytes([ports[2], ports[3]]);
-        if registered.insert((t.dst, sport, dport), Timestamp::now()).is_none() {
+        if registered.insert((t.dst, sport, dport), crate::clock::now()).is_none() {
             filter.add(t.dst, sport, dport);
         }
     }
@@ -298,12 +273,12 @@ pub fn pump(
     max_wait: Duration,
     mut sent: impl FnMut(&Transmit, bool),
 ) -> io::Result<()> {
-    let now = Timestamp::now();
+    let now = crate::clock::now();
     engine.handle_timeout(now);
     // Each probe is stamped just before it leaves. Answers already in are
     // read between sends: on a short path the destination's answer can
     // arrive before the next probe leaves, and cancels the probes beyond.
-    while let Some(t) = engine.poll_transmit(Timestamp::now()) {
+    while let Some(t) = engine.poll_transmit(crate::clock::now()) {
         // A refused probe (no route, firewall) is left to time out.
         let ok = sockets.send(&t).is_ok();
         sent(&t, ok);
@@ -319,7 +294,7 @@ pub fn pump(
         .min(max_wait);
     sockets.wait(wait)?;
     sockets.receive(|a, at| engine.handle_answer(&a, at))?;
-    engine.handle_timeout(Timestamp::now());
+    engine.handle_timeout(crate::clock::now());
     Ok(())
 }
 
@@ -350,9 +325,9 @@ pub fn route_event(id: u64, r: &TraceResult, verdict: Verdict) -> Route {
 pub fn trace_now(settings: Settings, requests: Vec<Request>) -> io::Result<Vec<TraceResult>> {
     let v6 = |r: &Request| r.dst.is_ipv6();
     let sockets = Sockets::open_only(requests.iter().any(|r| !v6(r)), requests.iter().any(v6))?;
-    let seed = Timestamp::now().as_nanos() as u64 ^ (std::process::id() as u64) << 32;
+    let seed = crate::clock::now().as_nanos() as u64 ^ (std::process::id() as u64) << 32;
     let mut engine = Engine::new(settings, seed);
-    let now = Timestamp::now();
+    let now = crate::clock::now();
     let wanted = requests.len();
     for r in requests {
         engine.start(r, now);

@@ -8,8 +8,6 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::time::Timestamp;
-
 pub struct DeadLetter {
     path: PathBuf,
     max_bytes: u64,
@@ -29,7 +27,7 @@ impl DeadLetter {
 
     /// Appends `(event, reason)` pairs of `batch`.
     pub fn write<'a>(&self, batch: &str, refused: impl IntoIterator<Item = (&'a str, &'a str)>) -> io::Result<()> {
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         let mut lines = Vec::new();
         for (event, reason) in refused {
             lines.extend_from_slice(b"{\"refused_at\":\"");

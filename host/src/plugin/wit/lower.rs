@@ -66,8 +66,6 @@ impl<A: Field, B: Field> Field for (A, B) {
 
 /// WIT enums: one byte, the case's index (the bindings declare the cases in
 /// WIT order, so the Rust discriminant is that index).
-#[macro_export]
-#[doc(hidden)]
 macro_rules! put_enum {
     ($($t:ty),*) => {$(
         impl $crate::plugin::wit::lower::Field for $t {
@@ -78,7 +76,7 @@ macro_rules! put_enum {
         }
     )*};
 }
-pub use put_enum;
+pub(crate) use put_enum;
 
 /// `option<T>`: a discriminant byte, the payload at T's alignment. For
 /// scalar payloads only: `lower_allocated` is not passed on (no record
@@ -183,8 +181,6 @@ impl<E: ComponentType + Lower> Field for Vec<E> {
 /// `$fast`, a wrapper of `&$derived` (a record with these fields, in WIT
 /// order, with their Rust types), lowered in one pass: first the fields
 /// that allocate in the plugin, then one look-up of the memory for the rest.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! one_pass_record {
     ($fast:ident => $derived:ty { $($name:ident: $t:ty,)* }) => {
         $crate::plugin::wit::lower::wrapper!($fast => $derived);
@@ -246,12 +242,10 @@ macro_rules! one_pass_record {
         }
     };
 }
-pub use one_pass_record;
+pub(crate) use one_pass_record;
 
 /// `$fast`, a wrapper of `&$event` (the `event` variant) whose `$case`
 /// payload (case 0) is lowered by `$fast_case`; other cases as derived.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! one_pass_event {
     ($fast:ident => $event:ty, $case:path => $fast_case:ident) => {
         $crate::plugin::wit::lower::wrapper!($fast => $event);
@@ -283,7 +277,7 @@ macro_rules! one_pass_event {
         }
     };
 }
-pub use one_pass_event;
+pub(crate) use one_pass_event;
 
 /// The offsets of fields with these ABIs in a record.
 pub fn offsets(abis: &[CanonicalAbiInfo]) -> Vec<usize> {
@@ -294,8 +288,6 @@ pub fn offsets(abis: &[CanonicalAbiInfo]) -> Vec<usize> {
 /// `$fast`, a wrapper of `&$derived` whose component type is `$derived`'s
 /// (its ABI, its flat representation and its type check) and which lowers
 /// into memory by its own `lower_to_memory`.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! wrapper {
     ($fast:ident => $derived:ty) => {
         #[derive(Clone, Copy)]
@@ -340,13 +332,11 @@ macro_rules! wrapper {
         }
     };
 }
-pub use wrapper;
+pub(crate) use wrapper;
 
 /// `FastHandshake` and `FastEvent` of a version module (with `types`):
 /// every contract version so far has the same handshake fields, addresses
 /// and the VLAN stack of type `$ip` and `$vlan`.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! one_pass_handshake {
     (ip: $ip:ty, vlan: $vlan:ty) => {
         $crate::plugin::wit::lower::one_pass_record!(FastHandshake => types::Handshake {
@@ -395,4 +385,4 @@ macro_rules! one_pass_handshake {
         $crate::plugin::wit::lower::one_pass_event!(FastEvent => types::Event, types::Event::Handshake => FastHandshake);
     };
 }
-pub use one_pass_handshake;
+pub(crate) use one_pass_handshake;

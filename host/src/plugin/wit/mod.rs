@@ -7,6 +7,8 @@
 
 pub mod lower;
 mod records;
+#[cfg(test)]
+mod schema_tests;
 pub mod since_v0_1;
 pub mod since_v0_2;
 
@@ -15,7 +17,7 @@ use std::fmt;
 use wasmtime::component::InstancePre;
 use wasmtime::Store;
 
-use super::host_api::State;
+use super::store::State;
 use crate::event::{self, EventKind, Tag};
 
 /// The package and interface every plugin exports.
@@ -238,19 +240,17 @@ macro_rules! contract_version {
         }
 
         impl $crate::plugin::wit::Contract for V {
-            type Pre = SensorPluginPre<$crate::plugin::host_api::State>;
+            type Pre = SensorPluginPre<$crate::plugin::store::State>;
             type Instance = Plugin;
             type Record = types::Event;
 
-            fn pre(
-                pre: wasmtime::component::InstancePre<$crate::plugin::host_api::State>,
-            ) -> wasmtime::Result<Self::Pre> {
+            fn pre(pre: wasmtime::component::InstancePre<$crate::plugin::store::State>) -> wasmtime::Result<Self::Pre> {
                 SensorPluginPre::new(pre)
             }
 
             fn instantiate(
                 pre: &Self::Pre,
-                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                store: &mut wasmtime::Store<$crate::plugin::store::State>,
             ) -> wasmtime::Result<Plugin> {
                 use lower::{FastEvent, FastHandshake};
                 let instance = pre.instance_pre().instantiate(&mut *store)?;
@@ -277,7 +277,7 @@ macro_rules! contract_version {
 
             fn describe(
                 p: &Plugin,
-                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                store: &mut wasmtime::Store<$crate::plugin::store::State>,
             ) -> wasmtime::Result<$crate::plugin::wit::Description> {
                 let info = p.plugin.net_gazer_plugin_plugin().call_describe(store)?;
                 Ok($crate::plugin::wit::Description {
@@ -290,7 +290,7 @@ macro_rules! contract_version {
 
             fn init(
                 p: &Plugin,
-                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                store: &mut wasmtime::Store<$crate::plugin::store::State>,
                 config: &str,
             ) -> wasmtime::Result<Result<(), String>> {
                 p.plugin.net_gazer_plugin_plugin().call_init(store, config)
@@ -298,7 +298,7 @@ macro_rules! contract_version {
 
             fn tick(
                 p: &Plugin,
-                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                store: &mut wasmtime::Store<$crate::plugin::store::State>,
                 now_us: i64,
             ) -> wasmtime::Result<()> {
                 p.plugin.net_gazer_plugin_plugin().call_on_tick(store, now_us)
@@ -314,7 +314,7 @@ macro_rules! contract_version {
 
             fn on_event(
                 p: &Plugin,
-                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                store: &mut wasmtime::Store<$crate::plugin::store::State>,
                 record: &types::Event,
             ) -> wasmtime::Result<$crate::plugin::wit::Verdict> {
                 let g = p.plugin.net_gazer_plugin_plugin();
@@ -329,7 +329,7 @@ macro_rules! contract_version {
 
             fn on_batch(
                 p: &Plugin,
-                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                store: &mut wasmtime::Store<$crate::plugin::store::State>,
                 records: &[&types::Event],
             ) -> wasmtime::Result<Vec<$crate::plugin::wit::Verdict>> {
                 Ok(p.on_batch(store, records)?.into_iter().map(verdict).collect())
@@ -358,7 +358,7 @@ macro_rules! contract_version {
 
             pub fn on_batch(
                 &self,
-                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                store: &mut wasmtime::Store<$crate::plugin::store::State>,
                 events: &[&types::Event],
             ) -> wasmtime::Result<Vec<types::Verdict>> {
                 use lower::FastEvent;
@@ -376,7 +376,7 @@ macro_rules! contract_version {
 
             pub fn on_handshake(
                 &self,
-                store: &mut wasmtime::Store<$crate::plugin::host_api::State>,
+                store: &mut wasmtime::Store<$crate::plugin::store::State>,
                 event: &types::Handshake,
             ) -> wasmtime::Result<types::Verdict> {
                 use lower::FastHandshake;

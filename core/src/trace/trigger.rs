@@ -14,9 +14,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use rustc_hash::FxHashMap;
 
-use super::tracer::Seen;
 use super::{HopResult, Protocol, TraceResult};
-use crate::event::Direction;
+use crate::event::{Direction, Handshake};
 use crate::time::Timestamp;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +41,32 @@ impl Default for TriggerSettings {
             exclude: Vec::new(),
             internal: false,
             protocol: None,
+        }
+    }
+}
+
+/// What a trace needs of a handshake (the capture thread sends these to
+/// the tracer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub id: u64,
+    pub client: (IpAddr, u16),
+    pub server: (IpAddr, u16),
+    pub direction: Direction,
+    /// Hop-count guesses from the TTLs of the SYN and the SYN-ACK.
+    pub client_hops: u8,
+    pub server_hops: Option<u8>,
+}
+
+impl From<&Handshake> for Seen {
+    fn from(h: &Handshake) -> Seen {
+        Seen {
+            id: h.id,
+            client: (h.client_ip, h.client_port),
+            server: (h.server_ip, h.server_port),
+            direction: h.direction,
+            client_hops: h.client_hops,
+            server_hops: h.server_hops,
         }
     }
 }

@@ -45,15 +45,6 @@ impl Timestamp {
         Timestamp(ns.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
     }
 
-    /// The current wall-clock time. Only drivers call this, never the state
-    /// machines.
-    pub fn now() -> Self {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Timestamp(d.as_nanos().min(i64::MAX as u128) as i64)
-    }
-
     pub const fn as_nanos(self) -> i64 {
         self.0
     }
@@ -168,8 +159,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
-
-pub use net_gazer_common::duration::{format_duration, parse_duration};
 
 #[cfg(test)]
 mod tests {

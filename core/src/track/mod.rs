@@ -28,7 +28,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 pub use direction::LocalNetworks;
 pub use scan::ScanConfig;
 
-use self::conn::{Conn, FlowState, Key, LastSeen, State};
+use self::conn::{Change, Conn, FlowState, Key, LastSeen, State, Step, SynAck, C2S, S2C};
 use self::scan::ScanDetector;
 use self::table::ConnTable;
 use self::timer::{Timer, TimerTable};
@@ -47,7 +47,8 @@ pub enum Mode {
     Quality,
 }
 
-/// Tracker settings; defaults in [`crate::config::defaults`].
+/// Tracker settings. The defaults are here and only here; the sensor's
+/// configuration reads them.
 #[derive(Clone, Debug)]
 pub struct TrackConfig {
     pub mode: Mode,
@@ -73,7 +74,24 @@ pub struct TrackConfig {
 
 impl Default for TrackConfig {
     fn default() -> Self {
-        crate::config::defaults::track()
+        TrackConfig {
+            mode: Mode::Handshake,
+            vlan_in_key: false,
+            unanswered_timeout: Duration::from_secs(30),
+            ack_timeout: Duration::from_secs(5),
+            reorder_window: Duration::from_secs(1),
+            duplicate_window: Duration::from_millis(1),
+            // Covers Linux's SYN retransmissions at 31 s and 63 s after an
+            // attempt reported unanswered at 30 s, so they are not taken
+            // for new attempts.
+            linger: Duration::from_secs(60),
+            flow_idle_timeout: Duration::from_secs(300),
+            // A full table of this many entries takes about 150 MB under a
+            // million-source SYN flood (docs/benchmarks.md).
+            max_connections: 200_000,
+            max_orphans: 65_536,
+            scan: ScanConfig::default(),
+        }
     }
 }
 
@@ -103,9 +121,6 @@ struct Orphan {
     ts: Timestamp,
     seg: Segment,
 }
-
-const C2S: usize = 0;
-const S2C: usize = 1;
 
 pub struct Tracker {
     cfg: TrackConfig,
@@ -208,7 +223,7 @@ impl Tracker {
     fn on_syn(&mut self, now: Timestamp, seg: &Segment) {
         let key = Key::from_client(seg, self.cfg.vlan_in_key);
         if let Some(conn) = self.conns.get_mut(&key) {
-            if is_duplicate(conn, C2S, seg, now, self.cfg.duplicate_window) {
+            if conn.is_duplicate(C2S, seg, now, self.cfg.duplicate_window) {
                 self.stats.duplicates += 1;
                 return;
             }
@@ -251,16 +266,8 @@ impl Tracker {
                 .handle_attempt(now, key.client, key.server, key.server_port, &mut self.events);
         }
         if let Some(orphan) = self.orphans.remove(&key) {
-            answer(
-                &mut conn,
-                key,
-                orphan.ts,
-                &orphan.seg,
-                &mut self.timers,
-                &mut self.awaiting_ack,
-                &mut self.stats,
-                &self.cfg,
-            );
+            let answered = conn.on_synack(orphan.ts, &orphan.seg);
+            self.answered(answered, key, id, orphan.ts);
         }
         self.conns.insert(key, conn);
     }
@@ -271,19 +278,24 @@ impl Tracker {
             self.orphan(now, key, seg);
             return;
         };
-        if is_duplicate(conn, S2C, seg, now, self.cfg.duplicate_window) {
+        if conn.is_duplicate(S2C, seg, now, self.cfg.duplicate_window) {
             self.stats.duplicates += 1;
-        } else {
-            answer(
-                conn,
-                key,
-                now,
-                seg,
-                &mut self.timers,
-                &mut self.awaiting_ack,
-                &mut self.stats,
-                &self.cfg,
-            );
+            return;
+        }
+        let id = conn.id;
+        let answered = conn.on_synack(now, seg);
+        self.answered(answered, key, id, now);
+    }
+
+    /// What a SYN-ACK did to entry `id` at `key`, in the tracker's tables.
+    fn answered(&mut self, answered: SynAck, key: Key, id: u64, now: Timestamp) {
+        match answered {
+            SynAck::AwaitsAck => {
+                self.timers.push(Timer::Ack, now + self.cfg.ack_timeout, key, id);
+                self.awaiting_ack.insert(key);
+            }
+            SynAck::Late => self.stats.late_synacks += 1,
+            SynAck::Counted => {}
         }
     }
 
@@ -315,24 +327,18 @@ impl Tracker {
         if self.cfg.mode == Mode::Handshake && !f.rst() && !self.awaiting_ack.contains(&client_key) {
             return;
         }
+        let handshake_only = self.cfg.mode == Mode::Handshake;
+        let window = self.cfg.duplicate_window;
         let mut hit = self.conns.get_mut(&client_key).map(|conn| {
             (
                 client_key,
                 C2S,
-                count(
-                    conn,
-                    C2S,
-                    now,
-                    seg,
-                    client_key,
-                    &self.cfg,
-                    &mut self.timers,
-                    &mut self.stats,
-                ),
+                conn.id,
+                conn.on_segment(C2S, seg, now, handshake_only, window),
             )
         });
-        // In handshake mode only the client's ACK and RSTs matter (`count`),
-        // so a server's ACK needs no second look-up.
+        // In handshake mode only the client's ACK and RSTs matter
+        // (`Conn::on_segment`), so a server's ACK needs no second look-up.
         let server_side_matters = self.cfg.mode == Mode::Quality || f.rst();
         if hit.is_none() && server_side_matters {
             let server_key = Key::from_server(seg, self.cfg.vlan_in_key);
@@ -340,53 +346,42 @@ impl Tracker {
                 (
                     server_key,
                     S2C,
-                    count(
-                        conn,
-                        S2C,
-                        now,
-                        seg,
-                        server_key,
-                        &self.cfg,
-                        &mut self.timers,
-                        &mut self.stats,
-                    ),
+                    conn.id,
+                    conn.on_segment(S2C, seg, now, handshake_only, window),
                 )
             });
         }
-        let (key, dir, change) = match hit {
+        let (key, dir, id, step) = match hit {
             Some(h) => h,
             None if self.cfg.mode == Mode::Quality && !f.rst() => return self.pick_up(now, seg),
             None => return,
         };
-        let Some(Change { completes, flow_ended }) = change else {
+        let Some(change) = self.stepped(step, key, id, now) else {
             return;
         };
         let side = if dir == C2S { Side::Client } else { Side::Server };
         let Some(mut conn) = self.conns.remove(&key) else {
             return;
         };
-        match conn.state {
-            State::SynSent if f.rst() => {
-                conn.rst_from = Some(side);
-                if side == Side::Server {
-                    self.report(&mut conn, key, Outcome::Refused);
-                }
-            }
-            State::SynAckSeen if f.rst() => {
-                conn.rst_from = Some(side);
-                self.report(&mut conn, key, Outcome::Established);
-            }
-            State::SynAckSeen if completes => {
-                conn.ack = Some(now);
-                self.report(&mut conn, key, Outcome::Established);
-            }
-            State::Reported if f.rst() => conn.rst_from = Some(side),
-            _ => {}
+        if let Some(outcome) = conn.settle(change, side, now) {
+            self.report(&mut conn, key, outcome);
         }
-        if let Some(end) = flow_ended {
+        if let Some(end) = change.flow_ended {
             self.end_flow(&mut conn, key, end);
         }
         self.conns.insert(key, conn);
+    }
+
+    /// What a segment did to entry `id` at `key`, in the tracker's tables;
+    /// the change to its state, if any.
+    fn stepped(&mut self, step: Step, key: Key, id: u64, now: Timestamp) -> Option<Change> {
+        if step.duplicate {
+            self.stats.duplicates += 1;
+        }
+        if step.closing {
+            self.timers.push(Timer::Closing, now + self.cfg.ack_timeout, key, id);
+        }
+        step.change
     }
 
     /// Quality mode: a flow already running when capture started.
@@ -593,112 +588,6 @@ impl Tracker {
         self.scans.flush(self.clock, &mut self.events);
         false
     }
-}
-
-/// A segment that changes an entry's state: the caller reports it.
-struct Change {
-    /// The client's ACK of the SYN-ACK.
-    completes: bool,
-    flow_ended: Option<FlowEnd>,
-}
-
-/// Counts a non-SYN segment of a known entry; says whether it changes the
-/// entry's state (the rare case, handled by the caller with the entry out
-/// of the table). Duplicates and, in handshake mode, segments of entries
-/// not waiting for an ACK change nothing.
-#[allow(clippy::too_many_arguments)]
-fn count(
-    conn: &mut Conn,
-    dir: usize,
-    now: Timestamp,
-    seg: &Segment,
-    key: Key,
-    cfg: &TrackConfig,
-    timers: &mut TimerTable<Key>,
-    stats: &mut TrackStats,
-) -> Option<Change> {
-    let f = seg.flags;
-    if cfg.mode == Mode::Handshake && !f.rst() && (dir != C2S || conn.state != State::SynAckSeen) {
-        return None;
-    }
-    if is_duplicate(conn, dir, seg, now, cfg.duplicate_window) {
-        stats.duplicates += 1;
-        return None;
-    }
-    let mut flow_ended = None;
-    if let Some(flow) = conn.flow.as_deref_mut() {
-        let half = if dir == C2S { &mut flow.c2s } else { &mut flow.s2c };
-        half.update(seg);
-        flow.last = flow.last.max(now);
-        if f.rst() {
-            flow_ended = Some(FlowEnd::Rst);
-        } else if flow.c2s.fin && flow.s2c.fin {
-            // The ACK of the second FIN closes the flow; until it comes
-            // (or `ack_timeout` passes) the flow keeps counting.
-            if flow.closing && !f.fin() && f.ack() {
-                flow_ended = Some(FlowEnd::Fin);
-            } else if !flow.closing {
-                flow.closing = true;
-                timers.push(Timer::Closing, now + cfg.ack_timeout, key, conn.id);
-            }
-        }
-    }
-    // The client's ACK of the SYN-ACK acknowledges the server's ISN + 1
-    // (of the latest SYN-ACK when a retransmission changed it).
-    let completes = conn.state == State::SynAckSeen
-        && dir == C2S
-        && f.ack()
-        && (seg.ack == conn.server_isn.wrapping_add(1) || conn.synack_seq_changed);
-    (f.rst() || completes || flow_ended.is_some()).then_some(Change { completes, flow_ended })
-}
-
-/// The server's SYN-ACK reaches a known attempt (which then waits for the
-/// client's ACK: `awaiting_ack`).
-#[allow(clippy::too_many_arguments)]
-fn answer(
-    conn: &mut Conn,
-    key: Key,
-    now: Timestamp,
-    seg: &Segment,
-    timers: &mut TimerTable<Key>,
-    awaiting_ack: &mut FxHashSet<Key>,
-    stats: &mut TrackStats,
-    cfg: &TrackConfig,
-) {
-    if let Some(flow) = conn.flow.as_deref_mut() {
-        flow.s2c.update(seg);
-        flow.last = flow.last.max(now);
-    }
-    match conn.state {
-        State::SynSent => {
-            conn.handle_synack(now, seg);
-            conn.state = State::SynAckSeen;
-            conn.last[S2C] = Some(LastSeen::of(seg, now));
-            timers.push(Timer::Ack, now + cfg.ack_timeout, key, conn.id);
-            awaiting_ack.insert(key);
-        }
-        State::SynAckSeen => conn.handle_synack(now, seg),
-        State::Reported if conn.first_syn.is_some() => {
-            if conn.first_synack.is_none() {
-                stats.late_synacks += 1;
-            }
-            conn.synack_count += 1;
-        }
-        State::Reported => {}
-    }
-}
-
-/// The same segment captured twice (NFLOG, loopback, `any`) is one packet.
-fn is_duplicate(conn: &mut Conn, dir: usize, seg: &Segment, now: Timestamp, window: Duration) -> bool {
-    let seen = LastSeen::of(seg, now);
-    if let Some(last) = conn.last[dir] {
-        if last.fingerprint == seen.fingerprint && now.micros_since(last.ts).abs() * 1_000.0 <= window.as_nanos() as f64
-        {
-            return true;
-        }
-    }
-    conn.last[dir] = Some(seen);
-    false
 }
 
 #[cfg(test)]

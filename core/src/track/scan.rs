@@ -33,8 +33,17 @@ pub struct ScanConfig {
 }
 
 impl Default for ScanConfig {
+    /// Zeek's scan policy: 15 ports on one host or 25 hosts on one port in
+    /// 5 minutes.
     fn default() -> Self {
-        crate::config::defaults::track().scan
+        ScanConfig {
+            enabled: true,
+            window: Duration::from_secs(300),
+            port_threshold: 15,
+            host_threshold: 25,
+            max_sources: 65_536,
+            max_tracked: 1_024,
+        }
     }
 }
 

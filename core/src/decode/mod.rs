@@ -204,12 +204,12 @@ pub fn decode(
 
 /// Whether [`decode`]'s fast path skips this frame (for the fuzz target
 /// that holds it to [`decode_all`]).
-pub(crate) fn skipped_fast(link: LinkType, frame: &[u8], interest: Interest) -> bool {
+pub fn skipped_fast(link: LinkType, frame: &[u8], interest: Interest) -> bool {
     fast::outside_interest(link, frame, interest)
 }
 
 /// [`decode`] without the fast path for segments outside the mode.
-pub(crate) fn decode_all(
+pub fn decode_all(
     link: LinkType,
     frame: &[u8],
     interest: Interest,

@@ -4,6 +4,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use super::flow::HalfFlow;
 use crate::decode::{Segment, TcpFlags, VlanStack};
@@ -120,6 +121,42 @@ pub(crate) struct FlowState {
     pub closing: bool,
 }
 
+/// The two directions of an entry, indexing `Conn::last`.
+pub(crate) const C2S: usize = 0;
+pub(crate) const S2C: usize = 1;
+
+/// What a non-SYN segment did to an entry, for the tracker to act on with
+/// its table, timers and counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Step {
+    /// The same packet captured twice: counted once, nothing else.
+    pub duplicate: bool,
+    /// Both FINs seen: the flow ends at the last ACK or `ack_timeout` later.
+    pub closing: bool,
+    /// The entry's state changes ([`Conn::settle`] applies it).
+    pub change: Option<Change>,
+}
+
+/// A segment that changes an entry's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Change {
+    pub rst: bool,
+    /// The client's ACK of the SYN-ACK.
+    pub completes: bool,
+    pub flow_ended: Option<FlowEnd>,
+}
+
+/// What a SYN-ACK did to a known entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SynAck {
+    /// The first answer: the attempt now waits for the client's ACK.
+    AwaitsAck,
+    /// It came after the attempt was reported unanswered.
+    Late,
+    /// Counted (a retransmission, or of an entry already reported).
+    Counted,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Conn {
     pub id: u64,
@@ -209,8 +246,135 @@ impl Conn {
         }
     }
 
+    /// A non-SYN segment of this entry going `dir` ([`C2S`] or [`S2C`]):
+    /// counts it and says what changes. With `handshake_only` (handshake
+    /// mode) only RSTs and the client's ACK of a SYN-ACK are looked at.
+    pub fn on_segment(
+        &mut self,
+        dir: usize,
+        seg: &Segment,
+        now: Timestamp,
+        handshake_only: bool,
+        duplicate_window: Duration,
+    ) -> Step {
+        let f = seg.flags;
+        if handshake_only && !f.rst() && (dir != C2S || self.state != State::SynAckSeen) {
+            return Step::default();
+        }
+        if self.is_duplicate(dir, seg, now, duplicate_window) {
+            return Step {
+                duplicate: true,
+                ..Step::default()
+            };
+        }
+        let mut flow_ended = None;
+        let mut closing = false;
+        if let Some(flow) = self.flow.as_deref_mut() {
+            let half = if dir == C2S { &mut flow.c2s } else { &mut flow.s2c };
+            half.update(seg);
+            flow.last = flow.last.max(now);
+            if f.rst() {
+                flow_ended = Some(FlowEnd::Rst);
+            } else if flow.c2s.fin && flow.s2c.fin {
+                // The ACK of the second FIN closes the flow; until it comes
+                // (or `ack_timeout` passes) the flow keeps counting.
+                if flow.closing && !f.fin() && f.ack() {
+                    flow_ended = Some(FlowEnd::Fin);
+                } else if !flow.closing {
+                    flow.closing = true;
+                    closing = true;
+                }
+            }
+        }
+        // The client's ACK of the SYN-ACK acknowledges the server's ISN + 1
+        // (of the latest SYN-ACK when a retransmission changed it).
+        let completes = self.state == State::SynAckSeen
+            && dir == C2S
+            && f.ack()
+            && (seg.ack == self.server_isn.wrapping_add(1) || self.synack_seq_changed);
+        let change = (f.rst() || completes || flow_ended.is_some()).then_some(Change {
+            rst: f.rst(),
+            completes,
+            flow_ended,
+        });
+        Step {
+            duplicate: false,
+            closing,
+            change,
+        }
+    }
+
+    /// Applies `change`, made by a segment from `side`, to the handshake:
+    /// who reset it, the client's ACK. The outcome to report now, if any.
+    pub fn settle(&mut self, change: Change, side: Side, now: Timestamp) -> Option<Outcome> {
+        match self.state {
+            State::SynSent if change.rst => {
+                self.rst_from = Some(side);
+                (side == Side::Server).then_some(Outcome::Refused)
+            }
+            State::SynAckSeen if change.rst => {
+                self.rst_from = Some(side);
+                Some(Outcome::Established)
+            }
+            State::SynAckSeen if change.completes => {
+                self.ack = Some(now);
+                Some(Outcome::Established)
+            }
+            State::Reported if change.rst => {
+                self.rst_from = Some(side);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The server's SYN-ACK reaches this entry.
+    pub fn on_synack(&mut self, now: Timestamp, seg: &Segment) -> SynAck {
+        if let Some(flow) = self.flow.as_deref_mut() {
+            flow.s2c.update(seg);
+            flow.last = flow.last.max(now);
+        }
+        match self.state {
+            State::SynSent => {
+                self.handle_synack(now, seg);
+                self.state = State::SynAckSeen;
+                self.last[S2C] = Some(LastSeen::of(seg, now));
+                SynAck::AwaitsAck
+            }
+            State::SynAckSeen => {
+                self.handle_synack(now, seg);
+                SynAck::Counted
+            }
+            State::Reported if self.first_syn.is_some() => {
+                let late = self.first_synack.is_none();
+                self.synack_count += 1;
+                if late {
+                    SynAck::Late
+                } else {
+                    SynAck::Counted
+                }
+            }
+            State::Reported => SynAck::Counted,
+        }
+    }
+
+    /// The same segment captured twice (NFLOG, loopback, `any`) is one
+    /// packet: true for the second within `window`.
+    pub fn is_duplicate(&mut self, dir: usize, seg: &Segment, now: Timestamp, window: Duration) -> bool {
+        let seen = LastSeen::of(seg, now);
+        if let Some(last) = self.last[dir] {
+            if last.fingerprint == seen.fingerprint
+                && now.micros_since(last.ts).abs() * 1_000.0 <= window.as_nanos() as f64
+            {
+                return true;
+            }
+        }
+        self.last[dir] = Some(seen);
+        false
+    }
+
     /// Records a SYN-ACK.
-    pub fn handle_synack(&mut self, now: Timestamp, seg: &Segment) {
+    fn handle_synack(&mut self, now: Timestamp, seg: &Segment) {
         self.synack_count += 1;
         match self.first_synack {
             None => {

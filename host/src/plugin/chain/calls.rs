@@ -1,0 +1,86 @@
+//! The cost of calls into a plugin, without the sensor around them:
+//! `cargo test --release -p net-gazer --lib plugin::chain::calls -- --ignored --nocapture`
+//! (docs/benchmarks.md, "Plugin chain").
+
+use super::tests::{handshake, running};
+use super::*;
+
+/// The best of five runs of `f` over `n` events, per event.
+fn best(n: u32, mut f: impl FnMut()) -> Duration {
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed() / n
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+fn measure<C: Contract>(name: &str, plugin: &str) {
+    let Some(mut running) = running(plugin, "drop") else {
+        return;
+    };
+    let events: Vec<Tagged> = (0..256)
+        .map(handshake)
+        .map(|mut t| {
+            t.tags.clear();
+            t
+        })
+        .collect();
+    let rounds = 800;
+    let n = rounds * 256;
+    // The call alone, the record made beforehand.
+    let records: Vec<C::Record> = events.iter().filter_map(|t| C::record(&t.event, &t.tags)).collect();
+    let (store, instance) = running.instance.as_mut().unwrap();
+    let p = C::instance(instance).unwrap();
+    let call = best(n, || {
+        for _ in 0..rounds {
+            for r in &records {
+                C::on_event(p, store, r).unwrap();
+            }
+        }
+    });
+    // One entry into the plugin and nothing else: no argument area to
+    // allocate in it, no result to free after (`on-tick`).
+    let entry = best(n, || {
+        for _ in 0..n {
+            instance.tick(store, 0).unwrap();
+        }
+    });
+    // The chain's per-event and batch paths over batches of 256 (less
+    // copying the batch, which the sensor does not do).
+    let copy = best(n, || {
+        for _ in 0..rounds {
+            std::hint::black_box(events.clone());
+        }
+    });
+    let mut chain = |batch: bool| {
+        running.batch = batch;
+        best(n, || {
+            for _ in 0..rounds {
+                let mut all = events.clone();
+                running.run(&mut Work::new(&mut all));
+            }
+        })
+        .saturating_sub(copy)
+    };
+    let per_event = chain(false);
+    let batched = chain(true);
+    eprintln!(
+        "{name}: an empty entry (on-tick) {entry:?}; the call alone {call:?}; \
+         the chain {per_event:?} per event, {batched:?} in batches"
+    );
+}
+
+#[test]
+#[ignore]
+fn calls_v0_1() {
+    measure::<crate::plugin::wit::since_v0_1::V>("contract 0.1 (legacy)", "legacy");
+}
+
+#[test]
+#[ignore]
+fn calls_v0_2() {
+    measure::<crate::plugin::wit::since_v0_2::V>("contract 0.2 (testkit)", "testkit");
+}
