@@ -18,11 +18,13 @@
 //!   with the trigger that decides which handshakes start a trace;
 //! - [`event`] is the event schema every output, plugin contract and the
 //!   collector derive from ([`event::schema`]);
-//! - [`craft`] builds packets and capture files (tests, benchmarks, probes).
+//! - [`craft`] builds packets and capture files (tests, benchmarks, probes);
+//! - [`packet`] holds the header views all of them read and write through.
 
 pub mod craft;
 pub mod decode;
 pub mod event;
+pub mod packet;
 pub mod time;
 pub mod trace;
 pub mod track;

@@ -12,6 +12,7 @@ pub use file::{PcapNgWriter, PcapWriter, TsResolution};
 use std::net::IpAddr;
 
 use crate::decode::{LinkType, TcpFlags, VlanStack};
+use crate::packet::tcp::{TcpPacket, HEADER_LEN};
 
 /// One TCP segment to build.
 #[derive(Clone, Debug)]
@@ -126,20 +127,21 @@ impl TcpSpec {
     /// The TCP header and payload, checksummed.
     pub fn tcp_bytes(&self) -> Vec<u8> {
         let options = self.options();
-        let header_len = 20 + options.len();
-        let mut t = Vec::with_capacity(header_len + self.payload.len());
-        t.extend_from_slice(&self.src_port.to_be_bytes());
-        t.extend_from_slice(&self.dst_port.to_be_bytes());
-        t.extend_from_slice(&self.seq.to_be_bytes());
-        t.extend_from_slice(&self.ack.to_be_bytes());
-        let off_flags = ((header_len as u16 / 4) << 12) | self.flags.bits();
-        t.extend_from_slice(&off_flags.to_be_bytes());
-        t.extend_from_slice(&self.window.to_be_bytes());
-        t.extend_from_slice(&[0, 0, 0, 0]);
-        t.extend_from_slice(&options);
+        let header_len = HEADER_LEN + options.len();
+        let mut t = vec![0u8; header_len];
+        t[HEADER_LEN..].copy_from_slice(&options);
         t.extend_from_slice(&self.payload);
-        let csum = tcp_checksum(self.src, self.dst, &t, self.missing_payload);
-        t[16..18].copy_from_slice(&csum.to_be_bytes());
+        let Some(mut tcp) = TcpPacket::new_checked(&mut t[..]) else {
+            unreachable!("a header of at least {HEADER_LEN} bytes was just made");
+        };
+        tcp.set_src_port(self.src_port);
+        tcp.set_dst_port(self.dst_port);
+        tcp.set_seq(self.seq);
+        tcp.set_ack(self.ack);
+        tcp.set_header_len_and_flags(header_len, self.flags);
+        tcp.set_window(self.window);
+        let csum = tcp_checksum(self.src, self.dst, tcp.as_bytes(), self.missing_payload);
+        tcp.set_checksum(csum);
         t
     }
 

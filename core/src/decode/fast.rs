@@ -12,15 +12,8 @@
 //! problem. The tests hold the two to that on fixtures and mutations.
 
 use super::{Interest, LinkType};
-
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const PROTO_TCP: u8 = 6;
-
-#[inline(always)]
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
+use crate::packet::tcp::{TcpPacket, HEADER_LEN};
+use crate::packet::{be16, ethertype, ip_proto};
 
 /// Whether `decode` would skip this frame as outside the mode's interest.
 #[inline]
@@ -30,26 +23,22 @@ pub(crate) fn outside_interest(link: LinkType, frame: &[u8], interest: Interest)
     }
     let Some(ip) = frame.get(14..) else { return false };
     let segment = match be16(frame, 12) {
-        Some(ETHERTYPE_IPV4) => ipv4_segment(ip),
-        Some(ETHERTYPE_IPV6) => ipv6_segment(ip),
+        Some(ethertype::IPV4) => ipv4_segment(ip),
+        Some(ethertype::IPV6) => ipv6_segment(ip),
         _ => None,
     };
     let Some((seg, ip_payload_len)) = segment else {
         return false;
     };
     // The TCP checks of `tcp::parse`, up to its interest test.
-    if seg.len() < 20 {
-        return false;
-    }
-    let Some(offset_flags) = be16(seg, 12) else {
+    let Some(tcp) = TcpPacket::new_checked(seg) else {
         return false;
     };
-    let header_len = usize::from(offset_flags >> 12) * 4;
-    if header_len < 20 || header_len > ip_payload_len {
+    let header_len = tcp.header_len();
+    if header_len < HEADER_LEN || header_len > ip_payload_len {
         return false;
     }
-    let flags = super::TcpFlags::from_bits(offset_flags & 0x01ff);
-    !interest.wants(flags, (ip_payload_len - header_len) as u32)
+    !interest.wants(tcp.flags(), (ip_payload_len - header_len) as u32)
 }
 
 /// The TCP bytes and the IP payload length of a well-formed, unfragmented
@@ -62,7 +51,7 @@ fn ipv4_segment(p: &[u8]) -> Option<(&[u8], usize)> {
     }
     let ihl = usize::from(first & 0x0f) * 4;
     let total = usize::from(be16(p, 2)?);
-    if ihl < 20 || p.len() < ihl || total < ihl || p[9] != PROTO_TCP || be16(p, 6)? & 0x3fff != 0 {
+    if ihl < 20 || p.len() < ihl || total < ihl || p[9] != ip_proto::TCP || be16(p, 6)? & 0x3fff != 0 {
         return None;
     }
     Some((&p[ihl..total.min(p.len())], total - ihl))
@@ -71,7 +60,7 @@ fn ipv4_segment(p: &[u8]) -> Option<(&[u8], usize)> {
 /// The same for IPv6 whose next header is TCP (the checks of `ip::ipv6`).
 #[inline(always)]
 fn ipv6_segment(p: &[u8]) -> Option<(&[u8], usize)> {
-    if p.len() < 40 || p[0] >> 4 != 6 || p[6] != PROTO_TCP {
+    if p.len() < 40 || p[0] >> 4 != 6 || p[6] != ip_proto::TCP {
         return None;
     }
     let payload_len = usize::from(be16(p, 4)?);

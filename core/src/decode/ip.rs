@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{be16, DecodeError, Ignored, Network, Skip};
 
-const PROTO_TCP: u8 = 6;
+use crate::packet::ip_proto::TCP as PROTO_TCP;
 const IPV6_HEADER_LEN: usize = 40;
 
 pub(crate) struct IpPacket<'a> {

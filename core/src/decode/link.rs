@@ -5,6 +5,10 @@
 //! values on Linux.
 
 use super::{be16, DecodeError, Ignored, Network, Skip, VlanStack};
+use crate::packet::ethertype::{
+    IPV4 as ETHERTYPE_IPV4, IPV6 as ETHERTYPE_IPV6, QINQ as ETHERTYPE_QINQ, QINQ_OLD as ETHERTYPE_QINQ_OLD,
+    VLAN as ETHERTYPE_VLAN,
+};
 
 /// The link types net-gazer decodes; anything else is kept by number and
 /// counted as `unsupported_link_type`.
@@ -68,13 +72,6 @@ pub(crate) struct L3<'a> {
     pub payload: &'a [u8],
     pub vlan: VlanStack,
 }
-
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_QINQ: u16 = 0x88a8;
-/// Pre-standard Q-in-Q outer tag, still seen on older switches.
-const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
 
 const SLL_HEADER_LEN: usize = 16;
 const SLL2_HEADER_LEN: usize = 20;

@@ -221,19 +221,20 @@ pub fn decode_all(
     if let Some(w) = warning {
         on_warning(w);
     }
+    let h = tcp.header;
     Ok(Segment {
         src: ipd.src,
         dst: ipd.dst,
-        src_port: tcp.src_port,
-        dst_port: tcp.dst_port,
+        src_port: h.src_port(),
+        dst_port: h.dst_port(),
         vlan: l3.vlan,
         ttl: ipd.ttl,
         ip_id: ipd.id,
-        seq: tcp.seq,
-        ack: tcp.ack,
-        flags: tcp.flags,
-        window: tcp.window,
-        checksum: tcp.checksum,
+        seq: h.seq(),
+        ack: h.ack(),
+        flags: h.flags(),
+        window: h.window(),
+        checksum: h.checksum(),
         payload_len: tcp.payload_len,
         options: tcp.options,
     })
@@ -301,13 +302,7 @@ impl DecodeCounters {
 
 /// Big-endian reads that fail with the given error instead of panicking.
 pub(crate) fn be16(b: &[u8], at: usize, err: DecodeError) -> Result<u16, DecodeError> {
-    b.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]])).ok_or(err)
-}
-
-pub(crate) fn be32(b: &[u8], at: usize, err: DecodeError) -> Result<u32, DecodeError> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or(err)
+    crate::packet::be16(b, at).ok_or(err)
 }
 
 #[cfg(test)]

@@ -4,9 +4,8 @@
 
 use std::fmt;
 
-use super::{be16, be32, DecodeError, Ignored, Interest, Skip};
-
-const TCP_MIN_HEADER_LEN: usize = 20;
+use super::{DecodeError, Ignored, Interest, Skip};
+use crate::packet::tcp::{TcpPacket, HEADER_LEN};
 
 /// The nine TCP flag bits (NS/AE, CWR, ECE, URG, ACK, PSH, RST, SYN, FIN).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -92,14 +91,10 @@ pub struct TcpOptions {
     pub sack_blocks: u8,
 }
 
-pub(crate) struct TcpHeader {
-    pub src_port: u16,
-    pub dst_port: u16,
-    pub seq: u32,
-    pub ack: u32,
-    pub flags: TcpFlags,
-    pub window: u16,
-    pub checksum: u16,
+/// A TCP header that passed the checks, with what decoding derived from it.
+pub(crate) struct Checked<'a> {
+    pub header: TcpPacket<&'a [u8]>,
+    /// From the IP lengths, not limited by the snap length.
     pub payload_len: u32,
     pub options: TcpOptions,
 }
@@ -112,41 +107,32 @@ pub(crate) fn parse(
     seg: &[u8],
     ip_payload_len: u32,
     interest: Interest,
-) -> Result<(TcpHeader, Option<DecodeError>), Skip> {
-    if seg.len() < TCP_MIN_HEADER_LEN {
-        return Err(if (ip_payload_len as usize) < TCP_MIN_HEADER_LEN {
+) -> Result<(Checked<'_>, Option<DecodeError>), Skip> {
+    let Some(tcp) = TcpPacket::new_checked(seg) else {
+        return Err(if (ip_payload_len as usize) < HEADER_LEN {
             DecodeError::TcpHeaderBeyondIpPayload
         } else {
             DecodeError::TruncatedTcp
         }
         .into());
-    }
-    let offset_flags = be16(seg, 12, DecodeError::TruncatedTcp)?;
-    let header_len = ((offset_flags >> 12) as usize) * 4;
-    if header_len < TCP_MIN_HEADER_LEN {
+    };
+    let header_len = tcp.header_len();
+    if header_len < HEADER_LEN {
         return Err(DecodeError::BadTcpDataOffset.into());
     }
     if header_len > ip_payload_len as usize {
         return Err(DecodeError::TcpHeaderBeyondIpPayload.into());
     }
-    let flags = TcpFlags::from_bits(offset_flags & 0x01ff);
+    let flags = tcp.flags();
     let payload_len = ip_payload_len - header_len as u32;
     if !interest.wants(flags, payload_len) {
         return Err(Ignored::OutsideMode.into());
     }
-    let raw_options = seg
-        .get(TCP_MIN_HEADER_LEN..header_len)
-        .ok_or(DecodeError::TruncatedTcp)?;
+    let raw_options = tcp.options().ok_or(DecodeError::TruncatedTcp)?;
     let (options, warning) = parse_options(raw_options);
     Ok((
-        TcpHeader {
-            src_port: be16(seg, 0, DecodeError::TruncatedTcp)?,
-            dst_port: be16(seg, 2, DecodeError::TruncatedTcp)?,
-            seq: be32(seg, 4, DecodeError::TruncatedTcp)?,
-            ack: be32(seg, 8, DecodeError::TruncatedTcp)?,
-            flags,
-            window: be16(seg, 14, DecodeError::TruncatedTcp)?,
-            checksum: be16(seg, 16, DecodeError::TruncatedTcp)?,
+        Checked {
+            header: tcp,
             payload_len,
             options,
         },

@@ -18,6 +18,9 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::craft::{fold, sum};
+use crate::decode::TcpFlags;
+use crate::packet::ip_proto;
+use crate::packet::tcp::{self, TcpPacket, TcpQuote};
 
 use super::{Protocol, Style};
 
@@ -144,19 +147,21 @@ impl Flow {
             Style::Paris => self.ident,
             Style::Classic => self.ident.wrapping_add(key),
         };
-        let seq = (key as u32) << 16 | self.cookie as u32;
-        let mut t = Vec::with_capacity(24);
-        t.extend_from_slice(&sport.to_be_bytes());
-        t.extend_from_slice(&self.port.to_be_bytes());
-        t.extend_from_slice(&seq.to_be_bytes());
-        t.extend_from_slice(&0u32.to_be_bytes());
-        t.extend_from_slice(&[0x60, 0x02]); // 24-byte header, SYN
-        t.extend_from_slice(&64240u16.to_be_bytes());
-        t.extend_from_slice(&[0, 0, 0, 0]);
-        t.extend_from_slice(&[2, 4]);
-        t.extend_from_slice(&TCP_MSS.to_be_bytes());
-        let csum = !fold(sum(&t, self.pseudo_header(6, t.len())));
-        t[16..18].copy_from_slice(&csum.to_be_bytes());
+        // A 24-byte header: the MSS option, as a SYN of a real stack has.
+        let mut t = vec![0u8; tcp::HEADER_LEN + 4];
+        let [mss_high, mss_low] = TCP_MSS.to_be_bytes();
+        t[tcp::HEADER_LEN..].copy_from_slice(&[2, 4, mss_high, mss_low]);
+        let len = t.len();
+        let Some(mut p) = TcpPacket::new_checked(&mut t[..]) else {
+            unreachable!("a header of at least {} bytes was just made", tcp::HEADER_LEN);
+        };
+        p.set_src_port(sport);
+        p.set_dst_port(self.port);
+        p.set_seq((key as u32) << 16 | self.cookie as u32);
+        p.set_header_len_and_flags(len, TcpFlags::SYN);
+        p.set_window(64240);
+        let csum = !fold(sum(p.as_bytes(), self.pseudo_header(ip_proto::TCP, len)));
+        p.set_checksum(csum);
         t
     }
 
@@ -198,13 +203,16 @@ pub fn signature_of(dst: IpAddr, protocol: Protocol, t: &[u8]) -> Option<Signatu
             b: u16_at(2),
             c: u16_at(6) as u32,
         },
-        Protocol::Tcp => Signature {
-            dst,
-            protocol,
-            a: u16_at(0),
-            b: u16_at(2),
-            c: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
-        },
+        Protocol::Tcp => {
+            let quote = TcpQuote::new_checked(&t[..])?;
+            Signature {
+                dst,
+                protocol,
+                a: quote.src_port(),
+                b: quote.dst_port(),
+                c: quote.seq(),
+            }
+        }
     })
 }
 
@@ -349,22 +357,20 @@ pub fn parse_tcpv6(from: Ipv6Addr, t: &[u8]) -> Option<Answer> {
 /// A SYN-ACK or RST answering a SYN probe: its ports mirror the probe's
 /// and it acknowledges the probe's sequence number + 1.
 fn tcp_answer(from: IpAddr, t: &[u8]) -> Option<Answer> {
-    let flags = *t.get(13)?;
-    let (syn, rst, ack) = (flags & 0x02 != 0, flags & 0x04 != 0, flags & 0x10 != 0);
-    if !(syn && ack || rst) {
+    let answer = TcpPacket::new_checked(t)?;
+    let flags = answer.flags();
+    if !(flags.syn() && flags.ack() || flags.rst()) {
         return None;
     }
-    let u16_at = |i: usize| Some(u16::from_be_bytes([*t.get(i)?, *t.get(i + 1)?]));
-    let acked = u32::from_be_bytes(t.get(8..12)?.try_into().ok()?);
     Some(Answer {
         from,
         kind: AnswerKind::TcpAnswer,
         signature: Signature {
             dst: from,
             protocol: Protocol::Tcp,
-            a: u16_at(2)?,
-            b: u16_at(0)?,
-            c: acked.wrapping_sub(1),
+            a: answer.dst_port(),
+            b: answer.src_port(),
+            c: answer.ack().wrapping_sub(1),
         },
         icmp: None,
         quoted_ttl: None,
