@@ -1,8 +1,79 @@
 //! The TCP header (RFC 9293, section 3.1).
 
+use std::fmt;
 use std::ops::Range;
 
-use crate::decode::TcpFlags;
+/// The nine TCP flag bits (NS/AE, CWR, ECE, URG, ACK, PSH, RST, SYN, FIN).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(u16);
+
+impl TcpFlags {
+    pub const FIN: TcpFlags = TcpFlags(0x001);
+    pub const SYN: TcpFlags = TcpFlags(0x002);
+    pub const RST: TcpFlags = TcpFlags(0x004);
+    pub const PSH: TcpFlags = TcpFlags(0x008);
+    pub const ACK: TcpFlags = TcpFlags(0x010);
+    pub const URG: TcpFlags = TcpFlags(0x020);
+    pub const ECE: TcpFlags = TcpFlags(0x040);
+    pub const CWR: TcpFlags = TcpFlags(0x080);
+    pub const AE: TcpFlags = TcpFlags(0x100);
+
+    pub const fn from_bits(bits: u16) -> Self {
+        TcpFlags(bits & 0x1ff)
+    }
+
+    pub const fn bits(self) -> u16 {
+        self.0
+    }
+
+    pub const fn contains(self, other: TcpFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub const fn union(self, other: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | other.0)
+    }
+
+    pub const fn syn(self) -> bool {
+        self.contains(Self::SYN)
+    }
+    pub const fn ack(self) -> bool {
+        self.contains(Self::ACK)
+    }
+    pub const fn rst(self) -> bool {
+        self.contains(Self::RST)
+    }
+    pub const fn fin(self) -> bool {
+        self.contains(Self::FIN)
+    }
+}
+
+impl std::ops::BitOr for TcpFlags {
+    type Output = TcpFlags;
+    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
+        self.union(rhs)
+    }
+}
+
+impl fmt::Debug for TcpFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [&str; 9] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "AE"];
+        let mut first = true;
+        for (bit, name) in NAMES.iter().enumerate() {
+            if self.0 & (1 << bit) != 0 {
+                if !first {
+                    f.write_str("|")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("-")?;
+        }
+        Ok(())
+    }
+}
 
 /// Where each field is.
 mod field {

@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use super::{CaptureSection, OutputSection, PluginsSection, ScanSection, TraceProtocol, TraceSection, TrackSection};
-use crate::trace::engine::Settings as EngineSettings;
-use crate::trace::trigger::TriggerSettings;
 use crate::track::{ScanConfig, TrackConfig};
+use net_gazer_core::trace::engine::Settings as EngineSettings;
+use net_gazer_core::trace::trigger::TriggerSettings;
 
 /// Headers only: 14 Ethernet + 8 for two VLAN tags + 40 IPv6 + extension
 /// headers + 60 TCP fits with room to spare; payload lengths come from the

@@ -182,7 +182,7 @@ pub struct TraceSection {
     /// remote client of an inbound connection); or `icmp`, `udp`, `tcp`.
     pub protocol: TraceProtocol,
     /// `paris` (one path per trace through load balancers) or `classic`.
-    pub style: crate::trace::Style,
+    pub style: net_gazer_core::trace::Style,
     pub first_ttl: u8,
     pub max_ttl: u8,
     /// Probes per TTL (1 to 15).
@@ -223,8 +223,8 @@ pub enum TraceProtocol {
 }
 
 impl TraceSection {
-    pub fn engine(&self) -> crate::trace::engine::Settings {
-        crate::trace::engine::Settings {
+    pub fn engine(&self) -> net_gazer_core::trace::engine::Settings {
+        net_gazer_core::trace::engine::Settings {
             first_ttl: self.first_ttl,
             max_ttl: self.max_ttl,
             probes_per_hop: self.probes,
@@ -235,13 +235,13 @@ impl TraceSection {
             style: self.style,
             assume_hops: self.assume_hops,
             // Not configurable: the engine's own default.
-            ..crate::trace::engine::Settings::default()
+            ..net_gazer_core::trace::engine::Settings::default()
         }
     }
 
-    pub fn trigger(&self) -> crate::trace::trigger::TriggerSettings {
-        use crate::trace::Protocol;
-        crate::trace::trigger::TriggerSettings {
+    pub fn trigger(&self) -> net_gazer_core::trace::trigger::TriggerSettings {
+        use net_gazer_core::trace::Protocol;
+        net_gazer_core::trace::trigger::TriggerSettings {
             cache_for: self.cache_for,
             max_cached: self.max_cached,
             exclude: self.exclude.clone(),
@@ -443,7 +443,7 @@ impl Config {
                 "trace.probes",
                 tr.probes,
                 1,
-                u128::from(crate::trace::engine::MAX_PROBES_PER_HOP),
+                u128::from(net_gazer_core::trace::engine::MAX_PROBES_PER_HOP),
             ),
             count("trace.assume_hops", tr.assume_hops, 1, 255),
             time("trace.timeout", tr.timeout, ms(10), s(60)),
