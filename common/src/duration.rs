@@ -3,23 +3,38 @@
 
 use std::time::Duration;
 
+/// Why a duration was refused; the text says it with the input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("`{0}`: expected a number before the unit")]
+    NoNumber(String),
+    #[error("`{0}`: number too large")]
+    TooLarge(String),
+    #[error("`{0}`: missing unit (us, ms, s, m, h or d)")]
+    NoUnit(String),
+    #[error("`{text}`: unknown unit `{unit}` (us, ms, s, m, h or d)")]
+    UnknownUnit { text: String, unit: String },
+}
+
 /// Parses durations as operators write them: `250ms`, `30s`, `5m`, `1h`,
 /// `2d`, or `1m30s`. A bare number is refused so units are never guessed.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("`{text}`: expected a number before the unit"));
+            return Err(DurationError::NoNumber(text.to_owned()));
         }
         let value: u64 = rest[..digits]
             .parse()
-            .map_err(|_| format!("`{text}`: number too large"))?;
+            .map_err(|_| DurationError::TooLarge(text.to_owned()))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
@@ -31,8 +46,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" | "min" => Duration::from_secs(value.saturating_mul(60)),
             "h" => Duration::from_secs(value.saturating_mul(3600)),
             "d" => Duration::from_secs(value.saturating_mul(86_400)),
-            "" => return Err(format!("`{text}`: missing unit (us, ms, s, m, h or d)")),
-            other => return Err(format!("`{text}`: unknown unit `{other}` (us, ms, s, m, h or d)")),
+            "" => return Err(DurationError::NoUnit(text.to_owned())),
+            other => {
+                return Err(DurationError::UnknownUnit {
+                    text: text.to_owned(),
+                    unit: other.to_owned(),
+                })
+            }
         };
         total = total.saturating_add(part);
     }
@@ -86,8 +106,8 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("30").unwrap_err().contains("missing unit"));
-        assert!(parse_duration("3x").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("30").unwrap_err().to_string().contains("missing unit"));
+        assert!(parse_duration("3x").unwrap_err().to_string().contains("unknown unit"));
         assert!(parse_duration("").is_err());
         assert_eq!(format_duration(Duration::from_secs(300)), "5m");
         assert_eq!(format_duration(Duration::from_millis(1)), "1ms");

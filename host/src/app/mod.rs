@@ -66,7 +66,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             apply(&mut config, &pipeline, args.run.no_promisc || cli.run.no_promisc)?;
             if config.plugins.strict_permissions {
                 crate::plugin::permissions::check_dir(&config.plugins.dir)
-                    .map_err(|e| anyhow::Error::new(net_gazer_common::exit::ConfigProblem(e)))?;
+                    .map_err(|e| anyhow::Error::new(net_gazer_common::exit::ConfigProblem(e.to_string())))?;
             }
             match &path {
                 Some(p) => println!("# configuration file: {}", p.display()),
@@ -106,7 +106,7 @@ struct PluginStart {
 fn start_plugins(config: &Config) -> anyhow::Result<PluginStart> {
     if config.plugins.strict_permissions {
         crate::plugin::permissions::check_dir(&config.plugins.dir)
-            .map_err(|e| anyhow::Error::new(net_gazer_common::exit::ConfigProblem(e)))?;
+            .map_err(|e| anyhow::Error::new(net_gazer_common::exit::ConfigProblem(e.to_string())))?;
     }
     let registry = Registry::default();
     let mut plugins = Plugins::new(registry.clone());

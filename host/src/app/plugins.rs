@@ -19,7 +19,7 @@ pub fn main(mut config: Config, command: PluginsCommand) -> anyhow::Result<()> {
 
 fn list(config: &Config) -> anyhow::Result<()> {
     let section = &config.plugins;
-    let found = Loader::discover(section).map_err(anyhow::Error::msg)?;
+    let found = Loader::discover(section)?;
     println!("plugin directory: {} ({} files)", section.dir.display(), found.len());
     println!("contract versions this net-gazer runs: {}", wit::supported_list());
     if found.is_empty() {

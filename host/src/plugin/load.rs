@@ -33,13 +33,22 @@ pub struct Refused {
     pub reason: Refusal,
 }
 
+/// Why the plugin directory could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error(transparent)]
+    Permissions(#[from] super::permissions::PermissionError),
+    #[error("cannot read plugin directory {}: {reason}", dir.display())]
+    ReadDir { dir: PathBuf, reason: String },
+}
+
 /// What is wrong with a plugin file, from its permissions to what its
 /// `describe` answered.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// Others could have written it ([`super::permissions`]).
-    #[error("{0}")]
-    Permissions(String),
+    #[error(transparent)]
+    Permissions(#[from] super::permissions::PermissionError),
     /// Not a regular file, too large, or unreadable.
     #[error("{0}")]
     Read(String),
@@ -176,7 +185,7 @@ impl Loader {
     /// Every `*.wasm` in the plugin directory: first those named in `order`
     /// (in that order), then the rest by file name. A missing directory is
     /// no plugins, not an error.
-    pub fn discover(section: &PluginsSection) -> Result<Vec<Found>, String> {
+    pub fn discover(section: &PluginsSection) -> Result<Vec<Found>, DiscoverError> {
         let dir = &section.dir;
         if section.strict_permissions {
             super::permissions::check_dir(dir)?;
@@ -184,7 +193,12 @@ impl Loader {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("cannot read plugin directory {}: {e}", dir.display())),
+            Err(e) => {
+                return Err(DiscoverError::ReadDir {
+                    dir: dir.clone(),
+                    reason: e.to_string(),
+                })
+            }
         };
         let mut files: Vec<(String, PathBuf)> = entries
             .flatten()
