@@ -3,7 +3,7 @@
 
 use crate::cli::PluginsCommand;
 use crate::config::Config;
-use crate::plugin::{chain::Running, wit, Loader, Registry};
+use crate::plugin::{supervise::Running, wit, Loader, Registry};
 
 pub fn main(mut config: Config, command: PluginsCommand) -> anyhow::Result<()> {
     match command {

@@ -4,9 +4,10 @@
 //!
 //! - [`load`] finds, validates and compiles plugin files ([`cache`] keeps
 //!   compiled code across restarts);
-//! - [`chain`] runs them, each in its own sandboxed Store, with a deadline
-//!   before every call and a memory cap, restarting or disabling those that
-//!   fail;
+//! - [`supervise`] runs one plugin in its own sandboxed Store, with a
+//!   deadline before every call and a memory cap, restarting or disabling
+//!   it when it fails; [`chain`] routes every event through the plugins in
+//!   order;
 //! - [`store`] is what one plugin's Store holds (WASI context, limits),
 //!   [`host_api`] the `host` functions it may call, and [`http`] its
 //!   allow-listed HTTP client;
@@ -22,6 +23,7 @@ pub mod load;
 pub mod metrics;
 pub mod permissions;
 mod store;
+pub mod supervise;
 pub mod wit;
 
 use std::collections::BTreeMap;
@@ -96,7 +98,7 @@ impl Plugins {
                 .prepare(&f.name, &f.path)
                 .map_err(|e| e.to_string())
                 .and_then(|p| {
-                    chain::Running::start(p, f.settings.clone(), section, metrics.clone())
+                    supervise::Running::start(p, f.settings.clone(), section, metrics.clone())
                         .map_err(|e| format!("plugin {}: {e}", f.path.display()))
                 });
             match attempt {
@@ -123,7 +125,7 @@ impl Plugins {
                 }
                 Err(e) => match previous {
                     Some((old, settings)) => {
-                        match chain::Running::start(old.clone(), settings.clone(), section, metrics) {
+                        match supervise::Running::start(old.clone(), settings.clone(), section, metrics) {
                             Ok(r) => {
                                 tracing::error!("{e}; keeping the previous version");
                                 next.insert(f.name.clone(), (old.clone(), settings.clone()));
@@ -160,7 +162,7 @@ impl Plugins {
     fn restart_current(&mut self, section: &PluginsSection) -> Chain {
         let mut running = Vec::new();
         for (name, (p, settings)) in &self.current {
-            match chain::Running::start(p.clone(), settings.clone(), section, self.registry.get(name)) {
+            match supervise::Running::start(p.clone(), settings.clone(), section, self.registry.get(name)) {
                 Ok(r) => running.push(r),
                 Err(e) => tracing::error!(plugin = %name, "{e}"),
             }

@@ -4,6 +4,7 @@
 
 use super::tests::{handshake, running};
 use super::*;
+use std::time::Duration;
 
 /// The best of five runs of `f` over `n` events, per event.
 fn best(n: u32, mut f: impl FnMut()) -> Duration {
