@@ -12,6 +12,8 @@ pub use file::{PcapNgWriter, PcapWriter, TsResolution};
 use std::net::IpAddr;
 
 use crate::decode::{LinkType, TcpFlags, VlanStack};
+use crate::packet::ip::{Ipv4Packet, Ipv6Packet, IPV4_HEADER_LEN, IPV6_HEADER_LEN};
+use crate::packet::ip_proto;
 use crate::packet::tcp::{TcpPacket, HEADER_LEN};
 
 /// One TCP segment to build.
@@ -149,27 +151,39 @@ impl TcpSpec {
     pub fn ip_bytes(&self) -> Vec<u8> {
         let tcp = self.tcp_bytes();
         let claimed = tcp.len() + self.missing_payload as usize;
-        let mut p = Vec::with_capacity(40 + tcp.len());
-        match (self.src, self.dst) {
+        let mut p = match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                p.extend_from_slice(&[0x45, 0]);
-                p.extend_from_slice(&((20 + claimed) as u16).to_be_bytes());
-                p.extend_from_slice(&self.ip_id.to_be_bytes());
-                p.extend_from_slice(&[0x40, 0, self.ttl, 6, 0, 0]);
-                p.extend_from_slice(&s.octets());
-                p.extend_from_slice(&d.octets());
-                let c = !fold(sum(&p[..20], 0));
-                p[10..12].copy_from_slice(&c.to_be_bytes());
+                let mut p = vec![0u8; IPV4_HEADER_LEN];
+                let Some(mut ip) = Ipv4Packet::new_checked(&mut p[..]) else {
+                    unreachable!("a header of {IPV4_HEADER_LEN} bytes was just made");
+                };
+                ip.set_version_and_header_len(IPV4_HEADER_LEN);
+                ip.set_total_len((IPV4_HEADER_LEN + claimed) as u16);
+                ip.set_ident(self.ip_id);
+                ip.set_dont_fragment();
+                ip.set_ttl(self.ttl);
+                ip.set_protocol(ip_proto::TCP);
+                ip.set_src(s);
+                ip.set_dst(d);
+                let c = !fold(sum(ip.as_bytes(), 0));
+                ip.set_checksum(c);
+                p
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
-                p.extend_from_slice(&[0x60, 0, 0, 0]);
-                p.extend_from_slice(&(claimed as u16).to_be_bytes());
-                p.extend_from_slice(&[6, self.ttl]);
-                p.extend_from_slice(&s.octets());
-                p.extend_from_slice(&d.octets());
+                let mut p = vec![0u8; IPV6_HEADER_LEN];
+                let Some(mut ip) = Ipv6Packet::new_checked(&mut p[..]) else {
+                    unreachable!("a header of {IPV6_HEADER_LEN} bytes was just made");
+                };
+                ip.set_version();
+                ip.set_payload_len(claimed as u16);
+                ip.set_next_header(ip_proto::TCP);
+                ip.set_hop_limit(self.ttl);
+                ip.set_src(s);
+                ip.set_dst(d);
+                p
             }
             _ => panic!("craft: source and destination must be the same IP version"),
-        }
+        };
         p.extend_from_slice(&tcp);
         p
     }

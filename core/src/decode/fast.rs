@@ -12,6 +12,7 @@
 //! problem. The tests hold the two to that on fixtures and mutations.
 
 use super::{Interest, LinkType};
+use crate::packet::ip::{self, Ipv4Packet, Ipv6Packet, IPV4_HEADER_LEN, IPV6_HEADER_LEN};
 use crate::packet::tcp::{TcpPacket, HEADER_LEN};
 use crate::packet::{be16, ethertype, ip_proto};
 
@@ -45,13 +46,13 @@ pub(crate) fn outside_interest(link: LinkType, frame: &[u8], interest: Interest)
 /// IPv4 TCP packet (the checks of `ip::ipv4`).
 #[inline(always)]
 fn ipv4_segment(p: &[u8]) -> Option<(&[u8], usize)> {
-    let first = *p.first()?;
-    if first >> 4 != 4 || p.len() < 20 {
+    if ip::version(p)? != 4 {
         return None;
     }
-    let ihl = usize::from(first & 0x0f) * 4;
-    let total = usize::from(be16(p, 2)?);
-    if ihl < 20 || p.len() < ihl || total < ihl || p[9] != ip_proto::TCP || be16(p, 6)? & 0x3fff != 0 {
+    let ip = Ipv4Packet::new_checked(p)?;
+    let ihl = ip.header_len();
+    let total = usize::from(ip.total_len());
+    if ihl < IPV4_HEADER_LEN || p.len() < ihl || total < ihl || ip.protocol() != ip_proto::TCP || ip.is_fragment() {
         return None;
     }
     Some((&p[ihl..total.min(p.len())], total - ihl))
@@ -60,12 +61,14 @@ fn ipv4_segment(p: &[u8]) -> Option<(&[u8], usize)> {
 /// The same for IPv6 whose next header is TCP (the checks of `ip::ipv6`).
 #[inline(always)]
 fn ipv6_segment(p: &[u8]) -> Option<(&[u8], usize)> {
-    if p.len() < 40 || p[0] >> 4 != 6 || p[6] != ip_proto::TCP {
+    let ip = Ipv6Packet::new_checked(p)?;
+    if ip::version(p)? != 6 || ip.next_header() != ip_proto::TCP {
         return None;
     }
-    let payload_len = usize::from(be16(p, 4)?);
+    let payload_len = usize::from(ip.payload_len());
     if payload_len == 0 {
         return None;
     }
-    Some((&p[40..(40 + payload_len).min(p.len())], payload_len))
+    let end = (IPV6_HEADER_LEN + payload_len).min(p.len());
+    Some((&p[IPV6_HEADER_LEN..end], payload_len))
 }

@@ -1,11 +1,10 @@
 //! IPv4 (RFC 791) and IPv6 (RFC 8200) down to the TCP header.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use super::{be16, DecodeError, Ignored, Network, Skip};
-
+use super::{DecodeError, Ignored, Network, Skip};
+use crate::packet::ip::{Ipv4Packet, Ipv6Packet, IPV4_HEADER_LEN, IPV6_HEADER_LEN};
 use crate::packet::ip_proto::TCP as PROTO_TCP;
-const IPV6_HEADER_LEN: usize = 40;
 
 pub(crate) struct IpPacket<'a> {
     pub src: IpAddr,
@@ -31,50 +30,45 @@ pub(crate) fn parse(network: Network, packet: &[u8]) -> Result<IpPacket<'_>, Ski
 }
 
 fn ipv4(p: &[u8]) -> Result<IpPacket<'_>, Skip> {
-    if p.len() < 20 {
-        return Err(DecodeError::TruncatedIpv4.into());
-    }
-    let ihl = ((p[0] & 0x0f) as usize) * 4;
-    if ihl < 20 {
+    let ip = Ipv4Packet::new_checked(p).ok_or(DecodeError::TruncatedIpv4)?;
+    let ihl = ip.header_len();
+    if ihl < IPV4_HEADER_LEN {
         return Err(DecodeError::BadIpv4HeaderLength.into());
     }
     if p.len() < ihl {
         return Err(DecodeError::TruncatedIpv4.into());
     }
-    let total = be16(p, 2, DecodeError::TruncatedIpv4)? as usize;
+    let total = usize::from(ip.total_len());
     if total < ihl {
         return Err(DecodeError::BadIpv4TotalLength.into());
     }
-    if p[9] != PROTO_TCP {
+    if ip.protocol() != PROTO_TCP {
         return Err(Ignored::NotTcp.into());
     }
-    let frag = be16(p, 6, DecodeError::TruncatedIpv4)?;
     // More-fragments set or a non-zero offset: not a whole segment.
-    if frag & 0x3fff != 0 {
+    if ip.is_fragment() {
         return Err(Ignored::Fragment.into());
     }
     // Ethernet pads short frames: trust the total length, not the capture.
     let end = total.min(p.len());
     Ok(IpPacket {
-        src: IpAddr::V4(Ipv4Addr::new(p[12], p[13], p[14], p[15])),
-        dst: IpAddr::V4(Ipv4Addr::new(p[16], p[17], p[18], p[19])),
-        ttl: p[8],
-        id: be16(p, 4, DecodeError::TruncatedIpv4)?,
+        src: IpAddr::V4(ip.src()),
+        dst: IpAddr::V4(ip.dst()),
+        ttl: ip.ttl(),
+        id: ip.ident(),
         payload: &p[ihl..end],
         payload_len: (total - ihl) as u32,
     })
 }
 
 fn ipv6(p: &[u8]) -> Result<IpPacket<'_>, Skip> {
-    if p.len() < IPV6_HEADER_LEN {
-        return Err(DecodeError::TruncatedIpv6.into());
-    }
-    let payload_len = be16(p, 4, DecodeError::TruncatedIpv6)? as usize;
+    let ip = Ipv6Packet::new_checked(p).ok_or(DecodeError::TruncatedIpv6)?;
+    let payload_len = usize::from(ip.payload_len());
     if payload_len == 0 {
         // Zero means a Jumbo Payload option (RFC 2675); not on a gateway's TCP.
         return Err(DecodeError::Ipv6Jumbogram.into());
     }
-    let mut next = p[6];
+    let mut next = ip.next_header();
     let mut at = IPV6_HEADER_LEN;
     let end_of_packet = IPV6_HEADER_LEN + payload_len;
     loop {
@@ -113,14 +107,10 @@ fn ipv6(p: &[u8]) -> Result<IpPacket<'_>, Skip> {
     if at > p.len() {
         return Err(DecodeError::TruncatedIpv6ExtHeader.into());
     }
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src.copy_from_slice(&p[8..24]);
-    dst.copy_from_slice(&p[24..40]);
     Ok(IpPacket {
-        src: IpAddr::V6(Ipv6Addr::from(src)),
-        dst: IpAddr::V6(Ipv6Addr::from(dst)),
-        ttl: p[7],
+        src: IpAddr::V6(ip.src()),
+        dst: IpAddr::V6(ip.dst()),
+        ttl: ip.hop_limit(),
         id: 0,
         payload: &p[at..end_of_packet.min(p.len())],
         payload_len: (end_of_packet - at) as u32,

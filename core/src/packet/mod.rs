@@ -1,11 +1,14 @@
 //! Packet views in the smoltcp style: a header's field offsets written
 //! once, a checked constructor that makes every getter in bounds, getters,
 //! and setters where packets are built. Decoding, the fast path, packet
-//! crafting and the traceroute's probes and answers all read and write TCP
-//! headers through [`TcpPacket`] (and quoted ones through [`TcpQuote`]).
+//! crafting and the traceroute's probes and answers all read and write IP
+//! and TCP headers through [`Ipv4Packet`], [`Ipv6Packet`] and
+//! [`TcpPacket`] (and quoted TCP headers through [`TcpQuote`]).
 
+pub mod ip;
 pub mod tcp;
 
+pub use ip::{Ipv4Packet, Ipv6Packet};
 pub use tcp::{TcpPacket, TcpQuote};
 
 /// EtherTypes (IEEE 802.3 type field).

@@ -19,6 +19,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use crate::craft::{fold, sum};
 use crate::decode::TcpFlags;
+use crate::packet::ip::{self, Ipv4Packet, Ipv6Packet, IPV6_HEADER_LEN};
 use crate::packet::ip_proto;
 use crate::packet::tcp::{self, TcpPacket, TcpQuote};
 
@@ -256,28 +257,27 @@ impl Answer {
     }
 }
 
-fn protocol_of(ip_proto: u8) -> Option<Protocol> {
-    match ip_proto {
-        1 | 58 => Some(Protocol::Icmp),
-        17 => Some(Protocol::Udp),
-        6 => Some(Protocol::Tcp),
+fn protocol_of(number: u8) -> Option<Protocol> {
+    match number {
+        ip_proto::ICMP | ip_proto::ICMPV6 => Some(Protocol::Icmp),
+        ip_proto::UDP => Some(Protocol::Udp),
+        ip_proto::TCP => Some(Protocol::Tcp),
         _ => None,
     }
 }
 
 /// An IPv4 packet from a raw ICMP or TCP socket (header included).
 pub fn parse_ipv4(p: &[u8]) -> Option<Answer> {
-    let first = *p.first()?;
-    if first >> 4 != 4 {
+    if ip::version(p)? != 4 {
         return None;
     }
-    let ihl = (first & 0xf) as usize * 4;
-    let total = (u16::from_be_bytes([*p.get(2)?, *p.get(3)?]) as usize).min(p.len());
-    let from = IpAddr::from(<[u8; 4]>::try_from(p.get(12..16)?).ok()?);
-    let body = p.get(ihl..total)?;
-    match *p.get(9)? {
-        1 => icmp_v4(from, body),
-        6 => tcp_answer(from, body),
+    let packet = Ipv4Packet::new_checked(p)?;
+    let total = usize::from(packet.total_len()).min(p.len());
+    let from = IpAddr::V4(packet.src());
+    let body = p.get(packet.header_len()..total)?;
+    match packet.protocol() {
+        ip_proto::ICMP => icmp_v4(from, body),
+        ip_proto::TCP => tcp_answer(from, body),
         _ => None,
     }
 }
@@ -293,18 +293,17 @@ fn icmp_v4(from: IpAddr, m: &[u8]) -> Option<Answer> {
     // The quoted datagram follows the 8-byte ICMP header (RFC 4884's
     // extensions, when present, come after it).
     let inner = m.get(8..)?;
-    if inner.first()? >> 4 != 4 {
+    if ip::version(inner)? != 4 {
         return None;
     }
-    let ihl = (inner[0] & 0xf) as usize * 4;
-    let protocol = protocol_of(*inner.get(9)?)?;
-    let dst = IpAddr::from(<[u8; 4]>::try_from(inner.get(16..20)?).ok()?);
+    let quoted = Ipv4Packet::new_checked(inner)?;
+    let protocol = protocol_of(quoted.protocol())?;
     Some(Answer {
         from,
         kind: kind_of,
-        signature: signature_of(dst, protocol, inner.get(ihl..)?)?,
+        signature: signature_of(IpAddr::V4(quoted.dst()), protocol, inner.get(quoted.header_len()..)?)?,
         icmp: Some((kind, code)),
-        quoted_ttl: Some(*inner.get(8)?),
+        quoted_ttl: Some(quoted.ttl()),
     })
 }
 
@@ -335,17 +334,17 @@ pub fn parse_icmpv6(from: Ipv6Addr, m: &[u8]) -> Option<Answer> {
         _ => return None,
     };
     let inner = m.get(8..)?;
-    if inner.first()? >> 4 != 6 {
+    if ip::version(inner)? != 6 {
         return None;
     }
-    let protocol = protocol_of(*inner.get(6)?)?;
-    let dst = IpAddr::from(<[u8; 16]>::try_from(inner.get(24..40)?).ok()?);
+    let quoted = Ipv6Packet::new_checked(inner)?;
+    let protocol = protocol_of(quoted.next_header())?;
     Some(Answer {
         from,
         kind: kind_of,
-        signature: signature_of(dst, protocol, inner.get(40..)?)?,
+        signature: signature_of(IpAddr::V6(quoted.dst()), protocol, inner.get(IPV6_HEADER_LEN..)?)?,
         icmp: Some((kind, code)),
-        quoted_ttl: Some(*inner.get(7)?),
+        quoted_ttl: Some(quoted.hop_limit()),
     })
 }
 
