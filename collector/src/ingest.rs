@@ -205,26 +205,25 @@ fn check_optional(event: &Map<String, Value>, field: &str, t: Type) -> Result<()
 /// a whole is unusable (not JSON, no `sensor`, no `events` list); each event
 /// that does not check is refused on its own. Each event is kept as the text
 /// it arrived as (not serialised again) beside its parsed value.
-pub fn parse(body: &[u8]) -> Result<Batch, String> {
-    let not_object = || "the body must be a JSON object {\"sensor\": …, \"events\": […]}".to_string();
+pub fn parse(body: &[u8]) -> Result<Batch, BadBatch> {
     let top: BTreeMap<String, &RawValue> = match serde_json::from_slice(body) {
         Ok(top) => top,
         // Which of the two it is, read again only when it is wrong.
         Err(e) => {
             return Err(match serde_json::from_slice::<IgnoredAny>(body) {
-                Ok(_) => not_object(),
-                Err(_) => format!("the body is not valid JSON: {e}"),
+                Ok(_) => BadBatch::NotAnObject,
+                Err(_) => BadBatch::NotJson(e.to_string()),
             })
         }
     };
     let sensor = top
         .get("sensor")
         .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
-        .ok_or("field `sensor`: missing or not a string")?;
+        .ok_or(BadBatch::Sensor)?;
     let events: Vec<&RawValue> = top
         .get("events")
         .and_then(|v| serde_json::from_str(v.get()).ok())
-        .ok_or("field `events`: missing or not a list")?;
+        .ok_or(BadBatch::Events)?;
     let mut batch = Batch {
         sensor,
         rows: Vec::with_capacity(events.len()),
@@ -241,6 +240,20 @@ pub fn parse(body: &[u8]) -> Result<Batch, String> {
         }
     }
     Ok(batch)
+}
+
+/// Why a whole batch is unusable (each event's own problems are
+/// [`Refused`] entries of a batch instead).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadBatch {
+    #[error("the body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("the body must be a JSON object {{\"sensor\": …, \"events\": […]}}")]
+    NotAnObject,
+    #[error("field `sensor`: missing or not a string")]
+    Sensor,
+    #[error("field `events`: missing or not a list")]
+    Events,
 }
 
 /// One event read as a JSON tree, which names what is wrong with it: the
@@ -545,11 +558,15 @@ mod tests {
             assert!(e.starts_with("events[1]"), "{e}");
             assert!(e.contains(want), "{e} (wanted {want})");
         }
-        assert!(parse(b"{\"sensor\": \"gw1\", \"events\": [")
-            .unwrap_err()
-            .contains("not valid JSON"));
-        assert!(parse(b"[]").unwrap_err().contains("must be a JSON object"));
-        assert!(parse(b"{\"events\": []}").unwrap_err().contains("`sensor`"));
+        assert!(matches!(
+            parse(b"{\"sensor\": \"gw1\", \"events\": ["),
+            Err(BadBatch::NotJson(_))
+        ));
+        assert_eq!(parse(b"[]").unwrap_err(), BadBatch::NotAnObject);
+        assert!(BadBatch::NotAnObject
+            .to_string()
+            .contains("must be a JSON object {\"sensor\""));
+        assert_eq!(parse(b"{\"events\": []}").unwrap_err(), BadBatch::Sensor);
     }
 
     /// Numbers the store cannot hold, or the queries could not compute

@@ -645,11 +645,16 @@ pub struct Network {
     prefix: u8,
 }
 
-impl std::str::FromStr for Network {
-    type Err = String;
+/// A text that is not a network in CIDR notation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a network in CIDR notation (192.0.2.0/24, 2001:db8::/32)")]
+pub struct NotANetwork(pub String);
 
-    fn from_str(s: &str) -> Result<Network, String> {
-        let bad = || format!("`{s}` is not a network in CIDR notation (192.0.2.0/24, 2001:db8::/32)");
+impl std::str::FromStr for Network {
+    type Err = NotANetwork;
+
+    fn from_str(s: &str) -> Result<Network, NotANetwork> {
+        let bad = || NotANetwork(s.to_owned());
         let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
         let addr: IpAddr = addr.parse().map_err(|_| bad())?;
         let prefix: u8 = prefix.parse().map_err(|_| bad())?;

@@ -16,6 +16,14 @@ use crate::time::Timestamp;
 use crate::trace::tracer::TraceHook;
 use crate::track::Tracker;
 
+/// A replay filter libpcap does not compile.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("capture filter `{expression}` is invalid: {reason}")]
+pub struct InvalidFilter {
+    pub expression: String,
+    pub reason: String,
+}
+
 /// A user-space BPF filter for replays (`--filter`), compiled once per link
 /// type with libpcap so it means exactly what it means live.
 pub struct ReplayFilter {
@@ -25,13 +33,13 @@ pub struct ReplayFilter {
 
 impl ReplayFilter {
     /// Checks the expression compiles (for Ethernet) before any file is read.
-    pub fn new(expression: String) -> Result<Self, String> {
+    pub fn new(expression: String) -> Result<Self, InvalidFilter> {
         let mut f = ReplayFilter {
             expression: expression.clone(),
             compiled: Vec::new(),
         };
-        if let Err(e) = f.program(LinkType::Ethernet) {
-            return Err(format!("capture filter `{expression}` is invalid: {e}"));
+        if let Err(reason) = f.program(LinkType::Ethernet) {
+            return Err(InvalidFilter { expression, reason });
         }
         Ok(f)
     }

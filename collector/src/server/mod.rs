@@ -290,7 +290,7 @@ async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
     };
     let batch = match ingest::parse(&body) {
         Ok(b) => b,
-        Err(message) => return reject(&state, StatusCode::BAD_REQUEST, "invalid", message),
+        Err(bad) => return reject(&state, StatusCode::BAD_REQUEST, "invalid", bad.to_string()),
     };
     if batch.sensor != sensor {
         let message = format!("the token is sensor `{sensor}`'s, the batch says `{}`", batch.sensor);
@@ -496,7 +496,7 @@ async fn rtt(
     Query(q): Query<query::Series>,
 ) -> Response {
     if let Some(Err(e)) = q.network.as_deref().map(str::parse::<query::Network>) {
-        return json_error(StatusCode::BAD_REQUEST, e);
+        return json_error(StatusCode::BAD_REQUEST, e.to_string());
     }
     read(&state, move |s| query::rtt_series(s, &f, &q)).await
 }

@@ -240,11 +240,11 @@ fn apply(config: &mut Config, args: &PipelineArgs, no_promisc: bool) -> anyhow::
         .context("invalid settings from the command line or environment")?;
     check_memory(config)?;
     if let Some(op) = config.capture.filter.as_deref().filter(|f| !f.trim().is_empty()) {
-        crate::capture::filter::check(config.capture.mode, config.capture.client_rtt, op).map_err(|message| {
+        crate::capture::filter::check(config.capture.mode, config.capture.client_rtt, op).map_err(|e| {
             anyhow::Error::new(net_gazer_common::config_file::Invalid {
                 key: Some("capture.filter".into()),
                 line: None,
-                message,
+                message: e.to_string(),
             })
         })?;
     }

@@ -38,14 +38,11 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
         .map(str::trim)
         .filter(|f| !f.is_empty())
     {
-        Some(op) => Some(
-            ReplayFilter::new(crate::capture::filter::expression(
-                config.capture.mode,
-                config.capture.client_rtt,
-                Some(op),
-            ))
-            .map_err(anyhow::Error::msg)?,
-        ),
+        Some(op) => Some(ReplayFilter::new(crate::capture::filter::expression(
+            config.capture.mode,
+            config.capture.client_rtt,
+            Some(op),
+        ))?),
         None => None,
     };
     // Open every file first: a typo in the last name should not cost a

@@ -38,10 +38,18 @@ pub fn expression(mode: Mode, client_rtt: bool, operator: Option<&str>) -> Strin
     format!("({inner}) or (vlan and (({inner}) or (vlan and ({inner}))))")
 }
 
+/// A capture filter libpcap refused, with its message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{expression}` does not compile: {reason}")]
+pub struct FilterError {
+    pub expression: String,
+    pub reason: String,
+}
+
 /// Whether the operator's filter compiles (for Ethernet, as live capture
 /// uses it): `Ok(false)` when libpcap cannot be loaded to tell, `Err` with
 /// libpcap's message when it does not compile.
-pub fn check(mode: Mode, client_rtt: bool, operator: &str) -> Result<bool, String> {
+pub fn check(mode: Mode, client_rtt: bool, operator: &str) -> Result<bool, FilterError> {
     use crate::capture::libpcap::Program;
     const ETHERNET: u32 = 1;
     if Program::compile(ETHERNET, "tcp").is_err() {
@@ -49,7 +57,10 @@ pub fn check(mode: Mode, client_rtt: bool, operator: &str) -> Result<bool, Strin
     }
     Program::compile(ETHERNET, &expression(mode, client_rtt, Some(operator)))
         .map(|_| true)
-        .map_err(|e| format!("`{operator}` does not compile: {e}"))
+        .map_err(|e| FilterError {
+            expression: operator.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(test)]

@@ -19,35 +19,62 @@ pub struct Cache {
     engine_key: String,
 }
 
+/// Why the cache directory is not used (plugins are then compiled at every
+/// start).
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cannot create {}: {reason}", dir.display())]
+    Create { dir: PathBuf, reason: String },
+    #[error("{}: {reason}", dir.display())]
+    Unreadable { dir: PathBuf, reason: String },
+    #[error("{} is not a directory", dir.display())]
+    NotADirectory { dir: PathBuf },
+    #[error("{} belongs to uid {uid}, not to this process (uid {euid})", dir.display())]
+    Owner { dir: PathBuf, uid: u32, euid: u32 },
+    #[error("{} is writable by others (mode {mode:o})", dir.display())]
+    Writable { dir: PathBuf, mode: u32 },
+    #[error("cannot write in {}: {reason}", dir.display())]
+    NotWritable { dir: PathBuf, reason: String },
+}
+
 impl Cache {
     /// The cache in `dir` (created if missing), or why it cannot be used.
-    pub fn open(dir: &Path, engine: &Engine) -> Result<Cache, String> {
+    pub fn open(dir: &Path, engine: &Engine) -> Result<Cache, CacheError> {
+        let at = || dir.to_path_buf();
         if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| CacheError::Create {
+                dir: at(),
+                reason: e.to_string(),
+            })?;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let meta = std::fs::metadata(dir).map_err(|e| CacheError::Unreadable {
+            dir: at(),
+            reason: e.to_string(),
+        })?;
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
         if !meta.is_dir() {
-            return Err(format!("{} is not a directory", dir.display()));
+            return Err(CacheError::NotADirectory { dir: at() });
         }
         if meta.uid() != euid {
-            return Err(format!(
-                "{} belongs to uid {}, not to this process (uid {euid})",
-                dir.display(),
-                meta.uid()
-            ));
+            return Err(CacheError::Owner {
+                dir: at(),
+                uid: meta.uid(),
+                euid,
+            });
         }
         if meta.mode() & 0o022 != 0 {
-            return Err(format!(
-                "{} is writable by others (mode {:o})",
-                dir.display(),
-                meta.mode() & 0o777
-            ));
+            return Err(CacheError::Writable {
+                dir: at(),
+                mode: meta.mode() & 0o777,
+            });
         }
         let probe = dir.join(".write-test");
-        std::fs::write(&probe, b"").map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+        std::fs::write(&probe, b"").map_err(|e| CacheError::NotWritable {
+            dir: at(),
+            reason: e.to_string(),
+        })?;
         let _ = std::fs::remove_file(probe);
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
