@@ -25,10 +25,18 @@ const MAX_VALUE: usize = 1024;
 impl Running {
     /// Runs the plugin over the events of `work` it wants.
     fn run(&mut self, work: &mut Work) {
-        match self.prepared.pre {
-            wit::Pre::V0_1(_) => self.run_with::<wit::since_v0_1::V>(work),
-            wit::Pre::V0_2(_) => self.run_with::<wit::since_v0_2::V>(work),
+        struct Run<'p, 'w, 'i> {
+            plugin: &'p mut Running,
+            work: &'w mut Work<'i>,
         }
+        impl wit::VersionVisitor for Run<'_, '_, '_> {
+            type Output = ();
+            fn visit<C: Contract>(self) {
+                self.plugin.run_with::<C>(self.work);
+            }
+        }
+        let binding = self.prepared.pre.binding();
+        binding.visit(Run { plugin: self, work });
     }
 
     /// [`run`](Self::run) with the plugin's contract version `C`. The

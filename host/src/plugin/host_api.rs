@@ -3,14 +3,12 @@
 
 use super::http::Request;
 use super::store::State;
-use super::wit::since_v0_1::net_gazer::plugin as v0_1;
-use super::wit::since_v0_2::net_gazer::plugin as v0_2;
 
 /// Longest log line a plugin may write (longer ones are cut).
 const MAX_LOG: usize = 4096;
 
 impl State {
-    fn log_enabled(level: tracing::Level) -> bool {
+    pub(super) fn log_enabled(level: tracing::Level) -> bool {
         match level {
             tracing::Level::TRACE => tracing::enabled!(target: "plugin", tracing::Level::TRACE),
             tracing::Level::DEBUG => tracing::enabled!(target: "plugin", tracing::Level::DEBUG),
@@ -20,7 +18,7 @@ impl State {
         }
     }
 
-    fn log(&self, level: tracing::Level, mut message: String) {
+    pub(super) fn log(&self, level: tracing::Level, mut message: String) {
         if message.len() > MAX_LOG {
             let mut cut = MAX_LOG;
             while !message.is_char_boundary(cut) {
@@ -39,7 +37,7 @@ impl State {
         }
     }
 
-    fn http_send(&mut self, request: Request) -> Result<super::http::Response, String> {
+    pub(super) fn http_send(&mut self, request: Request) -> Result<super::http::Response, String> {
         let started = std::time::Instant::now();
         let result = self.http.request(request).map_err(|e| e.to_string());
         // Whole milliseconds (the epoch's tick): a request that fails at
@@ -49,56 +47,65 @@ impl State {
     }
 }
 
-/// The `host` interface of a contract version (the same functions in
-/// every version so far, over each version's own types).
+/// The `host` interface of contract version module `$v` (the same
+/// functions in every version so far, over each version's own types); the
+/// list of versions in `wit/mod.rs` expands it for each.
 macro_rules! host_interface {
     ($v:ident) => {
-        impl $v::types::Host for State {}
+        const _: () = {
+            use $crate::plugin::http::Request;
+            use $crate::plugin::store::State;
+            use $crate::plugin::wit::$v::net_gazer::plugin as contract;
 
-        impl From<$v::types::Level> for tracing::Level {
-            fn from(level: $v::types::Level) -> tracing::Level {
-                match level {
-                    $v::types::Level::Trace => tracing::Level::TRACE,
-                    $v::types::Level::Debug => tracing::Level::DEBUG,
-                    $v::types::Level::Info => tracing::Level::INFO,
-                    $v::types::Level::Warn => tracing::Level::WARN,
-                    $v::types::Level::Error => tracing::Level::ERROR,
+            impl contract::types::Host for State {}
+
+            impl From<contract::types::Level> for tracing::Level {
+                fn from(level: contract::types::Level) -> tracing::Level {
+                    match level {
+                        contract::types::Level::Trace => tracing::Level::TRACE,
+                        contract::types::Level::Debug => tracing::Level::DEBUG,
+                        contract::types::Level::Info => tracing::Level::INFO,
+                        contract::types::Level::Warn => tracing::Level::WARN,
+                        contract::types::Level::Error => tracing::Level::ERROR,
+                    }
                 }
             }
-        }
 
-        impl $v::host::Host for State {
-            fn log_enabled(&mut self, level: $v::types::Level) -> bool {
-                State::log_enabled(level.into())
-            }
+            impl contract::host::Host for State {
+                fn log_enabled(&mut self, level: contract::types::Level) -> bool {
+                    State::log_enabled(level.into())
+                }
 
-            fn log(&mut self, level: $v::types::Level, message: String) {
-                State::log(self, level.into(), message)
-            }
+                fn log(&mut self, level: contract::types::Level, message: String) {
+                    State::log(self, level.into(), message)
+                }
 
-            fn counter_add(&mut self, name: String, delta: u64) {
-                self.metrics.counter_add(&name, delta);
-            }
+                fn counter_add(&mut self, name: String, delta: u64) {
+                    self.metrics.counter_add(&name, delta);
+                }
 
-            fn gauge_set(&mut self, name: String, value: f64) {
-                self.metrics.gauge_set(&name, value);
-            }
+                fn gauge_set(&mut self, name: String, value: f64) {
+                    self.metrics.gauge_set(&name, value);
+                }
 
-            fn http_send(&mut self, r: $v::types::HttpRequest) -> Result<$v::types::HttpResponse, String> {
-                let request = Request {
-                    method: r.method,
-                    url: r.url,
-                    headers: r.headers,
-                    body: r.body,
-                };
-                State::http_send(self, request).map(|r| $v::types::HttpResponse {
-                    status: r.status,
-                    headers: r.headers,
-                    body: r.body,
-                })
+                fn http_send(
+                    &mut self,
+                    r: contract::types::HttpRequest,
+                ) -> Result<contract::types::HttpResponse, String> {
+                    let request = Request {
+                        method: r.method,
+                        url: r.url,
+                        headers: r.headers,
+                        body: r.body,
+                    };
+                    State::http_send(self, request).map(|r| contract::types::HttpResponse {
+                        status: r.status,
+                        headers: r.headers,
+                        body: r.body,
+                    })
+                }
             }
-        }
+        };
     };
 }
-host_interface!(v0_1);
-host_interface!(v0_2);
+pub(super) use host_interface;

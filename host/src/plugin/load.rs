@@ -156,12 +156,7 @@ impl Loader {
         let mut linker = Linker::new(engine);
         let wasm_err = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
-        // Every contract version's `host` interface: each plugin links to the
-        // one of its version.
-        wit::since_v0_1::SensorPlugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
-            .map_err(wasm_err)?;
-        wit::since_v0_2::SensorPlugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
-            .map_err(wasm_err)?;
+        wit::add_to_linker(&mut linker).map_err(wasm_err)?;
         let cache = cache_dir.and_then(|dir| match Cache::open(dir, engine) {
             Ok(c) => Some(c),
             Err(e) => {

@@ -49,9 +49,6 @@ impl fmt::Display for Version {
     }
 }
 
-/// The contract versions this host runs, newest first.
-pub const SUPPORTED: [Version; 2] = [since_v0_2::VERSION, since_v0_1::VERSION];
-
 /// Which binding module runs a plugin of `version`: the same major and minor
 /// (before 1.0, the minor is the breaking number, as in Cargo) and a patch
 /// no newer than the host knows.
@@ -126,85 +123,133 @@ pub trait Contract {
     fn records(records: &mut Records) -> &mut Vec<Option<Self::Record>>;
 }
 
-/// A validated plugin of some contract version.
-#[derive(Clone)]
-pub enum Pre {
-    V0_1(<since_v0_1::V as Contract>::Pre),
-    V0_2(<since_v0_2::V as Contract>::Pre),
+/// Every contract version this host runs, newest first: the one list a
+/// version is added to (with its `since_vX_Y` module). It makes
+/// `SUPPORTED`, the per-version enums `Pre` and `Instance`, the `Records`
+/// of a batch, the dispatch to a version's [`Contract`] ([`Pre::visit`]),
+/// the `host` interface of each version ([`super::host_api`]) and its
+/// linking ([`add_to_linker`]).
+macro_rules! versions {
+    ($($module:ident => $variant:ident, $field:ident;)*) => {
+        /// The contract versions this host runs, newest first.
+        pub const SUPPORTED: &[Version] = &[$($module::VERSION,)*];
+
+        /// A validated plugin of some contract version.
+        #[derive(Clone)]
+        pub enum Pre {
+            $($variant(<$module::V as Contract>::Pre),)*
+        }
+
+        /// A contract version, to dispatch on ([`Binding::visit`]).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Binding {
+            $($variant,)*
+        }
+
+        impl Binding {
+            /// `visitor` called with this contract version as `C`.
+            pub fn visit<V: VersionVisitor>(self, visitor: V) -> V::Output {
+                match self {
+                    $(Binding::$variant => visitor.visit::<$module::V>(),)*
+                }
+            }
+        }
+
+        /// A running plugin of some contract version.
+        pub enum Instance {
+            $($variant(<$module::V as Contract>::Instance),)*
+        }
+
+        /// The records of one batch as plugins of each version see them,
+        /// made on first use.
+        #[derive(Default)]
+        pub struct Records {
+            $(pub $field: Vec<Option<<$module::V as Contract>::Record>>,)*
+        }
+
+        impl Records {
+            /// Item `i`'s tags changed: every version's record follows.
+            pub fn retag(&mut self, i: usize, tags: &[Tag]) {
+                $(
+                    if let Some(Some(r)) = self.$field.get_mut(i) {
+                        $module::V::set_tags(r, tags);
+                    }
+                )*
+            }
+        }
+
+        impl Pre {
+            /// The bindings of `version` over a pre-instantiated component.
+            pub fn new(version: Version, pre: InstancePre<State>) -> wasmtime::Result<Pre> {
+                match binding_for(version) {
+                    $(Some($module::VERSION) => Ok(Pre::$variant($module::V::pre(pre)?)),)*
+                    _ => wasmtime::bail!("contract version {version} is not supported"),
+                }
+            }
+
+            /// Which contract version's bindings these are.
+            pub fn binding(&self) -> Binding {
+                match self {
+                    $(Pre::$variant(_) => Binding::$variant,)*
+                }
+            }
+
+            pub fn engine(&self) -> &wasmtime::Engine {
+                match self {
+                    $(Pre::$variant(p) => p.engine(),)*
+                }
+            }
+
+            pub fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Instance> {
+                Ok(match self {
+                    $(Pre::$variant(p) => Instance::$variant($module::V::instantiate(p, store)?),)*
+                })
+            }
+        }
+
+        impl Instance {
+            pub fn describe(&self, store: &mut Store<State>) -> wasmtime::Result<Description> {
+                match self {
+                    $(Instance::$variant(i) => $module::V::describe(i, store),)*
+                }
+            }
+
+            pub fn init(&self, store: &mut Store<State>, config: &str) -> wasmtime::Result<Result<(), String>> {
+                match self {
+                    $(Instance::$variant(i) => $module::V::init(i, store, config),)*
+                }
+            }
+
+            pub fn tick(&self, store: &mut Store<State>, now_us: i64) -> wasmtime::Result<()> {
+                match self {
+                    $(Instance::$variant(i) => $module::V::tick(i, store, now_us),)*
+                }
+            }
+        }
+
+        /// Every version's `host` interface into `linker`: each plugin
+        /// links to the one of its version.
+        pub fn add_to_linker(linker: &mut wasmtime::component::Linker<State>) -> wasmtime::Result<()> {
+            $(
+                $module::SensorPlugin::add_to_linker::<State, wasmtime::component::HasSelf<State>>(linker, |s| s)?;
+            )*
+            Ok(())
+        }
+
+        $(super::host_api::host_interface!($module);)*
+    };
 }
 
-/// A running plugin of some contract version.
-pub enum Instance {
-    V0_1(<since_v0_1::V as Contract>::Instance),
-    V0_2(<since_v0_2::V as Contract>::Instance),
+/// Code generic over the contract version, run with a plugin's
+/// ([`Binding::visit`]).
+pub trait VersionVisitor {
+    type Output;
+    fn visit<C: Contract>(self) -> Self::Output;
 }
 
-/// The records of one batch as plugins of each version see them, made on
-/// first use.
-#[derive(Default)]
-pub struct Records {
-    pub v0_1: Vec<Option<<since_v0_1::V as Contract>::Record>>,
-    pub v0_2: Vec<Option<<since_v0_2::V as Contract>::Record>>,
-}
-
-impl Records {
-    /// Item `i`'s tags changed: every version's record follows.
-    pub fn retag(&mut self, i: usize, tags: &[Tag]) {
-        if let Some(Some(r)) = self.v0_1.get_mut(i) {
-            since_v0_1::V::set_tags(r, tags);
-        }
-        if let Some(Some(r)) = self.v0_2.get_mut(i) {
-            since_v0_2::V::set_tags(r, tags);
-        }
-    }
-}
-
-impl Pre {
-    /// The bindings of `version` over a pre-instantiated component.
-    pub fn new(version: Version, pre: InstancePre<State>) -> wasmtime::Result<Pre> {
-        match binding_for(version) {
-            Some(since_v0_1::VERSION) => Ok(Pre::V0_1(since_v0_1::V::pre(pre)?)),
-            Some(since_v0_2::VERSION) => Ok(Pre::V0_2(since_v0_2::V::pre(pre)?)),
-            _ => wasmtime::bail!("contract version {version} is not supported"),
-        }
-    }
-
-    pub fn engine(&self) -> &wasmtime::Engine {
-        match self {
-            Pre::V0_1(p) => p.engine(),
-            Pre::V0_2(p) => p.engine(),
-        }
-    }
-
-    pub fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Instance> {
-        Ok(match self {
-            Pre::V0_1(p) => Instance::V0_1(since_v0_1::V::instantiate(p, store)?),
-            Pre::V0_2(p) => Instance::V0_2(since_v0_2::V::instantiate(p, store)?),
-        })
-    }
-}
-
-impl Instance {
-    pub fn describe(&self, store: &mut Store<State>) -> wasmtime::Result<Description> {
-        match self {
-            Instance::V0_1(i) => since_v0_1::V::describe(i, store),
-            Instance::V0_2(i) => since_v0_2::V::describe(i, store),
-        }
-    }
-
-    pub fn init(&self, store: &mut Store<State>, config: &str) -> wasmtime::Result<Result<(), String>> {
-        match self {
-            Instance::V0_1(i) => since_v0_1::V::init(i, store, config),
-            Instance::V0_2(i) => since_v0_2::V::init(i, store, config),
-        }
-    }
-
-    pub fn tick(&self, store: &mut Store<State>, now_us: i64) -> wasmtime::Result<()> {
-        match self {
-            Instance::V0_1(i) => since_v0_1::V::tick(i, store, now_us),
-            Instance::V0_2(i) => since_v0_2::V::tick(i, store, now_us),
-        }
-    }
+versions! {
+    since_v0_2 => V0_2, v0_2;
+    since_v0_1 => V0_1, v0_1;
 }
 
 /// Implements [`Contract`] as `V` in a version module that has the
