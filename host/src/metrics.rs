@@ -417,6 +417,22 @@ pub fn render_plugins(plugins: &[(String, Snapshot)]) -> String {
 mod tests {
     use super::*;
 
+    /// Every counter of the stats event (the schema's `stats` record) is
+    /// exported: `render` reads each field (`s.<field>`), but the instant.
+    #[test]
+    fn every_stats_field_is_exported() {
+        let source = include_str!("metrics.rs");
+        let render = source.split("pub fn render(").nth(1).unwrap_or("");
+        let render = render.split("\npub fn ").next().unwrap_or("");
+        let missing: Vec<&str> = Stats::FIELDS
+            .iter()
+            .map(|f| f.name)
+            .filter(|n| !matches!(*n, "ts" | "ts_us"))
+            .filter(|n| !render.contains(&format!("s.{n},")) && !render.contains(&format!("s.{n})")))
+            .collect();
+        assert!(missing.is_empty(), "stats fields without a metric: {missing:?}");
+    }
+
     fn scrape(addr: SocketAddr) -> String {
         let mut c = TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
