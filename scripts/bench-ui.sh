@@ -13,6 +13,8 @@ rm -rf "$work" && mkdir -p "$work/1k" "$work/5k"
 # graph_bench HOSTS: HOSTS remote hosts, up to 1,800 hops, 50 local hosts.
 "$CARGO_TARGET_DIR/release/examples/graph_bench" "$work/1k" 100 >/dev/null
 "$CARGO_TARGET_DIR/release/examples/graph_bench" "$work/5k" 3150 >/dev/null
+# The e2e tests run the binaries of the target directory: build them first.
+cargo build --release --locked -p net-gazer -p net-gazer-collector >&2
 NG_BENCH_UI="$work/1k/graph.sqlite,$work/5k/graph.sqlite" \
-  cargo test --release --locked -p net-gazer --test ui -- --ignored --nocapture bench_graph_first_render 2>&1 |
+  cargo test --release --locked -p net-gazer-e2e --test ui -- --ignored --nocapture bench_graph_first_render 2>&1 |
   grep -E "^graph first render|SKIPPED|panicked"

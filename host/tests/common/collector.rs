@@ -10,7 +10,7 @@ use serde_json::Value;
 pub const TOKEN: &str = "sensor-token-0123456789";
 
 pub fn bin() -> PathBuf {
-    let p = PathBuf::from(super::bin()).with_file_name("net-gazer-collector");
+    let p = super::bin().with_file_name("net-gazer-collector");
     assert!(
         p.is_file(),
         "{} is missing: `cargo build --workspace` first (scripts/test.sh does)",

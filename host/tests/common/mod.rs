@@ -14,8 +14,25 @@ use std::process::Command;
 
 use serde_json::Value;
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_net-gazer")
+/// The `net-gazer` binary: cargo's for the host's own tests; for a test
+/// crate of another package (e2e/), the one the workspace build put in
+/// the target directory, beside the test's `deps/`.
+pub fn bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_net-gazer") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("net-gazer"))
+        .expect("the target directory");
+    assert!(
+        p.is_file(),
+        "{} is missing: build the workspace first (cargo build --workspace; scripts/test.sh does)",
+        p.display()
+    );
+    p
 }
 
 /// The repository's `testdata/`: real captures with tshark's tables, and

@@ -7,6 +7,7 @@
 //! Screenshots go to `$CARGO_TARGET_DIR/ui-artifacts/` (and to `docs/ui/`
 //! with `NG_UPDATE_SCREENSHOTS=1`).
 
+#[path = "../../host/tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeSet;
@@ -18,9 +19,9 @@ use common::collector::{self, Collector};
 use common::geo::records;
 use common::{built_file, built_plugins, testdata};
 use ipnet::IpNet;
-use net_gazer::craft::{frame, PcapWriter, TcpSpec, TsResolution};
-use net_gazer::decode::{LinkType, TcpFlags, VlanStack};
-use net_gazer::time::Timestamp;
+use net_gazer_core::craft::{frame, PcapWriter, TcpSpec, TsResolution};
+use net_gazer_core::decode::{LinkType, TcpFlags, VlanStack};
+use net_gazer_core::time::Timestamp;
 use serde_json::Value;
 
 const CITY: &str = "GeoIP2-City-Test";

@@ -3,6 +3,7 @@
 //! the events wait in the spool across the sensor's exit and arrive,
 //! exactly once, when a later run finds the collector up.
 
+#[path = "../../host/tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -110,7 +111,8 @@ fn events_wait_in_the_spool_while_the_collector_is_down() {
     let c = start_collector(dir.path(), &format!("127.0.0.1:{port}"));
     let empty = dir.path().join("empty.pcap");
     let w =
-        net_gazer::craft::PcapWriter::new(Vec::new(), 1, net_gazer::craft::TsResolution::Micro, false, 65535).unwrap();
+        net_gazer_core::craft::PcapWriter::new(Vec::new(), 1, net_gazer_core::craft::TsResolution::Micro, false, 65535)
+            .unwrap();
     std::fs::write(&empty, w.into_inner()).unwrap();
     let second = dir.path().join("second.jsonl");
     replay(dir.path(), &url, &[empty], &second);
@@ -124,9 +126,9 @@ fn events_wait_in_the_spool_while_the_collector_is_down() {
 
 /// A capture of `n` established handshakes from 10.0.x.y to 192.0.2.z.
 fn many_handshakes(path: &Path, n: u32) {
-    use net_gazer::craft::{frame, PcapWriter, TcpSpec, TsResolution};
-    use net_gazer::decode::{LinkType, TcpFlags, VlanStack};
-    use net_gazer::time::Timestamp;
+    use net_gazer_core::craft::{frame, PcapWriter, TcpSpec, TsResolution};
+    use net_gazer_core::decode::{LinkType, TcpFlags, VlanStack};
+    use net_gazer_core::time::Timestamp;
     let mut w = PcapWriter::new(Vec::new(), 1, TsResolution::Micro, false, 65535).unwrap();
     for i in 0..n {
         let client = std::net::IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
@@ -255,9 +257,9 @@ fn flow_quality_reaches_the_host_detail() {
 /// interfaces; the second one's `if_tsoffset` puts its packets in 1906, so
 /// their events carry a negative `ts_us`, which the collector refuses.
 fn capture_with_events_before_1970(path: &Path, n: u32) {
-    use net_gazer::craft::{frame, PcapNgWriter, TcpSpec, TsResolution};
-    use net_gazer::decode::{LinkType, TcpFlags, VlanStack};
-    use net_gazer::time::Timestamp;
+    use net_gazer_core::craft::{frame, PcapNgWriter, TcpSpec, TsResolution};
+    use net_gazer_core::decode::{LinkType, TcpFlags, VlanStack};
+    use net_gazer_core::time::Timestamp;
     let mut w = PcapNgWriter::new(Vec::new(), false).unwrap();
     let ifaces = [
         w.add_interface(1, TsResolution::Micro, 65535).unwrap(),
@@ -371,7 +373,8 @@ fn a_refused_token_keeps_the_batches_until_it_is_fixed() {
     std::fs::write(&config, good).unwrap();
     let empty = dir.path().join("empty.pcap");
     let w =
-        net_gazer::craft::PcapWriter::new(Vec::new(), 1, net_gazer::craft::TsResolution::Micro, false, 65535).unwrap();
+        net_gazer_core::craft::PcapWriter::new(Vec::new(), 1, net_gazer_core::craft::TsResolution::Micro, false, 65535)
+            .unwrap();
     std::fs::write(&empty, w.into_inner()).unwrap();
     collector::replay(&config, &[empty]);
     assert_eq!(stored(&c)["handshake"].as_u64(), Some(50));
