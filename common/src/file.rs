@@ -102,14 +102,22 @@ pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
             ),
         ));
     }
-    set_blocking(&f)?;
-    let mut out = Vec::new();
-    f.take(max.saturating_add(1)).read_to_end(&mut out)?;
-    if out.len() as u64 > max {
-        return Err(io::Error::new(
+    read_at_most(f, max, 0, |_| {
+        io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{} holds more than the {max} bytes allowed", path.display()),
-        ));
+        )
+    })
+}
+
+/// Reads `f` (in blocking mode) up to `max` bytes; more is `too_large` of
+/// the length read.
+fn read_at_most(f: File, max: u64, capacity: usize, too_large: impl FnOnce(u64) -> io::Error) -> io::Result<Vec<u8>> {
+    set_blocking(&f)?;
+    let mut out = Vec::with_capacity(capacity);
+    f.take(max.saturating_add(1)).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(too_large(out.len() as u64));
     }
     Ok(out)
 }
@@ -138,13 +146,7 @@ pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     if meta.len() > max {
         return Err(too_large(meta.len()));
     }
-    set_blocking(&f)?;
-    let mut out = Vec::with_capacity(meta.len() as usize);
-    f.take(max.saturating_add(1)).read_to_end(&mut out)?;
-    if out.len() as u64 > max {
-        return Err(too_large(out.len() as u64));
-    }
-    Ok(out)
+    read_at_most(f, max, meta.len() as usize, too_large)
 }
 
 #[cfg(test)]

@@ -422,61 +422,25 @@ batch = 10
 /// scan event of the collector's tests.
 fn ingest(seeds: &Seeds, pcaps: &[PathBuf]) -> anyhow::Result<()> {
     use net_gazer::config::Config;
-    use net_gazer::pipeline::Pipeline;
-    use net_gazer::track::{LocalNetworks, Mode, Tracker};
+    use net_gazer::output::collector;
+    use net_gazer::track::Mode;
     let mut seq = 0u64;
     for p in pcaps {
         let mut config = Config::default();
         config.capture.mode = Mode::Quality;
-        let (tx, rx) = std::sync::mpsc::channel();
-        struct Collect(std::sync::mpsc::Sender<Vec<u8>>);
-        impl net_gazer::output::Output for Collect {
-            fn name(&self) -> &str {
-                "seeds"
-            }
-            fn write(&mut self, item: &net_gazer::event::Tagged) -> std::io::Result<()> {
-                let mut line = Vec::new();
-                net_gazer::output::json::append_tagged(&mut line, item).map_err(std::io::Error::other)?;
-                let _ = self.0.send(line);
-                Ok(())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let (queue, thread) = net_gazer::output::EventQueue::spawn(
-            vec![Box::new(Collect(tx))],
-            Box::new(net_gazer::output::Passthrough),
-            4096,
-            net_gazer::output::Backpressure::Wait,
-        );
-        let tracker = Tracker::new(config.track_config(), LocalNetworks::private_ranges());
-        let mut pipeline = Pipeline::new(tracker, queue, None, config.interest());
         let mut file = CaptureFile::open(p)?;
-        let mut records = file.records();
-        while let Some(Ok(r)) = records.next_packet() {
-            pipeline.handle_packet(&r);
-        }
-        let end = pipeline.last_ts();
-        drop(pipeline.finish(
-            end,
-            None,
-            std::time::Instant::now() + std::time::Duration::from_secs(60),
-        ));
-        thread.join();
-        let events: Vec<Vec<u8>> = rx.try_iter().collect();
+        let events = net_gazer::pipeline::events_of(config.track_config(), config.interest(), &mut file);
         let name = p.file_stem().and_then(|n| n.to_str()).unwrap_or("capture");
+        let mut scratch = Vec::new();
         for (i, chunk) in events.chunks(10).enumerate().take(3) {
-            let mut body = b"{\"sensor\":\"gw1\",\"events\":[".to_vec();
-            for (j, e) in chunk.iter().enumerate() {
+            let mut numbered = Vec::new();
+            for item in chunk {
                 seq += 1;
-                if j > 0 {
-                    body.push(b',');
-                }
-                body.extend_from_slice(format!("{{\"seq\":{seq},").as_bytes());
-                body.extend_from_slice(&e[1..]);
+                let mut e = Vec::new();
+                collector::append_numbered(&mut e, seq, item, &mut scratch)?;
+                numbered.push(e);
             }
-            body.extend_from_slice(b"]}");
+            let body = collector::batch_body("gw1", numbered.iter().map(Vec::as_slice))?;
             seeds.put("ingest", &format!("{name}-{i}"), &body)?;
         }
     }

@@ -257,12 +257,13 @@ pub fn usable(bounds: &[net_gazer_common::range::Bounded]) {
 /// A plugin file, as `plugins check` reads it: refused with a reason, or
 /// described, never a crash.
 pub fn plugin_file(data: &[u8]) {
-    static LOADER: std::sync::OnceLock<std::sync::Mutex<crate::plugin::Loader>> = std::sync::OnceLock::new();
+    static LOADER: std::sync::OnceLock<net_gazer_common::sync::Lock<crate::plugin::Loader>> =
+        std::sync::OnceLock::new();
     let loader = LOADER.get_or_init(|| {
         let mut l = crate::plugin::Loader::new(None).expect("the engine starts");
         l.strict_permissions = false;
-        std::sync::Mutex::new(l)
+        net_gazer_common::sync::Lock::new(l)
     });
-    let mut loader = loader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut loader = loader.lock();
     let _ = loader.prepare_bytes("fuzz", Path::new("fuzz.wasm"), data);
 }

@@ -271,3 +271,50 @@ impl Pipeline {
         }
     }
 }
+
+/// Every event a replay of `file` gives (no filter, plugins or tracer;
+/// private ranges as the local networks), in order, collected in memory:
+/// for tests and tools that need a capture's events rather than JSON lines.
+pub fn events_of(
+    track: crate::track::TrackConfig,
+    interest: Interest,
+    file: &mut crate::capture::file::CaptureFile,
+) -> Vec<crate::event::Tagged> {
+    use crate::output::{Backpressure, Output, Passthrough};
+
+    struct Collect(std::sync::mpsc::Sender<crate::event::Tagged>);
+    impl Output for Collect {
+        fn name(&self) -> &str {
+            "collect"
+        }
+        fn write(&mut self, item: &crate::event::Tagged) -> std::io::Result<()> {
+            let _ = self.0.send(item.clone());
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (queue, thread) = EventQueue::spawn(
+        vec![Box::new(Collect(tx))],
+        Box::new(Passthrough),
+        4096,
+        Backpressure::Wait,
+    );
+    let tracker = Tracker::new(track, crate::track::LocalNetworks::private_ranges());
+    let mut pipeline = Pipeline::new(tracker, queue, None, interest);
+    let mut records = file.records();
+    while let Some(Ok(packet)) = records.next_packet() {
+        pipeline.handle_packet(&packet);
+    }
+    let end = pipeline.last_ts();
+    drop(pipeline.finish(
+        end,
+        None,
+        std::time::Instant::now() + std::time::Duration::from_secs(60),
+    ));
+    thread.join();
+    rx.try_iter().collect()
+}

@@ -203,11 +203,10 @@ impl<W: Write> PcapNgWriter<W> {
     /// Writes an Enhanced Packet Block whose timestamp is `ticks` of the
     /// interface's resolution, whatever they mean (any 64-bit value).
     pub fn write_ticks(&mut self, interface: u32, ticks: u64, data: &[u8], orig_len: u32) -> io::Result<()> {
-        let units = ticks;
         let mut body = Vec::with_capacity(20 + data.len());
         self.put32(&mut body, interface);
-        self.put32(&mut body, (units >> 32) as u32);
-        self.put32(&mut body, units as u32);
+        self.put32(&mut body, (ticks >> 32) as u32);
+        self.put32(&mut body, ticks as u32);
         self.put32(&mut body, data.len() as u32);
         self.put32(&mut body, orig_len);
         body.extend_from_slice(data);

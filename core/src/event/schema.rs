@@ -21,11 +21,6 @@ pub struct Field {
 }
 
 impl Field {
-    /// The field may be absent (`null` in JSON, `option<…>` in WIT).
-    pub fn is_optional(&self) -> bool {
-        self.rust_type().starts_with("Option<")
-    }
-
     /// The Rust type without spaces (`stringify!` may put some in).
     pub fn rust_type(&self) -> String {
         self.ty.chars().filter(|c| !c.is_whitespace()).collect()
@@ -187,7 +182,6 @@ mod tests {
     fn types_read_as_written() {
         let rtt = Handshake::FIELDS.iter().find(|f| f.name == "rtt_last_syn_us").unwrap();
         assert_eq!(rtt.rust_type(), "Option<f64>");
-        assert!(rtt.is_optional());
         assert_eq!(rtt.wit_name(), "rtt-last-syn-us");
         assert_eq!(record("hop").unwrap().fields[0].name, "ttl");
     }

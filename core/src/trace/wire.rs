@@ -276,35 +276,10 @@ pub fn parse_ipv4(p: &[u8]) -> Option<Answer> {
     let from = IpAddr::V4(packet.src());
     let body = p.get(packet.header_len()..total)?;
     match packet.protocol() {
-        ip_proto::ICMP => icmp_v4(from, body),
+        ip_proto::ICMP => icmp_answer(from, body, &ICMPV4),
         ip_proto::TCP => tcp_answer(from, body),
         _ => None,
     }
-}
-
-fn icmp_v4(from: IpAddr, m: &[u8]) -> Option<Answer> {
-    let (kind, code) = (*m.first()?, *m.get(1)?);
-    let kind_of = match kind {
-        0 => return echo_reply(from, m, (kind, code)),
-        11 => AnswerKind::TimeExceeded,
-        3 => AnswerKind::Unreachable,
-        _ => return None,
-    };
-    // The quoted datagram follows the 8-byte ICMP header (RFC 4884's
-    // extensions, when present, come after it).
-    let inner = m.get(8..)?;
-    if ip::version(inner)? != 4 {
-        return None;
-    }
-    let quoted = Ipv4Packet::new_checked(inner)?;
-    let protocol = protocol_of(quoted.protocol())?;
-    Some(Answer {
-        from,
-        kind: kind_of,
-        signature: signature_of(IpAddr::V4(quoted.dst()), protocol, inner.get(quoted.header_len()..)?)?,
-        icmp: Some((kind, code)),
-        quoted_ttl: Some(quoted.ttl()),
-    })
 }
 
 fn echo_reply(from: IpAddr, m: &[u8], icmp: (u8, u8)) -> Option<Answer> {
@@ -325,26 +300,86 @@ fn echo_reply(from: IpAddr, m: &[u8], icmp: (u8, u8)) -> Option<Answer> {
 
 /// An ICMPv6 message from a raw ICMPv6 socket (no IP header) sent by `from`.
 pub fn parse_icmpv6(from: Ipv6Addr, m: &[u8]) -> Option<Answer> {
-    let from = IpAddr::V6(from);
-    let (kind, code) = (*m.first()?, *m.get(1)?);
-    let kind_of = match kind {
-        129 => return echo_reply(from, m, (kind, code)),
-        3 => AnswerKind::TimeExceeded,
-        1 => AnswerKind::Unreachable,
-        _ => return None,
-    };
-    let inner = m.get(8..)?;
+    icmp_answer(IpAddr::V6(from), m, &ICMPV6)
+}
+
+/// The ICMP types of one IP version, and how it quotes a probe.
+struct Icmp {
+    echo_reply: u8,
+    time_exceeded: u8,
+    unreachable: u8,
+    quote: fn(&[u8]) -> Option<Quote>,
+}
+
+const ICMPV4: Icmp = Icmp {
+    echo_reply: 0,
+    time_exceeded: 11,
+    unreachable: 3,
+    quote: quote_v4,
+};
+
+const ICMPV6: Icmp = Icmp {
+    echo_reply: 129,
+    time_exceeded: 3,
+    unreachable: 1,
+    quote: quote_v6,
+};
+
+/// What an ICMP error quotes of the probe's IP header.
+struct Quote {
+    dst: IpAddr,
+    protocol: u8,
+    ttl: u8,
+    /// Where the probe's transport header starts.
+    transport: usize,
+}
+
+fn quote_v4(inner: &[u8]) -> Option<Quote> {
+    if ip::version(inner)? != 4 {
+        return None;
+    }
+    let quoted = Ipv4Packet::new_checked(inner)?;
+    Some(Quote {
+        dst: IpAddr::V4(quoted.dst()),
+        protocol: quoted.protocol(),
+        ttl: quoted.ttl(),
+        transport: quoted.header_len(),
+    })
+}
+
+fn quote_v6(inner: &[u8]) -> Option<Quote> {
     if ip::version(inner)? != 6 {
         return None;
     }
     let quoted = Ipv6Packet::new_checked(inner)?;
-    let protocol = protocol_of(quoted.next_header())?;
+    Some(Quote {
+        dst: IpAddr::V6(quoted.dst()),
+        protocol: quoted.next_header(),
+        ttl: quoted.hop_limit(),
+        transport: IPV6_HEADER_LEN,
+    })
+}
+
+/// An ICMP message from `from`: an echo reply, or an error quoting a probe
+/// (the quoted datagram follows the 8-byte ICMP header; RFC 4884's
+/// extensions, when present, come after it).
+fn icmp_answer(from: IpAddr, m: &[u8], icmp: &Icmp) -> Option<Answer> {
+    let (kind, code) = (*m.first()?, *m.get(1)?);
+    let kind_of = match kind {
+        k if k == icmp.echo_reply => return echo_reply(from, m, (kind, code)),
+        k if k == icmp.time_exceeded => AnswerKind::TimeExceeded,
+        k if k == icmp.unreachable => AnswerKind::Unreachable,
+        _ => return None,
+    };
+    let inner = m.get(8..)?;
+    let quote = (icmp.quote)(inner)?;
+    let protocol = protocol_of(quote.protocol)?;
     Some(Answer {
         from,
         kind: kind_of,
-        signature: signature_of(IpAddr::V6(quoted.dst()), protocol, inner.get(IPV6_HEADER_LEN..)?)?,
+        signature: signature_of(quote.dst, protocol, inner.get(quote.transport..)?)?,
         icmp: Some((kind, code)),
-        quoted_ttl: Some(quoted.hop_limit()),
+        quoted_ttl: Some(quote.ttl),
     })
 }
 

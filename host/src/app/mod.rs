@@ -64,10 +64,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Some(Command::CheckConfig(args)) => {
             let pipeline = args.run.pipeline.or(&cli.run.pipeline);
             apply(&mut config, &pipeline, args.run.no_promisc || cli.run.no_promisc)?;
-            if config.plugins.strict_permissions {
-                crate::plugin::permissions::check_dir(&config.plugins.dir)
-                    .map_err(|e| anyhow::Error::new(net_gazer_common::exit::ConfigProblem(e.to_string())))?;
-            }
+            check_plugin_dir(&config)?;
             match &path {
                 Some(p) => println!("# configuration file: {}", p.display()),
                 None => println!("# no configuration file found: built-in defaults"),
@@ -100,14 +97,21 @@ struct PluginStart {
     metrics: Registry,
 }
 
-/// Loads the plugins now; a plugin directory others could write stops the
-/// start (a configuration error: exit 78), unless
-/// `plugins.strict_permissions = false`.
-fn start_plugins(config: &Config) -> anyhow::Result<PluginStart> {
+/// A plugin directory others could write is a configuration error (exit
+/// 78), unless `plugins.strict_permissions = false`.
+fn check_plugin_dir(config: &Config) -> anyhow::Result<()> {
     if config.plugins.strict_permissions {
         crate::plugin::permissions::check_dir(&config.plugins.dir)
             .map_err(|e| anyhow::Error::new(net_gazer_common::exit::ConfigProblem(e.to_string())))?;
     }
+    Ok(())
+}
+
+/// Loads the plugins now; a plugin directory others could write stops the
+/// start (a configuration error: exit 78), unless
+/// `plugins.strict_permissions = false`.
+fn start_plugins(config: &Config) -> anyhow::Result<PluginStart> {
+    check_plugin_dir(config)?;
     let registry = Registry::default();
     let mut plugins = Plugins::new(registry.clone());
     let chain = plugins.load(&config.plugins);

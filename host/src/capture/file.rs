@@ -302,18 +302,20 @@ impl CaptureFile {
 
     /// The packets, front to back (once: the file is read as it goes).
     pub fn records(&mut self) -> Records<'_> {
-        let kind = match self.format {
+        let (kind, big_endian) = match self.format {
             Format::Pcap {
-                big_endian: _,
+                big_endian,
                 nanos,
                 link,
-            } => Kind::Pcap {
-                units: if nanos { 1_000_000_000 } else { 1_000_000 },
-                link: LinkType::from_linktype(link),
-            },
-            Format::PcapNg => Kind::PcapNg { interfaces: Vec::new() },
+            } => (
+                Kind::Pcap {
+                    units: if nanos { 1_000_000_000 } else { 1_000_000 },
+                    link: LinkType::from_linktype(link),
+                },
+                big_endian,
+            ),
+            Format::PcapNg => (Kind::PcapNg { interfaces: Vec::new() }, false),
         };
-        let big_endian = matches!(self.format, Format::Pcap { big_endian: true, .. });
         Records {
             buf: &mut self.buffer,
             size: self.size,
@@ -461,13 +463,10 @@ impl Records<'_> {
     /// position: a read error, a file that shrank, or a truncated record.
     fn short(&self) -> FileError {
         let offset = self.buf.offset;
-        if let Some(kind) = self.buf.failed {
-            return FileError::ReadFailed {
-                offset: offset + (self.buf.end - self.buf.start) as u64,
-                kind,
-            };
-        }
         let end = offset + (self.buf.end - self.buf.start) as u64;
+        if let Some(kind) = self.buf.failed {
+            return FileError::ReadFailed { offset: end, kind };
+        }
         match self.size {
             Some(size) if end < size => FileError::Shrank { offset: end, size },
             _ => FileError::TruncatedRecord { offset },

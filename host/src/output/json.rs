@@ -632,34 +632,16 @@ mod tests {
     /// mode (handshakes, flows, stats), serialises to serde_json's bytes.
     #[test]
     fn events_of_real_captures_match_serde_json() {
-        use std::sync::{Arc, Mutex};
-
         use crate::capture::file::CaptureFile;
         use crate::config::Config;
         use crate::event::Event;
-        use crate::output::{Backpressure, EventQueue, Output};
-        use crate::pipeline::Pipeline;
-        use crate::track::{LocalNetworks, Mode, Tracker};
-
-        struct Collect(Arc<Mutex<Vec<Event>>>);
-        impl Output for Collect {
-            fn name(&self) -> &str {
-                "collect"
-            }
-            fn write(&mut self, item: &crate::event::Tagged) -> std::io::Result<()> {
-                self.0.lock().expect("lock").push(item.event.clone());
-                Ok(())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
+        use crate::track::Mode;
 
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/pcaps");
         let entries = std::fs::read_dir(&dir).expect("testdata/pcaps is part of the repository");
         let mut config = Config::default();
         config.capture.mode = Mode::Quality;
-        let events = Arc::new(Mutex::new(Vec::new()));
+        let mut events = Vec::new();
         let mut files = 0;
         for entry in entries.flatten() {
             let path = entry.path();
@@ -670,27 +652,9 @@ mod tests {
                 continue;
             };
             files += 1;
-            let (queue, thread) = EventQueue::spawn(
-                vec![Box::new(Collect(events.clone())) as Box<dyn Output>],
-                Box::new(crate::output::Passthrough),
-                1024,
-                Backpressure::Wait,
-            );
-            let tracker = Tracker::new(config.track_config(), LocalNetworks::private_ranges());
-            let mut pipeline = Pipeline::new(tracker, queue, None, config.interest());
-            let mut records = file.records();
-            while let Some(Ok(packet)) = records.next_packet() {
-                pipeline.handle_packet(&packet);
-            }
-            let end = pipeline.last_ts();
-            drop(pipeline.finish(
-                end,
-                None,
-                std::time::Instant::now() + std::time::Duration::from_secs(60),
-            ));
-            thread.join();
+            let tagged = crate::pipeline::events_of(config.track_config(), config.interest(), &mut file);
+            events.extend(tagged.into_iter().map(|t| t.event));
         }
-        let events = events.lock().expect("lock");
         assert!(files >= 5, "shared captures found: {files}");
         assert!(events.iter().any(|e| matches!(e, Event::Handshake(_))));
         assert!(events.iter().any(|e| matches!(e, Event::Flow(_))));

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-pub use spool::spool_usage;
+pub use spool::{body as batch_body, spool_usage};
 
 use super::Output;
 use crate::config::CollectorSection;
@@ -198,14 +198,7 @@ impl Output for CollectorOutput {
         } else {
             self.events.push(b',');
         }
-        self.line.clear();
-        super::json::append_tagged(&mut self.line, item).map_err(io::Error::other)?;
-        // `{"kind":…}` becomes `{"seq":N,"kind":…}`.
-        self.events.extend_from_slice(b"{\"seq\":");
-        self.events
-            .extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
-        self.events.push(b',');
-        self.events.extend_from_slice(self.line.get(1..).unwrap_or_default());
+        append_numbered(&mut self.events, seq, item, &mut self.line)?;
         self.count += 1;
         if self.count >= self.settings.batch_size {
             self.seal()?;
@@ -250,6 +243,19 @@ impl Drop for CollectorOutput {
             "collector delivery stopped"
         );
     }
+}
+
+/// Appends `item` as a collector takes it: its JSON object with `"seq":N`
+/// first (`{"kind":…}` becomes `{"seq":N,"kind":…}`); `scratch` holds the
+/// serialised event on the way.
+pub fn append_numbered(out: &mut Vec<u8>, seq: u64, item: &Tagged, scratch: &mut Vec<u8>) -> io::Result<()> {
+    scratch.clear();
+    super::json::append_tagged(scratch, item).map_err(io::Error::other)?;
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+    out.push(b',');
+    out.extend_from_slice(scratch.get(1..).unwrap_or_default());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub(super) fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
 
 /// The request body of a batch: `{"sensor": …, "events": [e1,e2,…]}`
 /// around events already serialised (each `{"seq":N,…}`).
-pub(super) fn body<'a>(sensor: &str, events: impl IntoIterator<Item = &'a [u8]>) -> io::Result<Vec<u8>> {
+pub fn body<'a>(sensor: &str, events: impl IntoIterator<Item = &'a [u8]>) -> io::Result<Vec<u8>> {
     let mut body = Vec::with_capacity(1 << 16);
     body.extend_from_slice(b"{\"sensor\":");
     serde_json::to_writer(&mut body, sensor).map_err(io::Error::other)?;
