@@ -8,6 +8,11 @@
 //!   also how long a kept-alive connection may wait for its next request;
 //! - an answer that cannot be written for `idle_timeout` (a client that
 //!   stops reading) closes the connection;
+//! - a connection the server closes is closed the way nginx's lingering
+//!   close does it: the write side first, then what the client still sends
+//!   is read and thrown away (at most [`LINGER`] and [`LINGER_BYTES`]), so
+//!   a client still sending a body the server refused (401, 413) reads the
+//!   answer instead of a reset;
 //! - the body's own limits (size, `body_timeout`) are the handler's, which
 //!   knows the route ([`super::read_body`]). Reads are not timed here:
 //!   while a handler runs, hyper keeps a read pending to notice a client
@@ -50,6 +55,11 @@ pub struct ConnectionStats {
 
 /// How long open connections may finish their requests at shutdown.
 const GRACE: Duration = Duration::from_secs(10);
+
+/// How long a closing connection goes on reading what the client sends.
+const LINGER: Duration = Duration::from_secs(2);
+/// How much it reads (and throws away) at most.
+const LINGER_BYTES: u64 = 64 * 1024 * 1024;
 
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 31\r\nconnection: close\r\n\r\ntoo many connections; try later";
 
@@ -145,7 +155,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// A connection whose writes fail with `TimedOut` once they have waited
-/// `limit` without a byte going out.
+/// `limit` without a byte going out, and which lingers when it is shut down.
 struct Idle {
     inner: TcpStream,
     limit: Duration,
@@ -153,6 +163,9 @@ struct Idle {
     /// Whether `deadline` counts from the last progress (armed by the first
     /// wait after it).
     armed: bool,
+    /// Once the write side is shut: the bytes the client may still send
+    /// before the connection closes (`deadline` is then the linger's end).
+    lingering: Option<u64>,
 }
 
 impl Idle {
@@ -162,6 +175,30 @@ impl Idle {
             limit,
             deadline: Box::pin(tokio::time::sleep(limit)),
             armed: false,
+            lingering: None,
+        }
+    }
+
+    /// Reads and throws away what the client sends until it closes, the
+    /// linger's time or bytes run out, or the connection fails.
+    fn linger(&mut self, cx: &mut Context<'_>, left: u64) -> Poll<()> {
+        let mut left = left;
+        let mut scratch = [0u8; 16 * 1024];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    left = left.saturating_sub(buf.filled().len() as u64);
+                    if left == 0 {
+                        return Poll::Ready(());
+                    }
+                }
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => {
+                    self.lingering = Some(left);
+                    return self.deadline.as_mut().poll(cx);
+                }
+            }
         }
     }
 
@@ -214,6 +251,17 @@ impl AsyncWrite for Idle {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        let left = match this.lingering {
+            Some(left) => left,
+            None => {
+                if let Err(e) = std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx)) {
+                    return Poll::Ready(Err(e));
+                }
+                this.deadline.as_mut().reset(Instant::now() + LINGER);
+                LINGER_BYTES
+            }
+        };
+        this.linger(cx, left).map(Ok)
     }
 }
