@@ -40,9 +40,12 @@ status=0
 printf '%-18s %12s %8s %8s %8s  %s\n' target executions exec/s cov features result
 for t in "${targets[@]}"; do
   mkdir -p "$work/$t" "fuzz/regressions/$t"
+  # Seeds shared with the tests (fuzz/replay.rs, SHARED_SEEDS).
+  shared=()
+  [[ $t == capture_file ]] && shared=(../testdata/pcaps)
   log="$work/$t.log"
   set +e
-  (cd fuzz && cargo +nightly fuzz run -O -a -s "$sanitizer" "$t" "$work/$t" "corpus/$t" "regressions/$t" -- \
+  (cd fuzz && cargo +nightly fuzz run -O -a -s "$sanitizer" "$t" "$work/$t" "corpus/$t" "regressions/$t" "${shared[@]}" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=20 -max_len=262144 -print_final_stats=1) >"$log" 2>&1
   rc=$?
   set -e

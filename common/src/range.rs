@@ -91,6 +91,23 @@ pub fn undocumented(list: &[Bounded], doc: &str) -> Vec<String> {
         .collect()
 }
 
+/// For the fuzz targets of the configuration files: asserts that every
+/// value a parser accepted is in its range and every duration can be
+/// added to now (a deadline that cannot overflow) and is at most a year.
+pub fn assert_usable(list: &[Bounded]) {
+    for b in list {
+        assert_eq!(b.check(), Ok(()), "accepted out of range");
+        if let Value::Time(d) = b.value {
+            assert!(
+                std::time::Instant::now().checked_add(d).is_some(),
+                "{}: {d:?} overflows a deadline",
+                b.key
+            );
+            assert!(d <= Duration::from_secs(365 * 86_400), "{}: longer than a year", b.key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

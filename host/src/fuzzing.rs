@@ -7,7 +7,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use crate::capture::file::CaptureFile;
 use crate::decode::{self, Interest, LinkType, Segment, TcpFlags, TcpOptions, VlanStack};
@@ -67,7 +66,6 @@ pub fn decode(data: &[u8]) {
             "the fast path skipped a frame the full decode does not"
         );
     }
-    let _ = decode::decode(link, frame, interest, |_| ());
 }
 
 /// Reads bytes in order, zero once they run out.
@@ -231,27 +229,11 @@ pub fn sensor_config(data: &[u8]) {
     let Ok(config) = crate::config::Config::parse(&text) else {
         return;
     };
-    usable(&config.bounds());
+    net_gazer_common::range::assert_usable(&config.bounds());
     let again = crate::config::Config::parse(&config.to_toml()).expect("the printed configuration parses");
     assert_eq!(again, config, "the printed configuration is the same");
     // The per-stage settings are derived without overflow.
     let _ = (config.track_config(), config.trace.engine(), config.trace.trigger());
-}
-
-/// Every value is in its range, and every duration can be added to now.
-pub fn usable(bounds: &[net_gazer_common::range::Bounded]) {
-    use net_gazer_common::range::Value;
-    for b in bounds {
-        assert_eq!(b.check(), Ok(()), "accepted out of range");
-        if let Value::Time(d) = b.value {
-            assert!(
-                Instant::now().checked_add(d).is_some(),
-                "{}: {d:?} overflows a deadline",
-                b.key
-            );
-            assert!(d <= Duration::from_secs(365 * 86_400), "{}: longer than a year", b.key);
-        }
-    }
 }
 
 /// A plugin file, as `plugins check` reads it: refused with a reason, or

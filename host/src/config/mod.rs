@@ -362,6 +362,12 @@ impl PluginSettings {
     }
 }
 
+/// The upper bounds of the plugin settings, the same for `[plugins]` and
+/// each plugin's own table.
+const PLUGIN_TIMEOUT_MS: u128 = 60_000;
+const PLUGIN_MEMORY_MB: u128 = 4096;
+const PLUGIN_FAILURES: u128 = 1000;
+
 impl Config {
     /// Loads `path`, or the first file of [`SEARCH_PATH`] that exists, or
     /// the defaults when none does. Returns the file used.
@@ -433,9 +439,9 @@ impl Config {
             count("output.queue_size", o.queue_size as u64, 1, 10_000_000),
             time("output.stop_timeout", o.stop_timeout, ms(0), s(600)),
             time("output.drop_log_interval", o.drop_log_interval, s(1), s(DAY)),
-            count("plugins.timeout_ms", p.timeout_ms, 1, 60_000),
-            count("plugins.memory_mb", p.memory_mb, 1, 4096),
-            count("plugins.max_failures", p.max_failures, 1, 1000),
+            count("plugins.timeout_ms", p.timeout_ms, 1, PLUGIN_TIMEOUT_MS),
+            count("plugins.memory_mb", p.memory_mb, 1, PLUGIN_MEMORY_MB),
+            count("plugins.max_failures", p.max_failures, 1, PLUGIN_FAILURES),
             time("plugins.failure_window", p.failure_window, s(1), s(DAY)),
             count("trace.first_ttl", tr.first_ttl, 1, 255),
             count("trace.max_ttl", tr.max_ttl, 1, 255),
@@ -470,13 +476,13 @@ impl Config {
         for (name, each) in &p.each {
             let key = |k: &str| format!("plugins.{name}.{k}");
             if let Some(v) = each.timeout_ms {
-                list.push(count(key("timeout_ms"), v, 1, 60_000));
+                list.push(count(key("timeout_ms"), v, 1, PLUGIN_TIMEOUT_MS));
             }
             if let Some(v) = each.memory_mb {
-                list.push(count(key("memory_mb"), v, 1, 4096));
+                list.push(count(key("memory_mb"), v, 1, PLUGIN_MEMORY_MB));
             }
             if let Some(v) = each.max_failures {
-                list.push(count(key("max_failures"), v, 1, 1000));
+                list.push(count(key("max_failures"), v, 1, PLUGIN_FAILURES));
             }
         }
         list
