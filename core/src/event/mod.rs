@@ -167,6 +167,7 @@ schema::declare_values! {
 }
 
 schema::declare_record! {
+    ($) handshake_fields =>
     /// A TCP connection attempt: from the first SYN to its answer.
     #[derive(Clone, Debug, PartialEq, Serialize)]
     pub struct Handshake {
@@ -248,6 +249,7 @@ schema::declare_values! {
 }
 
 schema::declare_record! {
+    ($) flow_fields =>
     /// Per-flow quality summary (capture mode `quality`).
     #[derive(Clone, Debug, PartialEq, Serialize)]
     pub struct Flow {
@@ -316,6 +318,7 @@ schema::declare_values! {
 }
 
 schema::declare_record! {
+    ($) scan_fields =>
     /// A remote source trying many ports or hosts of the local networks.
     #[derive(Clone, Debug, PartialEq, Serialize)]
     pub struct Scan {
@@ -343,6 +346,7 @@ schema::declare_record! {
 }
 
 schema::declare_record! {
+    ($) route_fields =>
     /// A traced path to a remote host (the traceroute engine, [`crate::trace`]).
     #[derive(Clone, Debug, PartialEq, Serialize)]
     pub struct Route {
@@ -439,6 +443,7 @@ impl Style {
 }
 
 schema::declare_record! {
+    ($) hop_fields =>
     /// One TTL of a finished trace.
     #[derive(Clone, Debug, PartialEq, Serialize)]
     pub struct HopResult {
@@ -472,6 +477,7 @@ impl HopResult {
 }
 
 schema::declare_record! {
+    ($) stats_fields =>
     /// Counters, periodically and at the end of a run.
     #[derive(Clone, Debug, Default, PartialEq, Serialize)]
     pub struct Stats {

@@ -10,6 +10,17 @@
 //! `docs/events.md` (each by a test next to it). A field added here and
 //! nowhere else fails those tests, naming the field.
 
+/// Every type the records' fields are written with, by the name they are
+/// written with: code expanded from a field-list macro (`handshake_fields!`
+/// …) names them as the schema does, so it starts with `use
+/// net_gazer_core::event::schema::field_types::*;`.
+pub mod field_types {
+    pub use crate::decode::VlanStack;
+    pub use crate::event::{Direction, FlowEnd, HopResult, Outcome, Protocol, ScanPhase, ScanType, Side, Style};
+    pub use crate::time::Timestamp;
+    pub use std::net::IpAddr;
+}
+
 /// One field of an event record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Field {
@@ -74,9 +85,18 @@ pub fn record(name: &str) -> Option<Record> {
     RECORDS.into_iter().find(|r| r.name == name)
 }
 
-/// Declares an event record: the struct as written, plus `FIELDS`.
+/// Declares an event record: the struct as written, plus `FIELDS`, plus a
+/// field-list macro named by the invocation (`($) handshake_fields =>`;
+/// the `$` is passed in so the macro can be written here).
+///
+/// The field-list macro is how code elsewhere is generated from the schema
+/// instead of listing the fields again: `handshake_fields!(callback {
+/// args })` expands to `callback! { { args } id: u64, ts: Timestamp, … }`,
+/// every field with its Rust type in declaration order (the plugin host's
+/// getters of contract 0.3 are written this way).
 macro_rules! declare_record {
     (
+        ($d:tt) $list:ident =>
         $(#[$meta:meta])*
         pub struct $name:ident {
             $(
@@ -101,6 +121,14 @@ macro_rules! declare_record {
                     ty: stringify!($ty),
                 },)*
             ];
+        }
+
+        #[doc = concat!("The fields of [`", stringify!($name), "`] for code generated from the schema: `", stringify!($list), "!(callback { args })` expands to `callback! { { args } field: Type, … }` (see `declare_record!` in `event/schema.rs`).")]
+        #[macro_export]
+        macro_rules! $list {
+            ($d callback:ident $d args:tt) => {
+                $d callback! { $d args $($field : $ty,)* }
+            };
         }
     };
 }

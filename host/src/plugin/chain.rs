@@ -18,9 +18,9 @@ use crate::event::{EventKind, Tagged};
 use crate::time::Timestamp;
 
 /// Tags a plugin may add to one event, and their sizes.
-const MAX_TAGS: usize = 32;
-const MAX_KEY: usize = 64;
-const MAX_VALUE: usize = 1024;
+pub(super) const MAX_TAGS: usize = 32;
+pub(super) const MAX_KEY: usize = 64;
+pub(super) const MAX_VALUE: usize = 1024;
 
 impl Running {
     /// Runs the plugin over the events of `work` it wants.
@@ -265,7 +265,7 @@ impl Chain {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{PluginSettings, PluginsSection};
     use crate::event::{self, Event, Tag};
@@ -306,7 +306,7 @@ mod tests {
     }
 
     /// Handshakes whose every field varies with `i`.
-    pub(super) fn handshake(i: u32) -> event::Tagged {
+    pub(crate) fn handshake(i: u32) -> event::Tagged {
         fn on<T>(yes: bool, v: T) -> Option<T> {
             yes.then_some(v)
         }
@@ -376,7 +376,7 @@ mod tests {
         t
     }
 
-    fn scan() -> event::Tagged {
+    pub(crate) fn scan() -> event::Tagged {
         event::Tagged::new(Event::Scan(event::Scan {
             ts: crate::time::Timestamp::from_micros(1),
             ts_us: 1,

@@ -17,6 +17,7 @@
 
 pub mod cache;
 pub mod chain;
+mod current;
 mod host_api;
 pub mod http;
 pub mod load;

@@ -9,6 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+use super::current::Current;
 use super::http::{AllowList, Http};
 use super::metrics::PluginMetrics;
 
@@ -29,6 +30,8 @@ pub struct State {
     pub host_budget: u64,
     pub(super) metrics: Arc<PluginMetrics>,
     pub(super) http: Http,
+    /// The events of the running call (contract 0.3 reads them lazily).
+    pub(super) current: Current,
 }
 
 /// The grants of one plugin, checked when its Store is made.
@@ -61,6 +64,7 @@ impl State {
             host_budget: 0,
             metrics,
             http: Http::new(AllowList::new(&grants.http_allow), grants.http_timeout),
+            current: Current::default(),
         })
     }
 }

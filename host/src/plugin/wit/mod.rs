@@ -11,6 +11,7 @@ mod records;
 mod schema_tests;
 pub mod since_v0_1;
 pub mod since_v0_2;
+pub mod since_v0_3;
 
 use std::fmt;
 

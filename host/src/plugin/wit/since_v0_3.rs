@@ -1,0 +1,263 @@
+//! Contract 0.3 (DRAFT: bound and tested here, not yet in [`super::SUPPORTED`]):
+//! the plugin reads "the current event" through one host function per
+//! field (`wit/v0.3`), so it pays for the fields it reads.
+//!
+//! The getters are not written here field by field: each event record's
+//! field list comes from the schema (`net_gazer_core::handshake_fields!`
+//! and the others, made by `declare_record!`) and [`getters!`] turns it
+//! into the bindings' `Host` trait. A field added to the schema and not to
+//! the WIT, or the other way round, does not compile; a field added to
+//! both needs nothing here.
+
+use std::net::IpAddr;
+
+// The types the schema's field lists name.
+#[allow(unused_imports)]
+use net_gazer_core::event::schema::field_types::*;
+
+use super::Version;
+use crate::event::{self, Event, Tag};
+use crate::plugin::chain::{MAX_KEY, MAX_TAGS, MAX_VALUE};
+use crate::plugin::store::State;
+
+wasmtime::component::bindgen!({
+    path: "../wit/v0.3",
+    world: "sensor-plugin",
+    imports: { default: trappable },
+});
+
+use self::net_gazer::plugin as contract;
+pub use self::net_gazer::plugin::types;
+
+pub const VERSION: Version = Version {
+    major: 0,
+    minor: 3,
+    patch: 0,
+};
+
+/// How a value of the schema is carried in this contract.
+pub trait Wit {
+    type Type;
+    fn wit(&self) -> Self::Type;
+}
+
+macro_rules! as_is {
+    ($($t:ty),*) => {$(
+        impl Wit for $t {
+            type Type = $t;
+            fn wit(&self) -> $t {
+                *self
+            }
+        }
+    )*};
+}
+as_is!(u8, u16, u32, u64, i64, f64, bool);
+
+impl<T: Wit> Wit for Option<T> {
+    type Type = Option<T::Type>;
+    fn wit(&self) -> Self::Type {
+        self.as_ref().map(Wit::wit)
+    }
+}
+
+impl<T: Wit> Wit for Vec<T> {
+    type Type = Vec<T::Type>;
+    fn wit(&self) -> Self::Type {
+        self.iter().map(Wit::wit).collect()
+    }
+}
+
+/// A number, the high 64 bits of an IPv6 address first.
+impl Wit for IpAddr {
+    type Type = types::IpAddress;
+    fn wit(&self) -> types::IpAddress {
+        match self {
+            IpAddr::V4(v4) => types::IpAddress::Ipv4(v4.to_bits()),
+            IpAddr::V6(v6) => {
+                let bits = v6.to_bits();
+                types::IpAddress::Ipv6(((bits >> 64) as u64, bits as u64))
+            }
+        }
+    }
+}
+
+/// As in JSON: RFC 3339, UTC, microseconds.
+impl Wit for crate::time::Timestamp {
+    type Type = String;
+    fn wit(&self) -> String {
+        self.rfc3339().to_string()
+    }
+}
+
+/// The VLAN ids, outermost first.
+impl Wit for crate::decode::VlanStack {
+    type Type = Vec<u16>;
+    fn wit(&self) -> Vec<u16> {
+        self.ids().to_vec()
+    }
+}
+
+impl Wit for crate::trace::HopResult {
+    type Type = types::Hop;
+    fn wit(&self) -> types::Hop {
+        types::Hop {
+            ttl: self.ttl,
+            addr: self.addr.wit(),
+            other_addrs: self.other_addrs.wit(),
+            sent: self.sent,
+            received: self.received,
+            rtt_min_us: self.rtt_min_us,
+            rtt_avg_us: self.rtt_avg_us,
+            rtt_max_us: self.rtt_max_us,
+            icmp_type: self.icmp_type,
+            icmp_code: self.icmp_code,
+            quoted_ttl: self.quoted_ttl,
+        }
+    }
+}
+
+/// Enums of the schema and of the WIT: the same cases (the schema test
+/// holds the names equal; a case added on one side only fails to compile
+/// here).
+macro_rules! same_cases {
+    ($($schema:ty => $wit:ident { $($case:ident),* })*) => {$(
+        impl Wit for $schema {
+            type Type = types::$wit;
+            fn wit(&self) -> types::$wit {
+                match self {
+                    $(<$schema>::$case => types::$wit::$case,)*
+                }
+            }
+        }
+    )*};
+}
+same_cases! {
+    event::Direction => Direction { Outbound, Inbound, Internal, Transit }
+    event::Outcome => Outcome { Established, Refused, Unanswered, Incomplete }
+    event::Side => Side { Client, Server }
+    event::FlowEnd => FlowEnd { Fin, Rst, Idle, Reused, Evicted, Shutdown }
+    event::ScanType => ScanType { PortScan, AddressScan }
+    event::ScanPhase => ScanPhase { Detected, Ended }
+    crate::trace::Protocol => TraceProtocol { Icmp, Udp, Tcp }
+    crate::trace::Style => TraceStyle { Paris, Classic }
+}
+
+/// The `Host` trait of interface `$interface` for events of kind
+/// `$variant`: one getter per field of the schema's field list.
+macro_rules! getters {
+    ({ $interface:ident, $variant:ident } $($field:ident : $ty:ty,)*) => {
+        impl contract::$interface::Host for State {
+            $(
+                fn $field(&mut self) -> wasmtime::Result<<$ty as Wit>::Type> {
+                    match self.current.event() {
+                        Some(Event::$variant(e)) => Ok(e.$field.wit()),
+                        other => Err(wrong_kind(
+                            concat!(stringify!($interface), ".", stringify!($field)),
+                            other,
+                        )),
+                    }
+                }
+            )*
+        }
+    };
+}
+net_gazer_core::handshake_fields!(getters { handshake, Handshake });
+net_gazer_core::flow_fields!(getters { flow, Flow });
+net_gazer_core::scan_fields!(getters { scan, Scan });
+net_gazer_core::route_fields!(getters { route, Route });
+
+/// The trap of a getter called on another kind of event (or outside a call).
+fn wrong_kind(getter: &str, event: Option<&Event>) -> wasmtime::Error {
+    match event {
+        Some(e) => wasmtime::format_err!("`{getter}` called on a {} event", e.kind().name()),
+        None => wasmtime::format_err!("`{getter}` called with no current event"),
+    }
+}
+
+impl types::Host for State {}
+
+impl contract::event::Host for State {
+    fn kind(&mut self) -> wasmtime::Result<types::EventKind> {
+        match self.current.event() {
+            Some(Event::Handshake(_)) => Ok(types::EventKind::Handshake),
+            Some(Event::Flow(_)) => Ok(types::EventKind::Flow),
+            Some(Event::Scan(_)) => Ok(types::EventKind::Scan),
+            Some(Event::Route(_)) => Ok(types::EventKind::Route),
+            other => Err(wrong_kind("event.kind", other)),
+        }
+    }
+
+    fn tag(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.current.tagged().and_then(|t| t.tag(&key)).map(String::from))
+    }
+
+    fn tags(&mut self) -> wasmtime::Result<Vec<types::Tag>> {
+        let tags = self.current.tagged().map_or(&[][..], |t| &t.tags[..]);
+        Ok(tags
+            .iter()
+            .map(|t| types::Tag {
+                key: t.key.clone(),
+                value: t.value.clone(),
+            })
+            .collect())
+    }
+
+    /// Tags within the limits of every contract version; a tag beyond
+    /// them traps (the plugin's error, counted as its failure).
+    fn set_tag(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        if key.is_empty() || key.len() > MAX_KEY || value.len() > MAX_VALUE {
+            wasmtime::bail!("tag refused: keys are 1..={MAX_KEY} bytes, values at most {MAX_VALUE}");
+        }
+        let full = self
+            .current
+            .tagged()
+            .is_some_and(|t| t.tags.len() >= MAX_TAGS && t.tag(&key).is_none());
+        if full {
+            wasmtime::bail!("tag refused: at most {MAX_TAGS} tags per event");
+        }
+        if !self.current.set_tag(Tag { key, value }) {
+            wasmtime::bail!("`event.set-tag` called with no current event");
+        }
+        Ok(())
+    }
+
+    fn select(&mut self, index: u32) -> wasmtime::Result<bool> {
+        Ok(usize::try_from(index).is_ok_and(|i| self.current.select(i)))
+    }
+}
+
+impl contract::host::Host for State {
+    fn log_enabled(&mut self, level: types::Level) -> wasmtime::Result<bool> {
+        Ok(State::log_enabled(level.into()))
+    }
+
+    fn log(&mut self, level: types::Level, message: String) -> wasmtime::Result<()> {
+        State::log(self, level.into(), message);
+        Ok(())
+    }
+
+    fn counter_add(&mut self, name: String, delta: u64) -> wasmtime::Result<()> {
+        self.metrics.counter_add(&name, delta);
+        Ok(())
+    }
+
+    fn gauge_set(&mut self, name: String, value: f64) -> wasmtime::Result<()> {
+        self.metrics.gauge_set(&name, value);
+        Ok(())
+    }
+}
+
+impl From<types::Level> for tracing::Level {
+    fn from(level: types::Level) -> tracing::Level {
+        match level {
+            types::Level::Trace => tracing::Level::TRACE,
+            types::Level::Debug => tracing::Level::DEBUG,
+            types::Level::Info => tracing::Level::INFO,
+            types::Level::Warn => tracing::Level::WARN,
+            types::Level::Error => tracing::Level::ERROR,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
