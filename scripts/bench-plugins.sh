@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Plugin chain benchmark (docs/benchmarks.md): CPU cost per event of 0, 1
-# and 3 Rust plugins (per event and in batches) and of the Python plugin,
+# and 3 Rust plugins (per event and in batches; contract 0.2, and 0.3 reading
+# three fields) and of the Python plugin,
 # reload latency (SIGHUP to new chain active, cached and cold), peak RSS
 # with 10 plugins. Needs root for the reload part (a network namespace).
 #   sudo ./scripts/bench-plugins.sh [RUNS]
@@ -41,6 +42,9 @@ setup demo "demo:demo" '[plugins.demo]\nbatch = false\n'
 setup demo-batch "demo:demo" '[plugins.demo]\nbatch = true\n'
 setup three "a:demo b:filter c:testkit" '[plugins.a]\nbatch = false\n[plugins.b]\nbatch = false\n[plugins.c]\nbatch = false\n'
 setup three-batch "a:demo b:filter c:testkit" '[plugins.a]\nbatch = true\n[plugins.b]\nbatch = true\n[plugins.c]\nbatch = true\n'
+# Contract 0.3: a plugin reading three fields (server address and port, RTT).
+setup lazy "lazy:lazy" '[plugins.lazy]\nmode = "three"\n'
+setup lazy-batch "lazy:lazy" '[plugins.lazy]\nmode = "three"\nbatch = true\n'
 setup python "slow-rtt:slow-rtt" '[plugins.slow-rtt]\ndefault_ms = 100\n'
 setup python-batch "slow-rtt:slow-rtt" '[plugins.slow-rtt]\ndefault_ms = 100\nbatch = true\n'
 # Fill the cache (the Python plugin takes seconds to compile).
@@ -49,7 +53,7 @@ for name in three python; do
 done
 
 # Interleaved rounds: the machine's load drifts, and every set sees the same.
-sets=(none demo demo-batch three three-batch python python-batch)
+sets=(none demo demo-batch lazy lazy-batch three three-batch python python-batch)
 for _ in $(seq "$runs"); do
   for name in "${sets[@]}"; do once "$name"; done
 done
@@ -57,7 +61,7 @@ base=$(cpu none)
 events=$(tail -1 "$work/none/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')
 echo "replay of $dir/flood.pcap: $events events; CPU seconds, median of $runs interleaved rounds, pinned to one core"
 echo "  no plugins: $base s"
-for v in demo:1 demo-batch:1 three:3 three-batch:3 python:1 python-batch:1; do
+for v in demo:1 demo-batch:1 lazy:1 lazy-batch:1 three:3 three-batch:3 python:1 python-batch:1; do
   name=${v%%:*} n=${v#*:}
   t=$(cpu "$name")
   inside=$(tail -1 "$work/$name/summary" | python3 -c '

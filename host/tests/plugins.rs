@@ -93,7 +93,7 @@ struct Setup {
 impl Setup {
     /// `plugins`: (name in the directory, built plugin it is a copy of).
     fn new(plugins: &[(&str, &str)], config: &str) -> Option<Setup> {
-        let built = built_plugins(&["demo", "filter", "testkit", "slow-rtt", "legacy"])?;
+        let built = built_plugins(&["demo", "filter", "testkit", "slow-rtt", "legacy", "lazy"])?;
         let dir = tempfile::tempdir().unwrap();
         let pdir = dir.path().join("plugins");
         std::fs::create_dir(&pdir).unwrap();
@@ -224,6 +224,92 @@ fn plugins_of_contracts_0_1_and_0_2_run_in_one_chain() {
         for p in ["first", "mid", "last"] {
             assert_eq!(metric(&r, p, "events"), hs.len() as u64, "{p}: {}", r.summary);
         }
+    }
+}
+
+/// Contract 0.3 beside 0.1 and 0.2: a plugin that reads the event through
+/// getters sees the tags of the plugins before it, and the plugins after
+/// it see its tags, per event and in batches.
+#[test]
+fn a_contract_0_3_plugin_runs_in_one_chain_with_0_1_and_0_2() {
+    for batch in [false, true] {
+        let config = format!(
+            "order = [\"first\", \"mid\", \"lazy\", \"last\"]\n\
+             [plugins.first]\nkey = \"first\"\nbatch = {batch}\n\
+             [plugins.mid]\nkey = \"mid\"\nbatch = {batch}\n\
+             [plugins.lazy]\nkey = \"lazy\"\nbatch = {batch}\n\
+             [plugins.last]\nkey = \"last\"\nbatch = {batch}\n"
+        );
+        let Some(s) = Setup::new(
+            &[
+                ("first", "legacy"),
+                ("mid", "testkit"),
+                ("lazy", "lazy"),
+                ("last", "legacy"),
+            ],
+            &config,
+        ) else {
+            return;
+        };
+        let r = s.replay();
+        assert!(r.stderr.contains("contract=0.3.0"), "{}", r.stderr);
+        let hs = handshakes(&r);
+        assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
+        for h in &hs {
+            assert_eq!(h["tags"]["lazy"], "first,mid", "batch {batch}: {h}");
+            assert_eq!(h["tags"]["last"], "first,mid,lazy", "batch {batch}: {h}");
+        }
+        assert_eq!(metric(&r, "lazy", "events"), hs.len() as u64, "{}", r.summary);
+        assert_eq!(metric(&r, "lazy", "tagged"), hs.len() as u64, "{}", r.summary);
+    }
+}
+
+/// A 0.3 plugin reading three fields decides on them: it keeps the
+/// handshakes to its port, tagged with what it read, and drops the rest;
+/// one that reads a field of another kind fails on that event only.
+#[test]
+fn a_contract_0_3_plugin_reads_the_fields_it_needs() {
+    for batch in [false, true] {
+        let config = format!(
+            "order = [\"port\", \"wrong\"]\n\
+             [plugins.port]\nmode = \"port\"\nport = 80\nkey = \"seen\"\nbatch = {batch}\n\
+             [plugins.wrong]\nmode = \"wrong-kind\"\nbatch = {batch}\n"
+        );
+        let Some(s) = Setup::new(&[("port", "lazy"), ("wrong", "lazy")], &config) else {
+            return;
+        };
+        let r = s.replay();
+        let conns = connections();
+        let to_80: Vec<&Conn> = conns.iter().filter(|c| c.server_port == 80).collect();
+        let hs = handshakes(&r);
+        assert_eq!(
+            client_ports(&hs),
+            to_80.iter().map(|c| u64::from(c.client_port)).collect(),
+            "batch {batch}: {}",
+            r.stderr
+        );
+        for h in &hs {
+            let c = to_80
+                .iter()
+                .find(|c| Some(u64::from(c.client_port)) == h["client_port"].as_u64());
+            let rtt = h["rtt_last_syn_us"]
+                .as_f64()
+                .map_or("None".to_string(), |r| format!("Some({r:?})"));
+            let want = format!("{}:80 {rtt}", c.unwrap().server);
+            assert_eq!(h["tags"]["seen"], want.as_str(), "batch {batch}: {h}");
+        }
+        assert_eq!(
+            metric(&r, "port", "dropped"),
+            (connections().len() - to_80.len()) as u64,
+            "{}",
+            r.summary
+        );
+        assert!(metric(&r, "wrong", "traps") >= 1, "{}", r.summary);
+        assert!(
+            r.stderr.contains("`flow.bytes_c2s` called on a handshake event"),
+            "the trap says which getter on which kind: {}",
+            r.stderr
+        );
     }
 }
 

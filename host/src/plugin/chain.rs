@@ -78,8 +78,10 @@ impl Running {
                     // Instantiating and `init` are not the call's time.
                     last = Instant::now();
                 }
-                let Some(record) = work.record::<C>(i) else { continue };
-                let verdict = self.call(|p, s| C::on_event(instance_of::<C>(p)?, s, record));
+                let Some((item, record)) = work.item_and_record::<C>(i) else {
+                    continue;
+                };
+                let verdict = self.call(|p, s| C::on_event(instance_of::<C>(p)?, s, item, record));
                 let now = Instant::now();
                 stats.call(1, now.saturating_duration_since(last));
                 last = now;
@@ -109,10 +111,19 @@ impl Running {
             .copied()
             .filter(|&i| work.record::<C>(i).is_some())
             .collect();
-        let slots = &*C::records(&mut work.records);
-        let records: Vec<&C::Record> = wanted.iter().filter_map(|&i| slots[i].as_ref()).collect();
-        let verdicts = self.call(|p, s| C::on_batch(instance_of::<C>(p)?, s, &records));
-        stats.call(records.len() as u64, start.elapsed());
+        let verdicts = {
+            let slots = &*C::records(&mut work.records);
+            let records: Vec<&C::Record> = wanted.iter().filter_map(|&i| slots[i].as_ref()).collect();
+            let mut items: Vec<&mut Tagged> = work
+                .items
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| wanted.binary_search(i).is_ok())
+                .map(|(_, t)| t)
+                .collect();
+            self.call(|p, s| C::on_batch(instance_of::<C>(p)?, s, &mut items, &records))
+        };
+        stats.call(wanted.len() as u64, start.elapsed());
         match verdicts {
             Some(v) if v.len() == wanted.len() => {
                 for (&i, verdict) in wanted.iter().zip(v) {
@@ -216,6 +227,14 @@ impl Work<'_> {
             records[i] = C::record(&item.event, &item.tags);
         }
         records[i].as_ref()
+    }
+
+    /// Item `i` and its record for contract version `C` (made on first
+    /// use); `None` for events plugins do not get.
+    fn item_and_record<C: Contract>(&mut self, i: usize) -> Option<(&mut Tagged, &C::Record)> {
+        self.record::<C>(i)?;
+        let record = C::records(&mut self.records)[i].as_ref()?;
+        Some((&mut self.items[i], record))
     }
 
     /// Item `i`'s tags changed: its records follow.

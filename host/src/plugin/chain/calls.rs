@@ -18,8 +18,8 @@ fn best(n: u32, mut f: impl FnMut()) -> Duration {
         .unwrap_or_default()
 }
 
-fn measure<C: Contract>(name: &str, plugin: &str) {
-    let Some(mut running) = running(plugin, "drop") else {
+fn measure<C: Contract>(name: &str, plugin: &str, mode: &str) {
+    let Some(mut running) = running(plugin, mode) else {
         return;
     };
     let events: Vec<Tagged> = (0..256)
@@ -33,12 +33,13 @@ fn measure<C: Contract>(name: &str, plugin: &str) {
     let n = rounds * 256;
     // The call alone, the record made beforehand.
     let records: Vec<C::Record> = events.iter().filter_map(|t| C::record(&t.event, &t.tags)).collect();
+    let mut items = events.clone();
     let (store, instance) = running.instance.as_mut().unwrap();
     let p = C::instance(instance).unwrap();
     let call = best(n, || {
         for _ in 0..rounds {
-            for r in &records {
-                C::on_event(p, store, r).unwrap();
+            for (item, r) in items.iter_mut().zip(&records) {
+                C::on_event(p, store, item, r).unwrap();
             }
         }
     });
@@ -77,11 +78,19 @@ fn measure<C: Contract>(name: &str, plugin: &str) {
 #[test]
 #[ignore]
 fn calls_v0_1() {
-    measure::<crate::plugin::wit::since_v0_1::V>("contract 0.1 (legacy)", "legacy");
+    measure::<crate::plugin::wit::since_v0_1::V>("contract 0.1 (legacy)", "legacy", "drop");
 }
 
 #[test]
 #[ignore]
 fn calls_v0_2() {
-    measure::<crate::plugin::wit::since_v0_2::V>("contract 0.2 (testkit)", "testkit");
+    measure::<crate::plugin::wit::since_v0_2::V>("contract 0.2 (testkit)", "testkit", "drop");
+}
+
+#[test]
+#[ignore]
+fn calls_v0_3() {
+    use crate::plugin::wit::since_v0_3::V;
+    measure::<V>("contract 0.3 (lazy), reading nothing", "lazy", "drop");
+    measure::<V>("contract 0.3 (lazy), reading three fields", "lazy", "three");
 }

@@ -107,14 +107,18 @@ pub trait Contract {
     fn record(event: &event::Event, tags: &[Tag]) -> Option<Self::Record>;
     /// Replaces the tags of a record (after a plugin added some).
     fn set_tags(record: &mut Self::Record, tags: &[Tag]);
+    /// One event: `item` and this version's record of it.
     fn on_event(
         instance: &Self::Instance,
         store: &mut Store<State>,
+        item: &mut event::Tagged,
         record: &Self::Record,
     ) -> wasmtime::Result<Verdict>;
+    /// Several events, with their records in the same order.
     fn on_batch(
         instance: &Self::Instance,
         store: &mut Store<State>,
+        items: &mut [&mut event::Tagged],
         records: &[&Self::Record],
     ) -> wasmtime::Result<Vec<Verdict>>;
 
@@ -128,8 +132,7 @@ pub trait Contract {
 /// version is added to (with its `since_vX_Y` module). It makes
 /// `SUPPORTED`, the per-version enums `Pre` and `Instance`, the `Records`
 /// of a batch, the dispatch to a version's [`Contract`] ([`Pre::visit`]),
-/// the `host` interface of each version ([`super::host_api`]) and its
-/// linking ([`add_to_linker`]).
+/// and the linking of each version's imports ([`add_to_linker`]).
 macro_rules! versions {
     ($($module:ident => $variant:ident, $field:ident;)*) => {
         /// The contract versions this host runs, newest first.
@@ -237,7 +240,6 @@ macro_rules! versions {
             Ok(())
         }
 
-        $(super::host_api::host_interface!($module);)*
     };
 }
 
@@ -249,6 +251,7 @@ pub trait VersionVisitor {
 }
 
 versions! {
+    since_v0_3 => V0_3, v0_3;
     since_v0_2 => V0_2, v0_2;
     since_v0_1 => V0_1, v0_1;
 }
@@ -361,6 +364,7 @@ macro_rules! contract_version {
             fn on_event(
                 p: &Plugin,
                 store: &mut wasmtime::Store<$crate::plugin::store::State>,
+                _item: &mut $crate::event::Tagged,
                 record: &types::Event,
             ) -> wasmtime::Result<$crate::plugin::wit::Verdict> {
                 let g = p.plugin.net_gazer_plugin_plugin();
@@ -376,6 +380,7 @@ macro_rules! contract_version {
             fn on_batch(
                 p: &Plugin,
                 store: &mut wasmtime::Store<$crate::plugin::store::State>,
+                _items: &mut [&mut $crate::event::Tagged],
                 records: &[&types::Event],
             ) -> wasmtime::Result<Vec<$crate::plugin::wit::Verdict>> {
                 Ok(p.on_batch(store, records)?.into_iter().map(verdict).collect())
@@ -462,7 +467,8 @@ mod tests {
         assert_eq!(Version::parse("x.1.0"), None);
         assert_eq!(binding_for(v("0.1.0")), Some(v("0.1.0")));
         assert_eq!(binding_for(v("0.2.0")), Some(v("0.2.0")));
-        assert_eq!(binding_for(v("0.3.0")), None);
+        assert_eq!(binding_for(v("0.3.0")), Some(v("0.3.0")));
+        assert_eq!(binding_for(v("0.4.0")), None);
         assert_eq!(binding_for(v("1.1.0")), None);
         assert_eq!(
             binding_for(v("0.1.7")),

@@ -44,3 +44,5 @@ fn style(s: crate::trace::Style) -> String {
 }
 
 super::records::event_records!();
+
+crate::plugin::host_api::host_interface!(since_v0_1);

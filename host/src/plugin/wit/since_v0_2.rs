@@ -55,3 +55,5 @@ fn style(s: crate::trace::Style) -> types::TraceStyle {
 }
 
 super::records::event_records!();
+
+crate::plugin::host_api::host_interface!(since_v0_2);

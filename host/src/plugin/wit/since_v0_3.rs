@@ -1,6 +1,7 @@
-//! Contract 0.3 (DRAFT: bound and tested here, not yet in [`super::SUPPORTED`]):
+//! Contract 0.3 (a draft: the host runs it, the SDK does not have it yet):
 //! the plugin reads "the current event" through one host function per
-//! field (`wit/v0.3`), so it pays for the fields it reads.
+//! field (`wit/v0.3`), so it pays for the fields it reads. The events are
+//! lent to the plugin's Store for the call (`plugin::current`), not copied.
 //!
 //! The getters are not written here field by field: each event record's
 //! field list comes from the schema (`net_gazer_core::handshake_fields!`
@@ -18,6 +19,7 @@ use net_gazer_core::event::schema::field_types::*;
 use super::Version;
 use crate::event::{self, Event, Tag};
 use crate::plugin::chain::{MAX_KEY, MAX_TAGS, MAX_VALUE};
+use crate::plugin::current::TagRefused;
 use crate::plugin::store::State;
 
 wasmtime::component::bindgen!({
@@ -188,16 +190,17 @@ impl contract::event::Host for State {
     }
 
     fn tag(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.current.tagged().and_then(|t| t.tag(&key)).map(String::from))
+        Ok(self.current.tag(&key).map(String::from))
     }
 
     fn tags(&mut self) -> wasmtime::Result<Vec<types::Tag>> {
-        let tags = self.current.tagged().map_or(&[][..], |t| &t.tags[..]);
-        Ok(tags
-            .iter()
+        Ok(self
+            .current
+            .tags()
+            .into_iter()
             .map(|t| types::Tag {
-                key: t.key.clone(),
-                value: t.value.clone(),
+                key: t.key,
+                value: t.value,
             })
             .collect())
     }
@@ -208,17 +211,11 @@ impl contract::event::Host for State {
         if key.is_empty() || key.len() > MAX_KEY || value.len() > MAX_VALUE {
             wasmtime::bail!("tag refused: keys are 1..={MAX_KEY} bytes, values at most {MAX_VALUE}");
         }
-        let full = self
-            .current
-            .tagged()
-            .is_some_and(|t| t.tags.len() >= MAX_TAGS && t.tag(&key).is_none());
-        if full {
-            wasmtime::bail!("tag refused: at most {MAX_TAGS} tags per event");
+        match self.current.set_tag(Tag { key, value }, MAX_TAGS) {
+            Ok(()) => Ok(()),
+            Err(TagRefused::TooMany) => wasmtime::bail!("tag refused: at most {MAX_TAGS} tags per event"),
+            Err(TagRefused::NoEvent) => wasmtime::bail!("`event.set-tag` called with no current event"),
         }
-        if !self.current.set_tag(Tag { key, value }) {
-            wasmtime::bail!("`event.set-tag` called with no current event");
-        }
-        Ok(())
     }
 
     fn select(&mut self, index: u32) -> wasmtime::Result<bool> {
@@ -256,6 +253,119 @@ impl From<types::Level> for tracing::Level {
             types::Level::Warn => tracing::Level::WARN,
             types::Level::Error => tracing::Level::ERROR,
         }
+    }
+}
+
+/// This version, as the chain uses it.
+pub struct V;
+
+/// One instance's entry points.
+pub struct Plugin {
+    plugin: SensorPlugin,
+}
+
+/// A verdict with the tags set during the call.
+fn verdict(v: types::Verdict, added: Vec<Tag>) -> super::Verdict {
+    match v {
+        types::Verdict::Drop => super::Verdict::Drop,
+        types::Verdict::Keep if added.is_empty() => super::Verdict::Keep,
+        types::Verdict::Keep => super::Verdict::Tag(added),
+    }
+}
+
+fn event_kind(k: types::EventKind) -> event::EventKind {
+    match k {
+        types::EventKind::Handshake => event::EventKind::Handshake,
+        types::EventKind::Flow => event::EventKind::Flow,
+        types::EventKind::Scan => event::EventKind::Scan,
+        types::EventKind::Route => event::EventKind::Route,
+    }
+}
+
+type Store = wasmtime::Store<State>;
+
+impl super::Contract for V {
+    type Pre = SensorPluginPre<State>;
+    type Instance = Plugin;
+    /// Nothing is made ahead: the plugin reads the event itself.
+    type Record = ();
+
+    fn pre(pre: wasmtime::component::InstancePre<State>) -> wasmtime::Result<Self::Pre> {
+        SensorPluginPre::new(pre)
+    }
+
+    fn instantiate(pre: &Self::Pre, store: &mut Store) -> wasmtime::Result<Plugin> {
+        Ok(Plugin {
+            plugin: pre.instantiate(store)?,
+        })
+    }
+
+    fn describe(p: &Plugin, store: &mut Store) -> wasmtime::Result<super::Description> {
+        let info = p.plugin.net_gazer_plugin_plugin().call_describe(store)?;
+        Ok(super::Description {
+            name: info.name,
+            version: info.version,
+            wants: info.wants.into_iter().map(event_kind).collect(),
+            batch: info.batch,
+        })
+    }
+
+    fn init(p: &Plugin, store: &mut Store, config: &str) -> wasmtime::Result<Result<(), String>> {
+        p.plugin.net_gazer_plugin_plugin().call_init(store, config)
+    }
+
+    fn tick(p: &Plugin, store: &mut Store, now_us: i64) -> wasmtime::Result<()> {
+        p.plugin.net_gazer_plugin_plugin().call_on_tick(store, now_us)
+    }
+
+    fn record(event: &Event, _tags: &[Tag]) -> Option<()> {
+        (!matches!(event, Event::Stats(_))).then_some(())
+    }
+
+    fn set_tags(_record: &mut (), _tags: &[Tag]) {}
+
+    fn on_event(
+        p: &Plugin,
+        store: &mut Store,
+        item: &mut event::Tagged,
+        _record: &(),
+    ) -> wasmtime::Result<super::Verdict> {
+        let mut items = [item];
+        store.data_mut().current.enter(&mut items);
+        let result = p.plugin.net_gazer_plugin_plugin().call_on_event(&mut *store);
+        let current = &mut store.data_mut().current;
+        current.leave(&mut items);
+        Ok(verdict(result?, current.added(0)))
+    }
+
+    fn on_batch(
+        p: &Plugin,
+        store: &mut Store,
+        items: &mut [&mut event::Tagged],
+        _records: &[&()],
+    ) -> wasmtime::Result<Vec<super::Verdict>> {
+        let count = u32::try_from(items.len())?;
+        store.data_mut().current.enter(items);
+        let result = p.plugin.net_gazer_plugin_plugin().call_on_batch(&mut *store, count);
+        let current = &mut store.data_mut().current;
+        current.leave(items);
+        Ok(result?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| verdict(v, current.added(i)))
+            .collect())
+    }
+
+    fn instance(instance: &super::Instance) -> Option<&Plugin> {
+        match instance {
+            super::Instance::V0_3(p) => Some(p),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    fn records(records: &mut super::Records) -> &mut Vec<Option<()>> {
+        &mut records.v0_3
     }
 }
 

@@ -122,10 +122,10 @@ macro_rules! compare_all {
 #[test]
 fn every_handshake_getter_reads_what_the_json_says() {
     for i in 0..12 {
-        let item = handshake(i);
+        let mut item = handshake(i);
         let json = serde_json::to_value(&item.event).unwrap();
         let mut s = state();
-        s.current.set(vec![item]);
+        s.current.enter(&mut [&mut item]);
         let compared = net_gazer_core::handshake_fields!(compare_all { handshake, s, json });
         assert_eq!(compared.len(), event::Handshake::FIELDS.len());
     }
@@ -133,10 +133,10 @@ fn every_handshake_getter_reads_what_the_json_says() {
 
 #[test]
 fn every_scan_getter_reads_what_the_json_says() {
-    let item = scan();
+    let mut item = scan();
     let json = serde_json::to_value(&item.event).unwrap();
     let mut s = state();
-    s.current.set(vec![item]);
+    s.current.enter(&mut [&mut item]);
     let compared = net_gazer_core::scan_fields!(compare_all { scan, s, json });
     assert_eq!(compared.len(), event::Scan::FIELDS.len());
 }
@@ -147,7 +147,8 @@ fn a_getter_of_another_kind_traps_naming_itself_and_the_kind() {
     let mut s = state();
     let e = contract::handshake::Host::server_port(&mut s).unwrap_err().to_string();
     assert_eq!(e, "`handshake.server_port` called with no current event");
-    s.current.set(vec![handshake(1)]);
+    let mut item = handshake(1);
+    s.current.enter(&mut [&mut item]);
     assert_eq!(contract::handshake::Host::server_port(&mut s).unwrap(), 443);
     let e = s.bytes_c2s().unwrap_err().to_string();
     assert_eq!(e, "`flow.bytes_c2s` called on a handshake event");
@@ -157,7 +158,13 @@ fn a_getter_of_another_kind_traps_naming_itself_and_the_kind() {
 fn tags_are_set_on_the_selected_event_within_the_limits() {
     use contract::event::Host as _;
     let mut s = state();
-    s.current.set(vec![handshake(0), scan()]);
+    let (mut first, mut second) = (handshake(0), scan());
+    second.set(Tag {
+        key: "before".into(),
+        value: "0".into(),
+    });
+    let mut items = [&mut first, &mut second];
+    s.current.enter(&mut items);
     assert_eq!(s.kind().unwrap(), types::EventKind::Handshake);
     s.set_tag("a".into(), "1".into()).unwrap();
     assert!(s.select(1).unwrap());
@@ -168,27 +175,35 @@ fn tags_are_set_on_the_selected_event_within_the_limits() {
         types::EventKind::Scan,
         "nothing changes past the end"
     );
+    assert_eq!(s.tag("before".into()).unwrap().as_deref(), Some("0"));
     s.set_tag("b".into(), "2".into()).unwrap();
     s.set_tag("b".into(), "3".into()).unwrap();
+    s.set_tag("before".into(), "1".into()).unwrap();
     assert_eq!(s.tag("b".into()).unwrap().as_deref(), Some("3"));
+    assert_eq!(s.tag("before".into()).unwrap().as_deref(), Some("1"));
+    assert_eq!(s.tags().unwrap().len(), 2, "`before` replaced, `b` added");
     assert!(s.set_tag(String::new(), "x".into()).is_err(), "an empty key");
     assert!(s.set_tag("k".into(), "v".repeat(MAX_VALUE + 1)).is_err());
-    for i in 1..MAX_TAGS {
+    for i in 2..MAX_TAGS {
         s.set_tag(format!("k{i}"), "v".into()).unwrap();
     }
     let e = s.set_tag("one-more".into(), "v".into()).unwrap_err().to_string();
     assert!(e.contains("at most 32 tags"), "{e}");
     s.set_tag("b".into(), "4".into()).unwrap();
-    let back = s.current.take();
-    assert_eq!(
-        back[0].tags,
-        vec![Tag {
-            key: "a".into(),
-            value: "1".into()
-        }]
-    );
-    assert_eq!(back[1].tag("b"), Some("4"));
-    assert_eq!(back[1].tags.len(), MAX_TAGS);
+    s.current.leave(&mut items);
+    // The events are back as they were; the tags set are apart.
+    assert_eq!(first.tags, Vec::<Tag>::new());
+    assert_eq!(second.tags.len(), 1);
+    assert!(matches!(first.event, Event::Handshake(_)) && matches!(second.event, Event::Scan(_)));
+    let tag = |k: &str, v: &str| Tag {
+        key: k.into(),
+        value: v.into(),
+    };
+    assert_eq!(s.current.added(0), vec![tag("a", "1")]);
+    let added = s.current.added(1);
+    assert_eq!(added[..2], [tag("b", "4"), tag("before", "1")]);
+    assert_eq!(added.len(), MAX_TAGS);
+    assert!(s.kind().is_err(), "no current event after the call");
 }
 
 #[test]

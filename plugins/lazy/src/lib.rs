@@ -1,0 +1,116 @@
+//! A plugin built against contract 0.3 (`wit/v0.3`, a draft the host runs
+//! before the SDK has it), for the daemon's tests. Not shipped.
+//!
+//! Modes (`mode` in its table): `tag` (the default: tags every event with
+//! the tag `key`, default `lazy`, whose value lists the tag keys it saw),
+//! `drop`, `port` (keeps the handshakes to `port`, default 443, and drops
+//! the others, reading three fields as the benchmarks do: the server's
+//! address and port and the RTT; tags what it read), `three` (reads those
+//! three fields of a handshake and keeps it, for the benchmarks), `trap`
+//! (panics on every event), `wrong-kind` (reads a flow's field from every
+//! event).
+
+wit_bindgen::generate!({
+    path: "../../wit/v0.3",
+    world: "sensor-plugin",
+});
+
+use exports::net_gazer::plugin::plugin::Guest;
+use net_gazer::plugin::types::{EventKind, Info, Interest, IpAddress, Role, Verdict};
+use net_gazer::plugin::{event, flow, handshake};
+
+/// (mode, key, port) from the configuration.
+static SETTINGS: std::sync::Mutex<(String, String, u16)> = std::sync::Mutex::new((String::new(), String::new(), 0));
+
+fn settings() -> (String, String, u16) {
+    SETTINGS.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+fn ip(a: IpAddress) -> String {
+    match a {
+        IpAddress::Ipv4(v4) => std::net::Ipv4Addr::from(v4).to_string(),
+        IpAddress::Ipv6((hi, lo)) => std::net::Ipv6Addr::from((u128::from(hi) << 64) | u128::from(lo)).to_string(),
+    }
+}
+
+/// The verdict on the current event.
+fn judge() -> Verdict {
+    let (mode, key, port) = settings();
+    match mode.as_str() {
+        "drop" => Verdict::Drop,
+        "trap" => panic!("lazy: trap mode"),
+        // The benchmarks' plugin: reads three fields and drops the event.
+        "three" => {
+            let _ = std::hint::black_box((
+                handshake::server_ip(),
+                handshake::server_port(),
+                handshake::rtt_last_syn_us(),
+            ));
+            Verdict::Drop
+        }
+        "wrong-kind" => {
+            let _ = flow::bytes_c2s();
+            Verdict::Keep
+        }
+        "port" => {
+            if event::kind() != EventKind::Handshake {
+                return Verdict::Keep;
+            }
+            let server = ip(handshake::server_ip());
+            let server_port = handshake::server_port();
+            let rtt = handshake::rtt_last_syn_us();
+            if server_port != port {
+                return Verdict::Drop;
+            }
+            event::set_tag(&key, &format!("{server}:{server_port} {rtt:?}"));
+            Verdict::Keep
+        }
+        _ => {
+            let keys: Vec<String> = event::tags().into_iter().map(|t| t.key).collect();
+            event::set_tag(&key, &keys.join(","));
+            Verdict::Keep
+        }
+    }
+}
+
+struct Lazy;
+
+impl Guest for Lazy {
+    fn describe() -> Info {
+        Info {
+            name: "lazy".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            role: Role::Filter,
+            wants: vec![EventKind::Handshake, EventKind::Flow, EventKind::Scan, EventKind::Route],
+            interest: Interest {
+                server_ports: Vec::new(),
+                directions: Vec::new(),
+                outcomes: Vec::new(),
+            },
+            batch: false,
+        }
+    }
+
+    fn init(config: String) -> Result<(), String> {
+        let table: serde_json::Value = serde_json::from_str(&config).map_err(|e| e.to_string())?;
+        let text = |name: &str, default: &str| table.get(name).and_then(|m| m.as_str()).unwrap_or(default).to_string();
+        let port = table.get("port").and_then(|p| p.as_u64()).unwrap_or(443);
+        let port = u16::try_from(port).map_err(|_| format!("port {port} is not a port"))?;
+        *SETTINGS.lock().map_err(|e| e.to_string())? = (text("mode", "tag"), text("key", "lazy"), port);
+        Ok(())
+    }
+
+    fn on_event() -> Verdict {
+        judge()
+    }
+
+    fn on_batch(count: u32) -> Vec<Verdict> {
+        (0..count)
+            .map(|i| if event::select(i) { judge() } else { Verdict::Keep })
+            .collect()
+    }
+
+    fn on_tick(_now_us: i64) {}
+}
+
+export!(Lazy);
