@@ -39,14 +39,14 @@ fn judge() -> Verdict {
     match mode.as_str() {
         "drop" => Verdict::Drop,
         "trap" => panic!("lazy: trap mode"),
-        // The benchmarks' plugin: reads three fields and drops the event.
+        // The benchmarks' plugin: reads three fields and keeps the event.
         "three" => {
             let _ = std::hint::black_box((
                 handshake::server_ip(),
                 handshake::server_port(),
                 handshake::rtt_last_syn_us(),
             ));
-            Verdict::Drop
+            Verdict::Keep
         }
         "wrong-kind" => {
             let _ = flow::bytes_c2s();
