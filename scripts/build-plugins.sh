@@ -75,5 +75,14 @@ if [[ ! -f $py_out || $py_src/app.py -nt $py_out || $root/wit/net-gazer-plugin.w
   mv "$py_out.tmp" "$py_out"
 fi
 
+# The contract 0.3 test plugin in Python (tests and benchmarks only).
+py3_src="$root/plugins/lazy-py"
+py3_out="$out/testing/lazy-py.wasm"
+if [[ ! -f $py3_out || $py3_src/app.py -nt $py3_out || $root/wit/v0.3/net-gazer-plugin.wit -nt $py3_out ]]; then
+  log "componentize-py: lazy-py"
+  componentize-py -d "$root/wit/v0.3" -w sensor-plugin componentize -p "$py3_src" app -o "$py3_out.tmp" >&2
+  mv "$py3_out.tmp" "$py3_out"
+fi
+
 ls -1 "$out"/*.wasm "$out"/testing/*.wasm >&2
 echo "$out"

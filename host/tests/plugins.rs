@@ -93,7 +93,7 @@ struct Setup {
 impl Setup {
     /// `plugins`: (name in the directory, built plugin it is a copy of).
     fn new(plugins: &[(&str, &str)], config: &str) -> Option<Setup> {
-        let built = built_plugins(&["demo", "filter", "testkit", "slow-rtt", "legacy", "lazy"])?;
+        let built = built_plugins(&["demo", "filter", "testkit", "slow-rtt", "legacy", "lazy", "lazy-py"])?;
         let dir = tempfile::tempdir().unwrap();
         let pdir = dir.path().join("plugins");
         std::fs::create_dir(&pdir).unwrap();
@@ -227,17 +227,19 @@ fn plugins_of_contracts_0_1_and_0_2_run_in_one_chain() {
     }
 }
 
-/// Contract 0.3 beside 0.1 and 0.2: a plugin that reads the event through
-/// getters sees the tags of the plugins before it, and the plugins after
-/// it see its tags, per event and in batches.
+/// Contract 0.3 beside 0.1 and 0.2: plugins that read the event through
+/// getters (in Rust and in Python) see the tags of the plugins before
+/// them, and the plugins after them see their tags, per event and in
+/// batches.
 #[test]
 fn a_contract_0_3_plugin_runs_in_one_chain_with_0_1_and_0_2() {
     for batch in [false, true] {
         let config = format!(
-            "order = [\"first\", \"mid\", \"lazy\", \"last\"]\n\
+            "order = [\"first\", \"mid\", \"lazy\", \"py\", \"last\"]\n\
              [plugins.first]\nkey = \"first\"\nbatch = {batch}\n\
              [plugins.mid]\nkey = \"mid\"\nbatch = {batch}\n\
              [plugins.lazy]\nkey = \"lazy\"\nbatch = {batch}\n\
+             [plugins.py]\nkey = \"py\"\nbatch = {batch}\n\
              [plugins.last]\nkey = \"last\"\nbatch = {batch}\n"
         );
         let Some(s) = Setup::new(
@@ -245,6 +247,7 @@ fn a_contract_0_3_plugin_runs_in_one_chain_with_0_1_and_0_2() {
                 ("first", "legacy"),
                 ("mid", "testkit"),
                 ("lazy", "lazy"),
+                ("py", "lazy-py"),
                 ("last", "legacy"),
             ],
             &config,
@@ -257,10 +260,13 @@ fn a_contract_0_3_plugin_runs_in_one_chain_with_0_1_and_0_2() {
         assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
         for h in &hs {
             assert_eq!(h["tags"]["lazy"], "first,mid", "batch {batch}: {h}");
-            assert_eq!(h["tags"]["last"], "first,mid,lazy", "batch {batch}: {h}");
+            assert_eq!(h["tags"]["py"], "first,mid,lazy", "Python, batch {batch}: {h}");
+            assert_eq!(h["tags"]["last"], "first,mid,lazy,py", "batch {batch}: {h}");
         }
-        assert_eq!(metric(&r, "lazy", "events"), hs.len() as u64, "{}", r.summary);
-        assert_eq!(metric(&r, "lazy", "tagged"), hs.len() as u64, "{}", r.summary);
+        for p in ["lazy", "py"] {
+            assert_eq!(metric(&r, p, "events"), hs.len() as u64, "{p}: {}", r.summary);
+            assert_eq!(metric(&r, p, "tagged"), hs.len() as u64, "{p}: {}", r.summary);
+        }
     }
 }
 
