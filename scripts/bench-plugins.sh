@@ -45,6 +45,8 @@ setup three-batch "a:demo b:filter c:testkit" '[plugins.a]\nbatch = true\n[plugi
 # Contract 0.3: a plugin reading three fields (server address and port, RTT).
 setup lazy "lazy:lazy" '[plugins.lazy]\nmode = "three"\n'
 setup lazy-batch "lazy:lazy" '[plugins.lazy]\nmode = "three"\nbatch = true\n'
+# ...and one whose declared interest (port 1) excludes every event.
+setup lazy-excluded "lazy:lazy" '[plugins.lazy]\nmode = "three"\nports = [1]\n'
 setup python-lazy "lazy-py:lazy-py" '[plugins.lazy-py]\nmode = "three"\n'
 setup python-lazy-batch "lazy-py:lazy-py" '[plugins.lazy-py]\nmode = "three"\nbatch = true\n'
 setup python "slow-rtt:slow-rtt" '[plugins.slow-rtt]\ndefault_ms = 100\n'
@@ -55,7 +57,7 @@ for name in three python python-lazy; do
 done
 
 # Interleaved rounds: the machine's load drifts, and every set sees the same.
-sets=(none demo demo-batch lazy lazy-batch three three-batch python python-batch python-lazy python-lazy-batch)
+sets=(none demo demo-batch lazy lazy-batch lazy-excluded three three-batch python python-batch python-lazy python-lazy-batch)
 for _ in $(seq "$runs"); do
   for name in "${sets[@]}"; do once "$name"; done
 done
@@ -63,7 +65,7 @@ base=$(cpu none)
 events=$(tail -1 "$work/none/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')
 echo "replay of $dir/flood.pcap: $events events; CPU seconds, median of $runs interleaved rounds, pinned to one core"
 echo "  no plugins: $base s"
-for v in demo:1 demo-batch:1 lazy:1 lazy-batch:1 three:3 three-batch:3 python:1 python-batch:1 python-lazy:1 python-lazy-batch:1; do
+for v in demo:1 demo-batch:1 lazy:1 lazy-batch:1 lazy-excluded:1 three:3 three-batch:3 python:1 python-batch:1 python-lazy:1 python-lazy-batch:1; do
   name=${v%%:*} n=${v#*:}
   t=$(cpu "$name")
   inside=$(tail -1 "$work/$name/summary" | python3 -c '

@@ -319,6 +319,29 @@ fn a_contract_0_3_plugin_reads_the_fields_it_needs() {
     }
 }
 
+/// A 0.3 plugin that declares an interest in port 443 (from its
+/// configuration) is called for those handshakes only; the others pass
+/// untouched.
+#[test]
+fn a_contract_0_3_plugin_is_called_only_for_the_events_it_declares() {
+    for batch in [false, true] {
+        let config = format!("[plugins.only443]\nkey = \"seen\"\nports = [443]\nbatch = {batch}\n");
+        let Some(s) = Setup::new(&[("only443", "lazy")], &config) else {
+            return;
+        };
+        let r = s.replay();
+        let hs = handshakes(&r);
+        assert_eq!(hs.len(), connections().len(), "nothing dropped: {}", r.stderr);
+        let to_443 = connections().iter().filter(|c| c.server_port == 443).count();
+        assert!(to_443 > 0 && to_443 < hs.len());
+        for h in &hs {
+            let tagged = h["tags"].get("seen").is_some();
+            assert_eq!(tagged, h["server_port"] == 443, "batch {batch}: {h}");
+        }
+        assert_eq!(metric(&r, "only443", "events"), to_443 as u64, "{}", r.summary);
+    }
+}
+
 #[test]
 fn filter_plugin_drops_by_port_and_outcome() {
     let Some(s) = Setup::new(

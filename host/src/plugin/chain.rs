@@ -44,7 +44,9 @@ impl Running {
     /// clock read per call), so it includes making the event's record.
     fn run_with<C: Contract>(&mut self, work: &mut Work) {
         let wanted: Vec<usize> = (0..work.items.len())
-            .filter(|&i| !work.dropped[i] && work.kind(i).is_some_and(|k| self.wants(k)))
+            .filter(|&i| {
+                !work.dropped[i] && work.kind(i).is_some_and(|k| self.wants(k)) && self.interested(&work.items[i].event)
+            })
             .collect();
         if wanted.is_empty() {
             return;

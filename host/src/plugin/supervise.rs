@@ -15,7 +15,7 @@ use super::load::{ticks, Prepared};
 use super::metrics::PluginMetrics;
 use super::one_line;
 use super::store::{Grants, State};
-use super::wit::Instance;
+use super::wit::{Instance, Interest};
 use crate::config::{OnError, PluginSettings, PluginsSection};
 use crate::event::EventKind;
 use crate::time::Timestamp;
@@ -50,6 +50,9 @@ pub struct Running {
     pub(super) timeout: Duration,
     pub(super) on_error: OnError,
     pub(super) batch: bool,
+    /// What the plugin said it wants after `init` (it may depend on its
+    /// configuration).
+    pub(super) interest: Interest,
     pub(super) max_failures: u32,
     pub(super) failure_window: Duration,
     pub metrics: Arc<PluginMetrics>,
@@ -92,6 +95,7 @@ impl Running {
             timeout: Duration::from_millis(settings.timeout_ms.unwrap_or(section.timeout_ms)),
             on_error: settings.on_error.unwrap_or_default(),
             batch: settings.batch.unwrap_or(prepared.description.batch),
+            interest: prepared.description.interest.clone(),
             max_failures: settings.max_failures.unwrap_or(section.max_failures),
             failure_window: section.failure_window,
             grants,
@@ -121,6 +125,15 @@ impl Running {
 
     pub(super) fn wants(&self, kind: EventKind) -> bool {
         self.prepared.description.wants.contains(&kind)
+    }
+
+    /// Whether the plugin wants this event beyond its kind.
+    pub(super) fn interested(&self, event: &crate::event::Event) -> bool {
+        self.interest.is_any() || self.interest.matches(event)
+    }
+
+    pub fn interest(&self) -> &Interest {
+        &self.interest
     }
 
     /// A fresh Store and instance, `init` called.
@@ -155,6 +168,18 @@ impl Running {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err((Failure::Init, format!("refused its configuration: {message}"))),
             Err(e) => return Err((classify(&store, &e), format!("init failed: {}", one_line(&e)))),
+        }
+        // Asked again once configured: the interest may follow the
+        // configuration (a filter's ports).
+        store.set_epoch_deadline(ticks(INIT_TIMEOUT));
+        match instance.describe(&mut store) {
+            Ok(d) => self.interest = d.interest,
+            Err(e) => {
+                return Err((
+                    classify(&store, &e),
+                    format!("describe failed after init: {}", one_line(&e)),
+                ))
+            }
         }
         self.instance = Some((store, instance));
         Ok(())

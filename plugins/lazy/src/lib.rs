@@ -8,7 +8,7 @@
 //! address and port and the RTT; tags what it read), `three` (reads those
 //! three fields of a handshake and keeps it, for the benchmarks), `trap`
 //! (panics on every event), `wrong-kind` (reads a flow's field from every
-//! event).
+//! event). `ports = [..]` declares an interest in those server ports only.
 
 wit_bindgen::generate!({
     path: "../../wit/v0.3",
@@ -21,6 +21,8 @@ use net_gazer::plugin::{event, flow, handshake};
 
 /// (mode, key, port) from the configuration.
 static SETTINGS: std::sync::Mutex<(String, String, u16)> = std::sync::Mutex::new((String::new(), String::new(), 0));
+/// `ports`: the server ports it declares an interest in (none: any).
+static PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
 
 fn settings() -> (String, String, u16) {
     SETTINGS.lock().map(|s| s.clone()).unwrap_or_default()
@@ -83,7 +85,7 @@ impl Guest for Lazy {
             role: Role::Filter,
             wants: vec![EventKind::Handshake, EventKind::Flow, EventKind::Scan, EventKind::Route],
             interest: Interest {
-                server_ports: Vec::new(),
+                server_ports: PORTS.lock().map(|p| p.clone()).unwrap_or_default(),
                 directions: Vec::new(),
                 outcomes: Vec::new(),
             },
@@ -97,6 +99,11 @@ impl Guest for Lazy {
         let port = table.get("port").and_then(|p| p.as_u64()).unwrap_or(443);
         let port = u16::try_from(port).map_err(|_| format!("port {port} is not a port"))?;
         *SETTINGS.lock().map_err(|e| e.to_string())? = (text("mode", "tag"), text("key", "lazy"), port);
+        let ports: Vec<u16> = match table.get("ports") {
+            None => Vec::new(),
+            Some(p) => serde_json::from_value(p.clone()).map_err(|e| format!("ports: {e}"))?,
+        };
+        *PORTS.lock().map_err(|e| e.to_string())? = ports;
         Ok(())
     }
 

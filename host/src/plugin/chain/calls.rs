@@ -93,4 +93,29 @@ fn calls_v0_3() {
     use crate::plugin::wit::since_v0_3::V;
     measure::<V>("contract 0.3 (lazy), reading nothing", "lazy", "drop");
     measure::<V>("contract 0.3 (lazy), reading three fields", "lazy", "three");
+    // The chain's cost for an event the plugin's interest excludes.
+    let Some(mut running) = running("lazy", "three") else {
+        return;
+    };
+    running.interest = crate::plugin::wit::Interest {
+        server_ports: vec![1],
+        ..Default::default()
+    };
+    let events: Vec<Tagged> = (0..256).map(handshake).collect();
+    let rounds = 800;
+    let n = rounds * 256;
+    let copy = best(n, || {
+        for _ in 0..rounds {
+            std::hint::black_box(events.clone());
+        }
+    });
+    let excluded = best(n, || {
+        for _ in 0..rounds {
+            let mut all = events.clone();
+            running.run(&mut Work::new(&mut all));
+        }
+    })
+    .saturating_sub(copy);
+    assert_eq!(running.metrics.snapshot().events, 0, "no call for an excluded event");
+    eprintln!("contract 0.3 (lazy), events its interest excludes: the chain {excluded:?} per event");
 }

@@ -79,6 +79,45 @@ pub struct Description {
     pub version: String,
     pub wants: Vec<EventKind>,
     pub batch: bool,
+    /// Which events of the wanted kinds it wants (contract 0.3; any
+    /// before).
+    pub interest: Interest,
+}
+
+/// The events a plugin wants beyond their kind: the chain does not call it
+/// for the others. An empty list does not narrow; a condition on a field
+/// an event kind does not have does not apply to that kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Interest {
+    /// The server's port (handshakes and flows).
+    pub server_ports: Vec<u16>,
+    /// Handshakes and flows.
+    pub directions: Vec<event::Direction>,
+    /// Handshakes.
+    pub outcomes: Vec<event::Outcome>,
+}
+
+impl Interest {
+    pub fn is_any(&self) -> bool {
+        self.server_ports.is_empty() && self.directions.is_empty() && self.outcomes.is_empty()
+    }
+
+    pub fn matches(&self, e: &event::Event) -> bool {
+        fn within<T: PartialEq>(list: &[T], v: &T) -> bool {
+            list.is_empty() || list.contains(v)
+        }
+        match e {
+            event::Event::Handshake(h) => {
+                within(&self.server_ports, &h.server_port)
+                    && within(&self.directions, &h.direction)
+                    && within(&self.outcomes, &h.outcome)
+            }
+            event::Event::Flow(f) => {
+                within(&self.server_ports, &f.server_port) && within(&self.directions, &f.direction)
+            }
+            _ => true,
+        }
+    }
 }
 
 impl Description {
@@ -334,6 +373,7 @@ macro_rules! contract_version {
                     version: info.version,
                     wants: info.wants.into_iter().map(event_kind).collect(),
                     batch: info.batch,
+                    interest: $crate::plugin::wit::Interest::default(),
                 })
             }
 
@@ -458,6 +498,34 @@ pub(crate) use contract_version;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
+
+    #[test]
+    fn an_interest_narrows_only_by_the_fields_a_kind_has() {
+        use crate::event::{Direction, Outcome};
+        use crate::plugin::chain::tests::{handshake, scan};
+        let h = handshake(1).event; // 443, inbound
+        let Event::Handshake(hs) = &h else { unreachable!() };
+        let (port, dir, outcome) = (hs.server_port, hs.direction, hs.outcome);
+        assert!(Interest::default().is_any() && Interest::default().matches(&h));
+        let on = |server_ports: Vec<u16>, directions: Vec<Direction>, outcomes: Vec<Outcome>| Interest {
+            server_ports,
+            directions,
+            outcomes,
+        };
+        assert!(on(vec![port], vec![], vec![]).matches(&h));
+        assert!(!on(vec![port + 1], vec![], vec![]).matches(&h));
+        assert!(on(vec![1, port], vec![dir], vec![outcome]).matches(&h));
+        let other = *Direction::VALUES.iter().find(|d| **d != dir).unwrap();
+        assert!(
+            !on(vec![port], vec![other], vec![]).matches(&h),
+            "every list must match"
+        );
+        let other = *Outcome::VALUES.iter().find(|o| **o != outcome).unwrap();
+        assert!(!on(vec![], vec![], vec![other]).matches(&h));
+        // A scan has no server port: the condition does not apply.
+        assert!(on(vec![1], vec![Direction::Outbound], vec![Outcome::Refused]).matches(&scan().event));
+    }
 
     #[test]
     fn versions_parse_and_match_like_cargo_before_1_0() {

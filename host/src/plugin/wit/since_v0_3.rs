@@ -282,6 +282,24 @@ fn event_kind(k: types::EventKind) -> event::EventKind {
     }
 }
 
+fn direction(d: types::Direction) -> event::Direction {
+    match d {
+        types::Direction::Outbound => event::Direction::Outbound,
+        types::Direction::Inbound => event::Direction::Inbound,
+        types::Direction::Internal => event::Direction::Internal,
+        types::Direction::Transit => event::Direction::Transit,
+    }
+}
+
+fn outcome(o: types::Outcome) -> event::Outcome {
+    match o {
+        types::Outcome::Established => event::Outcome::Established,
+        types::Outcome::Refused => event::Outcome::Refused,
+        types::Outcome::Unanswered => event::Outcome::Unanswered,
+        types::Outcome::Incomplete => event::Outcome::Incomplete,
+    }
+}
+
 type Store = wasmtime::Store<State>;
 
 impl super::Contract for V {
@@ -307,6 +325,11 @@ impl super::Contract for V {
             version: info.version,
             wants: info.wants.into_iter().map(event_kind).collect(),
             batch: info.batch,
+            interest: super::Interest {
+                server_ports: info.interest.server_ports,
+                directions: info.interest.directions.iter().map(|d| direction(*d)).collect(),
+                outcomes: info.interest.outcomes.iter().map(|o| outcome(*o)).collect(),
+            },
         })
     }
 
