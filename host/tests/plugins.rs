@@ -454,6 +454,27 @@ fn hostile_plugins_are_contained_and_the_others_see_every_event() {
     assert!(metric(&r, "garbage-batch", "bad_results") >= 1, "{}", r.summary);
     assert!(r.stderr.contains("plugin disabled"), "{}", r.stderr);
     assert!(r.stderr.contains("init-fail mode refuses"), "{}", r.stderr);
+    // The panic's message reaches the log, with the plugin's name.
+    let panic = r.stderr.lines().find(|l| l.contains("testkit: trap mode"));
+    assert!(
+        panic.is_some_and(|l| l.contains("plugin=\"trap\"") && l.contains("stderr")),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A Python plugin's exception reaches the log with the plugin's name
+/// (its standard error), and the events go on.
+#[test]
+fn a_python_exception_is_logged_with_its_message() {
+    let Some(s) = Setup::new(&[("py", "lazy-py")], "[plugins.py]\nmode = \"raise\"\n") else {
+        return;
+    };
+    let r = s.replay();
+    assert_eq!(handshakes(&r).len(), connections().len(), "{}", r.stderr);
+    assert!(metric(&r, "py", "traps") >= 1, "{}", r.summary);
+    let line = r.stderr.lines().find(|l| l.contains("lazy-py: raise mode"));
+    assert!(line.is_some_and(|l| l.contains("plugin=\"py\"")), "{}", r.stderr);
 }
 
 #[test]

@@ -4,7 +4,8 @@ daemon's tests and benchmarks. Not shipped.
 Modes (`mode` in its table): `tag` (the default: tags every event with the
 tag `key`, default `lazy-py`, whose value lists the tag keys it saw),
 `three` (reads three fields of a handshake, the server's address, the
-direction and the RTT, and keeps it: the benchmarks' plugin).
+direction and the RTT, and keeps it: the benchmarks' plugin), `raise`
+(raises an exception on every event).
 """
 
 import json
@@ -19,6 +20,8 @@ SETTINGS = ("tag", "lazy-py")
 
 def judge() -> Verdict:
     mode, key = SETTINGS
+    if mode == "raise":
+        raise ValueError("lazy-py: raise mode")
     if mode == "three":
         handshake.server_ip()
         handshake.direction()

@@ -22,6 +22,7 @@ mod host_api;
 pub mod http;
 pub mod load;
 pub mod metrics;
+mod output;
 pub mod permissions;
 mod store;
 pub mod supervise;

@@ -12,6 +12,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use super::current::Current;
 use super::http::{AllowList, Http};
 use super::metrics::PluginMetrics;
+use super::output::{PluginOutput, Stream};
 
 /// The data of one plugin's Store.
 pub struct State {
@@ -47,8 +48,11 @@ pub struct Grants {
 impl State {
     pub fn new(name: Arc<str>, grants: &Grants, metrics: Arc<PluginMetrics>) -> anyhow::Result<State> {
         let mut wasi = WasiCtx::builder();
-        // Nothing by default: no environment, arguments, stdio, sockets or
-        // name lookups; only the granted directories, read-only.
+        // Nothing by default: no environment, arguments, stdin, sockets or
+        // name lookups; only the granted directories, read-only. Standard
+        // output and error go to the log (a panic message, an exception).
+        wasi.stdout(PluginOutput::new(name.clone(), Stream::Stdout));
+        wasi.stderr(PluginOutput::new(name.clone(), Stream::Stderr));
         for dir in &grants.dirs {
             let guest = dir.to_string_lossy();
             wasi.preopened_dir(dir, guest.as_ref(), FsPerms::ReadOnly)
