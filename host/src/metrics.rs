@@ -349,7 +349,7 @@ type Counter = (&'static str, &'static str, fn(&Snapshot) -> u64);
 /// The plugins' counters, time per event histogram and memory.
 pub fn render_plugins(plugins: &[(String, Snapshot)]) -> String {
     let mut o = Out(String::new());
-    let counters: [Counter; 11] = [
+    let counters: [Counter; 12] = [
         ("plugin_calls_total", "Calls into the plugin.", |p| p.calls),
         ("plugin_events_total", "Events the plugin was given.", |p| p.events),
         ("plugin_errors_total", "Failed calls of any kind.", |p| p.errors),
@@ -375,6 +375,11 @@ pub fn render_plugins(plugins: &[(String, Snapshot)]) -> String {
         ("plugin_skipped_total", "Events passed unseen while disabled.", |p| {
             p.skipped
         }),
+        (
+            "plugin_export_dropped_total",
+            "Events an exporter did not get: its queue was full, or it did not finish in time at a stop.",
+            |p| p.export_dropped,
+        ),
     ];
     for (name, help, get) in counters {
         o.family(name, "counter", help);

@@ -342,6 +342,67 @@ fn a_contract_0_3_plugin_is_called_only_for_the_events_it_declares() {
     }
 }
 
+/// An exporter gets the events that passed the filters, after them
+/// whatever its place in `order`, and its verdicts and tags do not reach
+/// the outputs.
+#[test]
+fn an_exporter_gets_what_passed_the_chain_and_changes_nothing() {
+    let Some(s) = Setup::new(
+        &[("exp", "testkit"), ("port", "lazy")],
+        "order = [\"exp\", \"port\"]\n\
+         [plugins.exp]\nrole = \"exporter\"\nkey = \"exp\"\n\
+         [plugins.port]\nmode = \"port\"\nport = 80\nkey = \"seen\"\n",
+    ) else {
+        return;
+    };
+    let r = s.replay();
+    let hs = handshakes(&r);
+    let to_80 = connections().iter().filter(|c| c.server_port == 80).count();
+    assert_eq!(hs.len(), to_80, "{}", r.stderr);
+    for h in &hs {
+        assert!(h["tags"].get("exp").is_none(), "an exporter's tags stay out: {h}");
+        assert!(h["tags"].get("seen").is_some(), "{h}");
+    }
+    assert!(r.stderr.contains("role=exporter"), "{}", r.stderr);
+    assert_eq!(metric(&r, "exp", "events"), to_80 as u64, "{}", r.summary);
+    assert_eq!(metric(&r, "exp", "export_dropped"), 0, "{}", r.summary);
+}
+
+/// An exporter whose endpoint never answers delays nothing: every event
+/// reaches the output, and what the exporter did not finish by the stop is
+/// counted, exactly.
+#[test]
+fn a_hung_exporter_delays_nothing_and_what_it_lost_is_counted() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accepts and never answers (the connections stay open).
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let config = format!(
+        "[plugins.exp]\nrole = \"exporter\"\nmode = \"http\"\nurl = \"http://{addr}/\"\nhttp_allow = [\"{addr}\"]\n"
+    );
+    let Some(s) = Setup::new(&[("exp", "testkit")], &config) else {
+        return;
+    };
+    let r = s.replay();
+    let hs = handshakes(&r);
+    assert_eq!(
+        hs.len(),
+        connections().len(),
+        "every event reaches the output: {}",
+        r.stderr
+    );
+    assert!(hs.iter().all(|h| h["tags"].get("http").is_none()));
+    let (done, dropped) = (metric(&r, "exp", "events"), metric(&r, "exp", "export_dropped"));
+    assert_eq!(done + dropped, hs.len() as u64, "{}", r.summary);
+    assert!(dropped > 0, "{}", r.summary);
+    assert!(r.stderr.contains("exporter did not finish"), "{}", r.stderr);
+}
+
 #[test]
 fn filter_plugin_drops_by_port_and_outcome() {
     let Some(s) = Setup::new(

@@ -326,6 +326,11 @@ pub struct PluginSettings {
     /// Call the plugin's `batch` (true) or its per-event functions (false);
     /// unset: what the plugin asks for.
     pub batch: Option<bool>,
+    /// `filter` (in the chain, its verdicts count) or `exporter` (the
+    /// events that passed the chain, on a thread of its own with a bounded
+    /// queue, verdicts ignored); unset: what the plugin says (contract 0.3)
+    /// or `filter`.
+    pub role: Option<Role>,
     #[serde(flatten)]
     pub options: toml::Table,
 }
@@ -335,6 +340,24 @@ impl std::fmt::Display for OnError {
         f.write_str(match self {
             OnError::Pass => "pass",
             OnError::Drop => "drop",
+        })
+    }
+}
+
+/// What a plugin is for.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    Filter,
+    Exporter,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Filter => "filter",
+            Role::Exporter => "exporter",
         })
     }
 }

@@ -8,8 +8,9 @@
 //! "pass"`, the default) or dropped (`"drop"`); the daemon itself never
 //! stops because of a plugin.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::export::Lane;
 use super::metrics::CallStats;
 use super::supervise::{Failure, Running};
 use super::wit::{self, Contract, Instance, Records, Verdict};
@@ -23,6 +24,12 @@ pub(super) const MAX_KEY: usize = 64;
 pub(super) const MAX_VALUE: usize = 1024;
 
 impl Running {
+    /// Runs the plugin over `items` (an exporter: its verdicts do not
+    /// matter).
+    pub(super) fn run_all(&mut self, items: &mut Vec<Tagged>) {
+        self.run(&mut Work::new(items));
+    }
+
     /// Runs the plugin over the events of `work` it wants.
     fn run(&mut self, work: &mut Work) {
         struct Run<'p, 'w, 'i> {
@@ -245,23 +252,52 @@ impl Work<'_> {
     }
 }
 
-/// The plugins in order.
+/// The plugins in order, and the exporters that get what passed them.
 #[derive(Default)]
 pub struct Chain {
     plugins: Vec<Running>,
+    exporters: Vec<Lane>,
 }
 
 impl Chain {
-    pub fn new(plugins: Vec<Running>) -> Chain {
-        Chain { plugins }
+    pub fn new(plugins: Vec<Running>, exporters: Vec<Lane>) -> Chain {
+        Chain { plugins, exporters }
     }
 
     pub fn plugins(&self) -> &[Running] {
         &self.plugins
     }
 
-    /// Runs the batch through every plugin; removes what they dropped.
+    pub fn exporters(&self) -> &[Lane] {
+        &self.exporters
+    }
+
+    /// Runs the batch through every plugin and removes what they dropped;
+    /// then queues what is left for each exporter.
     pub fn process(&mut self, items: &mut Vec<Tagged>) {
+        self.filter(items);
+        for lane in &mut self.exporters {
+            lane.send(items);
+        }
+    }
+
+    /// Lets the exporters take what they have queued and flush, each within
+    /// `wait`, side by side; `block`: wait for them (a stop), else they
+    /// finish on their own threads (a reload).
+    pub fn stop_exporters(&mut self, wait: Duration, block: bool) {
+        let lanes = std::mem::take(&mut self.exporters);
+        let handles: Vec<_> = lanes
+            .into_iter()
+            .filter_map(|lane| std::thread::Builder::new().spawn(move || lane.stop(wait)).ok())
+            .collect();
+        if block {
+            for h in handles {
+                let _ = h.join();
+            }
+        }
+    }
+
+    fn filter(&mut self, items: &mut Vec<Tagged>) {
         if self.plugins.is_empty() || items.is_empty() {
             return;
         }
@@ -281,6 +317,9 @@ impl Chain {
     pub fn tick(&mut self, now: Timestamp) {
         for plugin in &mut self.plugins {
             plugin.tick(now);
+        }
+        for lane in &mut self.exporters {
+            lane.tick(now);
         }
     }
 }

@@ -70,6 +70,9 @@ pub struct PluginMetrics {
     /// Events that passed (or were dropped, fail-closed) unseen while the
     /// plugin was disabled.
     pub skipped: AtomicU64,
+    /// Exporters: events not exported because the queue was full, or left
+    /// in it when the exporter did not finish in time at a stop or reload.
+    pub export_dropped: AtomicU64,
     pub busy_ns: AtomicU64,
     pub histogram: [AtomicU64; BUCKETS_NS.len() + 1],
     /// Largest linear memory, bytes.
@@ -129,6 +132,7 @@ impl PluginMetrics {
             restarts: g(&self.restarts),
             disabled: g(&self.disabled),
             skipped: g(&self.skipped),
+            export_dropped: g(&self.export_dropped),
             busy_ns: g(&self.busy_ns),
             histogram: self.histogram.iter().map(g).collect(),
             memory_bytes: g(&self.memory_bytes),
@@ -142,7 +146,7 @@ impl PluginMetrics {
         let events = g(&self.events);
         let avg = g(&self.busy_ns).checked_div(events).unwrap_or(0);
         let mut line = format!(
-            "events={events} calls={} avg_ns_per_event={avg} dropped={} dropped_on_error={} tagged={} errors={} traps={} timeouts={} oom={} bad_results={} restarts={} disabled={} skipped={} memory_kb={}",
+            "events={events} calls={} avg_ns_per_event={avg} dropped={} dropped_on_error={} tagged={} errors={} traps={} timeouts={} oom={} bad_results={} restarts={} disabled={} skipped={} export_dropped={} memory_kb={}",
             g(&self.calls),
             g(&self.dropped),
             g(&self.dropped_on_error),
@@ -155,6 +159,7 @@ impl PluginMetrics {
             g(&self.restarts),
             g(&self.disabled),
             g(&self.skipped),
+            g(&self.export_dropped),
             g(&self.memory_bytes) / 1024,
         );
         for (k, v) in self.custom.lock().iter() {
@@ -181,6 +186,7 @@ pub struct Snapshot {
     pub restarts: u64,
     pub disabled: u64,
     pub skipped: u64,
+    pub export_dropped: u64,
     pub busy_ns: u64,
     /// Calls by time per event, buckets bounded by [`BUCKETS_NS`].
     pub histogram: Vec<u64>,

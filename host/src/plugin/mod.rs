@@ -18,6 +18,7 @@
 pub mod cache;
 pub mod chain;
 mod current;
+pub mod export;
 mod host_api;
 pub mod http;
 pub mod load;
@@ -120,6 +121,7 @@ impl Plugins {
                         sha256 = %&p.sha256[..12],
                         wants = %p.description.wants_list(),
                         batch = r.batch(),
+                        role = %r.role(),
                         "plugin {change}"
                     );
                     next.insert(f.name.clone(), (p.clone(), f.settings.clone()));
@@ -157,7 +159,7 @@ impl Plugins {
             let names: Vec<&str> = running.iter().map(|r| r.name()).collect();
             tracing::info!(plugins = %names.join(" → "), "plugin chain ready");
         }
-        Chain::new(running)
+        chain_of(running)
     }
 
     /// The current plugins again, in fresh instances.
@@ -169,8 +171,26 @@ impl Plugins {
                 Err(e) => tracing::error!(plugin = %name, "{e}"),
             }
         }
-        Chain::new(running)
+        chain_of(running)
     }
+}
+
+/// The filters in order; the exporters, each on a thread of its own.
+fn chain_of(running: Vec<supervise::Running>) -> Chain {
+    let mut filters = Vec::new();
+    let mut lanes = Vec::new();
+    for r in running {
+        if r.role() == crate::config::Role::Exporter {
+            let name = r.name().to_string();
+            match export::Lane::spawn(r) {
+                Ok(lane) => lanes.push(lane),
+                Err(e) => tracing::error!(plugin = %name, "cannot start the exporter's thread: {e}; not loaded"),
+            }
+        } else {
+            filters.push(r);
+        }
+    }
+    Chain::new(filters, lanes)
 }
 
 /// The chain on the output thread; a reload hands it a new chain, taken
@@ -195,9 +215,12 @@ impl ChainStage {
         if let Some(chain) = newest {
             let names: Vec<&str> = chain.plugins().iter().map(|r| r.name()).collect();
             tracing::info!(plugins = %names.join(" → "), "reloaded plugin chain active");
-            // A last tick lets the old plugins flush what they buffered.
+            // A last tick lets the old plugins flush what they buffered;
+            // the old exporters take what they have queued and flush on
+            // their own threads.
             let mut old = std::mem::replace(&mut self.chain, chain);
             old.tick(crate::clock::now());
+            old.stop_exporters(export::STOP_WAIT, false);
         }
     }
 }
@@ -218,8 +241,10 @@ impl Stage for ChainStage {
     }
 
     fn finish(&mut self) {
-        // The last tick: plugins flush what they buffered.
+        // The last tick: plugins flush what they buffered; exporters take
+        // what they have queued and flush (at most export::STOP_WAIT).
         self.chain.tick(crate::clock::now());
+        self.chain.stop_exporters(export::STOP_WAIT, true);
     }
 }
 

@@ -16,7 +16,7 @@ use super::metrics::PluginMetrics;
 use super::one_line;
 use super::store::{Grants, State};
 use super::wit::{Instance, Interest};
-use crate::config::{OnError, PluginSettings, PluginsSection};
+use crate::config::{OnError, PluginSettings, PluginsSection, Role};
 use crate::event::EventKind;
 use crate::time::Timestamp;
 
@@ -50,6 +50,7 @@ pub struct Running {
     pub(super) timeout: Duration,
     pub(super) on_error: OnError,
     pub(super) batch: bool,
+    pub(super) role: Role,
     /// What the plugin said it wants after `init` (it may depend on its
     /// configuration).
     pub(super) interest: Interest,
@@ -96,6 +97,7 @@ impl Running {
             on_error: settings.on_error.unwrap_or_default(),
             batch: settings.batch.unwrap_or(prepared.description.batch),
             interest: prepared.description.interest.clone(),
+            role: settings.role.unwrap_or(prepared.description.role),
             max_failures: settings.max_failures.unwrap_or(section.max_failures),
             failure_window: section.failure_window,
             grants,
@@ -121,6 +123,10 @@ impl Running {
 
     pub fn batch(&self) -> bool {
         self.batch
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     pub(super) fn wants(&self, kind: EventKind) -> bool {

@@ -82,6 +82,8 @@ pub struct Description {
     /// Which events of the wanted kinds it wants (contract 0.3; any
     /// before).
     pub interest: Interest,
+    /// Filter or exporter (contract 0.3; filter before).
+    pub role: crate::config::Role,
 }
 
 /// The events a plugin wants beyond their kind: the chain does not call it
@@ -374,6 +376,7 @@ macro_rules! contract_version {
                     wants: info.wants.into_iter().map(event_kind).collect(),
                     batch: info.batch,
                     interest: $crate::plugin::wit::Interest::default(),
+                    role: $crate::config::Role::Filter,
                 })
             }
 

@@ -325,6 +325,10 @@ impl super::Contract for V {
             version: info.version,
             wants: info.wants.into_iter().map(event_kind).collect(),
             batch: info.batch,
+            role: match info.role {
+                types::Role::Filter => crate::config::Role::Filter,
+                types::Role::Exporter => crate::config::Role::Exporter,
+            },
             interest: super::Interest {
                 server_ports: info.interest.server_ports,
                 directions: info.interest.directions.iter().map(|d| direction(*d)).collect(),
