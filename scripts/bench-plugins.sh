@@ -49,6 +49,22 @@ setup lazy-batch "lazy:lazy" '[plugins.lazy]\nmode = "three"\nbatch = true\n'
 setup lazy-excluded "lazy:lazy" '[plugins.lazy]\nmode = "three"\nports = [1]\n'
 setup python-lazy "lazy-py:lazy-py" '[plugins.lazy-py]\nmode = "three"\n'
 setup python-lazy-batch "lazy-py:lazy-py" '[plugins.lazy-py]\nmode = "three"\nbatch = true\n'
+# An exporter whose endpoint accepts and never answers (exporters run off
+# the chain: the replay must not wait for it).
+python3 - "$work/hung-port" <<'PY' &
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(4096)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+held = []
+while True:
+    held.append(s.accept()[0])
+PY
+hung_pid=$!
+until [[ -s $work/hung-port ]]; do sleep 0.05; done
+hung="127.0.0.1:$(cat "$work/hung-port")"
+setup exporter-hung "exp:testkit" "[plugins.exp]\nrole = \"exporter\"\nmode = \"http\"\nurl = \"http://$hung/\"\nhttp_allow = [\"$hung\"]\n"
 setup python "slow-rtt:slow-rtt" '[plugins.slow-rtt]\ndefault_ms = 100\n'
 setup python-batch "slow-rtt:slow-rtt" '[plugins.slow-rtt]\ndefault_ms = 100\nbatch = true\n'
 # Fill the cache (the Python plugin takes seconds to compile).
@@ -57,7 +73,7 @@ for name in three python python-lazy; do
 done
 
 # Interleaved rounds: the machine's load drifts, and every set sees the same.
-sets=(none demo demo-batch lazy lazy-batch lazy-excluded three three-batch python python-batch python-lazy python-lazy-batch)
+sets=(none demo demo-batch lazy lazy-batch lazy-excluded exporter-hung three three-batch python python-batch python-lazy python-lazy-batch)
 for _ in $(seq "$runs"); do
   for name in "${sets[@]}"; do once "$name"; done
 done
@@ -75,6 +91,14 @@ print(" ".join("%s=%.0fns" % (k, v["busy_ns"] / max(v["events"], 1)) for k, v in
   awk -v t="$t" -v b="$base" -v e="$events" -v n="$n" -v name="$name" -v inside="$inside" 'BEGIN {
     printf "  %-12s %s s: +%.0f ns per event per plugin (time inside the calls: %s)\n", name, t, (t - b) * 1e9 / e / n, inside }'
 done
+kill "$hung_pid" 2>/dev/null || true
+t=$(cpu exporter-hung)
+tail -1 "$work/exporter-hung/summary" | python3 -c '
+import json, sys
+p = json.load(sys.stdin)["plugins"]["exp"]
+t, b, e = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+print("  exporter-hung %s s: %.3f of the run without plugins; exporter took %d events, export_dropped %d (sum %d of %d)"
+      % (t, t / b, p["events"], p["export_dropped"], p["events"] + p["export_dropped"], e - 1))' "$t" "$base" "$events"
 
 # Peak RSS: 10 Rust plugins loaded, replaying the flood.
 setup ten "p0:demo p1:filter p2:testkit p3:demo p4:filter p5:testkit p6:demo p7:filter p8:testkit p9:demo" ""

@@ -115,30 +115,22 @@ impl Lane {
     }
 
     /// Queues a copy of `items` (but stats, which plugins do not get), or
-    /// counts them when the queue is full.
+    /// counts them when the queue is full (without copying them).
     pub fn send(&mut self, items: &[Tagged]) {
-        let items: Vec<Tagged> = items
-            .iter()
-            .filter(|t| !matches!(t.event, crate::event::Event::Stats(_)))
-            .cloned()
-            .collect();
-        if items.is_empty() {
+        let exported = |t: &&Tagged| !matches!(t.event, crate::event::Event::Stats(_));
+        let n = items.iter().filter(exported).count() as u64;
+        if n == 0 {
             return;
         }
-        let n = items.len() as u64;
-        let full = self.counts.waiting().saturating_add(n) > QUEUE_EVENTS;
-        let sent = !full && {
-            // Counted before it can be taken, so `waiting` never goes below.
-            self.counts.queued.fetch_add(n, Ordering::Relaxed);
-            match self.tx.try_send(Msg::Events(items)) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    self.counts.queued.fetch_sub(n, Ordering::Relaxed);
-                    false
-                }
-            }
-        };
-        if !sent {
+        if self.counts.waiting().saturating_add(n) > QUEUE_EVENTS {
+            self.dropped(n);
+            return;
+        }
+        // Counted before it can be taken, so `waiting` never goes below.
+        self.counts.queued.fetch_add(n, Ordering::Relaxed);
+        let copy: Vec<Tagged> = items.iter().filter(exported).cloned().collect();
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(Msg::Events(copy)) {
+            self.counts.queued.fetch_sub(n, Ordering::Relaxed);
             self.dropped(n);
         }
     }
