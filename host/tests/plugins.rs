@@ -403,6 +403,27 @@ fn a_hung_exporter_delays_nothing_and_what_it_lost_is_counted() {
     assert!(r.stderr.contains("exporter did not finish"), "{}", r.stderr);
 }
 
+/// The text summary of a replay shows each plugin's own counters.
+#[test]
+fn the_text_summary_shows_a_plugins_own_counters() {
+    let Some(s) = Setup::new(&[("demo", "demo")], "") else {
+        return;
+    };
+    let output = Command::new(common::bin())
+        .args(["replay", "-c"])
+        .arg(s.path("net-gazer.toml"))
+        .arg("-o")
+        .arg(s.path("events.jsonl"))
+        .arg(s.path("c.pcap"))
+        .output()
+        .expect("run net-gazer");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let n = connections().len();
+    let want = format!("custom: handshake={n} seen={n}");
+    assert!(stderr.lines().any(|l| l.trim() == want), "{want} in:\n{stderr}");
+}
+
 #[test]
 fn filter_plugin_drops_by_port_and_outcome() {
     let Some(s) = Setup::new(

@@ -193,6 +193,17 @@ fn render(s: &Summary, elapsed: Duration) -> String {
             p.bad_results,
             p.busy_ns.checked_div(p.events).unwrap_or(0),
         ));
+        if p.export_dropped > 0 {
+            out.push_str(&format!(
+                "    not exported (queue full or stop): {}\n",
+                p.export_dropped
+            ));
+        }
+        // The plugin's own counters and gauges.
+        if !p.custom.is_empty() {
+            let custom: Vec<String> = p.custom.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push_str(&format!("    custom: {}\n", custom.join(" ")));
+        }
     }
     out
 }
