@@ -424,6 +424,38 @@ fn the_text_summary_shows_a_plugins_own_counters() {
     assert!(stderr.lines().any(|l| l.trim() == want), "{want} in:\n{stderr}");
 }
 
+/// `plugins check` compiles a plugin once into the user's own cache: a
+/// second check takes it from there.
+#[test]
+fn plugins_check_keeps_what_it_compiled_in_the_users_cache() {
+    let Some(built) = common::built_plugins(&["slow-rtt"]) else {
+        return;
+    };
+    let file = common::built_file(&built, "slow-rtt");
+    let home = tempfile::tempdir().unwrap();
+    let check = || {
+        let out = Command::new(common::bin())
+            .args(["plugins", "check"])
+            .arg(&file)
+            .env("XDG_CACHE_HOME", home.path())
+            .output()
+            .expect("run net-gazer");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let first = check();
+    let cache = home.path().join("net-gazer/plugins");
+    let files = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(files(&cache), 1, "one compiled plugin in {}", cache.display());
+    let meta = std::fs::metadata(&cache).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o700
+    );
+    assert_eq!(check(), first, "the same answer from the cache");
+    assert_eq!(files(&cache), 1);
+}
+
 #[test]
 fn filter_plugin_drops_by_port_and_outcome() {
     let Some(s) = Setup::new(

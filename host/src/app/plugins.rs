@@ -73,13 +73,28 @@ fn list(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `$XDG_CACHE_HOME/net-gazer/plugins`, or `~/.cache/net-gazer/plugins`.
+fn user_cache_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| std::path::PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("net-gazer").join("plugins"))
+}
+
 fn check(config: &Config, file: &std::path::Path, init: bool) -> anyhow::Result<()> {
     let name = file
         .file_stem()
         .and_then(|s| s.to_str())
         .ok_or_else(|| anyhow::anyhow!("{}: not a file name", file.display()))?
         .to_string();
-    let mut loader = Loader::new(None)?;
+    // The user's own cache, never the daemon's: checking a plugin again
+    // (a Python one takes seconds to compile) is then quick.
+    let mut loader = Loader::new(user_cache_dir().as_deref())?;
     // A file checked anywhere (a build directory, say): its permissions
     // are reported, not held against it.
     loader.strict_permissions = false;
