@@ -648,8 +648,17 @@ fn file_grants_are_read_only_directories_nothing_else() {
     }
 }
 
+/// Through `http-send` and through the standard `wasi:http`, the same
+/// rules: only the hosts of `http_allow`, and time waiting on the server
+/// does not count against the plugin's deadline.
 #[test]
 fn http_goes_only_to_allowed_hosts() {
+    for mode in ["http", "wasi-http"] {
+        http_only_to_allowed_hosts(mode);
+    }
+}
+
+fn http_only_to_allowed_hosts(mode: &str) {
     let Some(s) = Setup::new(&[("allowed", "testkit"), ("denied", "testkit")], "") else {
         return;
     };
@@ -669,19 +678,33 @@ fn http_goes_only_to_allowed_hosts() {
     });
     let config = std::fs::read_to_string(s.path("net-gazer.toml")).unwrap()
         + &format!(
-            "[plugins.allowed]\nmode = \"http\"\nkey = \"allowed\"\nurl = \"http://127.0.0.1:{port}/x\"\nhttp_allow = [\"127.0.0.1:{port}\"]\n\
-             [plugins.denied]\nmode = \"http\"\nkey = \"denied\"\nurl = \"http://127.0.0.1:{port}/x\"\nhttp_allow = [\"127.0.0.1:1\"]\n"
+            "[plugins.allowed]\nmode = \"{mode}\"\nkey = \"allowed\"\nurl = \"http://127.0.0.1:{port}/x\"\nhttp_allow = [\"127.0.0.1:{port}\"]\n\
+             [plugins.denied]\nmode = \"{mode}\"\nkey = \"denied\"\nurl = \"http://127.0.0.1:{port}/x\"\nhttp_allow = [\"127.0.0.1:1\"]\n"
         );
     std::fs::write(s.path("net-gazer.toml"), config).unwrap();
     let r = s.replay();
     let hs = handshakes(&r);
-    assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
+    assert_eq!(hs.len(), connections().len(), "{mode}: {}", r.stderr);
     for h in hs {
-        assert_eq!(h["tags"]["allowed"], "204", "{h}");
+        assert_eq!(h["tags"]["allowed"], "204", "{mode}: {h}");
         let v = h["tags"]["denied"].as_str().unwrap_or_default();
-        assert!(v.starts_with("error") && v.contains("http_allow"), "{v}");
+        let why = if mode == "http" {
+            "http_allow"
+        } else {
+            "HttpRequestDenied"
+        };
+        assert!(v.starts_with("error") && v.contains(why), "{mode}: {v}");
     }
-    assert_eq!(metric(&r, "allowed", "timeouts"), 0, "{}", r.summary);
+    assert_eq!(metric(&r, "allowed", "timeouts"), 0, "{mode}: {}", r.summary);
+    if mode == "wasi-http" {
+        let refused = r
+            .stderr
+            .lines()
+            .filter(|l| l.contains("wasi:http request refused"))
+            .count();
+        assert!(refused >= 1, "logged: {}", r.stderr);
+        assert!(r.stderr.contains("http_allow"), "the log says why: {}", r.stderr);
+    }
 }
 
 fn check(file: &Path) -> (bool, String) {

@@ -156,6 +156,7 @@ impl Loader {
         let mut linker = Linker::new(engine);
         let wasm_err = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(wasm_err)?;
         wit::add_to_linker(&mut linker).map_err(wasm_err)?;
         let cache = cache_dir.and_then(|dir| match Cache::open(dir, engine) {
             Ok(c) => Some(c),

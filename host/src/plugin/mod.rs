@@ -27,6 +27,7 @@ mod output;
 pub mod permissions;
 mod store;
 pub mod supervise;
+mod wasi_http;
 pub mod wit;
 
 use std::collections::BTreeMap;

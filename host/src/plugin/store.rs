@@ -13,6 +13,8 @@ use super::current::Current;
 use super::http::{AllowList, Http};
 use super::metrics::PluginMetrics;
 use super::output::{PluginOutput, Stream};
+use super::wasi_http::Hooks;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The data of one plugin's Store.
 pub struct State {
@@ -33,6 +35,9 @@ pub struct State {
     pub(super) http: Http,
     /// The events of the running call (contract 0.3 reads them lazily).
     pub(super) current: Current,
+    http_ctx: WasiHttpCtx,
+    /// The allow-list and bounds of `wasi:http`.
+    pub(super) http_hooks: Hooks,
 }
 
 /// The grants of one plugin, checked when its Store is made.
@@ -59,7 +64,7 @@ impl State {
                 .map_err(|e| anyhow::anyhow!("cannot open granted directory {}: {e}", dir.display()))?;
         }
         Ok(State {
-            name,
+            name: name.clone(),
             wasi: wasi.build(),
             table: ResourceTable::new(),
             memory_limit: grants.memory_bytes,
@@ -69,7 +74,19 @@ impl State {
             metrics,
             http: Http::new(AllowList::new(&grants.http_allow), grants.http_timeout),
             current: Current::default(),
+            http_ctx: WasiHttpCtx::new(),
+            http_hooks: Hooks::new(name, AllowList::new(&grants.http_allow), grants.http_timeout),
         })
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
     }
 }
 

@@ -153,7 +153,9 @@ impl Running {
             // Time in host calls (HTTP) does not count against the plugin,
             // up to HOST_BUDGET_MS per call.
             let state = cx.data_mut();
-            let extra = std::mem::take(&mut state.host_ticks).min(state.host_budget);
+            let waited = state.http_hooks.waited_ms.swap(0, std::sync::atomic::Ordering::Relaxed);
+            let host = std::mem::take(&mut state.host_ticks).saturating_add(waited);
+            let extra = host.min(state.host_budget);
             state.host_budget -= extra;
             Ok(match extra {
                 0 => wasmtime::UpdateDeadline::Interrupt,

@@ -5,7 +5,8 @@
 //! `drop`, `loop` (never returns), `grow` (allocates 1 MiB per event and keeps
 //! it), `trap` (panics on every event), `read` (tags `read` with the first
 //! line of the file `path`, or the error), `http` (tags `http` with the status
-//! of a GET of `url`, or the error), `http-loop` (GETs `url` forever), `garbage` (per event: tags with an empty
+//! of a GET of `url`, or the error; `wasi-http`: the same through
+//! `wasi:http/outgoing-handler`), `http-loop` (GETs `url` forever), `garbage` (per event: tags with an empty
 //! key and a 1 MiB value; in batches: one verdict too many), `init-fail` (refuses its configuration), `echo` (tags a handshake with
 //! everything it received, `{:?}`).
 
@@ -72,6 +73,14 @@ impl Testkit {
             "http-loop" => loop {
                 let _ = std::hint::black_box(net_gazer_sdk::http::get(&self.s.url));
             },
+            // The same GET through the standard wasi:http/outgoing-handler.
+            "wasi-http" => {
+                let value = match wasi_get(&self.s.url) {
+                    Ok(status) => status.to_string(),
+                    Err(e) => format!("error: {e}"),
+                };
+                Verdict::tag(self.key("http"), value)
+            }
             "http" => {
                 let value = match net_gazer_sdk::http::get(&self.s.url) {
                     Ok(r) => r.status.to_string(),
@@ -136,3 +145,26 @@ impl Plugin for Testkit {
 }
 
 export_plugin!(Testkit);
+
+/// A GET of `url` (`http://host:port/path`) through
+/// `wasi:http/outgoing-handler`: the status, or the error.
+fn wasi_get(url: &str) -> Result<u16, String> {
+    use wasi::http::types::{Fields, Method, OutgoingRequest, Scheme};
+    let rest = url.strip_prefix("http://").ok_or("only http:// here")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_method(&Method::Get).map_err(|()| "method")?;
+    request.set_scheme(Some(&Scheme::Http)).map_err(|()| "scheme")?;
+    request.set_authority(Some(authority)).map_err(|()| "authority")?;
+    request.set_path_with_query(Some(path)).map_err(|()| "path")?;
+    let pending = wasi::http::outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    pending.subscribe().block();
+    match pending.get() {
+        Some(Ok(Ok(response))) => Ok(response.status()),
+        Some(Ok(Err(e))) => Err(format!("{e:?}")),
+        Some(Err(())) | None => Err("no response".into()),
+    }
+}
