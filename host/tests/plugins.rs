@@ -456,6 +456,29 @@ fn plugins_check_keeps_what_it_compiled_in_the_users_cache() {
     assert_eq!(files(&cache), 1);
 }
 
+/// `plugins check --init` warns when the plugin's own name is not its
+/// file's, and when the configuration has no table for it.
+#[test]
+fn plugins_check_warns_of_a_name_mismatch_and_a_missing_table() {
+    let Some(s) = Setup::new(&[("other", "testkit")], "") else {
+        return;
+    };
+    let out = Command::new(common::bin())
+        .args(["plugins", "check", "--init", "-c"])
+        .arg(s.path("net-gazer.toml"))
+        .arg(s.path("plugins/other.wasm"))
+        .output()
+        .expect("run net-gazer");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("warning:  the plugin calls itself `testkit`, its file `other.wasm`"),
+        "{text}"
+    );
+    assert!(text.contains("warning:  no [plugins.other] table"), "{text}");
+    assert!(text.contains("init:     accepted"), "{text}");
+}
+
 #[test]
 fn filter_plugin_drops_by_port_and_outcome() {
     let Some(s) = Setup::new(

@@ -115,7 +115,16 @@ fn check(config: &Config, file: &std::path::Path, init: bool) -> anyhow::Result<
         Ok(()) => println!("perms:    would be accepted in the plugin directory"),
         Err(e) => println!("perms:    WOULD BE REFUSED in the plugin directory: {e}"),
     }
+    if d.name != name {
+        println!(
+            "warning:  the plugin calls itself `{}`, its file `{name}.wasm`: the daemon knows it as `{name}` (its table is [plugins.{name}], its logs and metrics say plugin=\"{name}\")",
+            d.name
+        );
+    }
     if init {
+        if !config.plugins.each.contains_key(&name) {
+            println!("warning:  no [plugins.{name}] table in the configuration: init gets an empty one");
+        }
         let settings = config.plugins.each.get(&name).cloned().unwrap_or_default();
         let metrics = Registry::default().get(&name);
         Running::start(p, settings, &config.plugins, metrics).map_err(|e| anyhow::anyhow!("init: {e}"))?;
