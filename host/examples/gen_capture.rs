@@ -4,6 +4,7 @@
 //! gen_capture mix OUT.pcap [PACKETS]   # handshakes among bulk data, IPv4 + IPv6
 //! gen_capture flood OUT.pcap [SOURCES] # a spoofed SYN flood, one SYN per source
 //! gen_capture filter                   # the handshake-mode kernel filter
+//! gen_capture sample OUT.pcap          # plugins/sample.pcap, for plugin authors
 //! ```
 //! Packets are cut at a 96-byte snap length, as a header-only capture would
 //! be; their IP lengths keep the full size.
@@ -137,6 +138,93 @@ fn mix(out: &mut Out, target: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A dozen handshakes for plugin authors to replay (plugins/sample.pcap,
+/// docs/plugins.md): from 10.0.0.0/24 to 192.0.2.0/24 and 198.51.100.0/24,
+/// to ports 443 (RTTs of 2, 25, 80 and 160 ms) and 80 (3), refused (22 and
+/// 8080), unanswered (443, the SYN sent three times), one inbound to 22,
+/// and one IPv6 to 443 (40 s after the rest, so the unanswered one times
+/// out within the capture); every answered connection closed with FINs.
+fn sample(out: &mut Out) -> std::io::Result<()> {
+    // (client, server, port, RTT ms: 0 refused, -1 unanswered)
+    let plan: [(&str, &str, u16, i64); 12] = [
+        ("10.0.0.7", "198.51.100.50", 443, -1),
+        ("10.0.0.5", "192.0.2.10", 443, 2),
+        ("10.0.0.5", "192.0.2.11", 443, 25),
+        ("10.0.0.6", "198.51.100.20", 443, 80),
+        ("10.0.0.7", "198.51.100.21", 443, 160),
+        ("10.0.0.5", "192.0.2.30", 80, 12),
+        ("10.0.0.6", "192.0.2.31", 80, 40),
+        ("10.0.0.8", "198.51.100.32", 80, 95),
+        ("10.0.0.5", "192.0.2.40", 22, 0),
+        ("10.0.0.6", "198.51.100.41", 8080, 0),
+        ("203.0.113.9", "10.0.0.5", 22, 3),
+        ("fd00:1::5", "2001:db8:2::10", 443, 30),
+    ];
+    let base: i64 = 1_764_900_000_000_000;
+    for (i, &(client, server, port, rtt_ms)) in plan.iter().enumerate() {
+        let (client, server): (IpAddr, IpAddr) = (client.parse().unwrap(), server.parse().unwrap());
+        let cport = 40_000 + i as u16;
+        let isn = 1_000_000 * (i as u32 + 1);
+        let sisn = isn.rotate_left(7);
+        // The last one 40 s later: the unanswered SYN's timeout (30 s by
+        // default) passes within the capture.
+        let t0 = base
+            + if i + 1 == plan.len() {
+                40_000_000
+            } else {
+                i as i64 * 500_000
+            };
+        let at = |us: i64| Timestamp::from_micros(t0 + us);
+        let syn = TcpSpec::new(client, cport, server, port, SYN)
+            .seq(isn)
+            .syn_options(i as u32);
+        out.put(at(0), &syn)?;
+        match rtt_ms {
+            -1 => {
+                // Retransmitted after 1 and 3 s; never answered.
+                out.put(at(1_000_000), &syn)?;
+                out.put(at(3_000_000), &syn)?;
+                continue;
+            }
+            0 => {
+                let rst = TcpSpec::new(server, port, client, cport, TcpFlags::RST | ACK).ack(isn.wrapping_add(1));
+                out.put(at(300), &rst)?;
+                continue;
+            }
+            _ => {}
+        }
+        let rtt = rtt_ms * 1_000;
+        let synack = TcpSpec::new(server, port, client, cport, SYN | ACK)
+            .seq(sisn)
+            .ack(isn.wrapping_add(1))
+            .syn_options(7);
+        out.put(at(rtt), &synack)?;
+        let (c, s) = (isn.wrapping_add(1), sisn.wrapping_add(1));
+        out.put(
+            at(rtt + 150),
+            &TcpSpec::new(client, cport, server, port, ACK).seq(c).ack(s),
+        )?;
+        let fin = TcpFlags::FIN | ACK;
+        out.put(
+            at(rtt + 5_000),
+            &TcpSpec::new(client, cport, server, port, fin).seq(c).ack(s),
+        )?;
+        out.put(
+            at(2 * rtt + 5_000),
+            &TcpSpec::new(server, port, client, cport, fin)
+                .seq(s)
+                .ack(c.wrapping_add(1)),
+        )?;
+        out.put(
+            at(2 * rtt + 5_150),
+            &TcpSpec::new(client, cport, server, port, ACK)
+                .seq(c.wrapping_add(1))
+                .ack(s.wrapping_add(1)),
+        )?;
+    }
+    Ok(())
+}
+
 /// One SYN from each of `sources` spoofed addresses to one local server.
 fn flood(out: &mut Out, sources: u32) -> std::io::Result<()> {
     let server: IpAddr = "10.0.0.80".parse().expect("literal");
@@ -150,13 +238,13 @@ fn flood(out: &mut Out, sources: u32) -> std::io::Result<()> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: gen_capture mix|flood OUT.pcap [COUNT] | gen_capture filter";
+    let usage = "usage: gen_capture mix|flood OUT.pcap [COUNT] | gen_capture sample OUT.pcap | gen_capture filter";
     match args.get(1).map(String::as_str) {
         Some("filter") => {
             println!("{}", filter::expression(Mode::Handshake, true, None));
             Ok(())
         }
-        Some(kind @ ("mix" | "flood")) => {
+        Some(kind @ ("mix" | "flood" | "sample")) => {
             let path = args.get(2).ok_or(usage)?;
             let file = std::fs::File::create(path)?;
             let w = PcapWriter::new(
@@ -167,7 +255,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 SNAPLEN as u32,
             )?;
             let mut out = Out { w, packets: 0 };
-            if kind == "mix" {
+            if kind == "sample" {
+                sample(&mut out)?;
+            } else if kind == "mix" {
                 let n = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(5_000_000);
                 mix(&mut out, n)?;
             } else {

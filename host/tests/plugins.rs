@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -477,6 +477,43 @@ fn plugins_check_warns_of_a_name_mismatch_and_a_missing_table() {
     );
     assert!(text.contains("warning:  no [plugins.other] table"), "{text}");
     assert!(text.contains("init:     accepted"), "{text}");
+}
+
+/// plugins/sample.pcap, the capture docs/plugins.md gives authors to try
+/// a plugin on, has what its description says (`gen_capture sample`).
+#[test]
+fn the_sample_capture_for_plugin_authors_has_every_case() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sample.pcap");
+    let output = Command::new(common::bin())
+        .args(["replay", "-o", "-"])
+        .arg(&sample)
+        .output()
+        .expect("run net-gazer");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut seen: BTreeMap<(u64, String, String), usize> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        if e["kind"] == "handshake" {
+            let key = (
+                e["server_port"].as_u64().unwrap(),
+                e["direction"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            );
+            *seen.entry(key).or_default() += 1;
+        }
+    }
+    let want: BTreeMap<(u64, String, String), usize> = [
+        ((443, "outbound", "established"), 5),
+        ((80, "outbound", "established"), 3),
+        ((22, "outbound", "refused"), 1),
+        ((8080, "outbound", "refused"), 1),
+        ((443, "outbound", "unanswered"), 1),
+        ((22, "inbound", "established"), 1),
+    ]
+    .into_iter()
+    .map(|((p, d, o), n)| ((p, d.to_string(), o.to_string()), n))
+    .collect();
+    assert_eq!(seen, want);
 }
 
 #[test]
