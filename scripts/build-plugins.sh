@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
 out="${PLUGIN_OUT:-$CARGO_TARGET_DIR/plugins}"
 mkdir -p "$out"
 
-rust_plugins=(demo filter geoip testkit legacy lazy)
+rust_plugins=(demo filter geoip testkit legacy lazy influx)
 # Built for the tests only, installed in $out/testing.
 test_plugins=" testkit legacy lazy "
 log() { echo "build-plugins: $*" >&2; }

