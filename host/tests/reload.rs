@@ -37,8 +37,10 @@ fn install(from: &Path, dest: &Path) {
 }
 
 fn write_config(dir: &Path, key: &str) {
+    // `exp` (testkit) exports what passed `v`, across every reload.
     let text = format!(
-        "[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n[plugins.v]\nkey = \"{key}\"\n",
+        "[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n[plugins.v]\nkey = \"{key}\"\n\
+         [plugins.exp]\nrole = \"exporter\"\nkey = \"exp\"\n",
         dir.join("plugins").display(),
         dir.join("cache").display()
     );
@@ -100,6 +102,7 @@ fn reload_under_load(mode: &str, hold: usize) {
     let garbage = dir.path().join("garbage.bin");
     std::fs::write(&garbage, b"\0asm\x0d\0\x01\0truncated").unwrap();
     install(&built_file(&built, "testkit"), &v);
+    install(&built_file(&built, "testkit"), &dir.path().join("plugins/exp.wasm"));
     write_config(dir.path(), "one");
 
     let ns = Namespace(format!("ngr{}{}", std::process::id(), &mode[..1]));
@@ -266,6 +269,29 @@ fn reload_under_load(mode: &str, hold: usize) {
         .find(|e| e["kind"] == "stats")
         .expect("a final stats event");
     assert_eq!(stats["queue_drops"], 0, "nothing dropped: {stats}");
+    // The exporter, restarted at every reload, got every event that
+    // reached the outputs once, or counted what it did not finish.
+    let exported = all
+        .iter()
+        .filter(|e| e["kind"] == "handshake" || e["kind"] == "flow")
+        .count() as u64;
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("plugin stats:") && l.trim_end().ends_with("plugin=exp"))
+        .unwrap_or_else(|| panic!("no final plugin stats of exp: {log}"));
+    let counter = |k: &str| -> u64 {
+        last.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {last}"))
+    };
+    assert_eq!(
+        counter("events") + counter("export_dropped"),
+        exported,
+        "the exporter's events and losses add up: {last}"
+    );
+    assert!(log.contains("role=exporter"), "{log}");
     if mode == "quality" {
         let mut flows: Vec<u64> = all
             .iter()

@@ -148,6 +148,10 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
     drop(reloader);
     let report = output_thread.join_until(deadline, &queued);
     super::report_stop(&stats, &report, config.output.stop_timeout);
+    // The plugins' counters as they ended (exporters included).
+    for (name, m) in plugin_metrics.snapshot() {
+        tracing::info!(plugin = %name, "plugin stats: {}", m.summary());
+    }
     tracing::info!(
         packets = stats.packets,
         kernel_drops = kernel.dropped,
