@@ -307,6 +307,22 @@ fn sighup_picks_up_a_replaced_database() {
         assert!(ok, "connection from port {port}");
     };
     connect("41001");
+    // The first event is written (so tagged by the first database) before
+    // the file is replaced: waiting for it, not for a guessed time.
+    let written = |port: u64| {
+        std::fs::read_to_string(&events).unwrap_or_default().lines().any(|l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|e| e["kind"] == "handshake" && e["client_port"] == port)
+        })
+    };
+    let started = std::time::Instant::now();
+    while !written(41001) {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the first event was not written: {}",
+            sensor_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // Replace the file (atomically, as a download would) and reload.
     let tmp = files.path().join("city.mmdb.new");
     std::fs::copy(mmdb.join("GeoLite2-Country-Test.mmdb"), &tmp).unwrap();
