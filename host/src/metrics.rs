@@ -463,8 +463,18 @@ mod tests {
         for s in &mut slow {
             s.write_all(b"GET /met").unwrap();
         }
-        std::thread::sleep(Duration::from_millis(300));
-        assert!(scrape(addr).starts_with("HTTP/1.1 503"), "every slot taken");
+        // Once the server has taken them all (waiting for that, not for a
+        // guessed time: the tests run side by side on a loaded machine),
+        // the next scrape is refused at once.
+        let taking = std::time::Instant::now();
+        loop {
+            let answer = scrape(addr);
+            if answer.starts_with("HTTP/1.1 503") {
+                break;
+            }
+            assert!(taking.elapsed() < Duration::from_secs(10), "every slot taken: {answer}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let started = std::time::Instant::now();
         for s in &mut slow {
             s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();

@@ -282,19 +282,13 @@ impl Chain {
     }
 
     /// Lets the exporters take what they have queued and flush, each within
-    /// `wait`, side by side; `block`: wait for them (a stop), else they
-    /// finish on their own threads (a reload).
-    pub fn stop_exporters(&mut self, wait: Duration, block: bool) {
-        let lanes = std::mem::take(&mut self.exporters);
-        let handles: Vec<_> = lanes
+    /// `wait`, side by side on threads of their own, without waiting for
+    /// them: the caller joins the threads when it must (a stop).
+    pub fn stop_exporters(&mut self, wait: Duration) -> Vec<std::thread::JoinHandle<()>> {
+        std::mem::take(&mut self.exporters)
             .into_iter()
             .filter_map(|lane| std::thread::Builder::new().spawn(move || lane.stop(wait)).ok())
-            .collect();
-        if block {
-            for h in handles {
-                let _ = h.join();
-            }
-        }
+            .collect()
     }
 
     fn filter(&mut self, items: &mut Vec<Tagged>) {

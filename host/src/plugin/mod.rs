@@ -199,12 +199,23 @@ fn chain_of(running: Vec<supervise::Running>) -> Chain {
 pub struct ChainStage {
     chain: Chain,
     swap: Receiver<Chain>,
+    /// Exporters of replaced chains finishing on their own threads (each
+    /// within `export::STOP_WAIT`); joined at the stop, so their counts
+    /// are final when the daemon reports them.
+    stopping: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl ChainStage {
     pub fn new(chain: Chain) -> (ChainStage, Sender<Chain>) {
         let (tx, rx) = mpsc::channel();
-        (ChainStage { chain, swap: rx }, tx)
+        (
+            ChainStage {
+                chain,
+                swap: rx,
+                stopping: Vec::new(),
+            },
+            tx,
+        )
     }
 
     fn take_swap(&mut self) {
@@ -221,7 +232,8 @@ impl ChainStage {
             // their own threads.
             let mut old = std::mem::replace(&mut self.chain, chain);
             old.tick(crate::clock::now());
-            old.stop_exporters(export::STOP_WAIT, false);
+            self.stopping.retain(|h| !h.is_finished());
+            self.stopping.extend(old.stop_exporters(export::STOP_WAIT));
         }
     }
 }
@@ -245,7 +257,10 @@ impl Stage for ChainStage {
         // The last tick: plugins flush what they buffered; exporters take
         // what they have queued and flush (at most export::STOP_WAIT).
         self.chain.tick(crate::clock::now());
-        self.chain.stop_exporters(export::STOP_WAIT, true);
+        let current = self.chain.stop_exporters(export::STOP_WAIT);
+        for h in std::mem::take(&mut self.stopping).into_iter().chain(current) {
+            let _ = h.join();
+        }
     }
 }
 
