@@ -651,6 +651,44 @@ fn a_python_exception_is_logged_with_its_message() {
     assert!(line.is_some_and(|l| l.contains("plugin=\"py\"")), "{}", r.stderr);
 }
 
+/// Hostile plugins of contract 0.3 are contained as those of 0.2 are:
+/// a loop is interrupted, memory growth stopped at the limit, a refused
+/// tag counted; the plugin after them sees every event.
+#[test]
+fn hostile_contract_0_3_plugins_are_contained() {
+    let Some(s) = Setup::new(
+        &[
+            ("loop", "lazy"),
+            ("grow", "lazy"),
+            ("garbage", "lazy"),
+            ("z", "testkit"),
+        ],
+        "order = [\"loop\", \"grow\", \"garbage\", \"z\"]\n\
+         [plugins.loop]\nmode = \"loop\"\n\
+         [plugins.grow]\nmode = \"grow\"\nmemory_mb = 8\n\
+         [plugins.garbage]\nmode = \"garbage\"\n\
+         [plugins.z]\nkey = \"z\"\n",
+    ) else {
+        return;
+    };
+    let r = s.replay();
+    let hs = handshakes(&r);
+    assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
+    for h in &hs {
+        assert_eq!(h["tags"]["z"], "", "z runs on every event: {h}");
+        assert!(h["tags"].get("").is_none(), "{h}");
+    }
+    assert_eq!(metric(&r, "z", "events"), hs.len() as u64);
+    assert!(metric(&r, "loop", "timeouts") >= 1, "{}", r.summary);
+    assert!(metric(&r, "grow", "out_of_memory") >= 1, "{}", r.summary);
+    assert!(
+        metric(&r, "garbage", "traps") >= 1,
+        "a refused tag traps in 0.3: {}",
+        r.summary
+    );
+    assert!(r.stderr.contains("tag refused: keys are 1..=64 bytes"), "{}", r.stderr);
+}
+
 #[test]
 fn a_failing_plugin_with_on_error_drop_fails_closed() {
     let Some(s) = Setup::new(

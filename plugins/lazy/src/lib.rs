@@ -7,8 +7,9 @@
 //! the others, reading three fields as the benchmarks do: the server's
 //! address and port and the RTT; tags what it read), `three` (reads those
 //! three fields of a handshake and keeps it, for the benchmarks), `trap`
-//! (panics on every event), `wrong-kind` (reads a flow's field from every
-//! event). `ports = [..]` declares an interest in those server ports only.
+//! (panics on every event), `loop` (never returns), `grow` (keeps 1 MiB
+//! more per event), `garbage` (sets a tag with an empty key), `wrong-kind`
+//! (reads a flow's field from every event). `ports = [..]` declares an interest in those server ports only.
 
 wit_bindgen::generate!({
     path: "../../wit/v0.3",
@@ -21,6 +22,8 @@ use net_gazer::plugin::{event, flow, handshake};
 
 /// (mode, key, port) from the configuration.
 static SETTINGS: std::sync::Mutex<(String, String, u16)> = std::sync::Mutex::new((String::new(), String::new(), 0));
+/// What `grow` keeps.
+static HOARD: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 /// `ports`: the server ports it declares an interest in (none: any).
 static PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
 
@@ -41,6 +44,24 @@ fn judge() -> Verdict {
     match mode.as_str() {
         "drop" => Verdict::Drop,
         "trap" => panic!("lazy: trap mode"),
+        "loop" => {
+            let mut n = 0u64;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        // 1 MiB more per event, kept.
+        "grow" => {
+            if let Ok(mut hoard) = HOARD.lock() {
+                hoard.push(vec![1u8; 1 << 20]);
+            }
+            Verdict::Keep
+        }
+        // A tag the host must refuse: an empty key.
+        "garbage" => {
+            event::set_tag("", "empty key");
+            Verdict::Keep
+        }
         // The benchmarks' plugin: reads three fields and keeps the event.
         "three" => {
             let _ = std::hint::black_box((
