@@ -59,6 +59,14 @@ pub struct Tag {
     pub value: String,
 }
 
+/// Adds `tag` to `tags`, or replaces the value of its key.
+pub fn set_tag(tags: &mut Vec<Tag>, tag: Tag) {
+    match tags.iter_mut().find(|t| t.key == tag.key) {
+        Some(old) => old.value = tag.value,
+        None => tags.push(tag),
+    }
+}
+
 /// An event on its way through the plugin chain to the outputs, with the
 /// tags plugins added (in the order they were added; a later tag replaces
 /// an earlier one with the same key).
@@ -78,10 +86,7 @@ impl Tagged {
 
     /// Adds `tag`, replacing one with the same key.
     pub fn set(&mut self, tag: Tag) {
-        match self.tags.iter_mut().find(|t| t.key == tag.key) {
-            Some(old) => old.value = tag.value,
-            None => self.tags.push(tag),
-        }
+        set_tag(&mut self.tags, tag);
     }
 
     pub fn tag(&self, key: &str) -> Option<&str> {

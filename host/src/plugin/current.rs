@@ -7,7 +7,7 @@
 //! The events are swapped in and out, not copied: a call costs two moves
 //! of each event, whatever it holds.
 
-use crate::event::{Event, Stats, Tag, Tagged};
+use crate::event::{set_tag, Event, Stats, Tag, Tagged};
 
 /// The events of one call into a plugin and which of them is current.
 #[derive(Default)]
@@ -55,12 +55,9 @@ impl Current {
     /// The tags set on entry `index` during the last call, in the order
     /// first set, each key once with its last value.
     pub fn added(&self, index: usize) -> Vec<Tag> {
-        let mut out: Vec<Tag> = Vec::new();
+        let mut out = Vec::new();
         for (_, tag) in self.added.iter().filter(|(i, _)| *i == index) {
-            match out.iter_mut().find(|t| t.key == tag.key) {
-                Some(t) => t.value.clone_from(&tag.value),
-                None => out.push(tag.clone()),
-            }
+            set_tag(&mut out, tag.clone());
         }
         out
     }
@@ -96,14 +93,11 @@ impl Current {
 
     /// Every tag of the current event with what this call set.
     pub fn tags(&self) -> Vec<Tag> {
-        let mut all = Tagged {
-            event: Event::Stats(Stats::default()),
-            tags: self.tagged().map(|t| t.tags.clone()).unwrap_or_default(),
-        };
-        for (_, tag) in self.added.iter().filter(|(i, _)| *i == self.index) {
-            all.set(tag.clone());
+        let mut tags = self.tagged().map(|t| t.tags.clone()).unwrap_or_default();
+        for tag in self.added(self.index) {
+            set_tag(&mut tags, tag);
         }
-        all.tags
+        tags
     }
 
     /// Sets a tag on the current event, at most `max` tags per event.

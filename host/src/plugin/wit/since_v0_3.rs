@@ -118,9 +118,9 @@ impl Wit for crate::trace::HopResult {
     }
 }
 
-/// Enums of the schema and of the WIT: the same cases (the schema test
-/// holds the names equal; a case added on one side only fails to compile
-/// here).
+/// Enums of the schema and of the WIT: the same cases, each way (the
+/// schema test holds the names equal; a case added on one side only fails
+/// to compile here).
 macro_rules! same_cases {
     ($($schema:ty => $wit:ident { $($case:ident),* })*) => {$(
         impl Wit for $schema {
@@ -128,6 +128,14 @@ macro_rules! same_cases {
             fn wit(&self) -> types::$wit {
                 match self {
                     $(<$schema>::$case => types::$wit::$case,)*
+                }
+            }
+        }
+
+        impl From<types::$wit> for $schema {
+            fn from(v: types::$wit) -> $schema {
+                match v {
+                    $(types::$wit::$case => <$schema>::$case,)*
                 }
             }
         }
@@ -282,24 +290,6 @@ fn event_kind(k: types::EventKind) -> event::EventKind {
     }
 }
 
-fn direction(d: types::Direction) -> event::Direction {
-    match d {
-        types::Direction::Outbound => event::Direction::Outbound,
-        types::Direction::Inbound => event::Direction::Inbound,
-        types::Direction::Internal => event::Direction::Internal,
-        types::Direction::Transit => event::Direction::Transit,
-    }
-}
-
-fn outcome(o: types::Outcome) -> event::Outcome {
-    match o {
-        types::Outcome::Established => event::Outcome::Established,
-        types::Outcome::Refused => event::Outcome::Refused,
-        types::Outcome::Unanswered => event::Outcome::Unanswered,
-        types::Outcome::Incomplete => event::Outcome::Incomplete,
-    }
-}
-
 type Store = wasmtime::Store<State>;
 
 impl super::Contract for V {
@@ -331,8 +321,8 @@ impl super::Contract for V {
             },
             interest: super::Interest {
                 server_ports: info.interest.server_ports,
-                directions: info.interest.directions.iter().map(|d| direction(*d)).collect(),
-                outcomes: info.interest.outcomes.iter().map(|o| outcome(*o)).collect(),
+                directions: info.interest.directions.into_iter().map(Into::into).collect(),
+                outcomes: info.interest.outcomes.into_iter().map(Into::into).collect(),
             },
         })
     }
