@@ -99,7 +99,26 @@ pub struct Interest {
     pub outcomes: Vec<event::Outcome>,
 }
 
+/// Entries a declared interest may have, per list: the chain matches them
+/// on every event.
+pub const MAX_INTEREST: usize = 1024;
+
 impl Interest {
+    /// Refused when a list is longer than [`MAX_INTEREST`].
+    pub fn check(&self) -> Result<(), String> {
+        let longest = self
+            .server_ports
+            .len()
+            .max(self.directions.len())
+            .max(self.outcomes.len());
+        if longest > MAX_INTEREST {
+            return Err(format!(
+                "the declared interest has a list of {longest} entries, more than {MAX_INTEREST}"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn is_any(&self) -> bool {
         self.server_ports.is_empty() && self.directions.is_empty() && self.outcomes.is_empty()
     }
@@ -528,6 +547,9 @@ mod tests {
         assert!(!on(vec![], vec![], vec![other]).matches(&h));
         // A scan has no server port: the condition does not apply.
         assert!(on(vec![1], vec![Direction::Outbound], vec![Outcome::Refused]).matches(&scan().event));
+        assert!(on((0..1024).collect(), vec![], vec![]).check().is_ok());
+        let e = on((0..1025).collect(), vec![], vec![]).check().unwrap_err();
+        assert!(e.contains("1025 entries, more than 1024"), "{e}");
     }
 
     #[test]

@@ -310,7 +310,7 @@ impl super::Contract for V {
 
     fn describe(p: &Plugin, store: &mut Store) -> wasmtime::Result<super::Description> {
         let info = p.plugin.net_gazer_plugin_plugin().call_describe(store)?;
-        Ok(super::Description {
+        let description = super::Description {
             name: info.name,
             version: info.version,
             wants: info.wants.into_iter().map(event_kind).collect(),
@@ -324,7 +324,9 @@ impl super::Contract for V {
                 directions: info.interest.directions.into_iter().map(Into::into).collect(),
                 outcomes: info.interest.outcomes.into_iter().map(Into::into).collect(),
             },
-        })
+        };
+        description.interest.check().map_err(wasmtime::Error::msg)?;
+        Ok(description)
     }
 
     fn init(p: &Plugin, store: &mut Store, config: &str) -> wasmtime::Result<Result<(), String>> {
