@@ -12,9 +12,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/net-gazer-target}"
 out="${PLUGIN_OUT:-$CARGO_TARGET_DIR/plugins}"
 mkdir -p "$out"
 
-rust_plugins=(demo filter geoip testkit legacy lazy influx)
+rust_plugins=(demo filter geoip testkit lazy influx)
 # Built for the tests only, installed in $out/testing.
-test_plugins=" testkit legacy lazy "
+test_plugins=" testkit lazy "
 log() { echo "build-plugins: $*" >&2; }
 
 # --- Rust plugins ---------------------------------------------------------

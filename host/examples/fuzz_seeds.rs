@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     seeds.put("stored_values", "ones", &[0xffu8; 96])?;
     if let Some(dir) = args.get(1) {
-        for name in ["demo", "filter", "legacy"] {
+        for name in ["demo", "filter", "testkit", "lazy"] {
             let found = [
                 dir.join(format!("{name}.wasm")),
                 dir.join(format!("testing/{name}.wasm")),

@@ -93,7 +93,7 @@ struct Setup {
 impl Setup {
     /// `plugins`: (name in the directory, built plugin it is a copy of).
     fn new(plugins: &[(&str, &str)], config: &str) -> Option<Setup> {
-        let built = built_plugins(&["demo", "filter", "testkit", "slow-rtt", "legacy", "lazy", "lazy-py"])?;
+        let built = built_plugins(&["demo", "filter", "testkit", "slow-rtt", "lazy", "lazy-py"])?;
         let dir = tempfile::tempdir().unwrap();
         let pdir = dir.path().join("plugins");
         std::fs::create_dir(&pdir).unwrap();
@@ -186,25 +186,36 @@ fn chain_runs_in_order_and_later_plugins_see_earlier_tags() {
     assert_eq!(r.of_kind("stats").len(), 1);
 }
 
-/// Plugins built against contracts 0.1 and 0.2 share one chain: each sees
-/// the tags of every plugin before it, whatever their versions (a 0.1
-/// plugin after a 0.2 one gets its record re-tagged), per event and in
-/// batches.
+/// Contracts 0.2 and 0.3 in one chain: every plugin sees the tags of the
+/// plugins before it, whatever their versions (a 0.2 plugin after 0.3
+/// ones gets its record re-tagged; 0.3 plugins, in Rust and in Python,
+/// read the tags of 0.2 ones through getters), per event and in batches.
 #[test]
-fn plugins_of_contracts_0_1_and_0_2_run_in_one_chain() {
+fn plugins_of_contracts_0_2_and_0_3_run_in_one_chain() {
     for batch in [false, true] {
         let config = format!(
-            "order = [\"first\", \"mid\", \"last\"]\n\
+            "order = [\"first\", \"lazy\", \"py\", \"mid\", \"last\"]\n\
              [plugins.first]\nkey = \"first\"\nbatch = {batch}\n\
+             [plugins.lazy]\nkey = \"lazy\"\nbatch = {batch}\n\
+             [plugins.py]\nkey = \"py\"\nbatch = {batch}\n\
              [plugins.mid]\nkey = \"mid\"\nbatch = {batch}\n\
              [plugins.last]\nkey = \"last\"\nbatch = {batch}\n"
         );
-        let Some(s) = Setup::new(&[("first", "legacy"), ("mid", "testkit"), ("last", "legacy")], &config) else {
+        let Some(s) = Setup::new(
+            &[
+                ("first", "testkit"),
+                ("lazy", "lazy"),
+                ("py", "lazy-py"),
+                ("mid", "testkit"),
+                ("last", "lazy"),
+            ],
+            &config,
+        ) else {
             return;
         };
         let r = s.replay();
         assert!(
-            r.stderr.contains("contract=0.1.0") && r.stderr.contains("contract=0.2.0"),
+            r.stderr.contains("contract=0.2.0") && r.stderr.contains("contract=0.3.0"),
             "{}",
             r.stderr
         );
@@ -212,59 +223,15 @@ fn plugins_of_contracts_0_1_and_0_2_run_in_one_chain() {
         assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
         for h in &hs {
             assert_eq!(h["tags"]["first"], "", "batch {batch}: {h}");
-            assert_eq!(
-                h["tags"]["mid"], "first",
-                "the 0.2 plugin saw the 0.1 plugin's tag (batch {batch}): {h}"
-            );
-            assert_eq!(
-                h["tags"]["last"], "first,mid",
-                "the 0.1 plugin saw both (batch {batch}): {h}"
-            );
+            assert_eq!(h["tags"]["lazy"], "first", "0.3 after 0.2, batch {batch}: {h}");
+            assert_eq!(h["tags"]["py"], "first,lazy", "Python, batch {batch}: {h}");
+            assert_eq!(h["tags"]["mid"], "first,lazy,py", "0.2 after 0.3, batch {batch}: {h}");
+            assert_eq!(h["tags"]["last"], "first,lazy,py,mid", "batch {batch}: {h}");
         }
-        for p in ["first", "mid", "last"] {
+        for p in ["first", "lazy", "py", "mid", "last"] {
             assert_eq!(metric(&r, p, "events"), hs.len() as u64, "{p}: {}", r.summary);
-        }
-    }
-}
-
-/// Contract 0.3 beside 0.1 and 0.2: plugins that read the event through
-/// getters (in Rust and in Python) see the tags of the plugins before
-/// them, and the plugins after them see their tags, per event and in
-/// batches.
-#[test]
-fn a_contract_0_3_plugin_runs_in_one_chain_with_0_1_and_0_2() {
-    for batch in [false, true] {
-        let config = format!(
-            "order = [\"first\", \"mid\", \"lazy\", \"py\", \"last\"]\n\
-             [plugins.first]\nkey = \"first\"\nbatch = {batch}\n\
-             [plugins.mid]\nkey = \"mid\"\nbatch = {batch}\n\
-             [plugins.lazy]\nkey = \"lazy\"\nbatch = {batch}\n\
-             [plugins.py]\nkey = \"py\"\nbatch = {batch}\n\
-             [plugins.last]\nkey = \"last\"\nbatch = {batch}\n"
-        );
-        let Some(s) = Setup::new(
-            &[
-                ("first", "legacy"),
-                ("mid", "testkit"),
-                ("lazy", "lazy"),
-                ("py", "lazy-py"),
-                ("last", "legacy"),
-            ],
-            &config,
-        ) else {
-            return;
-        };
-        let r = s.replay();
-        assert!(r.stderr.contains("contract=0.3.0"), "{}", r.stderr);
-        let hs = handshakes(&r);
-        assert_eq!(hs.len(), connections().len(), "{}", r.stderr);
-        for h in &hs {
-            assert_eq!(h["tags"]["lazy"], "first,mid", "batch {batch}: {h}");
-            assert_eq!(h["tags"]["py"], "first,mid,lazy", "Python, batch {batch}: {h}");
-            assert_eq!(h["tags"]["last"], "first,mid,lazy,py", "batch {batch}: {h}");
         }
         for p in ["lazy", "py"] {
-            assert_eq!(metric(&r, p, "events"), hs.len() as u64, "{p}: {}", r.summary);
             assert_eq!(metric(&r, p, "tagged"), hs.len() as u64, "{p}: {}", r.summary);
         }
     }

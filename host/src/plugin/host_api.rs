@@ -1,5 +1,6 @@
-//! The `host` interface a plugin may call, for every contract version:
-//! logging, counters and gauges, HTTP to allowed hosts ([`super::http`]).
+//! What the `host` interface of every contract version does: logging,
+//! counters and gauges, HTTP to allowed hosts ([`super::http`]); each
+//! version module implements its bindings' `Host` trait with these.
 
 use super::http::Request;
 use super::store::State;
@@ -46,66 +47,3 @@ impl State {
         result
     }
 }
-
-/// The `host` interface of contract version module `$v` (the same
-/// functions in every version so far, over each version's own types); the
-/// list of versions in `wit/mod.rs` expands it for each.
-macro_rules! host_interface {
-    ($v:ident) => {
-        const _: () = {
-            use $crate::plugin::http::Request;
-            use $crate::plugin::store::State;
-            use $crate::plugin::wit::$v::net_gazer::plugin as contract;
-
-            impl contract::types::Host for State {}
-
-            impl From<contract::types::Level> for tracing::Level {
-                fn from(level: contract::types::Level) -> tracing::Level {
-                    match level {
-                        contract::types::Level::Trace => tracing::Level::TRACE,
-                        contract::types::Level::Debug => tracing::Level::DEBUG,
-                        contract::types::Level::Info => tracing::Level::INFO,
-                        contract::types::Level::Warn => tracing::Level::WARN,
-                        contract::types::Level::Error => tracing::Level::ERROR,
-                    }
-                }
-            }
-
-            impl contract::host::Host for State {
-                fn log_enabled(&mut self, level: contract::types::Level) -> bool {
-                    State::log_enabled(level.into())
-                }
-
-                fn log(&mut self, level: contract::types::Level, message: String) {
-                    State::log(self, level.into(), message)
-                }
-
-                fn counter_add(&mut self, name: String, delta: u64) {
-                    self.metrics.counter_add(&name, delta);
-                }
-
-                fn gauge_set(&mut self, name: String, value: f64) {
-                    self.metrics.gauge_set(&name, value);
-                }
-
-                fn http_send(
-                    &mut self,
-                    r: contract::types::HttpRequest,
-                ) -> Result<contract::types::HttpResponse, String> {
-                    let request = Request {
-                        method: r.method,
-                        url: r.url,
-                        headers: r.headers,
-                        body: r.body,
-                    };
-                    State::http_send(self, request).map(|r| contract::types::HttpResponse {
-                        status: r.status,
-                        headers: r.headers,
-                        body: r.body,
-                    })
-                }
-            }
-        };
-    };
-}
-pub(super) use host_interface;

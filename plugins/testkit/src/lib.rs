@@ -1,18 +1,29 @@
-//! A plugin for the daemon's own tests: its `mode` makes it a well-behaved
-//! tagger or one of the hostile plugins the host must survive. Not shipped.
+//! A plugin for the daemon's own tests, built against contract 0.2 (the
+//! previous contract, straight on `wit/net-gazer-plugin.wit`: this host
+//! must keep running plugins of that version). Its `mode` makes it a
+//! well-behaved tagger or one of the hostile plugins the host must survive.
+//! Not shipped.
 //!
 //! Modes: `tag` (adds the tag `key` whose value lists the tag keys it saw),
 //! `drop`, `loop` (never returns), `grow` (allocates 1 MiB per event and keeps
 //! it), `trap` (panics on every event), `read` (tags `read` with the first
 //! line of the file `path`, or the error), `http` (tags `http` with the status
-//! of a GET of `url`, or the error; `wasi-http`: the same through
-//! `wasi:http/outgoing-handler`), `http-loop` (GETs `url` forever), `garbage` (per event: tags with an empty
-//! key and a 1 MiB value; in batches: one verdict too many), `init-fail` (refuses its configuration), `echo` (tags a handshake with
-//! everything it received, `{:?}`).
+//! of a GET of `url` through contract 0.2's `http-send`, or the error;
+//! `wasi-http`: the same through `wasi:http/outgoing-handler`), `http-loop`
+//! (GETs `url` forever), `garbage` (per event: tags with an empty key and a
+//! 1 MiB value; in batches: one verdict too many), `init-fail` (refuses its
+//! configuration).
 
-use net_gazer_sdk::{
-    export_plugin, Config, Event, EventKind, Flow, Handshake, Info, Plugin, Route, Scan, Tagged, Verdict,
-};
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "sensor-plugin",
+});
+
+use std::cell::RefCell;
+
+use exports::net_gazer::plugin::plugin::Guest;
+use net_gazer::plugin::host;
+use net_gazer::plugin::types::{Event, EventKind, Flow, Handshake, HttpRequest, Info, Route, Scan, Tag, Verdict};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -42,7 +53,7 @@ impl Testkit {
         self.s.key.clone().unwrap_or_else(|| default.to_string())
     }
 
-    fn judge(&mut self, seen: &dyn Tagged) -> Verdict {
+    fn judge(&mut self, seen: &[Tag]) -> Verdict {
         match self.s.mode.as_str() {
             "drop" => Verdict::Drop,
             "loop" => {
@@ -57,21 +68,18 @@ impl Testkit {
             }
             "trap" => panic!("testkit: trap mode"),
             // Tags the host must refuse: an empty key, an oversized value.
-            "garbage" => Verdict::Tag(vec![
-                net_gazer_sdk::Tag::new("", "empty key"),
-                net_gazer_sdk::Tag::new("big", "x".repeat(1 << 20)),
-            ]),
+            "garbage" => Verdict::Tag(vec![tag("", "empty key"), tag("big", &"x".repeat(1 << 20))]),
             "read" => {
                 let value = match std::fs::read_to_string(&self.s.path) {
                     Ok(text) => text.lines().next().unwrap_or("").to_string(),
                     Err(e) => format!("error: {e}"),
                 };
-                Verdict::tag(self.key("read"), value)
+                Verdict::Tag(vec![tag(&self.key("read"), &value)])
             }
             // Host calls that fail at once, forever: the deadline must
             // still come (time in the host is not the plugin's to keep).
             "http-loop" => loop {
-                let _ = std::hint::black_box(net_gazer_sdk::http::get(&self.s.url));
+                let _ = std::hint::black_box(http_get(&self.s.url));
             },
             // The same GET through the standard wasi:http/outgoing-handler.
             "wasi-http" => {
@@ -79,72 +87,111 @@ impl Testkit {
                     Ok(status) => status.to_string(),
                     Err(e) => format!("error: {e}"),
                 };
-                Verdict::tag(self.key("http"), value)
+                Verdict::Tag(vec![tag(&self.key("http"), &value)])
             }
             "http" => {
-                let value = match net_gazer_sdk::http::get(&self.s.url) {
+                let value = match http_get(&self.s.url) {
                     Ok(r) => r.status.to_string(),
                     Err(e) => format!("error: {e}"),
                 };
-                Verdict::tag(self.key("http"), value)
+                Verdict::Tag(vec![tag(&self.key("http"), &value)])
             }
             _ => {
-                let keys: Vec<&str> = seen.tags().iter().map(|t| t.key.as_str()).collect();
-                Verdict::tag(self.key("testkit"), keys.join(","))
+                let keys: Vec<&str> = seen.iter().map(|t| t.key.as_str()).collect();
+                Verdict::Tag(vec![tag(&self.key("testkit"), &keys.join(","))])
             }
         }
     }
 }
 
-impl Plugin for Testkit {
-    fn info() -> Info {
+fn tag(key: &str, value: &str) -> Tag {
+    Tag {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn tags(e: &Event) -> &[Tag] {
+    match e {
+        Event::Handshake(e) => &e.tags,
+        Event::Flow(e) => &e.tags,
+        Event::Scan(e) => &e.tags,
+        Event::Route(e) => &e.tags,
+    }
+}
+
+/// A GET through contract 0.2's `http-send`: the response, or why not.
+fn http_get(url: &str) -> Result<net_gazer::plugin::types::HttpResponse, String> {
+    host::http_send(&HttpRequest {
+        method: "GET".into(),
+        url: url.into(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    })
+}
+
+thread_local! {
+    // One instance is single-threaded: the plugin made by `init` lives here.
+    static STATE: RefCell<Option<Testkit>> = const { RefCell::new(None) };
+}
+
+fn with<R>(default: R, f: impl FnOnce(&mut Testkit) -> R) -> R {
+    STATE.with(|s| match s.borrow_mut().as_mut() {
+        Some(t) => f(t),
+        None => default,
+    })
+}
+
+impl Guest for Testkit {
+    fn describe() -> Info {
         // Per event (the tests exercise that path); the operator's
         // `batch = true` switches to batches.
-        Info::new("testkit", env!("CARGO_PKG_VERSION"))
-            .per_event()
-            .wants(&EventKind::ALL)
+        Info {
+            name: "testkit".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            wants: vec![EventKind::Handshake, EventKind::Flow, EventKind::Scan, EventKind::Route],
+            batch: false,
+        }
     }
 
-    fn init(config: Config) -> Result<Self, String> {
-        let s: Settings = config.parse()?;
+    fn init(config: String) -> Result<(), String> {
+        let s: Settings = serde_json::from_str(&config).map_err(|e| format!("configuration: {e}"))?;
         if s.mode == "init-fail" {
             return Err("testkit: init-fail mode refuses every configuration".into());
         }
-        Ok(Testkit { s, hoard: Vec::new() })
+        STATE.with(|st| *st.borrow_mut() = Some(Testkit { s, hoard: Vec::new() }));
+        Ok(())
     }
 
-    fn handshake(&mut self, e: &Handshake) -> Verdict {
-        if self.s.mode == "echo" {
-            // Everything it received, for the host's lowering tests.
-            return Verdict::tag("echo", format!("{e:?}"));
-        }
-        self.judge(e)
+    fn on_handshake(e: Handshake) -> Verdict {
+        with(Verdict::Keep, |t| t.judge(&e.tags))
     }
 
-    fn flow(&mut self, e: &Flow) -> Verdict {
-        self.judge(e)
+    fn on_flow(e: Flow) -> Verdict {
+        with(Verdict::Keep, |t| t.judge(&e.tags))
     }
 
-    fn scan(&mut self, e: &Scan) -> Verdict {
-        self.judge(e)
+    fn on_scan(e: Scan) -> Verdict {
+        with(Verdict::Keep, |t| t.judge(&e.tags))
     }
 
-    fn route(&mut self, e: &Route) -> Verdict {
-        self.judge(e)
+    fn on_route(e: Route) -> Verdict {
+        with(Verdict::Keep, |t| t.judge(&e.tags))
     }
 
-    fn batch(&mut self, events: &[Event]) -> Vec<Verdict> {
-        if self.s.mode == "garbage" {
-            return vec![Verdict::Keep; events.len() + 1];
-        }
-        if self.s.mode == "echo" {
-            return events.iter().map(|e| Verdict::tag("echo", format!("{e:?}"))).collect();
-        }
-        events.iter().map(|e| self.judge(e)).collect()
+    fn on_batch(events: Vec<Event>) -> Vec<Verdict> {
+        with(vec![Verdict::Keep; events.len()], |t| {
+            if t.s.mode == "garbage" {
+                return vec![Verdict::Keep; events.len() + 1];
+            }
+            events.iter().map(|e| t.judge(tags(e))).collect()
+        })
     }
+
+    fn on_tick(_now_us: i64) {}
 }
 
-export_plugin!(Testkit);
+export!(Testkit);
 
 /// A GET of `url` (`http://host:port/path`) through
 /// `wasi:http/outgoing-handler`: the status, or the error.

@@ -77,12 +77,6 @@ fn measure<C: Contract>(name: &str, plugin: &str, mode: &str) {
 
 #[test]
 #[ignore]
-fn calls_v0_1() {
-    measure::<crate::plugin::wit::since_v0_1::V>("contract 0.1 (legacy)", "legacy", "drop");
-}
-
-#[test]
-#[ignore]
 fn calls_v0_2() {
     measure::<crate::plugin::wit::since_v0_2::V>("contract 0.2 (testkit)", "testkit", "drop");
 }

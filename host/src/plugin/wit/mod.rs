@@ -3,13 +3,10 @@
 //! version it still lists here.
 //!
 //! A plugin's version is read from the name of the interface it exports
-//! (`net-gazer:plugin/plugin@0.1.0`) before anything of it runs.
+//! (`net-gazer:plugin/plugin@0.3.0`) before anything of it runs.
 
-pub mod lower;
-mod records;
 #[cfg(test)]
 mod schema_tests;
-pub mod since_v0_1;
 pub mod since_v0_2;
 pub mod since_v0_3;
 
@@ -313,209 +310,7 @@ pub trait VersionVisitor {
 versions! {
     since_v0_3 => V0_3, v0_3;
     since_v0_2 => V0_2, v0_2;
-    since_v0_1 => V0_1, v0_1;
 }
-
-/// Implements [`Contract`] as `V` in a version module that has the
-/// generated bindings (`SensorPlugin`, `SensorPluginPre`, `types`), the
-/// one-pass handshake lowering (`lower::FastHandshake`, `lower::FastEvent`)
-/// and `record` / `set_tags`.
-macro_rules! contract_version {
-    ($variant:ident, $field:ident) => {
-        /// This version, as the chain uses it.
-        pub struct V;
-
-        /// One instance's entry points: the generated bindings, and
-        /// `on-handshake` / `on-batch` called with the one-pass lowering.
-        pub struct Plugin {
-            plugin: SensorPlugin,
-            on_handshake: wasmtime::component::Func,
-            on_batch: wasmtime::component::Func,
-        }
-
-        fn verdict(v: types::Verdict) -> $crate::plugin::wit::Verdict {
-            match v {
-                types::Verdict::Keep => $crate::plugin::wit::Verdict::Keep,
-                types::Verdict::Drop => $crate::plugin::wit::Verdict::Drop,
-                types::Verdict::Tag(tags) => $crate::plugin::wit::Verdict::Tag(
-                    tags.into_iter()
-                        .map(|t| $crate::event::Tag {
-                            key: t.key,
-                            value: t.value,
-                        })
-                        .collect(),
-                ),
-            }
-        }
-
-        impl $crate::plugin::wit::Contract for V {
-            type Pre = SensorPluginPre<$crate::plugin::store::State>;
-            type Instance = Plugin;
-            type Record = types::Event;
-
-            fn pre(pre: wasmtime::component::InstancePre<$crate::plugin::store::State>) -> wasmtime::Result<Self::Pre> {
-                SensorPluginPre::new(pre)
-            }
-
-            fn instantiate(
-                pre: &Self::Pre,
-                store: &mut wasmtime::Store<$crate::plugin::store::State>,
-            ) -> wasmtime::Result<Plugin> {
-                use lower::{FastEvent, FastHandshake};
-                let instance = pre.instance_pre().instantiate(&mut *store)?;
-                let plugin = SensorPlugin::new(&mut *store, &instance)?;
-                let interface = format!("{}{}", $crate::plugin::wit::EXPORT_PREFIX, VERSION);
-                let mut func = |name: &str| {
-                    instance
-                        .get_export_index(&mut *store, None, &interface)
-                        .and_then(|i| instance.get_export_index(&mut *store, Some(&i), name))
-                        .and_then(|i| instance.get_func(&mut *store, i))
-                        .ok_or_else(|| wasmtime::format_err!("{interface} has no {name}"))
-                };
-                let on_handshake = func("on-handshake")?;
-                let on_batch = func("on-batch")?;
-                // The checks the calls below rely on, done once here.
-                on_handshake.typed::<(FastHandshake<'static>,), (types::Verdict,)>(&*store)?;
-                on_batch.typed::<(&'static [FastEvent<'static>],), (Vec<types::Verdict>,)>(&*store)?;
-                Ok(Plugin {
-                    plugin,
-                    on_handshake,
-                    on_batch,
-                })
-            }
-
-            fn describe(
-                p: &Plugin,
-                store: &mut wasmtime::Store<$crate::plugin::store::State>,
-            ) -> wasmtime::Result<$crate::plugin::wit::Description> {
-                let info = p.plugin.net_gazer_plugin_plugin().call_describe(store)?;
-                Ok($crate::plugin::wit::Description {
-                    name: info.name,
-                    version: info.version,
-                    wants: info.wants.into_iter().map(event_kind).collect(),
-                    batch: info.batch,
-                    interest: $crate::plugin::wit::Interest::default(),
-                    role: $crate::config::Role::Filter,
-                })
-            }
-
-            fn init(
-                p: &Plugin,
-                store: &mut wasmtime::Store<$crate::plugin::store::State>,
-                config: &str,
-            ) -> wasmtime::Result<Result<(), String>> {
-                p.plugin.net_gazer_plugin_plugin().call_init(store, config)
-            }
-
-            fn tick(
-                p: &Plugin,
-                store: &mut wasmtime::Store<$crate::plugin::store::State>,
-                now_us: i64,
-            ) -> wasmtime::Result<()> {
-                p.plugin.net_gazer_plugin_plugin().call_on_tick(store, now_us)
-            }
-
-            fn record(event: &$crate::event::Event, tags: &[$crate::event::Tag]) -> Option<types::Event> {
-                record(event, tags)
-            }
-
-            fn set_tags(record: &mut types::Event, tags: &[$crate::event::Tag]) {
-                set_tags(record, tags)
-            }
-
-            fn on_event(
-                p: &Plugin,
-                store: &mut wasmtime::Store<$crate::plugin::store::State>,
-                _item: &mut $crate::event::Tagged,
-                record: &types::Event,
-            ) -> wasmtime::Result<$crate::plugin::wit::Verdict> {
-                let g = p.plugin.net_gazer_plugin_plugin();
-                let v = match record {
-                    types::Event::Handshake(e) => p.on_handshake(store, e),
-                    types::Event::Flow(e) => g.call_on_flow(store, e),
-                    types::Event::Scan(e) => g.call_on_scan(store, e),
-                    types::Event::Route(e) => g.call_on_route(store, e),
-                }?;
-                Ok(verdict(v))
-            }
-
-            fn on_batch(
-                p: &Plugin,
-                store: &mut wasmtime::Store<$crate::plugin::store::State>,
-                _items: &mut [&mut $crate::event::Tagged],
-                records: &[&types::Event],
-            ) -> wasmtime::Result<Vec<$crate::plugin::wit::Verdict>> {
-                Ok(p.on_batch(store, records)?.into_iter().map(verdict).collect())
-            }
-
-            fn instance(instance: &$crate::plugin::wit::Instance) -> Option<&Plugin> {
-                match instance {
-                    $crate::plugin::wit::Instance::$variant(p) => Some(p),
-                    #[allow(unreachable_patterns)]
-                    _ => None,
-                }
-            }
-
-            fn records(records: &mut $crate::plugin::wit::Records) -> &mut Vec<Option<types::Event>> {
-                &mut records.$field
-            }
-        }
-
-        impl Plugin {
-            /// The generated bindings (tests compare the one-pass lowering
-            /// with them).
-            #[cfg(test)]
-            pub fn bindings(&self) -> &SensorPlugin {
-                &self.plugin
-            }
-
-            pub fn on_batch(
-                &self,
-                store: &mut wasmtime::Store<$crate::plugin::store::State>,
-                events: &[&types::Event],
-            ) -> wasmtime::Result<Vec<types::Verdict>> {
-                use lower::FastEvent;
-                let fast: Vec<FastEvent<'_>> = events.iter().map(|e| FastEvent(e)).collect();
-                // SAFETY: `instantiate` checked this function's type against
-                // exactly these parameter and result types.
-                let f = unsafe {
-                    wasmtime::component::TypedFunc::<(&[FastEvent<'_>],), (Vec<types::Verdict>,)>::new_unchecked(
-                        self.on_batch,
-                    )
-                };
-                let (verdicts,) = f.call(&mut *store, (&fast,))?;
-                Ok(verdicts)
-            }
-
-            pub fn on_handshake(
-                &self,
-                store: &mut wasmtime::Store<$crate::plugin::store::State>,
-                event: &types::Handshake,
-            ) -> wasmtime::Result<types::Verdict> {
-                use lower::FastHandshake;
-                // SAFETY: `instantiate` checked this function's type against
-                // exactly these parameter and result types.
-                let f = unsafe {
-                    wasmtime::component::TypedFunc::<(FastHandshake<'_>,), (types::Verdict,)>::new_unchecked(
-                        self.on_handshake,
-                    )
-                };
-                let (verdict,) = f.call(&mut *store, (FastHandshake(event),))?;
-                Ok(verdict)
-            }
-        }
-
-        fn event_kind(k: types::EventKind) -> $crate::event::EventKind {
-            match k {
-                types::EventKind::Handshake => $crate::event::EventKind::Handshake,
-                types::EventKind::Flow => $crate::event::EventKind::Flow,
-                types::EventKind::Scan => $crate::event::EventKind::Scan,
-                types::EventKind::Route => $crate::event::EventKind::Route,
-            }
-        }
-    };
-}
-pub(crate) use contract_version;
 
 #[cfg(test)]
 mod tests {
@@ -558,13 +353,13 @@ mod tests {
         assert_eq!(Version::parse("0.1"), None);
         assert_eq!(Version::parse("0.1.0.1"), None);
         assert_eq!(Version::parse("x.1.0"), None);
-        assert_eq!(binding_for(v("0.1.0")), Some(v("0.1.0")));
+        assert_eq!(binding_for(v("0.1.0")), None, "0.1 was never released and is gone");
         assert_eq!(binding_for(v("0.2.0")), Some(v("0.2.0")));
         assert_eq!(binding_for(v("0.3.0")), Some(v("0.3.0")));
         assert_eq!(binding_for(v("0.4.0")), None);
         assert_eq!(binding_for(v("1.1.0")), None);
         assert_eq!(
-            binding_for(v("0.1.7")),
+            binding_for(v("0.2.7")),
             None,
             "a newer patch may use what this host lacks"
         );

@@ -242,20 +242,6 @@ fn frozen_drift(wit: &str, record: &Record) -> Vec<String> {
 }
 
 #[test]
-fn contract_0_1_records_have_the_schema_names_in_order() {
-    // 0.1 is frozen: its records keep the names and order they had (it
-    // carried addresses, VLANs, protocol and style as strings), while the
-    // schema may grow.
-    let wit = read("wit/v0.1/net-gazer-plugin.wit");
-    let problems: Vec<String> = contract_records().flat_map(|r| frozen_drift(&wit, r)).collect();
-    assert!(
-        problems.is_empty(),
-        "wit/v0.1 drifted from the event schema:\n{}",
-        problems.join("\n")
-    );
-}
-
-#[test]
 fn a_misordered_or_renamed_field_is_caught() {
     let wit = read("wit/net-gazer-plugin.wit");
     let handshake = RECORDS.iter().find(|r| r.name == "handshake").unwrap();
