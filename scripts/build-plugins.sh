@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every first-party plugin into $PLUGIN_OUT (default
-# $CARGO_TARGET_DIR/plugins): the Rust ones for wasm32-wasip2 through the SDK,
-# slow-rtt with componentize-py. Installs what is missing: the wasm32-wasip2
+# $CARGO_TARGET_DIR/plugins): the Rust ones for wasm32-wasip2 (most through
+# the SDK, contract 0.3), slow-rtt with componentize-py. Installs what is missing: the wasm32-wasip2
 # target (rustup; else Debian's rustc-web with build-std, see DESIGN.md) and
 # componentize-py from PyPI.
 #   ./scripts/build-plugins.sh            # all plugins
@@ -69,9 +69,9 @@ fi
 py_src="$root/plugins/slow-rtt"
 py_out="$out/slow-rtt.wasm"
 # componentize-py takes ~20 s: only when the source or the contract changed.
-if [[ ! -f $py_out || $py_src/app.py -nt $py_out || $root/wit/net-gazer-plugin.wit -nt $py_out ]]; then
+if [[ ! -f $py_out || $py_src/app.py -nt $py_out || $root/wit/v0.3/net-gazer-plugin.wit -nt $py_out ]]; then
   log "componentize-py: slow-rtt"
-  componentize-py -d "$root/wit" -w sensor-plugin componentize -p "$py_src" app -o "$py_out.tmp" >&2
+  componentize-py -d "$root/wit/v0.3" -w sensor-plugin componentize -p "$py_src" app -o "$py_out.tmp" >&2
   mv "$py_out.tmp" "$py_out"
 fi
 

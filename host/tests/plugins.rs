@@ -793,10 +793,14 @@ fn plugins_check_accepts_a_plugin_and_refuses_the_rest_clearly() {
     let (ok, text) = check(&built.join("demo.wasm"));
     assert!(ok, "{text}");
     assert!(
-        text.contains("name:     demo") && text.contains("contract: 0.2.0"),
+        text.contains("name:     demo") && text.contains("contract: 0.3.0"),
         "{text}"
     );
     assert!(text.contains("wants:    handshake, flow, scan, route"), "{text}");
+    assert!(text.contains("role:     filter"), "{text}");
+    assert!(text.contains("interest: any event of the wanted kinds"), "{text}");
+    let (ok, text) = check(&built.join("slow-rtt.wasm"));
+    assert!(ok && text.contains("interest: outcomes established"), "{text}");
 
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, bytes: &[u8]| {
@@ -815,7 +819,7 @@ fn plugins_check_accepts_a_plugin_and_refuses_the_rest_clearly() {
             "a component of another world",
         ),
         (
-            write("future.wasm", &retarget(&built.join("demo.wasm"), "0.2.0", "0.9.0")),
+            write("future.wasm", &retarget(&built.join("demo.wasm"), "0.3.0", "0.9.0")),
             "contract version 0.9.0 is not supported",
         ),
     ];
@@ -859,8 +863,8 @@ fn ng_perf_map_names_the_plugins_functions_for_perf() {
         text
     };
     let text = run("slow-rtt.wasm", "1").expect("NG_PERF_MAP=1 writes /tmp/perf-PID.map");
-    for export in ["describe", "on-handshake", "on-batch"] {
-        let name = format!("::net-gazer:plugin/plugin@0.2.0#{export}");
+    for export in ["describe", "on-event", "on-batch"] {
+        let name = format!("::net-gazer:plugin/plugin@0.3.0#{export}");
         assert!(text.lines().any(|l| l.ends_with(&name)), "{name} not in the map");
     }
     let stripped = run("demo.wasm", "1").expect("a map for a stripped plugin too");

@@ -11,6 +11,10 @@ network, so slow paths stand out in the outputs (tag `slow` = "true",
 The RTT compared is the server-side one (SYN-ACK minus the last SYN);
 the remote end is the server of outbound connections and the client of
 inbound ones. The most specific network wins.
+
+Contract 0.3: it reads the three fields it needs (the RTT, the direction,
+one address) through getters, and declares an interest in established
+handshakes only (the others have no RTT, and cost nothing).
 """
 
 import ipaddress
@@ -18,26 +22,32 @@ import json
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import host
+from wit_world.imports import event, handshake, host
 from wit_world.imports.types import (
     Direction,
-    Event_Handshake,
     EventKind,
     Info,
+    Interest,
     IpAddress_Ipv4,
     Level,
-    Tag,
-    Verdict_Keep,
-    Verdict_Tag,
+    Outcome,
+    Role,
+    Verdict,
 )
 
-# One verdict object for every kept event: nothing to build per event.
-KEEP = Verdict_Keep()
+KEEP = Verdict.KEEP
 
 
 class Plugin(exports.Plugin):
     def describe(self) -> Info:
-        return Info(name="slow-rtt", version="0.2.0", wants=[EventKind.HANDSHAKE], batch=False)
+        return Info(
+            name="slow-rtt",
+            version="0.3.0",
+            role=Role.FILTER,
+            wants=[EventKind.HANDSHAKE],
+            interest=Interest(server_ports=[], directions=[], outcomes=[Outcome.ESTABLISHED]),
+            batch=False,
+        )
 
     def init(self, config: str) -> None:
         global SETTINGS
@@ -61,37 +71,35 @@ class Plugin(exports.Plugin):
         if host.log_enabled(Level.INFO):
             host.log(Level.INFO, f"slow-rtt: default {default_ms} ms, {len(networks)} networks")
 
-    def on_handshake(self, event):
-        rtt = event.rtt_last_syn_us
-        if rtt is None:
-            return KEEP
-        remote = event.client_ip if event.direction == Direction.INBOUND else event.server_ip
-        threshold = threshold_ms(remote)
-        if rtt / 1000.0 > threshold:
-            host.counter_add("slow", 1)
-            return Verdict_Tag([Tag("slow", "true"), Tag("slow.threshold_ms", format_ms(threshold))])
-        return KEEP
+    def on_event(self) -> Verdict:
+        return judge()
 
-    def on_flow(self, event):
-        return KEEP
-
-    def on_scan(self, event):
-        return KEEP
-
-    def on_route(self, event):
-        return KEEP
-
-    def on_batch(self, events):
-        out = []
-        for e in events:
-            out.append(self.on_handshake(e.value) if isinstance(e, Event_Handshake) else KEEP)
-        return out
+    def on_batch(self, count: int) -> list[Verdict]:
+        verdicts = []
+        for i in range(count):
+            event.select(i)
+            verdicts.append(judge())
+        return verdicts
 
     def on_tick(self, now_us: int) -> None:
         pass
 
 
 SETTINGS = (100.0, [])
+
+
+def judge() -> Verdict:
+    """The current event (a handshake: the only kind it wants)."""
+    rtt = handshake.rtt_last_syn_us()
+    if rtt is None:
+        return KEEP
+    inbound = handshake.direction() == Direction.INBOUND
+    threshold = threshold_ms(handshake.client_ip() if inbound else handshake.server_ip())
+    if rtt / 1000.0 > threshold:
+        host.counter_add("slow", 1)
+        event.set_tag("slow", "true")
+        event.set_tag("slow.threshold_ms", format_ms(threshold))
+    return KEEP
 
 
 def threshold_ms(address) -> float:

@@ -1,18 +1,24 @@
-//! Write [net-gazer](https://github.com/net-gazer/net-gazer) plugins in Rust.
+//! Write [net-gazer](https://github.com/net-gazer/net-gazer) plugins in Rust
+//! (contract 0.3).
 //!
 //! A plugin is a WebAssembly component built for `wasm32-wasip2` that the
-//! sensor loads from its plugin directory. Every event (handshake, flow,
-//! scan, route) passes through the plugins in order; each returns a
-//! [`Verdict`]: keep the event, drop it, or keep it with tags added that
-//! later plugins and the outputs see.
+//! sensor loads from its plugin directory. A **filter** sees every event
+//! (handshake, flow, scan, route) in the chain and returns a [`Verdict`]:
+//! keep it, drop it, or keep it with tags added that later plugins and the
+//! outputs see. An **exporter** gets the events that passed the chain, on
+//! a thread of its own, and sends them somewhere.
 //!
-//! Implement [`Plugin`] (only the events you want: the others have default
-//! methods) and export it with [`export_plugin!`]:
+//! A plugin is called with nothing: it reads the fields it needs from the
+//! current event through the getters of [`handshake`], [`flow`], [`scan`]
+//! and [`route`] (one function per field of `docs/events.md`), and pays
+//! only for those. A getter of another kind than the event's traps the
+//! call; the per-kind methods of [`Plugin`] are only called for their kind.
 //!
 //! ```no_run
-//! use net_gazer_sdk::{export_plugin, Config, EventKind, Handshake, Info, Plugin, Verdict};
+//! use net_gazer_sdk::{export_plugin, handshake, Config, Event, EventKind, Info, Plugin, Verdict};
 //!
 //! #[derive(serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
 //! struct Settings {
 //!     /// Tag handshakes slower than this.
 //!     threshold_ms: f64,
@@ -32,8 +38,8 @@
 //!         Ok(Slow { threshold_us: settings.threshold_ms * 1000.0 })
 //!     }
 //!
-//!     fn handshake(&mut self, event: &Handshake) -> Verdict {
-//!         match event.rtt_last_syn_us {
+//!     fn handshake(&mut self, _event: &Event) -> Verdict {
+//!         match handshake::rtt_last_syn_us() {
 //!             Some(rtt) if rtt > self.threshold_us => Verdict::tag("slow", "true"),
 //!             _ => Verdict::Keep,
 //!         }
@@ -44,10 +50,15 @@
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` (crate type
-//! `cdylib`), copy `target/wasm32-wasip2/release/<name>.wasm` into
-//! `/etc/net-gazer/plugins/`, and send the daemon SIGHUP. The plugin's name
-//! in the configuration (`[plugins.<name>]`) is the file name without
-//! `.wasm`. `docs/plugins.md` in the repository has the whole story.
+//! `cdylib`), try it with `net-gazer plugins test target/wasm32-wasip2/release/slow.wasm`,
+//! copy it into `/etc/net-gazer/plugins/`, and send the daemon SIGHUP. The
+//! plugin's name in the configuration (`[plugins.<name>]`) is the file name
+//! without `.wasm`. `docs/plugins.md` in the repository has the whole story.
+//!
+//! Built for another target than `wasm32` (`cargo test` of a plugin's own
+//! logic), the getters and host functions compile but panic when called:
+//! test what depends on events with `net-gazer plugins test`, which runs
+//! the real component.
 
 use std::cell::RefCell;
 
@@ -63,14 +74,23 @@ pub mod bindings {
     });
 }
 
-pub use bindings::net_gazer::plugin::host;
+/// The current event's fields, when it is a flow.
+pub use bindings::net_gazer::plugin::flow;
+/// The current event's fields, when it is a handshake: `handshake::server_port()`.
+pub use bindings::net_gazer::plugin::handshake;
+/// The current event's fields, when it is a route.
+pub use bindings::net_gazer::plugin::route;
+/// The current event's fields, when it is a scan.
+pub use bindings::net_gazer::plugin::scan;
 pub use bindings::net_gazer::plugin::types::{
-    Direction, Event, EventKind, Flow, FlowEnd, Handshake, Hop, HttpRequest, HttpResponse, Info, IpAddress, Level,
-    Outcome, Route, Scan, ScanPhase, ScanType, Side, Tag, TraceProtocol, TraceStyle, Verdict,
+    Direction, EventKind, FlowEnd, Hop, Info, Interest, IpAddress, Level, Outcome, Role, ScanPhase, ScanType, Side,
+    Tag, TraceProtocol, TraceStyle,
 };
 
+use bindings::net_gazer::plugin::event as current;
+
 /// The contract version this SDK builds plugins for.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 impl From<IpAddress> for std::net::IpAddr {
     fn from(a: IpAddress) -> std::net::IpAddr {
@@ -109,109 +129,14 @@ impl std::fmt::Display for IpAddress {
     }
 }
 
-impl Handshake {
-    /// The other end as seen from the local networks: the client of an
-    /// inbound connection, the server otherwise.
-    pub fn remote_ip(&self) -> IpAddress {
-        match self.direction {
-            Direction::Inbound => self.client_ip,
-            _ => self.server_ip,
-        }
-    }
-}
-
-impl Flow {
-    /// The other end as seen from the local networks (see
-    /// [`Handshake::remote_ip`]).
-    pub fn remote_ip(&self) -> IpAddress {
-        match self.direction {
-            Direction::Inbound => self.client_ip,
-            _ => self.server_ip,
-        }
-    }
-}
-
-/// A plugin. `info` and `init` are required; every event method defaults to
-/// [`Verdict::Keep`], so implement only the kinds you asked for in `info`.
-pub trait Plugin: Sized + 'static {
-    /// Name, version, the event kinds to receive, batch or per event.
-    fn info() -> Info;
-
-    /// Builds the plugin from its table in net-gazer.toml. An error refuses
-    /// the configuration: the daemon logs it and runs without the plugin.
-    fn init(config: Config) -> Result<Self, String>;
-
-    fn handshake(&mut self, _event: &Handshake) -> Verdict {
-        Verdict::Keep
-    }
-
-    fn flow(&mut self, _event: &Flow) -> Verdict {
-        Verdict::Keep
-    }
-
-    fn scan(&mut self, _event: &Scan) -> Verdict {
-        Verdict::Keep
-    }
-
-    fn route(&mut self, _event: &Route) -> Verdict {
-        Verdict::Keep
-    }
-
-    /// Several events at once, when `info` asked for batches. The default
-    /// calls the per-event methods.
-    fn batch(&mut self, events: &[Event]) -> Vec<Verdict> {
-        events
-            .iter()
-            .map(|event| match event {
-                Event::Handshake(e) => self.handshake(e),
-                Event::Flow(e) => self.flow(e),
-                Event::Scan(e) => self.scan(e),
-                Event::Route(e) => self.route(e),
-            })
-            .collect()
-    }
-
-    /// About once a second.
-    fn on_tick(&mut self, _now_us: i64) {}
-}
-
-impl EventKind {
-    /// Every kind: for plugins that want them all.
-    pub const ALL: [EventKind; 4] = [EventKind::Handshake, EventKind::Flow, EventKind::Scan, EventKind::Route];
-}
-
-impl Info {
-    /// A plugin that wants no events yet; add them with [`Info::wants`].
-    ///
-    /// It is called in batches: [`Plugin::batch`], whose default calls the
-    /// per-event methods in turn, takes up to a few hundred events at once,
-    /// which halves the cost of crossing into the plugin. Events are not
-    /// held back for it: a batch is whatever the sensor has at hand.
-    pub fn new(name: &str, version: &str) -> Info {
-        Info {
-            name: name.to_string(),
-            version: version.to_string(),
-            wants: Vec::new(),
-            batch: true,
-        }
-    }
-
-    pub fn wants(mut self, kinds: &[EventKind]) -> Info {
-        self.wants.extend_from_slice(kinds);
-        self
-    }
-
-    /// Ask for [`Plugin::batch`] calls (the default).
-    pub fn batched(mut self) -> Info {
-        self.batch = true;
-        self
-    }
-
-    /// Ask for one call per event instead of batches.
-    pub fn per_event(mut self) -> Info {
-        self.batch = false;
-        self
-    }
+/// What a filter decided about the current event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    Keep,
+    Drop,
+    /// Keep, with these tags added (a tag whose key is already there
+    /// replaces its value).
+    Tag(Vec<Tag>),
 }
 
 impl Verdict {
@@ -230,44 +155,195 @@ impl Tag {
     }
 }
 
-/// Tags an event already carries (from earlier plugins).
-pub trait Tagged {
-    fn tags(&self) -> &[Tag];
+/// The event being handled. Its fields are read through the getters of
+/// its kind's module ([`handshake`], [`flow`], [`scan`], [`route`]); this
+/// value gives what every kind has.
+#[derive(Debug)]
+pub struct Event {
+    _current: (),
+}
 
-    /// The value of the tag `key`, if an earlier plugin set it.
-    fn tag(&self, key: &str) -> Option<&str> {
-        self.tags()
-            .iter()
-            .rev()
-            .find(|t| t.key == key)
-            .map(|t| t.value.as_str())
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        current::kind()
+    }
+
+    /// The value of tag `key`, set by the sensor or an earlier plugin.
+    pub fn tag(&self, key: &str) -> Option<String> {
+        current::tag(key)
+    }
+
+    /// Every tag, in the order they were added.
+    pub fn tags(&self) -> Vec<Tag> {
+        current::tags()
+    }
+
+    /// Adds a tag now (or replaces the value of `key`); a filter may also
+    /// return [`Verdict::Tag`].
+    pub fn set_tag(&self, key: &str, value: &str) {
+        current::set_tag(key, value)
+    }
+
+    /// The other end as seen from the local networks: the client of an
+    /// inbound handshake or flow and the server otherwise; the source of a
+    /// scan; the destination of a route.
+    pub fn remote_ip(&self) -> IpAddress {
+        match current::kind() {
+            EventKind::Handshake => match handshake::direction() {
+                Direction::Inbound => handshake::client_ip(),
+                _ => handshake::server_ip(),
+            },
+            EventKind::Flow => match flow::direction() {
+                Direction::Inbound => flow::client_ip(),
+                _ => flow::server_ip(),
+            },
+            EventKind::Scan => scan::src_ip(),
+            EventKind::Route => route::dst_ip(),
+        }
     }
 }
 
-macro_rules! tagged {
-    ($($t:ty),*) => {$(
-        impl Tagged for $t {
-            fn tags(&self) -> &[Tag] {
-                &self.tags
-            }
-        }
-    )*};
-}
-tagged!(Handshake, Flow, Scan, Route);
+/// A filter. `info` and `init` are required; every event method defaults
+/// to [`Verdict::Keep`], so implement only the kinds you asked for in
+/// `info`.
+pub trait Plugin: Sized + 'static {
+    /// Name, version, the event kinds to receive, the interest, batch or
+    /// per event.
+    fn info() -> Info;
 
-impl Tagged for Event {
-    fn tags(&self) -> &[Tag] {
-        match self {
-            Event::Handshake(e) => &e.tags,
-            Event::Flow(e) => &e.tags,
-            Event::Scan(e) => &e.tags,
-            Event::Route(e) => &e.tags,
+    /// Builds the plugin from its table in net-gazer.toml. An error refuses
+    /// the configuration: the daemon logs it and runs without the plugin.
+    fn init(config: Config) -> Result<Self, String>;
+
+    /// The interest once configured, when it depends on the configuration
+    /// (the daemon asks after `init`); `None`: the one of `info`.
+    fn interest(&self) -> Option<Interest> {
+        None
+    }
+
+    fn handshake(&mut self, _event: &Event) -> Verdict {
+        Verdict::Keep
+    }
+
+    fn flow(&mut self, _event: &Event) -> Verdict {
+        Verdict::Keep
+    }
+
+    fn scan(&mut self, _event: &Event) -> Verdict {
+        Verdict::Keep
+    }
+
+    fn route(&mut self, _event: &Event) -> Verdict {
+        Verdict::Keep
+    }
+
+    /// About once a second, and before a reload or a stop.
+    fn on_tick(&mut self, _now_us: i64) {}
+}
+
+/// An exporter: gets the events that passed the chain (of the kinds and
+/// interest of its `info`), on its own thread with a bounded queue, so a
+/// slow destination never holds up the sensor. Buffer in `export` and send
+/// in `flush`.
+pub trait Exporter: Sized + 'static {
+    /// As [`Plugin::info`]; [`export_exporter!`] sets the role.
+    fn info() -> Info;
+
+    fn init(config: Config) -> Result<Self, String>;
+
+    /// See [`Plugin::interest`].
+    fn interest(&self) -> Option<Interest> {
+        None
+    }
+
+    /// One event that passed the chain.
+    fn export(&mut self, event: &Event);
+
+    /// About once a second, and before a reload or a stop: send what is
+    /// buffered.
+    fn flush(&mut self, _now_us: i64) {}
+}
+
+impl EventKind {
+    /// Every kind: for plugins that want them all.
+    pub const ALL: [EventKind; 4] = [EventKind::Handshake, EventKind::Flow, EventKind::Scan, EventKind::Route];
+}
+
+impl Info {
+    /// A filter that wants no events yet (add them with [`Info::wants`]),
+    /// with no interest beyond the kinds, called in batches.
+    ///
+    /// Batches take up to a few hundred events per call into the plugin,
+    /// which halves the cost of crossing; events are not held back for
+    /// them: a batch is whatever the sensor has at hand.
+    pub fn new(name: &str, version: &str) -> Info {
+        Info {
+            name: name.to_string(),
+            version: version.to_string(),
+            role: Role::Filter,
+            wants: Vec::new(),
+            interest: Interest {
+                server_ports: Vec::new(),
+                directions: Vec::new(),
+                outcomes: Vec::new(),
+            },
+            batch: true,
+        }
+    }
+
+    pub fn wants(mut self, kinds: &[EventKind]) -> Info {
+        self.wants.extend_from_slice(kinds);
+        self
+    }
+
+    /// Only handshakes and flows to these server ports (other kinds are
+    /// not narrowed by it). At most 1024.
+    pub fn server_ports(mut self, ports: &[u16]) -> Info {
+        self.interest.server_ports.extend_from_slice(ports);
+        self
+    }
+
+    /// Only handshakes and flows of these directions.
+    pub fn directions(mut self, directions: &[Direction]) -> Info {
+        self.interest.directions.extend_from_slice(directions);
+        self
+    }
+
+    /// Only handshakes of these outcomes.
+    pub fn outcomes(mut self, outcomes: &[Outcome]) -> Info {
+        self.interest.outcomes.extend_from_slice(outcomes);
+        self
+    }
+
+    /// Called in batches (the default).
+    pub fn batched(mut self) -> Info {
+        self.batch = true;
+        self
+    }
+
+    /// One call per event instead of batches.
+    pub fn per_event(mut self) -> Info {
+        self.batch = false;
+        self
+    }
+}
+
+impl Interest {
+    /// Any event of the wanted kinds.
+    pub fn any() -> Interest {
+        Interest {
+            server_ports: Vec::new(),
+            directions: Vec::new(),
+            outcomes: Vec::new(),
         }
     }
 }
 
-/// The plugin's table from net-gazer.toml (`[plugins.<name>]`), grant keys
-/// (`dirs`, `http_allow`, ...) included.
+/// The keys the daemon adds to every plugin's table (the grants).
+const HOST_KEYS: [&str; 2] = ["dirs", "http_allow"];
+
+/// The plugin's table from net-gazer.toml (`[plugins.<name>]`) with the
+/// grants the daemon adds (`dirs`, `http_allow`).
 #[derive(Clone, Debug, Default)]
 pub struct Config {
     value: serde_json::Value,
@@ -283,14 +359,41 @@ impl Config {
         Ok(Config { value })
     }
 
-    /// The table as your own `serde::Deserialize` type; the error names the
-    /// key that did not fit.
+    /// The plugin's own keys (the grants left out) as your
+    /// `serde::Deserialize` type. The error names the key: with
+    /// `#[serde(deny_unknown_fields)]` a misspelt key is refused ("unknown
+    /// field `tresh_ms`, expected `threshold_ms`") instead of silently
+    /// ignored.
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
-        serde_json::from_value(self.value.clone()).map_err(|e| format!("configuration: {e}"))
+        let mut own = self.value.clone();
+        if let Some(table) = own.as_object_mut() {
+            for key in HOST_KEYS {
+                table.remove(key);
+            }
+        }
+        serde_json::from_value(own).map_err(|e| format!("configuration: {e}"))
     }
 
     pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
         self.value.get(key)
+    }
+
+    /// The directories granted (`dirs`), canonical.
+    pub fn dirs(&self) -> Vec<String> {
+        self.strings("dirs")
+    }
+
+    /// The hosts HTTP may reach (`http_allow`).
+    pub fn http_allow(&self) -> Vec<String> {
+        self.strings("http_allow")
+    }
+
+    fn strings(&self, key: &str) -> Vec<String> {
+        self.value
+            .get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
     }
 
     pub fn json(&self) -> &serde_json::Value {
@@ -307,7 +410,7 @@ pub mod log {
 
     thread_local! {
         // The daemon's log level is fixed while it runs: ask once per level
-        // and tick, not per event (a host call costs a few hundred ns).
+        // and tick, not per event (a host call costs tens of ns).
         static ENABLED: Cell<[Option<bool>; 5]> = const { Cell::new([None; 5]) };
     }
 
@@ -343,41 +446,17 @@ pub mod log {
     }
 }
 
-/// Counters and gauges shown per plugin in the daemon's stats.
+/// Counters and gauges shown per plugin in the daemon's stats and metrics.
 pub mod metrics {
     pub use crate::bindings::net_gazer::plugin::host::{counter_add, gauge_set};
 }
 
-/// HTTP, to the hosts the operator allowed (`http_allow`).
-pub mod http {
-    use crate::{HttpRequest, HttpResponse};
-
-    /// `POST url` with a body; the error says why nothing was sent or what
-    /// failed.
-    pub fn post(url: &str, content_type: &str, body: Vec<u8>) -> Result<HttpResponse, String> {
-        crate::host::http_send(&HttpRequest {
-            method: "POST".into(),
-            url: url.into(),
-            headers: vec![("content-type".into(), content_type.into())],
-            body,
-        })
-    }
-
-    pub fn get(url: &str) -> Result<HttpResponse, String> {
-        crate::host::http_send(&HttpRequest {
-            method: "GET".into(),
-            url: url.into(),
-            headers: Vec::new(),
-            body: Vec::new(),
-        })
-    }
-}
-
 #[doc(hidden)]
 pub mod __private {
-    //! What [`export_plugin!`](crate::export_plugin) expands to.
+    //! What [`export_plugin!`](crate::export_plugin) and
+    //! [`export_exporter!`](crate::export_exporter) expand to.
     use super::*;
-    use crate::bindings::exports::net_gazer::plugin::plugin::Guest;
+    use crate::bindings::exports::net_gazer::plugin::plugin::{Guest, Verdict as Wit};
 
     thread_local! {
         // A component instance is single-threaded: one plugin value, made by
@@ -385,45 +464,72 @@ pub mod __private {
         static STATE: RefCell<Option<Box<dyn std::any::Any>>> = const { RefCell::new(None) };
     }
 
-    fn with<P: Plugin, R>(default: R, f: impl FnOnce(&mut P) -> R) -> R {
+    fn with<P: 'static, R>(default: R, f: impl FnOnce(&mut P) -> R) -> R {
         STATE.with(|s| match s.borrow_mut().as_mut().and_then(|b| b.downcast_mut::<P>()) {
             Some(p) => f(p),
             None => default,
         })
     }
 
+    /// `info` with the interest of the configured plugin, once there is one.
+    fn describe<P: 'static>(mut info: Info, interest: impl FnOnce(&P) -> Option<Interest>) -> Info {
+        if let Some(i) = with::<P, _>(None, |p| interest(p)) {
+            info.interest = i;
+        }
+        info
+    }
+
+    fn store<P: 'static>(plugin: P) {
+        STATE.with(|s| *s.borrow_mut() = Some(Box::new(plugin)));
+    }
+
+    /// The verdict on the current event, tags set through the host.
+    fn answer(v: Verdict) -> Wit {
+        match v {
+            Verdict::Keep => Wit::Keep,
+            Verdict::Drop => Wit::Drop,
+            Verdict::Tag(tags) => {
+                for t in &tags {
+                    current::set_tag(&t.key, &t.value);
+                }
+                Wit::Keep
+            }
+        }
+    }
+
+    fn judge<P: Plugin>(p: &mut P) -> Verdict {
+        let e = Event { _current: () };
+        match current::kind() {
+            EventKind::Handshake => p.handshake(&e),
+            EventKind::Flow => p.flow(&e),
+            EventKind::Scan => p.scan(&e),
+            EventKind::Route => p.route(&e),
+        }
+    }
+
+    /// Entry `i` of a batch made current, `f` called on it.
+    fn each<R>(count: u32, mut f: impl FnMut() -> R) -> Vec<R> {
+        (0..count).take_while(|i| current::select(*i)).map(|_| f()).collect()
+    }
+
     pub struct Adapter<P>(std::marker::PhantomData<P>);
 
     impl<P: Plugin> Guest for Adapter<P> {
         fn describe() -> Info {
-            P::info()
+            describe::<P>(P::info(), P::interest)
         }
 
         fn init(config: String) -> Result<(), String> {
-            let plugin = P::init(Config::from_json(&config)?)?;
-            STATE.with(|s| *s.borrow_mut() = Some(Box::new(plugin)));
+            store(P::init(Config::from_json(&config)?)?);
             Ok(())
         }
 
-        fn on_handshake(event: Handshake) -> Verdict {
-            with::<P, _>(Verdict::Keep, |p| p.handshake(&event))
+        fn on_event() -> Wit {
+            answer(with::<P, _>(Verdict::Keep, judge))
         }
 
-        fn on_flow(event: Flow) -> Verdict {
-            with::<P, _>(Verdict::Keep, |p| p.flow(&event))
-        }
-
-        fn on_scan(event: Scan) -> Verdict {
-            with::<P, _>(Verdict::Keep, |p| p.scan(&event))
-        }
-
-        fn on_route(event: Route) -> Verdict {
-            with::<P, _>(Verdict::Keep, |p| p.route(&event))
-        }
-
-        fn on_batch(events: Vec<Event>) -> Vec<Verdict> {
-            let n = events.len();
-            with::<P, _>(vec![Verdict::Keep; n], |p| p.batch(&events))
+        fn on_batch(count: u32) -> Vec<Wit> {
+            each(count, || answer(with::<P, _>(Verdict::Keep, judge)))
         }
 
         fn on_tick(now_us: i64) {
@@ -431,14 +537,56 @@ pub mod __private {
             with::<P, _>((), |p| p.on_tick(now_us))
         }
     }
+
+    pub struct ExporterAdapter<E>(std::marker::PhantomData<E>);
+
+    impl<E: Exporter> Guest for ExporterAdapter<E> {
+        fn describe() -> Info {
+            let mut info = describe::<E>(E::info(), E::interest);
+            info.role = Role::Exporter;
+            info
+        }
+
+        fn init(config: String) -> Result<(), String> {
+            store(E::init(Config::from_json(&config)?)?);
+            Ok(())
+        }
+
+        fn on_event() -> Wit {
+            with::<E, _>((), |e| e.export(&Event { _current: () }));
+            Wit::Keep
+        }
+
+        fn on_batch(count: u32) -> Vec<Wit> {
+            each(count, || {
+                with::<E, _>((), |e| e.export(&Event { _current: () }));
+                Wit::Keep
+            })
+        }
+
+        fn on_tick(now_us: i64) {
+            crate::log::forget_levels();
+            with::<E, _>((), |e| e.flush(now_us))
+        }
+    }
 }
 
-/// Exports a [`Plugin`] implementation as the component's `plugin`
-/// interface. Use it once, in the crate root of a `cdylib`.
+/// Exports a [`Plugin`] implementation (a filter) as the component's
+/// `plugin` interface. Use it once, in the crate root of a `cdylib`.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
         type __NetGazerAdapter = $crate::__private::Adapter<$plugin>;
+        $crate::bindings::export_bindings!(__NetGazerAdapter with_types_in $crate::bindings);
+    };
+}
+
+/// Exports an [`Exporter`] implementation as the component's `plugin`
+/// interface, with the role `exporter`.
+#[macro_export]
+macro_rules! export_exporter {
+    ($exporter:ty) => {
+        type __NetGazerAdapter = $crate::__private::ExporterAdapter<$exporter>;
         $crate::bindings::export_bindings!(__NetGazerAdapter with_types_in $crate::bindings);
     };
 }

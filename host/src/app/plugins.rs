@@ -109,7 +109,9 @@ fn check(config: &Config, file: &std::path::Path, init: bool) -> anyhow::Result<
         p.contract,
         wit::supported_list()
     );
+    println!("role:     {}", d.role);
     println!("wants:    {}", d.wants_list());
+    println!("interest: {}", d.interest.describe());
     println!("batch:    {}", d.batch);
     match crate::plugin::permissions::check_file(file) {
         Ok(()) => println!("perms:    would be accepted in the plugin directory"),

@@ -3,7 +3,7 @@
 //! all.
 
 use net_gazer_sdk::{
-    export_plugin, log, metrics, Config, EventKind, Flow, Handshake, Info, Level, Plugin, Route, Scan, Verdict,
+    export_plugin, flow, handshake, log, metrics, route, scan, Config, Event, EventKind, Info, Level, Plugin, Verdict,
 };
 
 /// Events by kind since the last tick: handshake, flow, scan, route.
@@ -25,37 +25,44 @@ impl Plugin for Demo {
         })
     }
 
-    fn handshake(&mut self, e: &Handshake) -> Verdict {
+    // `log!` reads the fields (each a call into the host) only when the
+    // daemon logs at debug level.
+    fn handshake(&mut self, _e: &Event) -> Verdict {
         self.count(0);
         log!(
             Level::Debug,
             "handshake {}:{} -> {}:{} {:?} rtt {:?} us",
-            e.client_ip,
-            e.client_port,
-            e.server_ip,
-            e.server_port,
-            e.outcome,
-            e.rtt_last_syn_us
+            handshake::client_ip(),
+            handshake::client_port(),
+            handshake::server_ip(),
+            handshake::server_port(),
+            handshake::outcome(),
+            handshake::rtt_last_syn_us()
         );
         Verdict::Keep
     }
 
-    fn flow(&mut self, e: &Flow) -> Verdict {
+    fn flow(&mut self, _e: &Event) -> Verdict {
         self.count(1);
         log!(
             Level::Debug,
             "flow {} -> {} retrans {}/{}",
-            e.client_ip,
-            e.server_ip,
-            e.retrans_c2s,
-            e.retrans_s2c
+            flow::client_ip(),
+            flow::server_ip(),
+            flow::retrans_c2s(),
+            flow::retrans_s2c()
         );
         Verdict::Keep
     }
 
-    fn scan(&mut self, e: &Scan) -> Verdict {
+    fn scan(&mut self, _e: &Event) -> Verdict {
         self.count(2);
-        log!(Level::Debug, "scan from {}: {} distinct", e.src_ip, e.distinct);
+        log!(
+            Level::Debug,
+            "scan from {}: {} distinct",
+            scan::src_ip(),
+            scan::distinct()
+        );
         Verdict::Keep
     }
 
@@ -70,9 +77,14 @@ impl Plugin for Demo {
         metrics::gauge_set("seen", self.seen as f64);
     }
 
-    fn route(&mut self, e: &Route) -> Verdict {
+    fn route(&mut self, _e: &Event) -> Verdict {
         self.count(3);
-        log!(Level::Debug, "route to {}: {} hops", e.dst_ip, e.hops.len());
+        log!(
+            Level::Debug,
+            "route to {}: {} hops",
+            route::dst_ip(),
+            route::hops().len()
+        );
         Verdict::Keep
     }
 }

@@ -22,8 +22,8 @@
 use std::net::IpAddr;
 
 use net_gazer_sdk::{
-    export_plugin, metrics, Config, Direction, EventKind, Flow, Handshake, Info, IpAddress, Outcome, Plugin, Route,
-    Scan, Verdict,
+    export_plugin, flow, handshake, metrics, route, scan, Config, Direction, Event, EventKind, Info, IpAddress,
+    Outcome, Plugin, Verdict,
 };
 use serde::Deserialize;
 
@@ -34,11 +34,6 @@ struct Settings {
     drop: Vec<RuleSettings>,
     #[serde(default)]
     keep: Vec<RuleSettings>,
-    // Grants the host passes on with the table; this plugin needs none.
-    #[serde(default, rename = "dirs")]
-    _dirs: Vec<String>,
-    #[serde(default, rename = "http_allow")]
-    _http_allow: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -229,45 +224,45 @@ impl Plugin for Filter {
         })
     }
 
-    fn handshake(&mut self, e: &Handshake) -> Verdict {
+    fn handshake(&mut self, _e: &Event) -> Verdict {
         self.judge(Facts {
             kind: EventKind::Handshake,
-            client: Some(e.client_ip.ip()),
-            server: Some(e.server_ip.ip()),
-            port: Some(e.server_port),
-            direction: Some(e.direction),
-            outcome: Some(e.outcome),
+            client: Some(handshake::client_ip().ip()),
+            server: Some(handshake::server_ip().ip()),
+            port: Some(handshake::server_port()),
+            direction: Some(handshake::direction()),
+            outcome: Some(handshake::outcome()),
         })
     }
 
-    fn flow(&mut self, e: &Flow) -> Verdict {
+    fn flow(&mut self, _e: &Event) -> Verdict {
         self.judge(Facts {
             kind: EventKind::Flow,
-            client: Some(e.client_ip.ip()),
-            server: Some(e.server_ip.ip()),
-            port: Some(e.server_port),
-            direction: Some(e.direction),
+            client: Some(flow::client_ip().ip()),
+            server: Some(flow::server_ip().ip()),
+            port: Some(flow::server_port()),
+            direction: Some(flow::direction()),
             outcome: None,
         })
     }
 
-    fn scan(&mut self, e: &Scan) -> Verdict {
+    fn scan(&mut self, _e: &Event) -> Verdict {
         self.judge(Facts {
             kind: EventKind::Scan,
-            client: Some(e.src_ip.ip()),
-            server: e.target_ip.map(IpAddress::ip),
-            port: e.target_port,
+            client: Some(scan::src_ip().ip()),
+            server: scan::target_ip().map(IpAddress::ip),
+            port: scan::target_port(),
             direction: Some(Direction::Inbound),
             outcome: None,
         })
     }
 
-    fn route(&mut self, e: &Route) -> Verdict {
+    fn route(&mut self, _e: &Event) -> Verdict {
         self.judge(Facts {
             kind: EventKind::Route,
-            client: Some(e.src_ip.ip()),
-            server: Some(e.dst_ip.ip()),
-            port: e.dst_port,
+            client: Some(route::src_ip().ip()),
+            server: Some(route::dst_ip().ip()),
+            port: route::dst_port(),
             direction: None,
             outcome: None,
         })

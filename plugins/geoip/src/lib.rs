@@ -25,8 +25,8 @@ use std::net::IpAddr;
 
 use maxminddb::{geoip2, Reader};
 use net_gazer_sdk::{
-    export_plugin, metrics, Config, Direction, EventKind, Flow, Handshake, Info, IpAddress, Plugin, Route, Scan, Tag,
-    Verdict,
+    export_plugin, flow, handshake, metrics, route, scan, Config, Direction, Event, EventKind, Info, IpAddress, Plugin,
+    Tag, Verdict,
 };
 use serde::Deserialize;
 
@@ -37,10 +37,6 @@ struct Settings {
     city_db: Option<String>,
     #[serde(default)]
     asn_db: Option<String>,
-    #[serde(default)]
-    dirs: Vec<String>,
-    #[serde(default, rename = "http_allow")]
-    _http_allow: Vec<String>,
 }
 
 /// The databases, read into memory at `init`.
@@ -188,10 +184,16 @@ struct GeoPlugin {
     lookups: u64,
 }
 
-fn remote(direction: Direction, client: &IpAddress, server: &IpAddress) -> Option<IpAddr> {
+/// The remote end of a handshake or flow of `direction`: the client of an
+/// inbound one, the server otherwise; none for internal ones.
+fn remote(
+    direction: Direction,
+    client: impl FnOnce() -> IpAddress,
+    server: impl FnOnce() -> IpAddress,
+) -> Option<IpAddr> {
     match direction {
-        Direction::Inbound => Some(client.ip()),
-        Direction::Outbound | Direction::Transit => Some(server.ip()),
+        Direction::Inbound => Some(client().ip()),
+        Direction::Outbound | Direction::Transit => Some(server().ip()),
         Direction::Internal => None,
     }
 }
@@ -216,42 +218,46 @@ impl GeoPlugin {
 
 impl Plugin for GeoPlugin {
     fn info() -> Info {
-        Info::new("geoip", env!("CARGO_PKG_VERSION")).wants(&[
-            EventKind::Handshake,
-            EventKind::Flow,
-            EventKind::Scan,
-            EventKind::Route,
-        ])
+        // Internal handshakes and flows have no remote end: not called for
+        // them (the interest narrows only handshakes and flows).
+        Info::new("geoip", env!("CARGO_PKG_VERSION"))
+            .wants(&EventKind::ALL)
+            .directions(&[Direction::Inbound, Direction::Outbound, Direction::Transit])
     }
 
     fn init(config: Config) -> Result<Self, String> {
         let s: Settings = config.parse()?;
-        let geo = Geo::open(s.city_db.as_deref(), s.asn_db.as_deref(), &s.dirs)?;
+        let geo = Geo::open(s.city_db.as_deref(), s.asn_db.as_deref(), &config.dirs())?;
         Ok(GeoPlugin { geo, lookups: 0 })
     }
 
-    fn handshake(&mut self, e: &Handshake) -> Verdict {
+    fn handshake(&mut self, _e: &Event) -> Verdict {
         let mut tags = Vec::new();
-        self.tags(remote(e.direction, &e.client_ip, &e.server_ip), "", &mut tags);
+        let ip = remote(handshake::direction(), handshake::client_ip, handshake::server_ip);
+        self.tags(ip, "", &mut tags);
         Self::verdict(tags)
     }
 
-    fn flow(&mut self, e: &Flow) -> Verdict {
+    fn flow(&mut self, _e: &Event) -> Verdict {
         let mut tags = Vec::new();
-        self.tags(remote(e.direction, &e.client_ip, &e.server_ip), "", &mut tags);
+        self.tags(
+            remote(flow::direction(), flow::client_ip, flow::server_ip),
+            "",
+            &mut tags,
+        );
         Self::verdict(tags)
     }
 
-    fn scan(&mut self, e: &Scan) -> Verdict {
+    fn scan(&mut self, _e: &Event) -> Verdict {
         let mut tags = Vec::new();
-        self.tags(Some(e.src_ip.ip()), "", &mut tags);
+        self.tags(Some(scan::src_ip().ip()), "", &mut tags);
         Self::verdict(tags)
     }
 
-    fn route(&mut self, e: &Route) -> Verdict {
+    fn route(&mut self, _e: &Event) -> Verdict {
         let mut tags = Vec::new();
-        self.tags(Some(e.dst_ip.ip()), "", &mut tags);
-        for hop in &e.hops {
+        self.tags(Some(route::dst_ip().ip()), "", &mut tags);
+        for hop in &route::hops() {
             let prefix = format!("hop.{}.", hop.ttl);
             self.tags(hop.addr.map(IpAddress::ip), &prefix, &mut tags);
         }

@@ -116,6 +116,40 @@ impl Interest {
         Ok(())
     }
 
+    /// For people: "any", or "server ports 443; directions inbound".
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let list = |v: Vec<String>| v.join(", ");
+        if !self.server_ports.is_empty() {
+            parts.push(format!(
+                "server ports {}",
+                list(self.server_ports.iter().map(u16::to_string).collect())
+            ));
+        }
+        if !self.directions.is_empty() {
+            parts.push(format!(
+                "directions {}",
+                list(
+                    self.directions
+                        .iter()
+                        .map(|d| format!("{d:?}").to_lowercase())
+                        .collect()
+                )
+            ));
+        }
+        if !self.outcomes.is_empty() {
+            parts.push(format!(
+                "outcomes {}",
+                list(self.outcomes.iter().map(|o| o.name().into()).collect())
+            ));
+        }
+        if parts.is_empty() {
+            "any event of the wanted kinds".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+
     pub fn is_any(&self) -> bool {
         self.server_ports.is_empty() && self.directions.is_empty() && self.outcomes.is_empty()
     }
