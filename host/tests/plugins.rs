@@ -525,6 +525,52 @@ fn filter_plugin_refuses_a_bad_rule_and_the_daemon_runs_without_it() {
     assert!(hs.iter().all(|h| h["tags"]["z"] == ""));
 }
 
+/// The SDK's configuration helper names the key path of what did not fit,
+/// and refuses a misspelt key instead of ignoring it (the filter plugin
+/// asks serde to deny unknown keys; the daemon's grants are let through).
+#[test]
+fn sdk_config_errors_name_the_key_path() {
+    let Some(built) = built_plugins(&["filter"]) else {
+        return;
+    };
+    let cases = [
+        (
+            "[[plugins.filter.drop]]\nports = [\"x\"]\n",
+            "key `drop[0].ports[0]`: invalid type: string \"x\", expected u16",
+        ),
+        (
+            "[[plugins.filter.drop]]\nport = [22]\n",
+            "key `drop[0].port`: unknown field `port`",
+        ),
+        ("dorp = []\n", "key `dorp`: unknown field `dorp`"),
+    ];
+    for (table, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ng.toml");
+        std::fs::write(&config, format!("[plugins.filter]\n{table}")).unwrap();
+        let out = Command::new(common::bin())
+            .args(["plugins", "check", "--init", "-c"])
+            .arg(&config)
+            .arg(built_file(&built, "filter"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{table}: refused");
+        assert!(text.contains(expected), "{table}: expected {expected:?} in {text}");
+    }
+    // The grants (`dirs`, `http_allow`) are not unknown keys.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ng.toml");
+    std::fs::write(&config, "[plugins.filter]\nhttp_allow = [\"127.0.0.1:1\"]\n").unwrap();
+    let out = Command::new(common::bin())
+        .args(["plugins", "check", "--init", "-c"])
+        .arg(&config)
+        .arg(built_file(&built, "filter"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn python_plugin_tags_slow_handshakes_per_network() {
     let Some(s) = Setup::new(

@@ -50,15 +50,17 @@
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` (crate type
-//! `cdylib`), try it with `net-gazer plugins test target/wasm32-wasip2/release/slow.wasm`,
-//! copy it into `/etc/net-gazer/plugins/`, and send the daemon SIGHUP. The
+//! `cdylib`), check it with `net-gazer plugins check target/wasm32-wasip2/release/slow.wasm`,
+//! try it on a capture with `net-gazer replay` (`plugins/sample.pcap` in
+//! the repository), copy it into `/etc/net-gazer/plugins/`, and send the
+//! daemon SIGHUP. The
 //! plugin's name in the configuration (`[plugins.<name>]`) is the file name
 //! without `.wasm`. `docs/plugins.md` in the repository has the whole story.
 //!
 //! Built for another target than `wasm32` (`cargo test` of a plugin's own
 //! logic), the getters and host functions compile but panic when called:
-//! test what depends on events with `net-gazer plugins test`, which runs
-//! the real component.
+//! test what depends on events by replaying a capture through the real
+//! component.
 
 use std::cell::RefCell;
 
@@ -216,7 +218,8 @@ pub trait Plugin: Sized + 'static {
     fn init(config: Config) -> Result<Self, String>;
 
     /// The interest once configured, when it depends on the configuration
-    /// (the daemon asks after `init`); `None`: the one of `info`.
+    /// (the daemon asks after `init`): it replaces the one of `info`;
+    /// `None` keeps that.
     fn interest(&self) -> Option<Interest> {
         None
     }
@@ -296,23 +299,29 @@ impl Info {
         self
     }
 
-    /// Only handshakes and flows to these server ports (other kinds are
-    /// not narrowed by it). At most 1024.
-    pub fn server_ports(mut self, ports: &[u16]) -> Info {
-        self.interest.server_ports.extend_from_slice(ports);
+    /// The events wanted beyond their kind (see [`Interest`]): the daemon
+    /// does not call the plugin for the others.
+    pub fn interest(mut self, interest: Interest) -> Info {
+        self.interest = interest;
         self
     }
 
-    /// Only handshakes and flows of these directions.
-    pub fn directions(mut self, directions: &[Direction]) -> Info {
-        self.interest.directions.extend_from_slice(directions);
-        self
+    /// [`Interest::server_ports`] of this info's interest.
+    pub fn server_ports(self, ports: &[u16]) -> Info {
+        let i = self.interest.clone().server_ports(ports);
+        self.interest(i)
     }
 
-    /// Only handshakes of these outcomes.
-    pub fn outcomes(mut self, outcomes: &[Outcome]) -> Info {
-        self.interest.outcomes.extend_from_slice(outcomes);
-        self
+    /// [`Interest::directions`] of this info's interest.
+    pub fn directions(self, directions: &[Direction]) -> Info {
+        let i = self.interest.clone().directions(directions);
+        self.interest(i)
+    }
+
+    /// [`Interest::outcomes`] of this info's interest.
+    pub fn outcomes(self, outcomes: &[Outcome]) -> Info {
+        let i = self.interest.clone().outcomes(outcomes);
+        self.interest(i)
     }
 
     /// Called in batches (the default).
@@ -337,6 +346,25 @@ impl Interest {
             outcomes: Vec::new(),
         }
     }
+
+    /// Only handshakes and flows to these server ports (other kinds are
+    /// not narrowed by it). At most 1024.
+    pub fn server_ports(mut self, ports: &[u16]) -> Interest {
+        self.server_ports.extend_from_slice(ports);
+        self
+    }
+
+    /// Only handshakes and flows of these directions.
+    pub fn directions(mut self, directions: &[Direction]) -> Interest {
+        self.directions.extend_from_slice(directions);
+        self
+    }
+
+    /// Only handshakes of these outcomes.
+    pub fn outcomes(mut self, outcomes: &[Outcome]) -> Interest {
+        self.outcomes.extend_from_slice(outcomes);
+        self
+    }
 }
 
 /// The keys the daemon adds to every plugin's table (the grants).
@@ -360,7 +388,8 @@ impl Config {
     }
 
     /// The plugin's own keys (the grants left out) as your
-    /// `serde::Deserialize` type. The error names the key: with
+    /// `serde::Deserialize` type. The error names the key path
+    /// ("key `ports[0]`: invalid type: string \"x\", expected u16"); with
     /// `#[serde(deny_unknown_fields)]` a misspelt key is refused ("unknown
     /// field `tresh_ms`, expected `threshold_ms`") instead of silently
     /// ignored.
@@ -371,7 +400,14 @@ impl Config {
                 table.remove(key);
             }
         }
-        serde_json::from_value(own).map_err(|e| format!("configuration: {e}"))
+        serde_path_to_error::deserialize(own).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                format!("configuration: {}", e.inner())
+            } else {
+                format!("configuration: key `{path}`: {}", e.inner())
+            }
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&serde_json::Value> {

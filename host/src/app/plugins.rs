@@ -129,8 +129,10 @@ fn check(config: &Config, file: &std::path::Path, init: bool) -> anyhow::Result<
         }
         let settings = config.plugins.each.get(&name).cloned().unwrap_or_default();
         let metrics = Registry::default().get(&name);
-        Running::start(p, settings, &config.plugins, metrics).map_err(|e| anyhow::anyhow!("init: {e}"))?;
+        let running =
+            Running::start(p, settings, &config.plugins, metrics).map_err(|e| anyhow::anyhow!("init: {e}"))?;
         println!("init:     accepted its [plugins.{name}] configuration");
+        println!("interest: {} (after init)", running.interest.describe());
     }
     Ok(())
 }

@@ -53,7 +53,7 @@ pub struct Running {
     pub(super) role: Role,
     /// What the plugin said it wants after `init` (it may depend on its
     /// configuration).
-    pub(super) interest: Interest,
+    pub(crate) interest: Interest,
     pub(super) max_failures: u32,
     pub(super) failure_window: Duration,
     pub metrics: Arc<PluginMetrics>,
