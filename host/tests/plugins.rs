@@ -944,8 +944,15 @@ fn retarget(file: &Path, from: &str, to: &str) -> Vec<u8> {
 #[test]
 fn plugins_list_shows_the_chain_with_grants_and_refusals() {
     let Some(s) = Setup::new(
-        &[("demo", "demo"), ("filter", "filter"), ("off", "testkit")],
-        "order = [\"filter\"]\n[plugins.demo]\ndirs = [\"/tmp\"]\ntimeout_ms = 7\n[plugins.off]\nenabled = false\n",
+        &[
+            ("demo", "demo"),
+            ("filter", "filter"),
+            ("off", "testkit"),
+            ("slow", "slow-rtt"),
+            ("old", "testkit"),
+        ],
+        "order = [\"filter\"]\n[plugins.demo]\ndirs = [\"/tmp\"]\ntimeout_ms = 7\n[plugins.off]\nenabled = false\n\
+         [plugins.old]\nrole = \"exporter\"\n",
     ) else {
         return;
     };
@@ -968,6 +975,18 @@ fn plugins_list_shows_the_chain_with_grants_and_refusals() {
         "{text}"
     );
     assert!(text.contains("dirs [/tmp]") && text.contains("timeout 7 ms"), "{text}");
+    // The contract, the role (the plugin's, or the table's) and a declared
+    // interest.
+    let line = |name: &str| *lines.iter().find(|l| l.contains(&format!(" {name} "))).unwrap();
+    assert!(
+        line("filter").contains("(contract 0.3.0, filter), wants handshake, flow, scan, route"),
+        "{text}"
+    );
+    assert!(
+        line("slow").contains("wants handshake (outcomes established)"),
+        "{text}"
+    );
+    assert!(line("old").contains("(contract 0.2.0, exporter)"), "{text}");
 }
 
 #[test]

@@ -50,14 +50,20 @@ fn list(config: &Config) -> anyhow::Result<()> {
         match loader.prepare(&f.name, &f.path) {
             Ok(p) => {
                 let d = &p.description;
+                let role = s.role.unwrap_or(d.role);
                 println!(
-                    "{:>2}. {:<16} {} {} (contract {}), wants {}{}\n    {grants}",
+                    "{:>2}. {:<16} {} {} (contract {}, {role}), wants {}{}{}\n    {grants}",
                     i + 1,
                     f.name,
                     d.name,
                     d.version,
                     p.contract,
                     d.wants_list(),
+                    if d.interest.is_any() {
+                        String::new()
+                    } else {
+                        format!(" ({})", d.interest.describe())
+                    },
                     if s.batch.unwrap_or(d.batch) { ", batches" } else { "" },
                 );
             }

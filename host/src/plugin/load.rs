@@ -70,7 +70,7 @@ pub enum Refusal {
     UnreadableVersion(String),
     #[error("contract version {version} is not supported by this net-gazer (it runs {supported})")]
     Unsupported { version: Version, supported: String },
-    #[error("needs imports net-gazer does not give (it gives WASI 0.2 and net-gazer:plugin/host): {0}")]
+    #[error("needs imports net-gazer does not give (it gives WASI 0.2, wasi:http and the net-gazer:plugin interfaces of its contract version): {0}")]
     Imports(String),
     #[error("{0}")]
     Bindings(String),
