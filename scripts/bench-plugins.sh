@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Plugin chain benchmark (docs/benchmarks.md): CPU cost per event of 0, 1
-# and 3 Rust plugins (per event and in batches; contract 0.2, and 0.3 reading
-# three fields) and of the Python plugin,
+# and 3 Rust plugins (per event and in batches; contract 0.3 reading nothing
+# (demo) and three fields (lazy), contract 0.2 keeping every event) and of
+# the Python plugins,
 # reload latency (SIGHUP to new chain active, cached and cold), peak RSS
 # with 10 plugins. Needs root for the reload part (a network namespace).
 #   sudo ./scripts/bench-plugins.sh [RUNS]
@@ -42,6 +43,10 @@ setup demo "demo:demo" '[plugins.demo]\nbatch = false\n'
 setup demo-batch "demo:demo" '[plugins.demo]\nbatch = true\n'
 setup three "a:demo b:filter c:testkit" '[plugins.a]\nbatch = false\n[plugins.b]\nbatch = false\n[plugins.c]\nbatch = false\n'
 setup three-batch "a:demo b:filter c:testkit" '[plugins.a]\nbatch = true\n[plugins.b]\nbatch = true\n[plugins.c]\nbatch = true\n'
+# Contract 0.2 (on wasmtime's generated bindings): a plugin that keeps
+# every event.
+setup v02 "t:testkit" '[plugins.t]\nmode = "keep"\nbatch = false\n'
+setup v02-batch "t:testkit" '[plugins.t]\nmode = "keep"\nbatch = true\n'
 # Contract 0.3: a plugin reading three fields (server address and port, RTT).
 setup lazy "lazy:lazy" '[plugins.lazy]\nmode = "three"\n'
 setup lazy-batch "lazy:lazy" '[plugins.lazy]\nmode = "three"\nbatch = true\n'
@@ -73,7 +78,7 @@ for name in three python python-lazy; do
 done
 
 # Interleaved rounds: the machine's load drifts, and every set sees the same.
-sets=(none demo demo-batch lazy lazy-batch lazy-excluded exporter-hung three three-batch python python-batch python-lazy python-lazy-batch)
+sets=(none demo demo-batch v02 v02-batch lazy lazy-batch lazy-excluded exporter-hung three three-batch python python-batch python-lazy python-lazy-batch)
 for _ in $(seq "$runs"); do
   for name in "${sets[@]}"; do once "$name"; done
 done
@@ -81,7 +86,7 @@ base=$(cpu none)
 events=$(tail -1 "$work/none/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')
 echo "replay of $dir/flood.pcap: $events events; CPU seconds, median of $runs interleaved rounds, pinned to one core"
 echo "  no plugins: $base s"
-for v in demo:1 demo-batch:1 lazy:1 lazy-batch:1 lazy-excluded:1 three:3 three-batch:3 python:1 python-batch:1 python-lazy:1 python-lazy-batch:1; do
+for v in demo:1 demo-batch:1 v02:1 v02-batch:1 lazy:1 lazy-batch:1 lazy-excluded:1 three:3 three-batch:3 python:1 python-batch:1 python-lazy:1 python-lazy-batch:1; do
   name=${v%%:*} n=${v#*:}
   t=$(cpu "$name")
   inside=$(tail -1 "$work/$name/summary" | python3 -c '

@@ -5,7 +5,7 @@
 //! Not shipped.
 //!
 //! Modes: `tag` (adds the tag `key` whose value lists the tag keys it saw),
-//! `drop`, `loop` (never returns), `grow` (allocates 1 MiB per event and keeps
+//! `drop`, `keep` (the benchmarks' plugin: keeps every event), `loop` (never returns), `grow` (allocates 1 MiB per event and keeps
 //! it), `trap` (panics on every event), `read` (tags `read` with the first
 //! line of the file `path`, or the error), `http` (tags `http` with the status
 //! of a GET of `url` through contract 0.2's `http-send`, or the error;
@@ -56,6 +56,8 @@ impl Testkit {
     fn judge(&mut self, seen: &[Tag]) -> Verdict {
         match self.s.mode.as_str() {
             "drop" => Verdict::Drop,
+            // Nothing: the cost of the call alone (the benchmarks).
+            "keep" => Verdict::Keep,
             "loop" => {
                 let mut n = 0u64;
                 loop {
