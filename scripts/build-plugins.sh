@@ -59,6 +59,11 @@ build_with_debian() {
 
 build_with_rustup || build_with_debian || { log "cannot build the Rust plugins"; exit 1; }
 
+# The Rust template (templates/rust, the example of docs/plugins.md): built
+# like a plugin of an author's own, for the tests that hold the guide true.
+(cd templates/rust && cargo build --release --locked --target wasm32-wasip2 >&2)
+cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/tls_tag.wasm" "$out/testing/tls-tag.wasm"
+
 # --- Python plugin --------------------------------------------------------
 if ! command -v componentize-py >/dev/null; then
   log "installing componentize-py"
@@ -73,6 +78,22 @@ if [[ ! -f $py_out || $py_src/app.py -nt $py_out || $root/wit/v0.3/net-gazer-plu
   log "componentize-py: slow-rtt"
   componentize-py -d "$root/wit/v0.3" -w sensor-plugin componentize -p "$py_src" app -o "$py_out.tmp" >&2
   mv "$py_out.tmp" "$py_out"
+fi
+
+# The webhook exporter (Python, contract 0.3 + wasi:http): its world
+# includes the contract, which goes beside the WASI packages of its deps/.
+wh_src="$root/plugins/webhook"
+wh_out="$out/webhook.wasm"
+if [[ ! -f $wh_out || $wh_src/app.py -nt $wh_out || $wh_src/wit/world.wit -nt $wh_out ||
+  $root/wit/v0.3/net-gazer-plugin.wit -nt $wh_out ]]; then
+  log "componentize-py: webhook"
+  wh_wit=$(mktemp -d)
+  cp "$wh_src/wit/world.wit" "$wh_wit/"
+  mkdir "$wh_wit/deps"
+  cp "$wh_src"/wit/deps/*.wit "$root/wit/v0.3/net-gazer-plugin.wit" "$wh_wit/deps/"
+  componentize-py -d "$wh_wit" -w webhook componentize -p "$wh_src" app -o "$wh_out.tmp" >&2
+  rm -rf "$wh_wit"
+  mv "$wh_out.tmp" "$wh_out"
 fi
 
 # The contract 0.3 test plugin in Python (tests and benchmarks only).

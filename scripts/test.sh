@@ -20,6 +20,7 @@ fi
 cargo fmt --all -- --check
 (cd sdk && cargo fmt -- --check)
 (cd plugins && cargo fmt --all -- --check)
+(cd templates/rust && cargo fmt -- --check)
 (cd fuzz && cargo fmt -- --check)
 (cd tools/wasmtime-compare && cargo fmt -- --check && cd lean/guest && cargo fmt -- --check)
 cargo build --workspace --locked
@@ -36,7 +37,9 @@ export NG_REQUIRE_FALKORDB=1
 export NG_REQUIRE_INFLUXDB=1
 (cd plugins && cargo clippy --locked --target wasm32-wasip2 -- -D warnings)
 # The SDK is whole on its own: packaged and built from the package.
-(cd sdk && cargo package --allow-dirty --quiet)
+(cd sdk && cargo package --allow-dirty --quiet && cargo test --quiet)
+# The Rust plugin template's own test, natively (its default target is wasm).
+(cd templates/rust && cargo test --locked --quiet --target "$(rustc -vV | sed -n 's/^host: //p')")
 cargo test --workspace --locked
 # As root: build the Debian packages, install, run as the net-gazer user,
 # remove and purge them (skips, loudly, otherwise).

@@ -441,8 +441,15 @@ impl Config {
 pub mod log {
     use std::cell::Cell;
 
+    #[cfg(target_arch = "wasm32")]
     pub use crate::bindings::net_gazer::plugin::host::log;
     pub use crate::Level;
+
+    /// A line in the daemon's log (natively: kept for [`crate::testing::logs`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn log(level: Level, message: &str) {
+        crate::testing::record(|r| r.logs.push((level, message.to_string())));
+    }
 
     thread_local! {
         // The daemon's log level is fixed while it runs: ask once per level
@@ -458,7 +465,10 @@ pub mod log {
         if let Some(known) = cache[i] {
             return known;
         }
+        #[cfg(target_arch = "wasm32")]
         let known = crate::bindings::net_gazer::plugin::host::log_enabled(level);
+        #[cfg(not(target_arch = "wasm32"))]
+        let known = true;
         cache[i] = Some(known);
         ENABLED.with(|c| c.set(cache));
         known
@@ -484,7 +494,109 @@ pub mod log {
 
 /// Counters and gauges shown per plugin in the daemon's stats and metrics.
 pub mod metrics {
+    #[cfg(target_arch = "wasm32")]
     pub use crate::bindings::net_gazer::plugin::host::{counter_add, gauge_set};
+
+    /// Adds to a counter (natively: kept for [`crate::testing::counters`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn counter_add(name: &str, delta: u64) {
+        crate::testing::record(|r| *r.counters.entry(name.to_string()).or_default() += delta as f64);
+    }
+
+    /// Sets a gauge (natively: kept for [`crate::testing::counters`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn gauge_set(name: &str, value: f64) {
+        crate::testing::record(|r| {
+            r.counters.insert(name.to_string(), value);
+        });
+    }
+}
+
+/// Built for the machine you develop on (`cargo test` of a plugin crate),
+/// `log!` and the metrics do not call a host: they are kept here, per
+/// thread, for the test to look at. The event getters have no native
+/// stand-in: test what reads events by replaying a capture through the
+/// built component.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    use crate::Level;
+
+    #[derive(Default)]
+    pub(crate) struct Recorded {
+        pub(crate) logs: Vec<(Level, String)>,
+        pub(crate) counters: BTreeMap<String, f64>,
+    }
+
+    thread_local! {
+        static RECORDED: RefCell<Recorded> = RefCell::new(Recorded::default());
+    }
+
+    pub(crate) fn record(f: impl FnOnce(&mut Recorded)) {
+        RECORDED.with(|r| f(&mut r.borrow_mut()));
+    }
+
+    /// The lines logged on this thread since the last [`clear`].
+    pub fn logs() -> Vec<(Level, String)> {
+        RECORDED.with(|r| r.borrow().logs.clone())
+    }
+
+    /// The counters and gauges set on this thread since the last [`clear`]
+    /// (one set of names, as in the daemon).
+    pub fn counters() -> BTreeMap<String, f64> {
+        RECORDED.with(|r| r.borrow().counters.clone())
+    }
+
+    pub fn clear() {
+        RECORDED.with(|r| *r.borrow_mut() = Recorded::default());
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natively_logs_and_counters_are_kept_for_the_test() {
+        testing::clear();
+        crate::log!(Level::Info, "seen {} events", 3);
+        metrics::counter_add("slow", 2);
+        metrics::counter_add("slow", 1);
+        metrics::gauge_set("buffered", 7.5);
+        assert_eq!(testing::logs(), vec![(Level::Info, "seen 3 events".to_string())]);
+        assert_eq!(testing::counters().get("slow"), Some(&3.0));
+        assert_eq!(testing::counters().get("buffered"), Some(&7.5));
+    }
+
+    #[test]
+    fn config_errors_name_the_key_path_and_leave_the_grants_out() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct S {
+            ports: Vec<u16>,
+        }
+        let c = |t: &str| Config::from_json(t).unwrap();
+        let ok: S = c(r#"{"ports":[443],"dirs":["/x"],"http_allow":[]}"#).parse().unwrap();
+        assert_eq!(ok.ports, [443]);
+        assert_eq!(c(r#"{"dirs":["/x"]}"#).dirs(), ["/x"]);
+        let e = c(r#"{"ports":["x"]}"#).parse::<S>().unwrap_err();
+        assert!(e.contains("key `ports[0]`: invalid type"), "{e}");
+        let e = c(r#"{"port":[1]}"#).parse::<S>().unwrap_err();
+        assert!(e.contains("key `port`: unknown field `port`"), "{e}");
+    }
+
+    #[test]
+    fn addresses_convert_both_ways_and_print_as_json_does() {
+        for text in ["192.0.2.1", "2001:db8::1"] {
+            let ip: std::net::IpAddr = text.parse().unwrap();
+            let a = IpAddress::from(ip);
+            assert_eq!(a.to_string(), text);
+            assert_eq!(a.ip(), ip);
+        }
+    }
 }
 
 #[doc(hidden)]
