@@ -96,6 +96,15 @@ if [[ ! -f $wh_out || $wh_src/app.py -nt $wh_out || $wh_src/wit/world.wit -nt $w
   mv "$wh_out.tmp" "$wh_out"
 fi
 
+# The Python template (templates/python, the guide's example in Python),
+# for the test that holds the guide true.
+tp_out="$out/testing/tls-tag-py.wasm"
+if [[ ! -f $tp_out || $root/templates/python/app.py -nt $tp_out || $root/wit/v0.3/net-gazer-plugin.wit -nt $tp_out ]]; then
+  log "componentize-py: templates/python"
+  componentize-py -d "$root/wit/v0.3" -w sensor-plugin componentize -p "$root/templates/python" app -o "$tp_out.tmp" >&2
+  mv "$tp_out.tmp" "$tp_out"
+fi
+
 # The contract 0.3 test plugin in Python (tests and benchmarks only).
 py3_src="$root/plugins/lazy-py"
 py3_out="$out/testing/lazy-py.wasm"

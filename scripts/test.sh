@@ -37,7 +37,7 @@ export NG_REQUIRE_FALKORDB=1
 export NG_REQUIRE_INFLUXDB=1
 (cd plugins && cargo clippy --locked --target wasm32-wasip2 -- -D warnings)
 # The SDK is whole on its own: packaged and built from the package.
-(cd sdk && cargo package --allow-dirty --quiet && cargo test --quiet)
+(cd sdk && cargo clippy --all-targets -- -D warnings && cargo package --allow-dirty --quiet && cargo test --quiet)
 # The Rust plugin template's own test, natively (its default target is wasm).
 (cd templates/rust && cargo test --locked --quiet --target "$(rustc -vV | sed -n 's/^host: //p')")
 cargo test --workspace --locked

@@ -127,6 +127,21 @@ pub enum PluginsCommand {
     /// Validate one file: print its name, version, contract version and the
     /// events it wants; exit non-zero if it would be refused
     Check(PluginsCheckArgs),
+    /// Run the events of a small capture through one plugin, started with
+    /// its [plugins.<name>] table, and print each event's verdict and the
+    /// tags it added
+    Test(PluginsTestArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PluginsTestArgs {
+    /// The .wasm file
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// A capture (pcap or pcapng, at most 64 MiB), e.g. plugins/sample.pcap
+    /// of the repository
+    #[arg(value_name = "CAPTURE")]
+    pub capture: PathBuf,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -94,7 +94,15 @@ impl Setup {
     /// `plugins`: (name in the directory, built plugin it is a copy of).
     fn new(plugins: &[(&str, &str)], config: &str) -> Option<Setup> {
         let built = built_plugins(&[
-            "demo", "filter", "testkit", "slow-rtt", "webhook", "lazy", "lazy-py", "tls-tag",
+            "demo",
+            "filter",
+            "testkit",
+            "slow-rtt",
+            "webhook",
+            "lazy",
+            "lazy-py",
+            "tls-tag",
+            "tls-tag-py",
         ])?;
         let dir = tempfile::tempdir().unwrap();
         let pdir = dir.path().join("plugins");
@@ -1209,27 +1217,80 @@ fn the_guides_rust_example_is_the_template_and_does_what_the_guide_says() {
             "docs/plugins.md and templates/rust/src/lib.rs differ:\n{b}"
         );
     }
-    let Some(s) = Setup::new(&[("tls-tag", "tls-tag")], "[plugins.tls-tag]\nports = [443, 8443]\n") else {
+    // The Rust template, and the Python one (templates/python), alike.
+    for built in ["tls-tag", "tls-tag-py"] {
+        let Some(s) = Setup::new(&[("tls-tag", built)], "[plugins.tls-tag]\nports = [443, 8443]\n") else {
+            return;
+        };
+        let r = s.replay_from(&root.join("plugins/sample.pcap"));
+        let tagged: Vec<(u64, String)> = handshakes(&r)
+            .iter()
+            .filter(|h| h["tags"]["tls"] == "true")
+            .map(|h| {
+                (
+                    h["server_port"].as_u64().unwrap(),
+                    h["tags"]["tls.rtt_ms"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let rtts: Vec<&str> = tagged.iter().map(|(_, ms)| ms.as_str()).collect();
+        assert_eq!(rtts, ["2.0", "25.0", "80.0", "160.0", "30.0"], "{built}: {}", r.stderr);
+        assert!(tagged.iter().all(|(port, _)| *port == 443));
+        assert_eq!(
+            metric(&r, "tls-tag", "events"),
+            5,
+            "{built}: its interest kept it from the others"
+        );
+        assert_eq!(r.events.len(), 13);
+    }
+}
+
+/// `plugins test FILE CAPTURE`: one plugin, started with its table, over
+/// a capture's events, each with its verdict and the tags it added.
+#[test]
+fn plugins_test_shows_each_events_verdict() {
+    let Some(built) = built_plugins(&["filter", "tls-tag"]) else {
         return;
     };
-    let r = s.replay_from(&root.join("plugins/sample.pcap"));
-    let tagged: Vec<(u64, String)> = handshakes(&r)
-        .iter()
-        .filter(|h| h["tags"]["tls"] == "true")
-        .map(|h| {
-            (
-                h["server_port"].as_u64().unwrap(),
-                h["tags"]["tls.rtt_ms"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    let rtts: Vec<&str> = tagged.iter().map(|(_, ms)| ms.as_str()).collect();
-    assert_eq!(rtts, ["2.0", "25.0", "80.0", "160.0", "30.0"], "{}", r.stderr);
-    assert!(tagged.iter().all(|(port, _)| *port == 443));
-    assert_eq!(
-        metric(&r, "tls-tag", "events"),
-        5,
-        "its interest kept it from the others"
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sample.pcap");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ng.toml");
+    std::fs::write(
+        &config,
+        "[plugins.tls-tag]\nports = [443]\n[plugins.filter]\n[[plugins.filter.drop]]\nports = [80]\n",
+    )
+    .unwrap();
+    let run = |plugin: &str| {
+        let out = Command::new(common::bin())
+            .args(["plugins", "test", "-c"])
+            .arg(&config)
+            .arg(built_file(&built, plugin))
+            .arg(&sample)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    let text = run("tls-tag");
+    assert!(
+        text.contains("interest: server ports 443; outcomes established"),
+        "{text}"
     );
-    assert_eq!(r.events.len(), 13);
+    assert!(
+        text.contains("handshake 10.0.0.5:40001 -> 192.0.2.10:443 established: keep, tags tls.rtt_ms=2.0 tls=true"),
+        "{text}"
+    );
+    assert_eq!(text.matches("not called (kind or interest)").count(), 7, "{text}");
+    assert!(
+        text.contains("12 events: 5 for the plugin, 0 dropped, 5 tagged; 0 errors"),
+        "{text}"
+    );
+    assert!(text.contains("custom tls = 5"), "{text}");
+    let text = run("filter");
+    assert_eq!(text.matches(":80 established: drop").count(), 3, "{text}");
+    assert!(
+        text.contains("12 events: 12 for the plugin, 3 dropped, 0 tagged"),
+        "{text}"
+    );
 }

@@ -77,19 +77,29 @@ pub mod bindings {
 }
 
 /// The current event's fields, when it is a flow.
+#[cfg(target_arch = "wasm32")]
 pub use bindings::net_gazer::plugin::flow;
 /// The current event's fields, when it is a handshake: `handshake::server_port()`.
+#[cfg(target_arch = "wasm32")]
 pub use bindings::net_gazer::plugin::handshake;
 /// The current event's fields, when it is a route.
+#[cfg(target_arch = "wasm32")]
 pub use bindings::net_gazer::plugin::route;
 /// The current event's fields, when it is a scan.
+#[cfg(target_arch = "wasm32")]
 pub use bindings::net_gazer::plugin::scan;
 pub use bindings::net_gazer::plugin::types::{
     Direction, EventKind, FlowEnd, Hop, Info, Interest, IpAddress, Level, Outcome, Role, ScanPhase, ScanType, Side,
     Tag, TraceProtocol, TraceStyle,
 };
+/// Natively, the getters read the event of [`testing::run`].
+#[cfg(not(target_arch = "wasm32"))]
+pub use testing::{flow, handshake, route, scan};
 
+#[cfg(target_arch = "wasm32")]
 use bindings::net_gazer::plugin::event as current;
+#[cfg(not(target_arch = "wasm32"))]
+use testing::current;
 
 /// The contract version this SDK builds plugins for.
 pub const CONTRACT_VERSION: &str = "0.3.0";
@@ -513,16 +523,166 @@ pub mod metrics {
 }
 
 /// Built for the machine you develop on (`cargo test` of a plugin crate),
-/// `log!` and the metrics do not call a host: they are kept here, per
-/// thread, for the test to look at. The event getters have no native
-/// stand-in: test what reads events by replaying a capture through the
-/// built component.
+/// nothing calls a host: [`run`](testing::run) hands a plugin an event made
+/// here (`testing::Handshake { server_port: 443, ..Default::default() }`,
+/// one public field per getter) and the getters read it; `log!` and the
+/// metrics are kept per thread for the test to look at.
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing {
     use std::cell::RefCell;
     use std::collections::BTreeMap;
 
-    use crate::Level;
+    use crate::{EventKind, Exporter, IpAddress, Level, Plugin, Tag, Verdict};
+
+    // `Handshake`, `Flow`, `Scan`, `Route` (one field per getter, with
+    // `Default`) and the getter modules `handshake`, `flow`, `scan` and
+    // `route`, made by build.rs from the contract.
+    include!(concat!(env!("OUT_DIR"), "/native.rs"));
+
+    /// The value a field of a default event has.
+    pub trait Fallback {
+        fn fallback() -> Self;
+    }
+
+    macro_rules! fallback_default {
+        ($($t:ty),*) => {$(
+            impl Fallback for $t {
+                fn fallback() -> Self {
+                    Default::default()
+                }
+            }
+        )*};
+    }
+    fallback_default!(u8, u16, u32, u64, i64, f64, bool, String);
+
+    impl<T> Fallback for Option<T> {
+        fn fallback() -> Self {
+            None
+        }
+    }
+
+    impl<T> Fallback for Vec<T> {
+        fn fallback() -> Self {
+            Vec::new()
+        }
+    }
+
+    impl Fallback for IpAddress {
+        fn fallback() -> Self {
+            IpAddress::Ipv4(0)
+        }
+    }
+
+    /// The event a native test hands a plugin.
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum Current {
+        Handshake(Handshake),
+        Flow(Flow),
+        Scan(Scan),
+        Route(Route),
+    }
+
+    macro_rules! current_from {
+        ($($k:ident),*) => {$(
+            impl From<$k> for Current {
+                fn from(e: $k) -> Current {
+                    Current::$k(e)
+                }
+            }
+        )*};
+    }
+    current_from!(Handshake, Flow, Scan, Route);
+
+    impl Current {
+        fn kind(&self) -> EventKind {
+            match self {
+                Current::Handshake(_) => EventKind::Handshake,
+                Current::Flow(_) => EventKind::Flow,
+                Current::Scan(_) => EventKind::Scan,
+                Current::Route(_) => EventKind::Route,
+            }
+        }
+    }
+
+    thread_local! {
+        static CURRENT: RefCell<Option<(Current, Vec<Tag>)>> = const { RefCell::new(None) };
+    }
+
+    fn with_current<R>(f: impl FnOnce(&Current) -> R) -> R {
+        CURRENT.with(|c| match c.borrow().as_ref() {
+            Some((e, _)) => f(e),
+            None => panic!("no current event: call the plugin through net_gazer_sdk::testing::run"),
+        })
+    }
+
+    fn wrong_kind(kind: &str, getter: &str) -> ! {
+        let is = with_current(|e| e.kind());
+        panic!("{kind}::{getter} called on a {is:?} event (the daemon traps the call)")
+    }
+
+    /// What `event` of the contract gives, natively.
+    pub(crate) mod current {
+        use super::CURRENT;
+        use crate::{EventKind, Tag};
+
+        pub fn kind() -> EventKind {
+            super::with_current(|e| e.kind())
+        }
+
+        pub fn tag(key: &str) -> Option<String> {
+            tags().into_iter().rev().find(|t| t.key == key).map(|t| t.value)
+        }
+
+        pub fn tags() -> Vec<Tag> {
+            CURRENT.with(|c| c.borrow().as_ref().map(|(_, t)| t.clone()).unwrap_or_default())
+        }
+
+        pub fn set_tag(key: &str, value: &str) {
+            CURRENT.with(|c| {
+                if let Some((_, tags)) = c.borrow_mut().as_mut() {
+                    match tags.iter_mut().find(|t| t.key == key) {
+                        Some(t) => t.value = value.to_string(),
+                        None => tags.push(Tag::new(key, value)),
+                    }
+                }
+            })
+        }
+
+        pub fn select(_index: u32) -> bool {
+            false
+        }
+    }
+
+    /// Calls `plugin` on `event` as the daemon does (the method of its
+    /// kind), with `tags` set by earlier plugins: its verdict, and the
+    /// event's tags afterwards (a [`Verdict::Tag`] applied as the daemon
+    /// applies it).
+    pub fn run<P: Plugin>(plugin: &mut P, event: impl Into<Current>, tags: &[Tag]) -> (Verdict, Vec<Tag>) {
+        let event = event.into();
+        let kind = event.kind();
+        CURRENT.with(|c| *c.borrow_mut() = Some((event, tags.to_vec())));
+        let e = crate::Event { _current: () };
+        let verdict = match kind {
+            EventKind::Handshake => plugin.handshake(&e),
+            EventKind::Flow => plugin.flow(&e),
+            EventKind::Scan => plugin.scan(&e),
+            EventKind::Route => plugin.route(&e),
+        };
+        if let Verdict::Tag(added) = &verdict {
+            for t in added {
+                current::set_tag(&t.key, &t.value);
+            }
+        }
+        let after = CURRENT.with(|c| c.borrow_mut().take().map(|(_, t)| t).unwrap_or_default());
+        (verdict, after)
+    }
+
+    /// Hands `event` to an exporter as the daemon does.
+    pub fn export<E: Exporter>(exporter: &mut E, event: impl Into<Current>, tags: &[Tag]) {
+        CURRENT.with(|c| *c.borrow_mut() = Some((event.into(), tags.to_vec())));
+        exporter.export(&crate::Event { _current: () });
+        CURRENT.with(|c| c.borrow_mut().take());
+    }
 
     #[derive(Default)]
     pub(crate) struct Recorded {
@@ -568,6 +728,44 @@ mod tests {
         assert_eq!(testing::logs(), vec![(Level::Info, "seen 3 events".to_string())]);
         assert_eq!(testing::counters().get("slow"), Some(&3.0));
         assert_eq!(testing::counters().get("buffered"), Some(&7.5));
+    }
+
+    #[test]
+    fn natively_a_plugin_reads_the_event_a_test_hands_it() {
+        struct P;
+        impl Plugin for P {
+            fn info() -> Info {
+                Info::new("p", "0").wants(&[EventKind::Handshake])
+            }
+            fn init(_: Config) -> Result<Self, String> {
+                Ok(P)
+            }
+            fn handshake(&mut self, e: &Event) -> Verdict {
+                if handshake::server_port() != 443 {
+                    return Verdict::Drop;
+                }
+                e.set_tag("seen", &e.tag("geo.country").unwrap_or_default());
+                Verdict::tag("rtt", format!("{:?}", handshake::rtt_last_syn_us()))
+            }
+            // Reads a handshake's field from a flow: a mistake.
+            fn flow(&mut self, _e: &Event) -> Verdict {
+                let _ = handshake::server_port();
+                Verdict::Keep
+            }
+        }
+        let h = testing::Handshake {
+            server_port: 443,
+            rtt_last_syn_us: Some(2000.0),
+            ..Default::default()
+        };
+        let (v, tags) = testing::run(&mut P, h.clone(), &[Tag::new("geo.country", "GB")]);
+        assert_eq!(v, Verdict::tag("rtt", "Some(2000.0)"));
+        let tags: Vec<(&str, &str)> = tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
+        assert_eq!(tags, [("geo.country", "GB"), ("seen", "GB"), ("rtt", "Some(2000.0)")]);
+        let other = testing::Handshake { server_port: 80, ..h };
+        assert_eq!(testing::run(&mut P, other, &[]).0, Verdict::Drop);
+        let wrong = std::panic::catch_unwind(|| testing::run(&mut P, testing::Flow::default(), &[]));
+        assert!(wrong.is_err(), "a getter of another kind fails, as in the daemon");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `net-gazer plugins list` and `net-gazer plugins check FILE`: what would
-//! load, and why not, without starting capture.
+//! `net-gazer plugins list`, `plugins check FILE` and `plugins test FILE
+//! CAPTURE`: what would load, and why not, and what a plugin does with a
+//! capture's events, without starting capture.
 
 use crate::cli::PluginsCommand;
 use crate::config::Config;
@@ -14,6 +15,7 @@ pub fn main(mut config: Config, command: PluginsCommand) -> anyhow::Result<()> {
             list(&config)
         }
         PluginsCommand::Check(args) => check(&config, &args.file, args.init),
+        PluginsCommand::Test(args) => test(&config, &args.file, &args.capture),
     }
 }
 
@@ -141,4 +143,113 @@ fn check(config: &Config, file: &std::path::Path, init: bool) -> anyhow::Result<
         println!("interest: {} (after init)", running.interest.describe());
     }
     Ok(())
+}
+
+/// The largest capture `plugins test` reads (its events are kept in
+/// memory): a tool for a plugin's author, not for traffic.
+const MAX_TEST_CAPTURE: u64 = 64 << 20;
+
+fn test(config: &Config, file: &std::path::Path, capture: &std::path::Path) -> anyhow::Result<()> {
+    use crate::event::Event;
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| anyhow::anyhow!("{}: not a file name", file.display()))?
+        .to_string();
+    let size = std::fs::metadata(capture)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", capture.display()))?
+        .len();
+    if size > MAX_TEST_CAPTURE {
+        anyhow::bail!(
+            "{}: {size} bytes is more than plugins test reads ({MAX_TEST_CAPTURE}); use net-gazer replay",
+            capture.display()
+        );
+    }
+    let mut capture_file =
+        crate::capture::file::CaptureFile::open(capture).map_err(|e| anyhow::anyhow!("{}: {e}", capture.display()))?;
+    let events = crate::pipeline::events_of(config.track_config(), config.interest(), &mut capture_file);
+    let mut loader = Loader::new(user_cache_dir().as_deref())?;
+    loader.strict_permissions = false;
+    let p = loader.prepare(&name, file)?;
+    let d = p.description.clone();
+    let contract = p.contract;
+    let mut settings = config.plugins.each.get(&name).cloned().unwrap_or_default();
+    // Its verdicts are what this shows, whatever its role.
+    settings.role = Some(crate::config::Role::Filter);
+    let metrics = Registry::default().get(&name);
+    let running =
+        Running::start(p, settings, &config.plugins, metrics.clone()).map_err(|e| anyhow::anyhow!("init: {e}"))?;
+    let interest = running.interest.clone();
+    println!(
+        "{name}: {} {} (contract {}), wants {}; interest: {}",
+        d.name,
+        d.version,
+        contract,
+        d.wants_list(),
+        interest.describe()
+    );
+    let mut chain = crate::plugin::chain::Chain::new(vec![running], Vec::new());
+    let (mut called, mut dropped, mut tagged) = (0u64, 0u64, 0u64);
+    let shown = events.iter().filter(|t| !matches!(t.event, Event::Stats(_))).count();
+    for item in events.into_iter().filter(|t| !matches!(t.event, Event::Stats(_))) {
+        let kind = item.event.kind();
+        let wanted = d.wants.contains(&kind) && interest.matches(&item.event);
+        let before = item.tags.len();
+        let line = summary_of(&item.event);
+        let mut one = vec![item];
+        chain.process(&mut one);
+        let verdict = match one.first() {
+            _ if !wanted => "not called (kind or interest)".to_string(),
+            None => {
+                dropped += 1;
+                "drop".to_string()
+            }
+            Some(t) if t.tags.len() > before => {
+                tagged += 1;
+                let added: Vec<String> = t.tags[before..]
+                    .iter()
+                    .map(|t| format!("{}={}", t.key, t.value))
+                    .collect();
+                format!("keep, tags {}", added.join(" "))
+            }
+            Some(_) => "keep".to_string(),
+        };
+        if wanted {
+            called += 1;
+        }
+        println!("  {line}: {verdict}");
+    }
+    let m = metrics.snapshot();
+    println!(
+        "{shown} events: {called} for the plugin, {dropped} dropped, {tagged} tagged; \
+         {} errors ({} traps, {} timeouts, {} out of memory, {} bad results)",
+        m.errors, m.traps, m.timeouts, m.out_of_memory, m.bad_results
+    );
+    for (k, v) in &m.custom {
+        println!("  custom {k} = {v}");
+    }
+    Ok(())
+}
+
+/// One line about an event: its kind and ends ("handshake 10.0.0.5:40001
+/// -> 192.0.2.10:443 established").
+fn summary_of(event: &crate::event::Event) -> String {
+    use crate::event::Event;
+    match event {
+        Event::Handshake(h) => format!(
+            "handshake {}:{} -> {}:{} {}",
+            h.client_ip,
+            h.client_port,
+            h.server_ip,
+            h.server_port,
+            h.outcome.name()
+        ),
+        Event::Flow(f) => format!(
+            "flow {}:{} -> {}:{}",
+            f.client_ip, f.client_port, f.server_ip, f.server_port
+        ),
+        Event::Scan(s) => format!("scan from {}", s.src_ip),
+        Event::Route(r) => format!("route to {}", r.dst_ip),
+        Event::Stats(_) => "stats".to_string(),
+    }
 }

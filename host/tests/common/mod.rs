@@ -100,7 +100,7 @@ pub fn replay_with_config(files: &[&Path], config: &Path, args: &[&str]) -> Repl
 /// A built plugin: first-party ones at the top of the plugin build
 /// directory, the test plugin in `testing/`.
 pub fn built_file(dir: &Path, name: &str) -> PathBuf {
-    if ["testkit", "lazy", "lazy-py", "tls-tag"].contains(&name) {
+    if ["testkit", "lazy", "lazy-py", "tls-tag", "tls-tag-py"].contains(&name) {
         dir.join(format!("testing/{name}.wasm"))
     } else {
         dir.join(format!("{name}.wasm"))

@@ -53,7 +53,11 @@ export_plugin!(TlsTag);
 
 #[cfg(test)]
 mod tests {
-    use net_gazer_sdk::{testing, Config, Plugin};
+    use net_gazer_sdk::{testing, Config, Plugin, Verdict};
+
+    fn plugin(ports: &str) -> super::TlsTag {
+        super::TlsTag::init(Config::from_json(&format!(r#"{{"ports": {ports}}}"#)).unwrap()).unwrap()
+    }
 
     #[test]
     fn a_misspelt_key_is_refused_and_the_ports_are_logged() {
@@ -61,8 +65,22 @@ mod tests {
         let e = super::TlsTag::init(bad).err().unwrap();
         assert!(e.contains("key `port`: unknown field"), "{e}");
         testing::clear();
-        let ok = Config::from_json(r#"{"ports": [8443]}"#).unwrap();
-        assert!(super::TlsTag::init(ok).is_ok());
+        plugin("[8443]");
         assert_eq!(testing::logs()[0].1, "tls-tag: ports [8443]");
+    }
+
+    #[test]
+    fn a_handshake_is_tagged_with_its_rtt() {
+        let mut p = plugin("[443]");
+        let h = testing::Handshake {
+            server_port: 443,
+            rtt_last_syn_us: Some(25_000.0),
+            ..Default::default()
+        };
+        let (verdict, tags) = testing::run(&mut p, h, &[]);
+        assert_eq!(verdict, Verdict::tag("tls", "true"));
+        let tags: Vec<(&str, &str)> = tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
+        assert_eq!(tags, [("tls.rtt_ms", "25.0"), ("tls", "true")]);
+        assert_eq!(testing::counters()["tls"], 1.0);
     }
 }
