@@ -47,6 +47,9 @@ setup three-batch "a:demo b:filter c:testkit" '[plugins.a]\nbatch = true\n[plugi
 # every event.
 setup v02 "t:testkit" '[plugins.t]\nmode = "keep"\nbatch = false\n'
 setup v02-batch "t:testkit" '[plugins.t]\nmode = "keep"\nbatch = true\n'
+# Contract 0.3: the floor, a plugin that reads nothing and keeps the event.
+setup lazy-nothing "lazy:lazy" '[plugins.lazy]\nmode = "keep"\n'
+setup lazy-nothing-batch "lazy:lazy" '[plugins.lazy]\nmode = "keep"\nbatch = true\n'
 # Contract 0.3: a plugin reading three fields (server address and port, RTT).
 setup lazy "lazy:lazy" '[plugins.lazy]\nmode = "three"\n'
 setup lazy-batch "lazy:lazy" '[plugins.lazy]\nmode = "three"\nbatch = true\n'
@@ -78,7 +81,7 @@ for name in three python python-lazy; do
 done
 
 # Interleaved rounds: the machine's load drifts, and every set sees the same.
-sets=(none demo demo-batch v02 v02-batch lazy lazy-batch lazy-excluded exporter-hung three three-batch python python-batch python-lazy python-lazy-batch)
+sets=(none demo demo-batch v02 v02-batch lazy-nothing lazy-nothing-batch lazy lazy-batch lazy-excluded exporter-hung three three-batch python python-batch python-lazy python-lazy-batch)
 for _ in $(seq "$runs"); do
   for name in "${sets[@]}"; do once "$name"; done
 done
@@ -86,7 +89,7 @@ base=$(cpu none)
 events=$(tail -1 "$work/none/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')
 echo "replay of $dir/flood.pcap: $events events; CPU seconds, median of $runs interleaved rounds, pinned to one core"
 echo "  no plugins: $base s"
-for v in demo:1 demo-batch:1 v02:1 v02-batch:1 lazy:1 lazy-batch:1 lazy-excluded:1 three:3 three-batch:3 python:1 python-batch:1 python-lazy:1 python-lazy-batch:1; do
+for v in demo:1 demo-batch:1 v02:1 v02-batch:1 lazy-nothing:1 lazy-nothing-batch:1 lazy:1 lazy-batch:1 lazy-excluded:1 three:3 three-batch:3 python:1 python-batch:1 python-lazy:1 python-lazy-batch:1; do
   name=${v%%:*} n=${v#*:}
   t=$(cpu "$name")
   inside=$(tail -1 "$work/$name/summary" | python3 -c '
@@ -98,12 +101,14 @@ print(" ".join("%s=%.0fns" % (k, v["busy_ns"] / max(v["events"], 1)) for k, v in
 done
 kill "$hung_pid" 2>/dev/null || true
 t=$(cpu exporter-hung)
+idle=$(cpu lazy-excluded)
 tail -1 "$work/exporter-hung/summary" | python3 -c '
 import json, sys
 p = json.load(sys.stdin)["plugins"]["exp"]
-t, b, e = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-print("  exporter-hung %s s: %.3f of the run without plugins; exporter took %d events, export_dropped %d (sum %d of %d)"
-      % (t, t / b, p["events"], p["export_dropped"], p["events"] + p["export_dropped"], e - 1))' "$t" "$base" "$events"
+t, b, i, e = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+print("  exporter-hung %s s: %.3f of the run without plugins, %.3f of the run with a plugin never called (lazy-excluded);"
+      " exporter took %d events, export_dropped %d (sum %d of %d)"
+      % (t, t / b, t / i, p["events"], p["export_dropped"], p["events"] + p["export_dropped"], e - 1))' "$t" "$base" "$idle" "$events"
 
 # Peak RSS: 10 Rust plugins loaded, replaying the flood.
 setup ten "p0:demo p1:filter p2:testkit p3:demo p4:filter p5:testkit p6:demo p7:filter p8:testkit p9:demo" ""

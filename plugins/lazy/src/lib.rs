@@ -3,7 +3,7 @@
 //!
 //! Modes (`mode` in its table): `tag` (the default: tags every event with
 //! the tag `key`, default `lazy`, whose value lists the tag keys it saw),
-//! `drop`, `port` (keeps the handshakes to `port`, default 443, and drops
+//! `drop`, `keep` (reads nothing, keeps the event: the benchmarks' floor), `port` (keeps the handshakes to `port`, default 443, and drops
 //! the others, reading three fields as the benchmarks do: the server's
 //! address and port and the RTT; tags what it read), `three` (reads those
 //! three fields of a handshake and keeps it, for the benchmarks), `trap`
@@ -43,6 +43,8 @@ fn judge() -> Verdict {
     let (mode, key, port) = settings();
     match mode.as_str() {
         "drop" => Verdict::Drop,
+        // Nothing read, the event kept: the floor of a call (benchmarks).
+        "keep" => Verdict::Keep,
         "trap" => panic!("lazy: trap mode"),
         "loop" => {
             let mut n = 0u64;
