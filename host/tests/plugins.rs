@@ -324,6 +324,47 @@ fn a_contract_0_3_plugin_is_called_only_for_the_events_it_declares() {
     }
 }
 
+/// A declared interest in remote networks: the plugin is called only for
+/// the handshakes whose remote end (the server, for these outbound ones)
+/// is in them; a network with a prefix longer than its address refuses
+/// the plugin.
+#[test]
+fn a_contract_0_3_plugin_is_called_only_for_the_remote_networks_it_declares() {
+    let config = "[plugins.near]\nkey = \"near\"\nremote = [\"192.0.2.0/27\", \"192.0.2.200/29\"]\n";
+    let Some(s) = Setup::new(&[("near", "lazy")], config) else {
+        return;
+    };
+    let r = s.replay();
+    let hs = handshakes(&r);
+    assert_eq!(hs.len(), connections().len(), "nothing dropped: {}", r.stderr);
+    let inside = |h: &Value| {
+        let last: u8 = h["server_ip"]
+            .as_str()
+            .unwrap()
+            .rsplit('.')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        last < 32 || (200..208).contains(&last)
+    };
+    let wanted = hs.iter().filter(|h| inside(h)).count();
+    assert!(wanted > 0 && wanted < hs.len());
+    for h in &hs {
+        assert_eq!(h["tags"].get("near").is_some(), inside(h), "{h}");
+    }
+    assert_eq!(metric(&r, "near", "events"), wanted as u64, "{}", r.summary);
+    let bad = Setup::new(&[("near", "lazy")], "[plugins.near]\nremote = [\"192.0.2.0/33\"]\n").unwrap();
+    let r = bad.replay();
+    assert!(
+        r.stderr
+            .contains("the declared interest has the network 192.0.2.0/33: a prefix longer than the address"),
+        "{}",
+        r.stderr
+    );
+    assert!(handshakes(&r).iter().all(|h| h["tags"].get("near").is_none()));
+}
+
 /// An exporter gets the events that passed the filters, after them
 /// whatever its place in `order`, and its verdicts and tags do not reach
 /// the outputs.

@@ -38,7 +38,13 @@ class Plugin(exports.Plugin):
             version="0.3.0",
             role=Role.FILTER,
             wants=[EventKind.HANDSHAKE, EventKind.FLOW, EventKind.SCAN, EventKind.ROUTE],
-            interest=Interest(server_ports=[], directions=[], outcomes=[]),
+            interest=Interest(
+                server_ports=[],
+                directions=[],
+                outcomes=[],
+                local_networks=[],
+                remote_networks=[],
+            ),
             batch=False,
         )
 

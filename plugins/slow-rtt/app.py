@@ -45,7 +45,13 @@ class Plugin(exports.Plugin):
             version="0.3.0",
             role=Role.FILTER,
             wants=[EventKind.HANDSHAKE],
-            interest=Interest(server_ports=[], directions=[], outcomes=[Outcome.ESTABLISHED]),
+            interest=Interest(
+                server_ports=[],
+                directions=[],
+                outcomes=[Outcome.ESTABLISHED],
+                local_networks=[],
+                remote_networks=[],
+            ),
             batch=False,
         )
 

@@ -261,7 +261,13 @@ class Plugin(exports.Plugin):
             version="0.1.0",
             role=Role.EXPORTER,
             wants=[KINDS[k][0] for k in kinds],
-            interest=Interest(server_ports=[], directions=[], outcomes=[]),
+            interest=Interest(
+                server_ports=[],
+                directions=[],
+                outcomes=[],
+                local_networks=[],
+                remote_networks=[],
+            ),
             batch=True,
         )
 

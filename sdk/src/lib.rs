@@ -89,8 +89,8 @@ pub use bindings::net_gazer::plugin::route;
 #[cfg(target_arch = "wasm32")]
 pub use bindings::net_gazer::plugin::scan;
 pub use bindings::net_gazer::plugin::types::{
-    Direction, EventKind, FlowEnd, Hop, Info, Interest, IpAddress, Level, Outcome, Role, ScanPhase, ScanType, Side,
-    Tag, TraceProtocol, TraceStyle,
+    Direction, EventKind, FlowEnd, Hop, Info, Interest, IpAddress, IpNetwork, Level, Outcome, Role, ScanPhase,
+    ScanType, Side, Tag, TraceProtocol, TraceStyle,
 };
 /// Natively, the getters read the event of [`testing::run`].
 #[cfg(not(target_arch = "wasm32"))]
@@ -131,6 +131,26 @@ impl IpAddress {
     /// The address as the standard library's type.
     pub fn ip(self) -> std::net::IpAddr {
         self.into()
+    }
+}
+
+impl IpNetwork {
+    /// `"192.0.2.0/24"`, `"2001:db8::/32"`; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<IpNetwork, String> {
+        let (addr, prefix) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not a network (address/prefix)"))?;
+        let addr: std::net::IpAddr = addr.parse().map_err(|e| format!("{text:?}: {e}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("{text:?}: the prefix is not 0 to {max}"))?;
+        Ok(IpNetwork {
+            addr: addr.into(),
+            prefix,
+        })
     }
 }
 
@@ -295,11 +315,7 @@ impl Info {
             version: version.to_string(),
             role: Role::Filter,
             wants: Vec::new(),
-            interest: Interest {
-                server_ports: Vec::new(),
-                directions: Vec::new(),
-                outcomes: Vec::new(),
-            },
+            interest: Interest::any(),
             batch: true,
         }
     }
@@ -354,7 +370,24 @@ impl Interest {
             server_ports: Vec::new(),
             directions: Vec::new(),
             outcomes: Vec::new(),
+            local_networks: Vec::new(),
+            remote_networks: Vec::new(),
         }
+    }
+
+    /// Only events whose local end is in one of these networks (the
+    /// client of an outbound, internal or transit handshake or flow, the
+    /// server of an inbound one; a scan's target; a route's source).
+    pub fn local_networks(mut self, networks: &[IpNetwork]) -> Interest {
+        self.local_networks.extend_from_slice(networks);
+        self
+    }
+
+    /// Only events whose remote end is in one of these networks (see
+    /// [`Event::remote_ip`]).
+    pub fn remote_networks(mut self, networks: &[IpNetwork]) -> Interest {
+        self.remote_networks.extend_from_slice(networks);
+        self
     }
 
     /// Only handshakes and flows to these server ports (other kinds are
@@ -784,6 +817,23 @@ mod tests {
         assert!(e.contains("key `ports[0]`: invalid type"), "{e}");
         let e = c(r#"{"port":[1]}"#).parse::<S>().unwrap_err();
         assert!(e.contains("key `port`: unknown field `port`"), "{e}");
+    }
+
+    #[test]
+    fn networks_parse_with_a_clear_error() {
+        let n = IpNetwork::parse("192.0.2.0/24").unwrap();
+        assert_eq!((n.addr, n.prefix), (IpAddress::Ipv4(0xc000_0200), 24));
+        assert_eq!(IpNetwork::parse("2001:db8::/32").unwrap().prefix, 32);
+        for (bad, why) in [
+            ("192.0.2.0", "not a network"),
+            ("192.0.2.0/33", "the prefix is not 0 to 32"),
+            ("x/8", "invalid IP address syntax"),
+        ] {
+            let e = IpNetwork::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let i = Interest::any().remote_networks(&[n]).server_ports(&[443]);
+        assert_eq!((i.remote_networks.len(), i.server_ports.as_slice()), (1, &[443][..]));
     }
 
     #[test]

@@ -40,7 +40,13 @@ class Plugin(exports.Plugin):
             version="0.1.0",
             role=Role.FILTER,
             wants=[EventKind.HANDSHAKE],
-            interest=Interest(server_ports=PORTS, directions=[], outcomes=[Outcome.ESTABLISHED]),
+            interest=Interest(
+                server_ports=PORTS,
+                directions=[],
+                outcomes=[Outcome.ESTABLISHED],
+                local_networks=[],
+                remote_networks=[],
+            ),
             batch=False,
         )
 

@@ -301,6 +301,8 @@ impl Guest for Influx {
                 server_ports: Vec::new(),
                 directions: Vec::new(),
                 outcomes: Vec::new(),
+                local_networks: Vec::new(),
+                remote_networks: Vec::new(),
             },
             batch: true,
         }

@@ -9,7 +9,7 @@
 //! three fields of a handshake and keeps it, for the benchmarks), `trap`
 //! (panics on every event), `loop` (never returns), `grow` (keeps 1 MiB
 //! more per event), `garbage` (sets a tag with an empty key), `wrong-kind`
-//! (reads a flow's field from every event). `ports = [..]` declares an interest in those server ports only.
+//! (reads a flow's field from every event). `ports = [..]` declares an interest in those server ports only, `remote = ["192.0.2.0/24", ..]` in those remote networks.
 
 wit_bindgen::generate!({
     path: "../../wit/v0.3",
@@ -17,7 +17,7 @@ wit_bindgen::generate!({
 });
 
 use exports::net_gazer::plugin::plugin::Guest;
-use net_gazer::plugin::types::{EventKind, Info, Interest, IpAddress, Role, Verdict};
+use net_gazer::plugin::types::{EventKind, Info, Interest, IpAddress, IpNetwork, Role, Verdict};
 use net_gazer::plugin::{event, flow, handshake};
 
 /// (mode, key, port) from the configuration.
@@ -26,6 +26,9 @@ static SETTINGS: std::sync::Mutex<(String, String, u16)> = std::sync::Mutex::new
 static HOARD: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 /// `ports`: the server ports it declares an interest in (none: any).
 static PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+/// `remote`: the networks of the remote end it declares an interest in
+/// (none: any), as (address, prefix).
+static REMOTE: std::sync::Mutex<Vec<(IpAddress, u8)>> = std::sync::Mutex::new(Vec::new());
 
 fn settings() -> (String, String, u16) {
     SETTINGS.lock().map(|s| s.clone()).unwrap_or_default()
@@ -111,6 +114,11 @@ impl Guest for Lazy {
                 server_ports: PORTS.lock().map(|p| p.clone()).unwrap_or_default(),
                 directions: Vec::new(),
                 outcomes: Vec::new(),
+                local_networks: Vec::new(),
+                remote_networks: REMOTE
+                    .lock()
+                    .map(|r| r.iter().map(|&(addr, prefix)| IpNetwork { addr, prefix }).collect())
+                    .unwrap_or_default(),
             },
             batch: false,
         }
@@ -127,6 +135,26 @@ impl Guest for Lazy {
             Some(p) => serde_json::from_value(p.clone()).map_err(|e| format!("ports: {e}"))?,
         };
         *PORTS.lock().map_err(|e| e.to_string())? = ports;
+        let remote: Vec<String> = match table.get("remote") {
+            None => Vec::new(),
+            Some(r) => serde_json::from_value(r.clone()).map_err(|e| format!("remote: {e}"))?,
+        };
+        let remote = remote
+            .iter()
+            .map(|cidr| {
+                let (addr, prefix) = cidr.split_once('/').ok_or(format!("remote: {cidr} is not a network"))?;
+                let prefix: u8 = prefix.parse().map_err(|_| format!("remote: {cidr} is not a network"))?;
+                let addr = match addr
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|e| format!("remote: {cidr}: {e}"))?
+                {
+                    std::net::IpAddr::V4(v4) => IpAddress::Ipv4(v4.to_bits()),
+                    std::net::IpAddr::V6(v6) => IpAddress::Ipv6(((v6.to_bits() >> 64) as u64, v6.to_bits() as u64)),
+                };
+                Ok((addr, prefix))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        *REMOTE.lock().map_err(|e| e.to_string())? = remote;
         Ok(())
     }
 

@@ -94,6 +94,38 @@ pub struct Interest {
     pub directions: Vec<event::Direction>,
     /// Handshakes.
     pub outcomes: Vec<event::Outcome>,
+    /// The local end ([`local_end`]).
+    pub local_networks: Vec<ipnet::IpNet>,
+    /// The remote end ([`remote_end`]).
+    pub remote_networks: Vec<ipnet::IpNet>,
+}
+
+/// The remote end of an event: the client of an inbound handshake or flow
+/// and the server otherwise; a scan's source; a route's destination.
+pub fn remote_end(e: &event::Event) -> Option<std::net::IpAddr> {
+    match e {
+        event::Event::Handshake(h) if h.direction == event::Direction::Inbound => Some(h.client_ip),
+        event::Event::Handshake(h) => Some(h.server_ip),
+        event::Event::Flow(f) if f.direction == event::Direction::Inbound => Some(f.client_ip),
+        event::Event::Flow(f) => Some(f.server_ip),
+        event::Event::Scan(s) => Some(s.src_ip),
+        event::Event::Route(r) => Some(r.dst_ip),
+        event::Event::Stats(_) => None,
+    }
+}
+
+/// The local end of an event: the other end of [`remote_end`] (a scan's
+/// target host, none for an address scan; a route's source).
+pub fn local_end(e: &event::Event) -> Option<std::net::IpAddr> {
+    match e {
+        event::Event::Handshake(h) if h.direction == event::Direction::Inbound => Some(h.server_ip),
+        event::Event::Handshake(h) => Some(h.client_ip),
+        event::Event::Flow(f) if f.direction == event::Direction::Inbound => Some(f.server_ip),
+        event::Event::Flow(f) => Some(f.client_ip),
+        event::Event::Scan(s) => s.target_ip,
+        event::Event::Route(r) => Some(r.src_ip),
+        event::Event::Stats(_) => None,
+    }
 }
 
 /// Entries a declared interest may have, per list: the chain matches them
@@ -107,7 +139,9 @@ impl Interest {
             .server_ports
             .len()
             .max(self.directions.len())
-            .max(self.outcomes.len());
+            .max(self.outcomes.len())
+            .max(self.local_networks.len())
+            .max(self.remote_networks.len());
         if longest > MAX_INTEREST {
             return Err(format!(
                 "the declared interest has a list of {longest} entries, more than {MAX_INTEREST}"
@@ -143,6 +177,14 @@ impl Interest {
                 list(self.outcomes.iter().map(|o| o.name().into()).collect())
             ));
         }
+        for (what, nets) in [("local", &self.local_networks), ("remote", &self.remote_networks)] {
+            if !nets.is_empty() {
+                parts.push(format!(
+                    "{what} networks {}",
+                    list(nets.iter().map(|n| n.to_string()).collect())
+                ));
+            }
+        }
         if parts.is_empty() {
             "any event of the wanted kinds".into()
         } else {
@@ -151,12 +193,23 @@ impl Interest {
     }
 
     pub fn is_any(&self) -> bool {
-        self.server_ports.is_empty() && self.directions.is_empty() && self.outcomes.is_empty()
+        self.server_ports.is_empty()
+            && self.directions.is_empty()
+            && self.outcomes.is_empty()
+            && self.local_networks.is_empty()
+            && self.remote_networks.is_empty()
     }
 
     pub fn matches(&self, e: &event::Event) -> bool {
         fn within<T: PartialEq>(list: &[T], v: &T) -> bool {
             list.is_empty() || list.contains(v)
+        }
+        // A network list narrows only the kinds that have that end.
+        fn in_networks(list: &[ipnet::IpNet], ip: Option<std::net::IpAddr>) -> bool {
+            list.is_empty() || ip.is_none_or(|ip| list.iter().any(|n| n.contains(&ip)))
+        }
+        if !in_networks(&self.local_networks, local_end(e)) || !in_networks(&self.remote_networks, remote_end(e)) {
+            return false;
         }
         match e {
             event::Event::Handshake(h) => {
@@ -363,6 +416,7 @@ mod tests {
             server_ports,
             directions,
             outcomes,
+            ..Interest::default()
         };
         assert!(on(vec![port], vec![], vec![]).matches(&h));
         assert!(!on(vec![port + 1], vec![], vec![]).matches(&h));
@@ -376,6 +430,19 @@ mod tests {
         assert!(!on(vec![], vec![], vec![other]).matches(&h));
         // A scan has no server port: the condition does not apply.
         assert!(on(vec![1], vec![Direction::Outbound], vec![Outcome::Refused]).matches(&scan().event));
+        // Networks: the remote end of an inbound handshake is its client.
+        let nets = |local: &[&str], remote: &[&str]| Interest {
+            local_networks: local.iter().map(|n| n.parse().unwrap()).collect(),
+            remote_networks: remote.iter().map(|n| n.parse().unwrap()).collect(),
+            ..Interest::default()
+        };
+        let (client, server) = (hs.client_ip, hs.server_ip);
+        assert_eq!(hs.direction, Direction::Inbound);
+        assert!(nets(&[], &[&format!("{client}/32")]).matches(&h));
+        assert!(!nets(&[], &[&format!("{server}/32")]).matches(&h));
+        assert!(nets(&[&format!("{server}/32")], &[]).matches(&h));
+        assert!(!nets(&[&format!("{client}/32")], &[]).matches(&h));
+        assert!(nets(&["0.0.0.0/0", "::/0"], &["0.0.0.0/0", "::/0"]).matches(&h));
         assert!(on((0..1024).collect(), vec![], vec![]).check().is_ok());
         let e = on((0..1025).collect(), vec![], vec![]).check().unwrap_err();
         assert!(e.contains("1025 entries, more than 1024"), "{e}");

@@ -323,6 +323,8 @@ impl super::Contract for V {
                 server_ports: info.interest.server_ports,
                 directions: info.interest.directions.into_iter().map(Into::into).collect(),
                 outcomes: info.interest.outcomes.into_iter().map(Into::into).collect(),
+                local_networks: networks(info.interest.local_networks)?,
+                remote_networks: networks(info.interest.remote_networks)?,
             },
         };
         description.interest.check().map_err(wasmtime::Error::msg)?;
@@ -390,3 +392,32 @@ impl super::Contract for V {
 
 #[cfg(test)]
 mod tests;
+
+/// The networks of a declared interest; a prefix longer than its address
+/// refuses the plugin.
+fn networks(list: Vec<types::IpNetwork>) -> wasmtime::Result<Vec<ipnet::IpNet>> {
+    // The length is the plugin's to choose: checked before converting.
+    if list.len() > super::MAX_INTEREST {
+        wasmtime::bail!(
+            "the declared interest has a list of {} entries, more than {}",
+            list.len(),
+            super::MAX_INTEREST
+        );
+    }
+    list.into_iter()
+        .map(|n| {
+            let addr = match n.addr {
+                types::IpAddress::Ipv4(bits) => IpAddr::from(std::net::Ipv4Addr::from_bits(bits)),
+                types::IpAddress::Ipv6((high, low)) => IpAddr::from(std::net::Ipv6Addr::from_bits(
+                    (u128::from(high) << 64) | u128::from(low),
+                )),
+            };
+            ipnet::IpNet::new(addr, n.prefix).map(|net| net.trunc()).map_err(|_| {
+                wasmtime::format_err!(
+                    "the declared interest has the network {addr}/{}: a prefix longer than the address",
+                    n.prefix
+                )
+            })
+        })
+        .collect()
+}
