@@ -5,7 +5,8 @@ Modes (`mode` in its table): `tag` (the default: tags every event with the
 tag `key`, default `lazy-py`, whose value lists the tag keys it saw),
 `three` (reads three fields of a handshake, the server's address, the
 direction and the RTT, and keeps it: the benchmarks' plugin), `raise`
-(raises an exception on every event).
+(raises an exception on every event), `keep` (reads nothing and keeps
+the event: the benchmarks' floor).
 """
 
 import json
@@ -22,6 +23,8 @@ def judge() -> Verdict:
     mode, key = SETTINGS
     if mode == "raise":
         raise ValueError("lazy-py: raise mode")
+    if mode == "keep":
+        return Verdict.KEEP
     if mode == "three":
         handshake.server_ip()
         handshake.direction()
