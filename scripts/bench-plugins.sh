@@ -56,6 +56,7 @@ setup lazy-batch "lazy:lazy" '[plugins.lazy]\nmode = "three"\nbatch = true\n'
 # ...and one whose declared interest (port 1) excludes every event.
 setup lazy-excluded "lazy:lazy" '[plugins.lazy]\nmode = "three"\nports = [1]\n'
 setup python-nothing "lazy-py:lazy-py" '[plugins.lazy-py]\nmode = "keep"\n'
+setup python-plain-batch "lazy-py:lazy-py" '[plugins.lazy-py]\nmode = "three-plain"\nbatch = true\n'
 setup python-lazy "lazy-py:lazy-py" '[plugins.lazy-py]\nmode = "three"\n'
 setup python-lazy-batch "lazy-py:lazy-py" '[plugins.lazy-py]\nmode = "three"\nbatch = true\n'
 # An exporter whose endpoint accepts and never answers (exporters run off
@@ -82,7 +83,7 @@ for name in three python python-nothing python-lazy; do
 done
 
 # Interleaved rounds: the machine's load drifts, and every set sees the same.
-sets=(none demo demo-batch v02 v02-batch lazy-nothing lazy-nothing-batch lazy lazy-batch lazy-excluded exporter-hung three three-batch python python-batch python-nothing python-lazy python-lazy-batch)
+sets=(none demo demo-batch v02 v02-batch lazy-nothing lazy-nothing-batch lazy lazy-batch lazy-excluded exporter-hung three three-batch python python-batch python-nothing python-plain-batch python-lazy python-lazy-batch)
 for _ in $(seq "$runs"); do
   for name in "${sets[@]}"; do once "$name"; done
 done
@@ -90,7 +91,7 @@ base=$(cpu none)
 events=$(tail -1 "$work/none/summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')
 echo "replay of $dir/flood.pcap: $events events; CPU seconds, median of $runs interleaved rounds, pinned to one core"
 echo "  no plugins: $base s"
-for v in demo:1 demo-batch:1 v02:1 v02-batch:1 lazy-nothing:1 lazy-nothing-batch:1 lazy:1 lazy-batch:1 lazy-excluded:1 three:3 three-batch:3 python:1 python-batch:1 python-nothing:1 python-lazy:1 python-lazy-batch:1; do
+for v in demo:1 demo-batch:1 v02:1 v02-batch:1 lazy-nothing:1 lazy-nothing-batch:1 lazy:1 lazy-batch:1 lazy-excluded:1 three:3 three-batch:3 python:1 python-batch:1 python-nothing:1 python-plain-batch:1 python-lazy:1 python-lazy-batch:1; do
   name=${v%%:*} n=${v#*:}
   t=$(cpu "$name")
   inside=$(tail -1 "$work/$name/summary" | python3 -c '

@@ -6,7 +6,8 @@ tag `key`, default `lazy-py`, whose value lists the tag keys it saw),
 `three` (reads three fields of a handshake, the server's address, the
 direction and the RTT, and keeps it: the benchmarks' plugin), `raise`
 (raises an exception on every event), `keep` (reads nothing and keeps
-the event: the benchmarks' floor).
+the event: the benchmarks' floor), `three-plain` (three numbers: the
+server port, the SYN count and the RTT).
 """
 
 import json
@@ -24,6 +25,11 @@ def judge() -> Verdict:
     if mode == "raise":
         raise ValueError("lazy-py: raise mode")
     if mode == "keep":
+        return Verdict.KEEP
+    if mode == "three-plain":
+        handshake.server_port()
+        handshake.syn_count()
+        handshake.rtt_last_syn_us()
         return Verdict.KEEP
     if mode == "three":
         handshake.server_ip()
