@@ -71,48 +71,34 @@ if ! command -v componentize-py >/dev/null; then
     python3 -m pip install -q --break-system-packages componentize-py==0.25.1 >&2
   hash -r
 fi
-py_src="$root/plugins/slow-rtt"
-py_out="$out/slow-rtt.wasm"
-# componentize-py takes ~20 s: only when the source or the contract changed.
-if [[ ! -f $py_out || $py_src/app.py -nt $py_out || $root/wit/v0.3/net-gazer-plugin.wit -nt $py_out ]]; then
-  log "componentize-py: slow-rtt"
-  componentize-py -d "$root/wit/v0.3" -w sensor-plugin componentize -p "$py_src" app -o "$py_out.tmp" >&2
-  mv "$py_out.tmp" "$py_out"
-fi
+contract="$root/wit/v0.3/net-gazer-plugin.wit"
+# componentize NAME SRC OUT [WIT_DIR WORLD]: the Python plugin SRC/app.py as
+# a component (default: world sensor-plugin of wit/v0.3). componentize-py
+# takes 10-20 s: only when the source, its world or the contract changed.
+componentize() {
+  local name=$1 src=$2 dest=$3 wit=${4:-$root/wit/v0.3} world=${5:-sensor-plugin}
+  if [[ -f $dest && ! $src/app.py -nt $dest && ! $contract -nt $dest && ! $wit/world.wit -nt $dest ]]; then
+    return
+  fi
+  log "componentize-py: $name"
+  componentize-py -d "$wit" -w "$world" componentize -p "$src" app -o "$dest.tmp" >&2
+  mv "$dest.tmp" "$dest"
+}
 
-# The webhook exporter (Python, contract 0.3 + wasi:http): its world
-# includes the contract, which goes beside the WASI packages of its deps/.
-wh_src="$root/plugins/webhook"
-wh_out="$out/webhook.wasm"
-if [[ ! -f $wh_out || $wh_src/app.py -nt $wh_out || $wh_src/wit/world.wit -nt $wh_out ||
-  $root/wit/v0.3/net-gazer-plugin.wit -nt $wh_out ]]; then
-  log "componentize-py: webhook"
-  wh_wit=$(mktemp -d)
-  cp "$wh_src/wit/world.wit" "$wh_wit/"
-  mkdir "$wh_wit/deps"
-  cp "$wh_src"/wit/deps/*.wit "$root/wit/v0.3/net-gazer-plugin.wit" "$wh_wit/deps/"
-  componentize-py -d "$wh_wit" -w webhook componentize -p "$wh_src" app -o "$wh_out.tmp" >&2
-  rm -rf "$wh_wit"
-  mv "$wh_out.tmp" "$wh_out"
-fi
-
-# The Python template (templates/python, the guide's example in Python),
-# for the test that holds the guide true.
-tp_out="$out/testing/tls-tag-py.wasm"
-if [[ ! -f $tp_out || $root/templates/python/app.py -nt $tp_out || $root/wit/v0.3/net-gazer-plugin.wit -nt $tp_out ]]; then
-  log "componentize-py: templates/python"
-  componentize-py -d "$root/wit/v0.3" -w sensor-plugin componentize -p "$root/templates/python" app -o "$tp_out.tmp" >&2
-  mv "$tp_out.tmp" "$tp_out"
-fi
-
-# The contract 0.3 test plugin in Python (tests and benchmarks only).
-py3_src="$root/plugins/lazy-py"
-py3_out="$out/testing/lazy-py.wasm"
-if [[ ! -f $py3_out || $py3_src/app.py -nt $py3_out || $root/wit/v0.3/net-gazer-plugin.wit -nt $py3_out ]]; then
-  log "componentize-py: lazy-py"
-  componentize-py -d "$root/wit/v0.3" -w sensor-plugin componentize -p "$py3_src" app -o "$py3_out.tmp" >&2
-  mv "$py3_out.tmp" "$py3_out"
-fi
+componentize slow-rtt "$root/plugins/slow-rtt" "$out/slow-rtt.wasm"
+# The webhook exporter (contract 0.3 + wasi:http): its world includes the
+# contract, which goes beside the WASI packages of its deps/ (copies keep
+# their times, for the check above).
+wh_wit=$(mktemp -d)
+mkdir "$wh_wit/deps"
+cp -p "$root/plugins/webhook/wit/world.wit" "$wh_wit/"
+cp -p "$root/plugins/webhook"/wit/deps/*.wit "$contract" "$wh_wit/deps/"
+componentize webhook "$root/plugins/webhook" "$out/webhook.wasm" "$wh_wit" webhook
+rm -rf "$wh_wit"
+# The Python template (the guide's example in Python) and the contract 0.3
+# test plugin: for the tests and benchmarks only.
+componentize templates/python "$root/templates/python" "$out/testing/tls-tag-py.wasm"
+componentize lazy-py "$root/plugins/lazy-py" "$out/testing/lazy-py.wasm"
 
 ls -1 "$out"/*.wasm "$out"/testing/*.wasm >&2
 echo "$out"
