@@ -1326,8 +1326,60 @@ fn plugins_test_shows_each_events_verdict() {
     assert!(text.contains("custom tls = 5"), "{text}");
     let text = run("filter");
     assert_eq!(text.matches(":80 established: drop").count(), 3, "{text}");
+    // Not a regular file (a FIFO would be read without a bound): refused.
+    let out = Command::new(common::bin())
+        .args(["plugins", "test", "-c"])
+        .arg(&config)
+        .arg(built_file(&built, "filter"))
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("/dev/null: not a regular file"),
+        "{err}"
+    );
     assert!(
         text.contains("12 events: 12 for the plugin, 3 dropped, 0 tagged"),
         "{text}"
     );
+}
+
+/// The webhook exporter refuses what it cannot send to, naming the key:
+/// an endpoint outside `http_allow`, a header that would split the
+/// request, a number out of range.
+#[test]
+fn webhook_exporter_refuses_a_bad_configuration_by_key() {
+    let Some(built) = built_plugins(&["webhook"]) else {
+        return;
+    };
+    let cases = [
+        (
+            "url = \"http://127.0.0.1:9/x\"\n",
+            "webhook: key `url`: 127.0.0.1:9 is not in http_allow",
+        ),
+        (
+            "url = \"http://127.0.0.1:9/x\"\nhttp_allow = [\"127.0.0.1:9\"]\n[plugins.webhook.headers]\nx-a = \"1\\r\\nx-b: 2\"\n",
+            "webhook: key `headers`",
+        ),
+        (
+            "url = \"http://127.0.0.1:9/x\"\nhttp_allow = [\"127.0.0.1:9\"]\nbatch_size = 0\n",
+            "webhook: key `batch_size`: a whole number from 1 to 10000",
+        ),
+        ("urll = \"x\"\n", "webhook: unknown key `urll`"),
+    ];
+    for (table, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ng.toml");
+        std::fs::write(&config, format!("[plugins.webhook]\n{table}")).unwrap();
+        let out = Command::new(common::bin())
+            .args(["plugins", "check", "--init", "-c"])
+            .arg(&config)
+            .arg(built_file(&built, "webhook"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{table}: refused");
+        assert!(text.contains(expected), "{table}: expected {expected:?} in {text}");
+    }
 }

@@ -136,6 +136,9 @@ class Settings:
         headers = table.get("headers", {})
         if not isinstance(headers, dict) or any(not isinstance(v, str) for v in headers.values()):
             raise ValueError("key `headers`: a table of strings")
+        for k, v in headers.items():
+            if not k or any(c in k + v for c in "\r\n\0") or any(c in k for c in " :"):
+                raise ValueError(f"key `headers`: {k!r} is not a header name and value")
         self.headers = [(k.lower(), v.encode()) for k, v in headers.items()]
 
 

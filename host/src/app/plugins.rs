@@ -156,9 +156,16 @@ fn test(config: &Config, file: &std::path::Path, capture: &std::path::Path) -> a
         .and_then(|s| s.to_str())
         .ok_or_else(|| anyhow::anyhow!("{}: not a file name", file.display()))?
         .to_string();
-    let size = std::fs::metadata(capture)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", capture.display()))?
-        .len();
+    let meta = std::fs::metadata(capture).map_err(|e| anyhow::anyhow!("{}: {e}", capture.display()))?;
+    // A FIFO or a device has no size to check: its events would be kept
+    // without a bound.
+    if !meta.is_file() {
+        anyhow::bail!(
+            "{}: not a regular file (plugins test reads a capture file; use net-gazer replay)",
+            capture.display()
+        );
+    }
+    let size = meta.len();
     if size > MAX_TEST_CAPTURE {
         anyhow::bail!(
             "{}: {size} bytes is more than plugins test reads ({MAX_TEST_CAPTURE}); use net-gazer replay",
