@@ -8,5 +8,7 @@ pub mod duration;
 pub mod exit;
 pub mod file;
 pub mod logging;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod range;
 pub mod sync;

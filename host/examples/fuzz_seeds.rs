@@ -422,7 +422,7 @@ batch = 10
 /// scan event of the collector's tests.
 fn ingest(seeds: &Seeds, pcaps: &[PathBuf]) -> anyhow::Result<()> {
     use net_gazer::config::Config;
-    use net_gazer::output::collector;
+    use net_gazer::output::delivery as collector;
     use net_gazer::track::Mode;
     let mut seq = 0u64;
     for p in pcaps {

@@ -52,13 +52,13 @@ const MAX_HEAD: usize = 8 * 1024;
 
 /// Binds `listen` and answers scrapes, each on a thread of its own (at most
 /// [`MAX_SCRAPES`] at once); the address bound (port 0 picks one).
-/// `spool`: the delivery spool directory when `[output.collector]` is set
+/// `spool`: the delivery spool directories (`[output.collector]`, `[output.nats]`), summed
 /// (its contents are read per scrape).
 pub fn serve(
     listen: SocketAddr,
     published: Published,
     plugins: Registry,
-    spool: Option<std::path::PathBuf>,
+    spool: Vec<std::path::PathBuf>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)?;
     let bound = listener.local_addr()?;
@@ -78,7 +78,7 @@ pub fn serve(
             let spawned = std::thread::Builder::new()
                 .name("metrics-scrape".into())
                 .spawn(move || {
-                    if let Err(e) = answer(conn, &published, &plugins, spool.as_deref()) {
+                    if let Err(e) = answer(conn, &published, &plugins, &spool) {
                         tracing::debug!(error = %e, "metrics request failed");
                     }
                     slot.fetch_sub(1, SeqCst);
@@ -128,7 +128,7 @@ fn answer(
     mut conn: TcpStream,
     published: &Published,
     plugins: &Registry,
-    spool: Option<&std::path::Path>,
+    spool: &[std::path::PathBuf],
 ) -> std::io::Result<()> {
     conn.set_write_timeout(Some(HEAD_TIMEOUT))?;
     let head = read_head(&mut conn)?;
@@ -151,8 +151,10 @@ fn answer(
                 published.queued.load(std::sync::atomic::Ordering::Relaxed),
             );
             body.push_str(&o.0);
-            if let Some(dir) = spool {
-                body.push_str(&render_spool(crate::output::collector::spool_usage(dir)));
+            if !spool.is_empty() {
+                let usage = spool.iter().map(|d| crate::output::delivery::spool_usage(d));
+                let sum = usage.fold((0, 0, 0), |t, u| (t.0 + u.0, t.1 + u.1, t.2 + u.2));
+                body.push_str(&render_spool(sum));
             }
             ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
         }
@@ -455,7 +457,7 @@ mod tests {
             "127.0.0.1:0".parse().unwrap(),
             Published::default(),
             Registry::default(),
-            None,
+            Vec::new(),
         )
         .unwrap();
         assert!(scrape(addr).starts_with("HTTP/1.1 200 OK"));
@@ -514,7 +516,7 @@ mod tests {
         std::fs::write(dir.path().join("00000000000000000001-20.json.gz"), [0u8; 100]).unwrap();
         std::fs::write(dir.path().join("00000000000000000021-5.json.gz"), [0u8; 50]).unwrap();
         std::fs::write(dir.path().join("next-seq"), b"1000").unwrap();
-        let spool = render_spool(crate::output::collector::spool_usage(dir.path()));
+        let spool = render_spool(crate::output::delivery::spool_usage(dir.path()));
         assert!(spool.contains("netgazer_spool_batches 2\n"), "{spool}");
         assert!(spool.contains("netgazer_spool_events 25\n"), "{spool}");
         assert!(spool.contains("netgazer_spool_bytes 150\n"), "{spool}");

@@ -5,7 +5,7 @@
 //! counters and the tracker, and hands every event to the output queue.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::capture::live::KernelStats;
 use crate::capture::RawPacket;
@@ -84,7 +84,7 @@ pub struct Pipeline {
     last_ts: Timestamp,
     trace: Option<TraceHook>,
     trace_probes: u64,
-    delivery: Option<std::sync::Arc<crate::output::collector::DeliveryStats>>,
+    delivery: Vec<std::sync::Arc<crate::output::delivery::DeliveryStats>>,
 }
 
 impl Pipeline {
@@ -101,13 +101,23 @@ impl Pipeline {
             last_ts: Timestamp::ZERO,
             trace: None,
             trace_probes: 0,
-            delivery: None,
+            delivery: Vec::new(),
         }
     }
 
     /// Reports the collector delivery's counters in the stats events.
-    pub fn set_delivery_stats(&mut self, stats: std::sync::Arc<crate::output::collector::DeliveryStats>) {
-        self.delivery = Some(stats);
+    /// A delivery counter summed over the deliveries; none without one.
+    fn delivery_sum(&self, counter: impl Fn(&crate::output::delivery::DeliveryStats) -> &AtomicU64) -> Option<u64> {
+        (!self.delivery.is_empty()).then(|| {
+            self.delivery
+                .iter()
+                .map(|d| counter(d).load(Ordering::Relaxed))
+                .sum()
+        })
+    }
+
+    pub fn set_delivery_stats(&mut self, stats: Vec<std::sync::Arc<crate::output::delivery::DeliveryStats>>) {
+        self.delivery = stats;
     }
 
     /// Offers handshakes to the tracer, and leaves its probes out.
@@ -264,10 +274,10 @@ impl Pipeline {
             trace_probes: self.trace_probes,
             routes: self.trace.as_ref().map(|t| t.stats().traces.load(Ordering::Relaxed)),
             probes_sent: self.trace.as_ref().map(|t| t.stats().probes.load(Ordering::Relaxed)),
-            delivered: self.delivery.as_ref().map(|d| d.delivered.load(Ordering::Relaxed)),
-            delivery_retries: self.delivery.as_ref().map(|d| d.retries.load(Ordering::Relaxed)),
-            spool_dropped: self.delivery.as_ref().map(|d| d.dropped.load(Ordering::Relaxed)),
-            delivery_rejected: self.delivery.as_ref().map(|d| d.rejected.load(Ordering::Relaxed)),
+            delivered: self.delivery_sum(|d| &d.delivered),
+            delivery_retries: self.delivery_sum(|d| &d.retries),
+            spool_dropped: self.delivery_sum(|d| &d.dropped),
+            delivery_rejected: self.delivery_sum(|d| &d.rejected),
         }
     }
 }

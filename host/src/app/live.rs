@@ -62,7 +62,9 @@ pub fn run(config: Config, reconfigure: super::Reconfigure) -> anyhow::Result<()
 
     let published = crate::metrics::Published::with_queue(pipeline.queued());
     if let Some(listen) = config.metrics.listen {
-        let spool = config.output.collector.as_ref().map(|c| c.spool_dir.clone());
+        let spool: Vec<std::path::PathBuf> = (config.output.collector.iter().map(|c| c.spool_dir.clone()))
+            .chain(config.output.nats.iter().map(|n| n.spool_dir.clone()))
+            .collect();
         let bound = crate::metrics::serve(listen, published.clone(), plugin_metrics.clone(), spool)
             .with_context(|| format!("metrics.listen: cannot listen on {listen}"))?;
         tracing::info!(listen = %bound, "metrics at http://{bound}/metrics");

@@ -11,6 +11,7 @@ use anyhow::Context;
 
 use crate::cli::{Cli, Command, PipelineArgs};
 use crate::config::Config;
+use crate::output::delivery::DeliveryOutput;
 use crate::output::{Backpressure, EventQueue, JsonLines, Output, OutputThread, Stage};
 use crate::pipeline::{Pipeline, ReplayFilter};
 use crate::plugin::{ChainStage, Plugins, Registry};
@@ -134,21 +135,25 @@ fn start_pipeline(
     stage: Box<dyn Stage>,
 ) -> anyhow::Result<(Pipeline, OutputThread)> {
     let mut outputs = vec![Box::new(JsonLines::open(&config.output.jsonl)?) as Box<dyn Output>];
-    let mut delivery = None;
+    let mut delivery = Vec::new();
     if let Some(c) = &config.output.collector {
         let sensor = config.sensor.id();
         tracing::info!(url = %c.url, sensor = %sensor, spool = %c.spool_dir.display(), "delivering to a collector");
-        let out = crate::output::collector::CollectorOutput::open(c.clone(), sensor)
-            .context("starting delivery to the collector")?;
-        delivery = Some(out.stats());
+        let out = DeliveryOutput::collector(c, sensor).context("starting delivery to the collector")?;
+        delivery.push(out.stats());
+        outputs.push(Box::new(out));
+    }
+    if let Some(n) = &config.output.nats {
+        let sensor = config.sensor.id();
+        tracing::info!(servers = ?n.connection.servers, subject = %n.subject(&sensor), spool = %n.spool_dir.display(), "delivering to NATS");
+        let out = DeliveryOutput::nats(n, sensor).context("starting delivery to NATS")?;
+        delivery.push(out.stats());
         outputs.push(Box::new(out));
     }
     let (queue, thread) = EventQueue::spawn(outputs, stage, config.output.queue_size, policy);
     let tracker = Tracker::new(config.track_config(), local);
     let mut pipeline = Pipeline::new(tracker, queue, filter, config.interest());
-    if let Some(d) = delivery {
-        pipeline.set_delivery_stats(d);
-    }
+    pipeline.set_delivery_stats(delivery);
     Ok((pipeline, thread))
 }
 

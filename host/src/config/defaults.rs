@@ -110,6 +110,7 @@ impl Default for OutputSection {
             stop_timeout: STOP_TIMEOUT,
             drop_log_interval: DROP_LOG_INTERVAL,
             collector: None,
+            nats: None,
         }
     }
 }
@@ -138,6 +139,12 @@ pub fn collector_batch_interval() -> Duration {
 }
 pub fn collector_spool_dir() -> std::path::PathBuf {
     "/var/lib/net-gazer/spool".into()
+}
+pub fn nats_spool_dir() -> std::path::PathBuf {
+    "/var/lib/net-gazer/spool-nats".into()
+}
+pub fn nats_subject_prefix() -> String {
+    "net-gazer.events".into()
 }
 pub fn collector_spool_max_mb() -> u64 {
     256

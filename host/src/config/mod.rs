@@ -99,6 +99,68 @@ pub struct CollectorSection {
     pub timeout: Duration,
 }
 
+impl CollectorSection {
+    pub fn spooling(&self) -> crate::output::delivery::Spooling {
+        crate::output::delivery::Spooling {
+            batch_size: self.batch_size,
+            batch_interval: self.batch_interval,
+            spool_dir: self.spool_dir.clone(),
+            spool_max_mb: self.spool_max_mb,
+            dead_letter_max_mb: self.dead_letter_max_mb,
+        }
+    }
+}
+
+/// `[output.nats]`: delivery to a NATS JetStream stream (docs/fleet.md),
+/// the connection keys of [`net_gazer_common::nats::Connection`] besides
+/// these.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct NatsSection {
+    #[serde(flatten)]
+    pub connection: net_gazer_common::nats::Connection,
+    /// Batches are published to `<subject_prefix>.<sensor id>`.
+    #[serde(default = "defaults::nats_subject_prefix")]
+    pub subject_prefix: String,
+    /// Events per batch (one message) at most.
+    #[serde(default = "defaults::collector_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "defaults::collector_batch_interval", with = "duration")]
+    pub batch_interval: Duration,
+    /// Batches wait here until JetStream acknowledged them.
+    #[serde(default = "defaults::nats_spool_dir")]
+    pub spool_dir: PathBuf,
+    #[serde(default = "defaults::collector_spool_max_mb")]
+    pub spool_max_mb: u64,
+    /// An event that can never be published (alone larger than the
+    /// servers' `max_payload`) is kept in `spool_dir/dead-letter.jsonl`.
+    #[serde(default = "defaults::collector_dead_letter_max_mb")]
+    pub dead_letter_max_mb: u64,
+    /// How long a publication may wait for JetStream's acknowledgement.
+    #[serde(default = "defaults::collector_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Keys no field took (the connection is flattened, so serde cannot
+    /// refuse them itself): refused by [`Config::validate`].
+    #[serde(flatten, skip_serializing)]
+    pub unknown: std::collections::BTreeMap<String, toml::Value>,
+}
+
+impl NatsSection {
+    pub fn spooling(&self) -> crate::output::delivery::Spooling {
+        crate::output::delivery::Spooling {
+            batch_size: self.batch_size,
+            batch_interval: self.batch_interval,
+            spool_dir: self.spool_dir.clone(),
+            spool_max_mb: self.spool_max_mb,
+            dead_letter_max_mb: self.dead_letter_max_mb,
+        }
+    }
+
+    /// The subject this sensor publishes to.
+    pub fn subject(&self, sensor: &str) -> String {
+        format!("{}.{sensor}", self.subject_prefix)
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CaptureSection {
@@ -171,6 +233,10 @@ pub struct OutputSection {
     /// Delivery to a collector, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collector: Option<CollectorSection>,
+    /// Delivery to NATS JetStream, when set (beside or instead of the
+    /// collector).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsSection>,
 }
 
 /// `[trace]`: traceroutes of the remote ends of handshakes (live only).
@@ -496,6 +562,15 @@ impl Config {
                 time("output.collector.timeout", col.timeout, ms(100), s(600)),
             ]);
         }
+        if let Some(n) = &o.nats {
+            list.extend([
+                count("output.nats.batch_size", n.batch_size as u64, 1, 100_000),
+                time("output.nats.batch_interval", n.batch_interval, ms(10), s(3600)),
+                count("output.nats.spool_max_mb", n.spool_max_mb, 1, 1 << 20),
+                count("output.nats.dead_letter_max_mb", n.dead_letter_max_mb, 1, 1 << 20),
+                time("output.nats.timeout", n.timeout, ms(100), s(600)),
+            ]);
+        }
         for (name, each) in &p.each {
             let key = |k: &str| format!("plugins.{name}.{k}");
             if let Some(v) = each.timeout_ms {
@@ -543,6 +618,32 @@ impl Config {
             }
             if c.token.is_empty() {
                 return bad("output.collector.token", "must not be empty");
+            }
+        }
+        if let Some(n) = &self.output.nats {
+            if let Some(key) = n.unknown.keys().next() {
+                return bad(&format!("output.nats.{key}"), "unknown key");
+            }
+            if let Err((key, message)) = n.connection.check("output.nats") {
+                return bad(&key, &message);
+            }
+            if !net_gazer_common::nats::is_subject(&n.subject_prefix) {
+                return bad(
+                    "output.nats.subject_prefix",
+                    "must be a NATS subject: tokens joined by `.`, no wildcard or space",
+                );
+            }
+            if !net_gazer_common::nats::is_subject_token(&self.sensor.id()) {
+                return bad(
+                    "sensor.id",
+                    "with [output.nats], the sensor id is a token of the subject: set one without `.`, `*`, `>` or spaces (the host name is the default)",
+                );
+            }
+            if self.output.collector.as_ref().is_some_and(|c| c.spool_dir == n.spool_dir) {
+                return bad(
+                    "output.nats.spool_dir",
+                    "must differ from output.collector.spool_dir (each delivery has its own spool)",
+                );
             }
         }
         if self.trace.max_ttl < self.trace.first_ttl {

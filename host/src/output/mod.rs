@@ -8,7 +8,7 @@
 //! On that thread a [`Stage`] (the plugin chain) sees each batch before the
 //! outputs do, and may tag or drop events.
 
-pub mod collector;
+pub mod delivery;
 pub mod json;
 mod jsonl;
 

@@ -1,20 +1,26 @@
-//! Delivery to a `net-gazer-collector` (`[output.collector]`).
+//! Delivery of numbered, spooled batches: to a `net-gazer-collector` over
+//! HTTP (`[output.collector]`, [`http`]) or to a NATS JetStream stream
+//! (`[output.nats]`, [`nats`]).
 //!
 //! Events are numbered per sensor (`seq`, never reused: the numbers are
 //! reserved in blocks in `spool_dir/next-seq`, so a restart skips ahead
 //! rather than repeating one), gathered into batches of `batch_size` or
 //! `batch_interval`, gzip-compressed and **written to the spool directory
 //! before anything is sent** ([`spool`]). A delivery thread ([`send`])
-//! sends the spooled batches in order and deletes each once the collector
-//! stored it; what it does with every other answer (retry with backoff,
-//! split, keep refused events in the dead-letter file, [`dead_letter`]) is
-//! the table in [`send`]. Batches survive a collector outage and a sensor
-//! restart. When the spool outgrows `spool_max_mb`, the oldest batches are
-//! deleted and their events counted as dropped, with a log line. The
-//! collector drops duplicates by (sensor, `seq`), so a batch sent twice
-//! (its answer lost) is stored once.
+//! sends the spooled batches in order through its [`Transport`] and
+//! deletes each once the other end has it; what it does with every other
+//! answer (retry with backoff, split, keep refused events in the
+//! dead-letter file, [`dead_letter`]) is the table in [`send`]. Batches
+//! survive an outage and a sensor restart. When the spool outgrows
+//! `spool_max_mb`, the oldest batches are deleted and their events counted
+//! as dropped, with a log line. The store drops duplicates by (sensor,
+//! `seq`) (and JetStream by the message id first), so a batch sent twice
+//! (its answer lost) is stored once. Each delivery has a spool (and
+//! numbering) of its own.
 
 mod dead_letter;
+mod http;
+mod nats;
 mod send;
 mod spool;
 
@@ -29,8 +35,9 @@ use std::time::Instant;
 pub use spool::{body as batch_body, spool_usage};
 
 use super::Output;
-use crate::config::CollectorSection;
+use crate::config::{CollectorSection, NatsSection};
 use crate::event::Tagged;
+use send::Transport;
 
 /// Sequence numbers reserved at a time in `next-seq`.
 const RESERVE: u64 = 100_000;
@@ -95,9 +102,20 @@ impl Sequence {
     }
 }
 
-pub struct CollectorOutput {
+/// How batches are made and kept until delivered (the keys both
+/// `[output.collector]` and `[output.nats]` have).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spooling {
+    pub batch_size: usize,
+    pub batch_interval: std::time::Duration,
+    pub spool_dir: PathBuf,
+    pub spool_max_mb: u64,
+    pub dead_letter_max_mb: u64,
+}
+
+pub struct DeliveryOutput {
     name: String,
-    settings: CollectorSection,
+    settings: Spooling,
     sensor: String,
     seq: Sequence,
     events: Vec<u8>,
@@ -110,26 +128,40 @@ pub struct CollectorOutput {
     stats: Arc<DeliveryStats>,
 }
 
-impl CollectorOutput {
+impl DeliveryOutput {
+    /// Delivery to a collector over HTTP.
+    pub fn collector(section: &CollectorSection, sensor: String) -> io::Result<DeliveryOutput> {
+        let transport = http::Http::new(section)?;
+        Self::open(section.spooling(), Box::new(transport), sensor)
+    }
+
+    /// Delivery to a NATS JetStream stream.
+    pub fn nats(section: &NatsSection, sensor: String) -> io::Result<DeliveryOutput> {
+        let transport = nats::Nats::new(section, &sensor)?;
+        Self::open(section.spooling(), Box::new(transport), sensor)
+    }
+
     /// Opens the spool (creating it) and starts the delivery thread, which
     /// first sends what an earlier run left in the spool.
-    pub fn open(settings: CollectorSection, sensor: String) -> io::Result<CollectorOutput> {
+    fn open(settings: Spooling, transport: Box<dyn Transport>, sensor: String) -> io::Result<DeliveryOutput> {
         let dir = &settings.spool_dir;
         std::fs::create_dir_all(dir)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot create the spool {}: {e}", dir.display())))?;
         let seq = Sequence::open(dir)?;
         let (wake, rx) = mpsc::sync_channel(1);
         let stats = Arc::new(DeliveryStats::default());
+        let name = transport.target().to_string();
         let sender = send::Sender {
-            settings: settings.clone(),
+            spool_dir: settings.spool_dir.clone(),
             stats: Arc::clone(&stats),
             dead: dead_letter::DeadLetter::new(dir, settings.dead_letter_max_mb),
+            transport,
         };
         let thread = std::thread::Builder::new()
             .name("ng-deliver".into())
             .spawn(move || sender.run(rx))?;
-        Ok(CollectorOutput {
-            name: format!("collector {}", settings.url),
+        Ok(DeliveryOutput {
+            name,
             settings,
             sensor,
             seq,
@@ -178,14 +210,14 @@ impl CollectorOutput {
             if std::fs::remove_file(&path).is_ok() {
                 let n = spool::events_in(&name);
                 self.stats.dropped.fetch_add(n, Ordering::Relaxed);
-                tracing::error!(batch = %name, events = n, "collector spool full: oldest batch dropped");
+                tracing::error!(batch = %name, events = n, output = %self.name, "spool full: oldest batch dropped");
                 total = total.saturating_sub(size);
             }
         }
     }
 }
 
-impl Output for CollectorOutput {
+impl Output for DeliveryOutput {
     fn name(&self) -> &str {
         &self.name
     }
@@ -214,10 +246,10 @@ impl Output for CollectorOutput {
     }
 }
 
-impl Drop for CollectorOutput {
+impl Drop for DeliveryOutput {
     fn drop(&mut self) {
         if let Err(e) = self.seal() {
-            tracing::error!(error = %e, events = self.count, "collector: the last batch could not be spooled");
+            tracing::error!(error = %e, events = self.count, output = %self.name, "the last batch could not be spooled");
         }
         // Closing the channel tells the sender to finish (it keeps trying
         // for send::DRAIN, then leaves the rest in the spool).
@@ -230,8 +262,8 @@ impl Drop for CollectorOutput {
         let line = |s: &AtomicU64| s.load(Ordering::Relaxed);
         if let Some(events) = left {
             tracing::warn!(
-                batches, events, spool = %self.settings.spool_dir.display(),
-                "collector delivery stopped with events in the spool: they are sent at the next start"
+                batches, events, spool = %self.settings.spool_dir.display(), output = %self.name,
+                "delivery stopped with events in the spool: they are sent at the next start"
             );
         }
         tracing::info!(
@@ -240,7 +272,8 @@ impl Drop for CollectorOutput {
             dropped = line(&self.stats.dropped),
             rejected = line(&self.stats.rejected),
             batches_left_in_spool = batches,
-            "collector delivery stopped"
+            output = %self.name,
+            "delivery stopped"
         );
     }
 }

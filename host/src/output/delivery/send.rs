@@ -1,20 +1,20 @@
-//! The delivery thread: sends the spooled batches in order and decides,
-//! from the collector's answer, what becomes of each:
+//! The delivery thread: sends the spooled batches in order through a
+//! [`Transport`] and decides, from the answer, what becomes of each:
 //!
 //! | answer | what happens |
 //! |---|---|
-//! | 2xx | stored; events the collector refused one by one (`refused`) go to the dead-letter file with the reason |
-//! | 400 | the batch as a whole can never be stored: all its events go to the dead-letter file |
-//! | 413 | too large for the collector's `body_limit_mb`: split in halves and sent again (one event: dead-letter) |
-//! | 401, 403, other 4xx | the sensor's settings (token, `[sensor] id`, URL) are wrong: the batch stays in the spool; retried every few minutes at most, an error logged each time, until they are fixed |
-//! | 500 | the collector failed on this batch: retried after later batches; once a later batch was stored while this one keeps failing (3 times), it is split, down to the one event that fails, which goes to the dead-letter file |
-//! | no answer, timeout, 408, 429, other 5xx | transient: retried with exponential backoff (0.5 s doubling to 30 s) |
+//! | stored | the batch is deleted; events refused one by one (`refused`) go to the dead-letter file with the reason |
+//! | invalid | the batch as a whole can never be stored: all its events go to the dead-letter file |
+//! | too large | split in halves and sent again (one event: dead-letter) |
+//! | misconfigured | the sensor's settings (token, `[sensor] id`, URL) are wrong: the batch stays in the spool; retried every few minutes at most, an error logged each time, until they are fixed |
+//! | failed | the other end failed on this batch: retried after later batches; once a later batch was stored while this one keeps failing (3 times), it is split, down to the one event that fails, which goes to the dead-letter file |
+//! | later | transient (no answer, a timeout, overload): retried with exponential backoff (0.5 s doubling to 30 s) |
 //!
-//! Nothing is dropped without a count and a log line; nothing blocks the
-//! batches behind it for good.
+//! Each transport says which of its answers is which ([`super::http`],
+//! [`super::nats`]). Nothing is dropped without a count and a log line;
+//! nothing blocks the batches behind it for good.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -24,36 +24,45 @@ use std::time::{Duration, Instant};
 use super::dead_letter::DeadLetter;
 use super::spool::{self, events_in, name_of};
 use super::DeliveryStats;
-use crate::config::CollectorSection;
 
 /// At shutdown, how long the delivery thread keeps trying.
 pub(super) const DRAIN: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Between tries of a collector that refuses the sensor's settings.
+/// Between tries of an end that refuses the sensor's settings.
 const MISCONFIGURED_MAX: Duration = Duration::from_secs(300);
-/// Failures (500) of one batch before it may be split.
+/// Failures of one batch before it may be split.
 const SUSPECT_AFTER: u32 = 3;
-/// An answer's body is read at most this far.
-const MAX_ANSWER: u64 = 4 << 20;
 
-/// What the collector made of a batch.
-enum Answer {
+/// What the other end made of a batch.
+pub(crate) enum Answer {
     /// Stored, but for these events (index in the batch, reason).
     Stored(Vec<(usize, String)>),
-    /// 400: the body as a whole does not check.
+    /// The body as a whole does not check.
     Invalid(String),
-    /// 413.
+    /// Larger than the other end takes.
     TooLarge(String),
-    /// 401, 403 and other 4xx: the sensor's settings.
+    /// The sensor's settings are refused.
     Misconfigured(String),
-    /// 500: the collector failed on this batch.
+    /// The other end failed on this batch.
     Failed(String),
     /// No answer, or one that says try later.
     Later(String),
 }
 
-/// A batch that made the collector fail (500).
+/// How batches leave: one spooled batch at a time, answered.
+pub(crate) trait Transport: Send {
+    /// What it delivers to, for logs and metrics (`collector http://…`).
+    fn target(&self) -> &str;
+    /// `collector` or `NATS`.
+    fn kind(&self) -> &'static str;
+    /// What the operator checks when the sensor is refused.
+    fn settings_hint(&self) -> &'static str;
+    /// Sends the spooled batch `name` (its gzip body, as spooled).
+    fn send(&mut self, name: &str, body: Vec<u8>) -> Answer;
+}
+
+/// A batch the other end failed on.
 struct Suspect {
     failures: u32,
     first: Instant,
@@ -61,9 +70,10 @@ struct Suspect {
 }
 
 pub(super) struct Sender {
-    pub settings: CollectorSection,
+    pub spool_dir: std::path::PathBuf,
     pub stats: Arc<DeliveryStats>,
     pub dead: DeadLetter,
+    pub transport: Box<dyn Transport>,
 }
 
 /// Waits `d` before a retry; new batches do not cut it short. When the
@@ -91,18 +101,7 @@ fn pause(wake: &Receiver<()>, d: Duration, closing: &mut Option<Instant>) {
 }
 
 impl Sender {
-    pub fn run(self, wake: Receiver<()>) {
-        let client = match reqwest::blocking::Client::builder()
-            .timeout(self.settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "collector: no HTTP client; events stay in the spool");
-                return;
-            }
-        };
+    pub fn run(mut self, wake: Receiver<()>) {
         let mut backoff = BACKOFF_MIN;
         let mut misconfigured = BACKOFF_MIN;
         let mut closing: Option<Instant> = None;
@@ -110,7 +109,7 @@ impl Sender {
         let mut last_stored: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let files = spool::spooled(&self.settings.spool_dir);
+            let files = spool::spooled(&self.spool_dir);
             suspects.retain(|name, _| files.iter().any(|(p, _)| name_of(p) == *name));
             let ready = |p: &Path| suspects.get(&name_of(p)).is_none_or(|s| s.retry_at <= now);
             let Some(path) = files.iter().map(|(p, _)| p.clone()).find(|p| ready(p)) else {
@@ -142,7 +141,11 @@ impl Sender {
                 return;
             }
             let name = name_of(&path);
-            match self.send(&client, &path) {
+            let answer = match std::fs::read(&path) {
+                Ok(body) => self.transport.send(&name, body),
+                Err(e) => Answer::Invalid(format!("cannot read {}: {e}", path.display())),
+            };
+            match answer {
                 Answer::Stored(refused) => {
                     backoff = BACKOFF_MIN;
                     misconfigured = BACKOFF_MIN;
@@ -158,7 +161,7 @@ impl Sender {
                     let _ = std::fs::remove_file(&path);
                 }
                 Answer::Invalid(why) => {
-                    tracing::error!(batch = %name, reason = %why, "collector refused a whole batch");
+                    tracing::error!(batch = %name, reason = %why, output = %self.transport.target(), "a whole batch refused");
                     self.dead_letter_all(&path, &why);
                 }
                 Answer::TooLarge(why) => {
@@ -167,8 +170,8 @@ impl Sender {
                 Answer::Misconfigured(why) => {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(
-                        batch = %name, reason = %why, retry_in = ?misconfigured,
-                        "collector refused the sensor (check [output.collector] url and token, and [sensor] id); batches stay in the spool"
+                        batch = %name, reason = %why, retry_in = ?misconfigured, output = %self.transport.target(),
+                        "the sensor is refused (check {}); batches stay in the spool", self.transport.settings_hint()
                     );
                     pause(&wake, misconfigured, &mut closing);
                     misconfigured = (misconfigured * 2).min(MISCONFIGURED_MAX);
@@ -185,7 +188,7 @@ impl Sender {
                     if poison {
                         let first = s.first;
                         suspects.remove(&name);
-                        tracing::warn!(batch = %name, reason = %why, "the collector fails on this batch and stores others: isolating the events it fails on");
+                        tracing::warn!(batch = %name, reason = %why, output = %self.transport.target(), "this batch fails while others are stored: isolating the events it fails on");
                         // Its halves inherit the proof: the one that fails
                         // again is split again at once.
                         for half in self.split_or_dead_letter(&path, &why).into_iter().flatten() {
@@ -200,13 +203,13 @@ impl Sender {
                         // Its own backoff: the batches after it go on meanwhile.
                         let wait = (BACKOFF_MIN * 2u32.pow(s.failures.min(7) - 1)).min(BACKOFF_MAX);
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(batch = %name, reason = %why, retry_in = ?wait, "collector failed on a batch; trying later ones first");
+                        tracing::warn!(batch = %name, reason = %why, retry_in = ?wait, output = %self.transport.target(), "delivery failed on a batch; trying later ones first");
                         s.retry_at = now + wait;
                     }
                 }
                 Answer::Later(why) => {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(reason = %why, retry_in = ?backoff, "collector unavailable; batches stay in the spool");
+                    tracing::warn!(reason = %why, retry_in = ?backoff, output = %self.transport.target(), "{} unavailable; batches stay in the spool", self.transport.kind());
                     pause(&wake, backoff, &mut closing);
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
@@ -219,7 +222,7 @@ impl Sender {
         }
     }
 
-    /// A batch the collector cannot take whole: two halves in its place
+    /// A batch the other end cannot take whole: two halves in its place
     /// (returned), or, for a single event, the dead-letter file.
     fn split_or_dead_letter(&self, path: &Path, why: &str) -> Option<[std::path::PathBuf; 2]> {
         match spool::split(path) {
@@ -228,7 +231,7 @@ impl Sender {
                 Some([a, b])
             }
             Ok(None) => {
-                tracing::error!(batch = %name_of(path), reason = %why, "collector cannot take this event");
+                tracing::error!(batch = %name_of(path), reason = %why, output = %self.transport.target(), "this event cannot be delivered");
                 self.dead_letter_all(path, why);
                 None
             }
@@ -260,8 +263,8 @@ impl Sender {
         match written {
             Ok(()) if whole.is_none() => tracing::warn!(
                 batch = %name, refused = refused.len(), first = %refused[0].1,
-                file = %self.dead.path().display(),
-                "collector refused events of a batch; the others are stored"
+                file = %self.dead.path().display(), output = %self.transport.target(),
+                "{} refused events of a batch; the others are stored", self.transport.kind()
             ),
             Ok(()) => {
                 tracing::warn!(batch = %name, events = refused.len(), file = %self.dead.path().display(), "events kept in the dead-letter file")
@@ -272,61 +275,6 @@ impl Sender {
         }
         let _ = std::fs::remove_file(path);
     }
-
-    fn send(&self, client: &reqwest::blocking::Client, path: &Path) -> Answer {
-        let body = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => return Answer::Invalid(format!("cannot read {}: {e}", path.display())),
-        };
-        let url = format!("{}/api/v1/events", self.settings.url.trim_end_matches('/'));
-        let resp = client
-            .post(url)
-            .bearer_auth(&self.settings.token)
-            .header("content-type", "application/json")
-            .header("content-encoding", "gzip")
-            .body(body)
-            .send();
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) => return Answer::Later(e.to_string()),
-        };
-        let status = resp.status();
-        let mut text = String::new();
-        let read = resp.take(MAX_ANSWER).read_to_string(&mut text);
-        let said = || format!("HTTP {status}: {}", text.trim());
-        match status.as_u16() {
-            200..=299 => match read.ok().and_then(|_| refused_in(&text)) {
-                Some(refused) => Answer::Stored(refused),
-                None => {
-                    tracing::warn!(answer = %text.chars().take(200).collect::<String>(), "collector stored a batch with an answer that does not parse");
-                    Answer::Stored(Vec::new())
-                }
-            },
-            400 => Answer::Invalid(said()),
-            413 => Answer::TooLarge(said()),
-            408 | 429 => Answer::Later(said()),
-            401..=499 => Answer::Misconfigured(said()),
-            500 => Answer::Failed(said()),
-            _ => Answer::Later(said()),
-        }
-    }
-}
-
-/// The events a 2xx answer names as refused (an older collector's answer,
-/// without the list, refuses none).
-fn refused_in(text: &str) -> Option<Vec<(usize, String)>> {
-    #[derive(serde::Deserialize)]
-    struct Refused {
-        index: usize,
-        error: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct Stored {
-        #[serde(default)]
-        refused: Vec<Refused>,
-    }
-    let s: Stored = serde_json::from_str(text).ok()?;
-    Some(s.refused.into_iter().map(|r| (r.index, r.error)).collect())
 }
 
 #[cfg(test)]
@@ -336,6 +284,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::config::CollectorSection;
 
     /// A collector that fails (500) on every batch holding an event with
     /// `"poison"`, stores the others, and remembers the `seq`s it stored.
@@ -416,7 +365,8 @@ mod tests {
         };
         let stats = Arc::new(DeliveryStats::default());
         let sender = Sender {
-            settings,
+            spool_dir: dir.path().to_path_buf(),
+            transport: Box::new(super::super::http::Http::new(&settings).unwrap()),
             stats: Arc::clone(&stats),
             dead: DeadLetter::new(dir.path(), 1),
         };
