@@ -53,6 +53,130 @@ pub struct Config {
     pub location: Option<[f64; 2]>,
     /// `[falkordb]`: also write the traced paths to a FalkorDB graph.
     pub falkordb: Option<crate::graphdb::FalkorConfig>,
+    /// `[source.nats]`: batches also come from NATS JetStream.
+    pub source: Sources,
+}
+
+/// `[source.*]`: where batches come from besides `POST /api/v1/events`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sources {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsSource>,
+}
+
+/// What JetStream does with a message once a collector acknowledged it.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retention {
+    /// Deleted: the stream is a queue between sensors and collectors.
+    #[default]
+    WorkQueue,
+    /// Kept until `max_age` (or `max_mb`): other consumers may read it too.
+    Limits,
+}
+
+/// `[source.nats]`: a durable pull consumer on a JetStream stream, shared
+/// by every collector that names it (each message is handled by one of
+/// them), and acknowledged once the store committed the batch
+/// (docs/fleet.md). The connection keys of
+/// [`net_gazer_common::nats::Connection`] besides these.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct NatsSource {
+    #[serde(flatten)]
+    pub connection: net_gazer_common::nats::Connection,
+    /// The stream the sensors publish to.
+    #[serde(default = "nats_defaults::stream")]
+    pub stream: String,
+    /// Its subjects; the last token of a message's subject is the sensor
+    /// (which the batch must name).
+    #[serde(default = "nats_defaults::subjects")]
+    pub subjects: Vec<String>,
+    /// The durable consumer every collector shares.
+    #[serde(default = "nats_defaults::consumer")]
+    pub consumer: String,
+    /// Create the streams and the consumer when missing (and bring their
+    /// settings up to date); false: they must exist.
+    #[serde(default = "nats_defaults::yes")]
+    pub create: bool,
+    /// Copies of each message in the cluster (when creating the streams).
+    #[serde(default = "nats_defaults::replicas")]
+    pub replicas: u32,
+    #[serde(default)]
+    pub retention: Retention,
+    /// Messages older than this leave the stream, handled or not.
+    #[serde(default = "nats_defaults::max_age", with = "duration")]
+    pub max_age: Duration,
+    /// The stream's size limit in MiB (0: none); beyond it the oldest
+    /// messages are dropped.
+    #[serde(default)]
+    pub max_mb: u64,
+    /// A message id seen again within this window is dropped by JetStream.
+    #[serde(default = "nats_defaults::duplicate_window", with = "duration")]
+    pub duplicate_window: Duration,
+    /// A message not acknowledged within this is delivered again (to any
+    /// collector).
+    #[serde(default = "nats_defaults::ack_wait", with = "duration")]
+    pub ack_wait: Duration,
+    /// A batch the store fails on this many deliveries goes to the
+    /// dead-letter stream.
+    #[serde(default = "nats_defaults::max_deliver")]
+    pub max_deliver: u32,
+    /// Messages asked for at a time.
+    #[serde(default = "nats_defaults::fetch")]
+    pub fetch: u32,
+    /// Where messages (or the events of them) that cannot be stored go,
+    /// on `<dead_letter_prefix>.<sensor>`, with the reason in a header.
+    #[serde(default = "nats_defaults::dead_letter_stream")]
+    pub dead_letter_stream: String,
+    #[serde(default = "nats_defaults::dead_letter_prefix")]
+    pub dead_letter_prefix: String,
+    /// Keys no field took (refused by validation: the connection is
+    /// flattened, so serde cannot refuse them itself).
+    #[serde(flatten, skip_serializing)]
+    pub unknown: BTreeMap<String, toml::Value>,
+}
+
+/// The defaults of `[source.nats]`.
+pub mod nats_defaults {
+    use std::time::Duration;
+
+    pub fn stream() -> String {
+        "NET_GAZER".into()
+    }
+    pub fn subjects() -> Vec<String> {
+        vec!["net-gazer.events.>".into()]
+    }
+    pub fn consumer() -> String {
+        "net-gazer-collector".into()
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn replicas() -> u32 {
+        1
+    }
+    pub fn max_age() -> Duration {
+        Duration::from_secs(7 * 86_400)
+    }
+    pub fn duplicate_window() -> Duration {
+        Duration::from_secs(120)
+    }
+    pub fn ack_wait() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn max_deliver() -> u32 {
+        5
+    }
+    pub fn fetch() -> u32 {
+        64
+    }
+    pub fn dead_letter_stream() -> String {
+        "NET_GAZER_DEAD".into()
+    }
+    pub fn dead_letter_prefix() -> String {
+        "net-gazer.dead".into()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -80,6 +204,7 @@ impl Default for Config {
             sensors: BTreeMap::new(),
             location: None,
             falkordb: None,
+            source: Sources::default(),
         }
     }
 }
@@ -116,6 +241,17 @@ impl Config {
         if let Some(f) = &self.falkordb {
             list.push(range::count("falkordb.batch", f.batch, 1, 100_000));
         }
+        if let Some(n) = &self.source.nats {
+            list.extend([
+                range::count("source.nats.replicas", n.replicas, 1, 5),
+                range::time("source.nats.max_age", n.max_age, s(60), s(3650 * 86_400)),
+                range::count("source.nats.max_mb", n.max_mb, 0, 1 << 30),
+                range::time("source.nats.duplicate_window", n.duplicate_window, s(1), s(86_400)),
+                range::time("source.nats.ack_wait", n.ack_wait, s(1), s(3600)),
+                range::count("source.nats.max_deliver", n.max_deliver, 1, 1000),
+                range::count("source.nats.fetch", n.fetch, 1, 10_000),
+            ]);
+        }
         list
     }
 
@@ -134,6 +270,33 @@ impl Config {
             }
             if f.graph.is_empty() {
                 return bad("falkordb.graph", "must not be empty".into());
+            }
+        }
+        if let Some(n) = &config.source.nats {
+            if let Some(key) = n.unknown.keys().next() {
+                return bad(&format!("source.nats.{key}"), "unknown key".into());
+            }
+            n.connection.check("source.nats")?;
+            let name_ok = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            for (key, name) in [("stream", &n.stream), ("consumer", &n.consumer), ("dead_letter_stream", &n.dead_letter_stream)] {
+                if !name_ok(name) {
+                    return bad(&format!("source.nats.{key}"), format!("`{name}`: letters, digits, `-` and `_` only"));
+                }
+            }
+            if n.stream == n.dead_letter_stream {
+                return bad("source.nats.dead_letter_stream", "must differ from stream".into());
+            }
+            if n.subjects.is_empty() {
+                return bad("source.nats.subjects", "name at least one subject".into());
+            }
+            if !net_gazer_common::nats::is_subject(&n.dead_letter_prefix) {
+                return bad(
+                    "source.nats.dead_letter_prefix",
+                    "must be a NATS subject: tokens joined by `.`, no wildcard or space".into(),
+                );
+            }
+            if n.duplicate_window > n.max_age {
+                return bad("source.nats.duplicate_window", "must not exceed max_age".into());
             }
         }
         for (id, s) in &config.sensors {

@@ -27,5 +27,6 @@ pub mod graphdb;
 pub mod ingest;
 pub mod query;
 pub mod server;
+pub mod source;
 pub mod store;
 pub mod ui;

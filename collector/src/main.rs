@@ -35,7 +35,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(p) => tracing::info!(file = %p.display(), "configuration loaded"),
         None => tracing::info!("no configuration file found; using defaults"),
     }
-    if config.sensors.is_empty() {
+    if config.sensors.is_empty() && config.source.nats.is_none() {
         tracing::warn!("no [sensors.<id>] table: every batch will be refused (401)");
     }
     let store = Store::open_ingest(&config.database)
@@ -78,7 +78,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             idle_timeout: config.idle_timeout,
         };
         let connections = std::sync::Arc::new(server::listen::ConnectionStats::default());
-        let app = server::app(config, store, graph_stats, std::sync::Arc::clone(&connections));
+        let nats = config.source.nats.clone();
+        let state = server::state(config, store, graph_stats, std::sync::Arc::clone(&connections));
+        if let Some(n) = nats {
+            tokio::spawn(net_gazer_collector::source::nats::run(n, std::sync::Arc::clone(&state)));
+        }
+        let app = server::router(state);
         server::listen::serve(listener, app, limits, connections, shutdown())
             .await
             .context("serving")

@@ -94,6 +94,25 @@ pub(super) async fn serve(State(state): State<Arc<AppState>>) -> Response {
             [(String::new(), g.errors.load(Relaxed))],
         );
     }
+    if state.config.source.nats.is_some() {
+        let n = &state.nats;
+        let one = |v: &std::sync::atomic::AtomicU64| [(String::new(), v.load(Relaxed))];
+        family(&mut o, "nats_connected", "gauge", one(&n.connected));
+        family(
+            &mut o,
+            "nats_messages_total",
+            "counter",
+            [
+                ("stored", &n.stored),
+                ("retried", &n.retried),
+                ("dead_letter", &n.dead_letters),
+            ]
+            .map(|(result, v)| (format!("{{result=\"{result}\"}}"), v.load(Relaxed))),
+        );
+        family(&mut o, "nats_dead_letter_events_total", "counter", one(&n.dead_letter_events));
+        family(&mut o, "nats_consumer_pending", "gauge", one(&n.pending));
+        family(&mut o, "nats_consumer_ack_pending", "gauge", one(&n.ack_pending));
+    }
     family(&mut o, "database_bytes", "gauge", [(String::new(), size)]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o).into_response()
 }

@@ -87,6 +87,8 @@ pub struct AppState {
     readers: Readers,
     metrics: Lock<Metrics>,
     health: Lock<Option<Health>>,
+    /// The NATS source's counters (`[source.nats]`).
+    nats: Arc<crate::source::nats::Stats>,
 }
 
 /// Reading connections to the database, opened when needed: WAL lets them
@@ -112,16 +114,17 @@ impl Readers {
     }
 }
 
-/// The app over `writer` (the ingest connection to `config.database`),
-/// with the counters of the FalkorDB thread and of the accept loop for
-/// `/metrics`.
-pub fn app(
+/// The collector's state over `writer` (the ingest connection to
+/// `config.database`), with the counters of the FalkorDB thread and of the
+/// accept loop for `/metrics`: what the HTTP API ([`router`]) and the NATS
+/// source ([`crate::source`]) share.
+pub fn state(
     config: Config,
     writer: Store,
     graph_stats: Arc<crate::graphdb::GraphStats>,
     connections: Arc<listen::ConnectionStats>,
-) -> Router {
-    let state = Arc::new(AppState {
+) -> Arc<AppState> {
+    Arc::new(AppState {
         readers: Readers {
             path: config.database.clone(),
             idle: Lock::default(),
@@ -132,7 +135,12 @@ pub fn app(
         writer: Lock::new(writer),
         metrics: Lock::default(),
         health: Lock::default(),
-    });
+        nats: Arc::default(),
+    })
+}
+
+/// The HTTP API and web UI over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
     let panics = Arc::clone(&state);
     Router::new()
         .route("/health", get(health))
@@ -265,89 +273,135 @@ async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let body = if gzip {
-        let mut out = Vec::new();
-        let mut d = flate2::read::GzDecoder::new(&body[..]).take(limit.saturating_add(1));
-        if let Err(e) = d.read_to_end(&mut out) {
-            return reject(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "gzip",
-                format!("the gzip body does not decode: {e}"),
-            );
-        }
-        if out.len() as u64 > limit {
-            return reject(
-                &state,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "size",
-                too_large(" decompressed"),
-            );
-        }
-        Bytes::from(out)
-    } else {
-        body
-    };
-    let batch = match ingest::parse(&body) {
-        Ok(b) => b,
-        Err(bad) => return reject(&state, StatusCode::BAD_REQUEST, "invalid", bad.to_string()),
-    };
-    if batch.sensor != sensor {
-        let message = format!("the token is sensor `{sensor}`'s, the batch says `{}`", batch.sensor);
-        return reject(&state, StatusCode::FORBIDDEN, "sensor", message);
+    match state.intake(&sensor, body, gzip, started).await {
+        Ok(intake) => Json(serde_json::json!({ "stored": intake.stored.stored,
+            "duplicates": intake.stored.duplicates, "refused": intake.batch.refused }))
+        .into_response(),
+        Err(Refusal::Invalid { status, message, .. }) => json_error(status, message),
+        Err(Refusal::Unavailable(message)) => json_error(StatusCode::SERVICE_UNAVAILABLE, message),
+        Err(Refusal::Failed(message)) => internal_error(&message),
+        Err(Refusal::Panicked(response)) => response,
     }
-    if !batch.refused.is_empty() {
-        let first = &batch.refused[0];
-        tracing::warn!(sensor = %sensor, refused = batch.refused.len(), first = %first.error, "events refused");
-    }
-    let now_us = now_us();
-    let task_state = Arc::clone(&state);
-    let result = tokio::task::spawn_blocking(move || {
-        let mut store = task_state.writer.lock();
-        let result = store.insert(&batch, now_us);
-        task_state.note_write(result.as_ref().err());
-        result.map(|r| (r, batch))
-    })
-    .await;
-    let (stored, batch) = match result {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) if transient(&e) => {
-            return reject(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database",
-                format!("storing failed: {e}"),
-            )
+}
+
+/// A batch stored: what the store did, and the batch (with the events it
+/// refused one by one).
+pub struct Intake {
+    pub stored: crate::store::Stored,
+    pub batch: ingest::Batch,
+}
+
+/// Why a batch was not stored.
+pub enum Refusal {
+    /// The body as a whole: it does not decode, or names another sensor
+    /// (counted as rejected, by `reason`). Retrying it cannot help.
+    Invalid {
+        status: StatusCode,
+        reason: &'static str,
+        message: String,
+    },
+    /// The store does not take writes now (full, busy, down): try later.
+    Unavailable(String),
+    /// The store failed on this batch's data: a bug, which retrying the
+    /// same batch cannot mend (the sender isolates it).
+    Failed(String),
+    /// The storing task panicked (answered 500, counted).
+    Panicked(Response),
+}
+
+impl AppState {
+    /// Decodes (`gzip`: decompressed, at most `body_limit_mb`), checks and
+    /// stores one batch from `sensor`, whichever way it came (HTTP, NATS);
+    /// counts it for `/metrics` from `started`.
+    pub async fn intake(
+        self: &Arc<Self>,
+        sensor: &str,
+        body: Bytes,
+        gzip: bool,
+        started: Instant,
+    ) -> Result<Intake, Refusal> {
+        let limit_mb = self.config.body_limit_mb;
+        let limit = limit_mb.saturating_mul(1024 * 1024);
+        let invalid = |status, reason, message: String| {
+            *self.metrics.lock().rejected.entry(reason).or_default() += 1;
+            tracing::warn!(reason, %message, "batch rejected");
+            Err(Refusal::Invalid { status, reason, message })
+        };
+        let body = if gzip {
+            let mut out = Vec::new();
+            let mut d = flate2::read::GzDecoder::new(&body[..]).take(limit.saturating_add(1));
+            if let Err(e) = d.read_to_end(&mut out) {
+                return invalid(
+                    StatusCode::BAD_REQUEST,
+                    "gzip",
+                    format!("the gzip body does not decode: {e}"),
+                );
+            }
+            if out.len() as u64 > limit {
+                return invalid(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "size",
+                    format!("the body is larger than {limit_mb} MiB decompressed"),
+                );
+            }
+            Bytes::from(out)
+        } else {
+            body
+        };
+        let batch = match ingest::parse(&body) {
+            Ok(b) => b,
+            Err(bad) => return invalid(StatusCode::BAD_REQUEST, "invalid", bad.to_string()),
+        };
+        if batch.sensor != sensor {
+            let message = format!("the sender is sensor `{sensor}`, the batch says `{}`", batch.sensor);
+            return invalid(StatusCode::FORBIDDEN, "sensor", message);
         }
-        // Not the store's state but this batch's data: a bug here, which
-        // retrying the same batch cannot mend (the sensor isolates it).
-        Ok(Err(e)) => return internal_error(&format!("storing this batch failed: {e}")),
-        Err(e) => return state.join_failed(e),
-    };
-    {
-        let mut m = state.metrics.lock();
+        if !batch.refused.is_empty() {
+            let first = &batch.refused[0];
+            tracing::warn!(sensor = %sensor, refused = batch.refused.len(), first = %first.error, "events refused");
+        }
+        let now_us = now_us();
+        let task_state = Arc::clone(self);
+        let result = tokio::task::spawn_blocking(move || {
+            let mut store = task_state.writer.lock();
+            let result = store.insert(&batch, now_us);
+            task_state.note_write(result.as_ref().err());
+            result.map(|r| (r, batch))
+        })
+        .await;
+        let (stored, batch) = match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) if transient(&e) => {
+                *self.metrics.lock().rejected.entry("database").or_default() += 1;
+                tracing::warn!(reason = "database", error = %e, "batch not stored");
+                return Err(Refusal::Unavailable(format!("storing failed: {e}")));
+            }
+            Ok(Err(e)) => return Err(Refusal::Failed(format!("storing this batch failed: {e}"))),
+            Err(e) => return Err(Refusal::Panicked(self.join_failed(e))),
+        };
+        self.count_stored(sensor, &batch, stored, started);
+        Ok(Intake { stored, batch })
+    }
+
+    fn count_stored(&self, sensor: &str, batch: &ingest::Batch, stored: crate::store::Stored, started: Instant) {
+        let mut m = self.metrics.lock();
         m.batches += 1;
         m.ingest_seconds += started.elapsed().as_secs_f64();
         for row in &batch.rows {
-            m.events.entry((sensor.clone(), row.kind.to_string())).or_default()[0] += 1;
+            m.events.entry((sensor.to_string(), row.kind.to_string())).or_default()[0] += 1;
         }
         if !batch.refused.is_empty() {
-            *m.refused.entry(sensor.clone()).or_default() += batch.refused.len() as u64;
+            *m.refused.entry(sensor.to_string()).or_default() += batch.refused.len() as u64;
         }
         // Stored and duplicate counts are per batch; attribute them by kind
         // only when the batch has one kind (the common case: all events).
         let kinds: std::collections::BTreeSet<&str> = batch.rows.iter().map(|r| r.kind).collect();
         if let [kind] = kinds.into_iter().collect::<Vec<_>>()[..] {
-            let e = m.events.entry((sensor.clone(), kind.to_string())).or_default();
+            let e = m.events.entry((sensor.to_string(), kind.to_string())).or_default();
             e[1] += stored.stored;
             e[2] += stored.duplicates;
         }
     }
-    Json(
-        serde_json::json!({ "stored": stored.stored, "duplicates": stored.duplicates,
-        "refused": batch.refused }),
-    )
-    .into_response()
 }
 
 /// Whether a store error is about the store's state (full, busy, read-only,
@@ -379,6 +433,15 @@ fn now_us() -> i64 {
 }
 
 impl AppState {
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The NATS source's counters.
+    pub fn nats_stats(&self) -> Arc<crate::source::nats::Stats> {
+        Arc::clone(&self.nats)
+    }
+
     /// 500 for a request that panicked, counted.
     fn panicked(&self, cause: &(dyn Any + Send)) -> Response {
         self.metrics.lock().panics += 1;

@@ -65,6 +65,8 @@ impl Nats {
             return Ok(c.clone());
         }
         let client = self.runtime.block_on(self.connection.connect(&self.name))?;
+        // The context starts a task of its own: inside the runtime.
+        let _inside = self.runtime.enter();
         let context = async_nats::jetstream::context::ContextBuilder::new()
             .timeout(self.timeout)
             .build(client);
