@@ -195,20 +195,18 @@ async fn session(config: &NatsSource, state: &Arc<AppState>, stats: &Arc<Stats>)
     stats.connected.store(1, Relaxed);
     tracing::info!(stream = %config.stream, consumer = %config.consumer, "consuming batches from NATS");
     let mut backoff = BACKOFF_MIN;
-    let mut errors = 0u32;
     while let Some(next) = messages.next().await {
         let message = match next {
             Ok(m) => m,
-            Err(e) => {
-                errors += 1;
+            // Pulls go on after a missed heartbeat; after any other error
+            // (no responders while the consumer's leader moves, the
+            // consumer deleted) they may not: start over.
+            Err(e) if e.kind() == pull::MessagesErrorKind::MissingHeartbeat => {
                 tracing::warn!(error = %e, "NATS: pulling messages");
-                if errors >= 10 {
-                    return format!("pulling messages failed 10 times in a row: {e}");
-                }
                 continue;
             }
+            Err(e) => return format!("pulling messages: {e}"),
         };
-        errors = 0;
         match handle(&message, config, state, stats, &js).await {
             Handled::Done => backoff = BACKOFF_MIN,
             Handled::Pause => {

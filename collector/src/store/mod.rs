@@ -157,11 +157,19 @@ impl Store {
         // 64 MiB of page cache (the default is 2 MiB): the indexes of a
         // busy day stay in memory while batches go in.
         conn.pragma_update(None, "cache_size", -65536)?;
-        let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
-            conn.execute_batch(m)?;
-            conn.pragma_update(None, "user_version", i as i64 + 1)?;
-        }
+        // One transaction holding the write lock: two collectors opening
+        // one new database at once migrate it once, not twice.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let migrated = (|| -> rusqlite::Result<()> {
+            let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            for (i, m) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
+                conn.execute_batch(m)?;
+                conn.pragma_update(None, "user_version", i as i64 + 1)?;
+            }
+            Ok(())
+        })();
+        conn.execute_batch(if migrated.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+        migrated?;
         let unindexed: i64 = conn.query_row("SELECT count(*) FROM handshakes_new", [], |r| r.get(0))?;
         Ok(Store {
             conn,
@@ -372,6 +380,30 @@ mod tests {
                 .collect(),
             refused: Vec::new(),
         }
+    }
+
+    /// Found starting two collectors on one new database: the second
+    /// failed with "table sensors already exists".
+    #[test]
+    fn collectors_opening_one_new_database_at_once_migrate_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let opened: Vec<_> = (0..4)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), std::sync::Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Store::open(&path).map(|_| ()).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for o in opened {
+            assert_eq!(o.join().unwrap(), Ok(()));
+        }
+        let s = Store::open(&path).unwrap();
+        let version: i64 = s.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
     }
 
     #[test]
