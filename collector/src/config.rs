@@ -244,7 +244,7 @@ impl Config {
         if let Some(n) = &self.source.nats {
             list.extend([
                 range::count("source.nats.replicas", n.replicas, 1, 5),
-                range::time("source.nats.max_age", n.max_age, s(60), s(3650 * 86_400)),
+                range::time("source.nats.max_age", n.max_age, s(60), s(365 * 86_400)),
                 range::count("source.nats.max_mb", n.max_mb, 0, 1 << 30),
                 range::time("source.nats.duplicate_window", n.duplicate_window, s(1), s(86_400)),
                 range::time("source.nats.ack_wait", n.ack_wait, s(1), s(3600)),
@@ -371,6 +371,26 @@ mod tests {
     }
 
     #[test]
+    fn source_nats_names_what_is_wrong() {
+        let c = Config::parse("[source.nats]\nservers = [\"nats://a:4222\"]\n").unwrap();
+        let n = c.source.nats.unwrap();
+        assert_eq!((n.stream.as_str(), n.consumer.as_str()), ("NET_GAZER", "net-gazer-collector"));
+        assert_eq!(n.retention, Retention::WorkQueue);
+        for (text, key) in [
+            ("servers = [\"nats://a:4222\"]\nstraem = \"X\"\n", "source.nats.straem"),
+            ("servers = []\n", "source.nats.servers"),
+            ("servers = [\"nats://a:4222\"]\nstream = \"a.b\"\n", "source.nats.stream"),
+            ("servers = [\"nats://a:4222\"]\ndead_letter_stream = \"NET_GAZER\"\n", "source.nats.dead_letter_stream"),
+            ("servers = [\"nats://a:4222\"]\nreplicas = 7\n", "source.nats.replicas"),
+            ("servers = [\"nats://a:4222\"]\nmax_deliver = 0\n", "source.nats.max_deliver"),
+            ("servers = [\"nats://a:4222\"]\nretention = \"forever\"\n", "source.nats.retention"),
+        ] {
+            let e = Config::parse(&format!("[source.nats]\n{text}")).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}`")) || e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn shipped_file_parses_and_equals_the_defaults() {
         let text = include_str!("../../etc/net-gazer/net-gazer-collector.toml");
         assert_eq!(Config::parse(text).unwrap(), Config::default());
@@ -381,6 +401,9 @@ mod tests {
     fn every_range_is_documented() {
         let c = Config {
             falkordb: Some(Default::default()),
+            source: Config::parse("[source.nats]\nservers = [\"nats://127.0.0.1:4222\"]\n")
+                .unwrap()
+                .source,
             ..Config::default()
         };
         let doc = include_str!("../../docs/collector-api.md");

@@ -806,6 +806,30 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("track.local_networks"));
     }
 
+    fn nats_section(text: &str) -> NatsSection {
+        let c = Config::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        c.output.nats.expect("[output.nats]")
+    }
+
+    #[test]
+    fn output_nats_names_what_is_wrong() {
+        let n = nats_section("[sensor]\nid = \"gw1\"\n[output.nats]\nservers = [\"nats://a:4222\"]\n");
+        assert_eq!(n.subject("gw1"), "net-gazer.events.gw1");
+        assert_eq!(n.spool_dir, defaults::nats_spool_dir());
+        for (text, key) in [
+            ("[output.nats]\nservers = [\"nats://a:4222\"]\nsevrers = 1\n", "output.nats.sevrers"),
+            ("[output.nats]\nservers = []\n", "output.nats.servers"),
+            ("[output.nats]\nservers = [\"http://a\"]\n", "output.nats.servers"),
+            ("[output.nats]\nservers = [\"nats://a:1\"]\nuser = \"u\"\n", "output.nats.password"),
+            ("[output.nats]\nservers = [\"nats://a:1\"]\nsubject_prefix = \"a.*\"\n", "output.nats.subject_prefix"),
+            ("[sensor]\nid = \"gw1.example.net\"\n[output.nats]\nservers = [\"nats://a:1\"]\n", "sensor.id"),
+            ("[output.nats]\nservers = [\"nats://a:1\"]\nbatch_size = 0\n", "output.nats.batch_size"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+        }
+    }
+
     /// docs/configuration.md states the range of every numeric key.
     #[test]
     fn every_range_is_documented() {
@@ -820,6 +844,7 @@ mod tests {
             dead_letter_max_mb: defaults::collector_dead_letter_max_mb(),
             timeout: defaults::collector_timeout(),
         });
+        c.output.nats = Some(nats_section("[output.nats]\nservers = [\"nats://127.0.0.1:4222\"]\n"));
         c.plugins.each.insert(
             "p".into(),
             PluginSettings {
