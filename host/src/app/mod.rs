@@ -137,17 +137,19 @@ fn start_pipeline(
     let mut outputs = vec![Box::new(JsonLines::open(&config.output.jsonl)?) as Box<dyn Output>];
     let mut delivery = Vec::new();
     if let Some(c) = &config.output.collector {
-        let sensor = config.sensor.id();
-        tracing::info!(url = %c.url, sensor = %sensor, spool = %c.spool_dir.display(), "delivering to a collector");
-        let out = DeliveryOutput::collector(c, sensor).context("starting delivery to the collector")?;
-        delivery.push(out.stats());
-        outputs.push(Box::new(out));
+        tracing::info!(url = %c.url, spool = %c.spool_dir.display(), "delivering to a collector");
     }
     if let Some(n) = &config.output.nats {
-        let sensor = config.sensor.id();
-        tracing::info!(servers = ?n.connection.servers, subject = %n.subject(&sensor), spool = %n.spool_dir.display(), "delivering to NATS");
-        let out = DeliveryOutput::nats(n, sensor).context("starting delivery to NATS")?;
-        delivery.push(out.stats());
+        tracing::info!(servers = ?n.connection.servers, subject = %n.subject(&config.sensor.id()), spool = %n.spool_dir.display(), "delivering to NATS");
+    }
+    let deliveries = DeliveryOutput::open(
+        config.output.collector.as_ref(),
+        config.output.nats.as_ref(),
+        config.sensor.id(),
+    )
+    .context("starting delivery")?;
+    if let Some(out) = deliveries {
+        delivery = out.stats();
         outputs.push(Box::new(out));
     }
     let (queue, thread) = EventQueue::spawn(outputs, stage, config.output.queue_size, policy);

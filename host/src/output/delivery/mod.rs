@@ -53,34 +53,40 @@ pub struct DeliveryStats {
     pub rejected: AtomicU64,
 }
 
-/// Hands out sequence numbers, reserving them on disk in blocks.
+/// Hands out sequence numbers, reserving them on disk in blocks, in
+/// `next-seq` of every spool directory: the highest there is where a
+/// restart continues, whichever deliveries are configured then.
 struct Sequence {
-    file: PathBuf,
+    files: Vec<PathBuf>,
     next: u64,
     reserved: u64,
 }
 
 impl Sequence {
-    fn open(dir: &Path) -> io::Result<Sequence> {
-        let file = dir.join("next-seq");
-        let reserved = match std::fs::read_to_string(&file) {
-            Ok(t) => t
-                .trim()
-                .parse::<u64>()
-                .ok()
-                // The collector stores sequence numbers up to 2^63 - 1.
-                .filter(|&n| n < (i64::MAX as u64) - 2 * RESERVE)
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("{}: not a sequence number below 2^63: `{}`", file.display(), t.trim()),
-                    )
-                })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e),
-        };
+    fn open(dirs: &[&Path]) -> io::Result<Sequence> {
+        let files: Vec<PathBuf> = dirs.iter().map(|d| d.join("next-seq")).collect();
+        let mut reserved = 0;
+        for file in &files {
+            let found = match std::fs::read_to_string(file) {
+                Ok(t) => t
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    // The collector stores sequence numbers up to 2^63 - 1.
+                    .filter(|&n| n < (i64::MAX as u64) - 2 * RESERVE)
+                    .ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("{}: not a sequence number below 2^63: `{}`", file.display(), t.trim()),
+                        )
+                    })?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(e),
+            };
+            reserved = reserved.max(found);
+        }
         let mut s = Sequence {
-            file,
+            files,
             next: reserved + 1,
             reserved,
         };
@@ -90,7 +96,10 @@ impl Sequence {
 
     fn reserve(&mut self) -> io::Result<()> {
         self.reserved = self.next + RESERVE - 1;
-        spool::write_atomically(&self.file, self.reserved.to_string().as_bytes())
+        for file in &self.files {
+            spool::write_atomically(file, self.reserved.to_string().as_bytes())?;
+        }
+        Ok(())
     }
 
     fn take(&mut self) -> io::Result<u64> {
@@ -113,41 +122,74 @@ pub struct Spooling {
     pub dead_letter_max_mb: u64,
 }
 
+/// The deliveries of a sensor (`[output.collector]`, `[output.nats]`, or
+/// both), as one output: each event is numbered **once**, so an event
+/// that reaches one store by both ways has one (sensor, `seq`) and is
+/// stored once; each delivery batches, spools and sends on its own.
 pub struct DeliveryOutput {
     name: String,
-    settings: Spooling,
     sensor: String,
     seq: Sequence,
+    line: Vec<u8>,
+    numbered: Vec<u8>,
+    lanes: Vec<Lane>,
+}
+
+/// One delivery: its open batch, spool and sending thread.
+struct Lane {
+    name: String,
+    settings: Spooling,
     events: Vec<u8>,
     count: usize,
     first_seq: u64,
     opened: Instant,
-    line: Vec<u8>,
     wake: Option<SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
     stats: Arc<DeliveryStats>,
 }
 
 impl DeliveryOutput {
-    /// Delivery to a collector over HTTP.
-    pub fn collector(section: &CollectorSection, sensor: String) -> io::Result<DeliveryOutput> {
-        let transport = http::Http::new(section)?;
-        Self::open(section.spooling(), Box::new(transport), sensor)
+    /// The deliveries configured, or none.
+    pub fn open(
+        collector: Option<&CollectorSection>,
+        nats: Option<&NatsSection>,
+        sensor: String,
+    ) -> io::Result<Option<DeliveryOutput>> {
+        let mut lanes = Vec::new();
+        if let Some(c) = collector {
+            lanes.push(Lane::open(c.spooling(), Box::new(http::Http::new(c)?))?);
+        }
+        if let Some(n) = nats {
+            lanes.push(Lane::open(n.spooling(), Box::new(nats::Nats::new(n, &sensor)?))?);
+        }
+        if lanes.is_empty() {
+            return Ok(None);
+        }
+        let dirs: Vec<&Path> = lanes.iter().map(|l| l.settings.spool_dir.as_path()).collect();
+        let seq = Sequence::open(&dirs)?;
+        Ok(Some(DeliveryOutput {
+            name: lanes.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "),
+            sensor,
+            seq,
+            line: Vec::with_capacity(2048),
+            numbered: Vec::with_capacity(2048),
+            lanes,
+        }))
     }
 
-    /// Delivery to a NATS JetStream stream.
-    pub fn nats(section: &NatsSection, sensor: String) -> io::Result<DeliveryOutput> {
-        let transport = nats::Nats::new(section, &sensor)?;
-        Self::open(section.spooling(), Box::new(transport), sensor)
+    /// Each delivery's counters.
+    pub fn stats(&self) -> Vec<Arc<DeliveryStats>> {
+        self.lanes.iter().map(|l| Arc::clone(&l.stats)).collect()
     }
+}
 
+impl Lane {
     /// Opens the spool (creating it) and starts the delivery thread, which
     /// first sends what an earlier run left in the spool.
-    fn open(settings: Spooling, transport: Box<dyn Transport>, sensor: String) -> io::Result<DeliveryOutput> {
+    fn open(settings: Spooling, transport: Box<dyn Transport>) -> io::Result<Lane> {
         let dir = &settings.spool_dir;
         std::fs::create_dir_all(dir)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot create the spool {}: {e}", dir.display())))?;
-        let seq = Sequence::open(dir)?;
         let (wake, rx) = mpsc::sync_channel(1);
         let stats = Arc::new(DeliveryStats::default());
         let name = transport.target().to_string();
@@ -160,32 +202,41 @@ impl DeliveryOutput {
         let thread = std::thread::Builder::new()
             .name("ng-deliver".into())
             .spawn(move || sender.run(rx))?;
-        Ok(DeliveryOutput {
+        Ok(Lane {
             name,
             settings,
-            sensor,
-            seq,
             events: Vec::with_capacity(1 << 16),
             count: 0,
             first_seq: 0,
             opened: Instant::now(),
-            line: Vec::with_capacity(2048),
             wake: Some(wake),
             thread: Some(thread),
             stats,
         })
     }
 
-    pub fn stats(&self) -> Arc<DeliveryStats> {
-        Arc::clone(&self.stats)
+    /// Adds one numbered event to the open batch; seals it when full.
+    fn add(&mut self, seq: u64, numbered: &[u8], sensor: &str) -> io::Result<()> {
+        if self.count == 0 {
+            self.first_seq = seq;
+            self.opened = Instant::now();
+        } else {
+            self.events.push(b',');
+        }
+        self.events.extend_from_slice(numbered);
+        self.count += 1;
+        if self.count >= self.settings.batch_size {
+            self.seal(sensor)?;
+        }
+        Ok(())
     }
 
     /// Closes the open batch: into the spool, and the sender woken.
-    fn seal(&mut self) -> io::Result<()> {
+    fn seal(&mut self, sensor: &str) -> io::Result<()> {
         if self.count == 0 {
             return Ok(());
         }
-        let gz = spool::gzip(&spool::body(&self.sensor, [&self.events[..]])?)?;
+        let gz = spool::gzip(&spool::body(sensor, [&self.events[..]])?)?;
         self.make_room(gz.len() as u64);
         spool::store(&self.settings.spool_dir, self.first_seq, self.count, &gz)?;
         self.events.clear();
@@ -215,52 +266,21 @@ impl DeliveryOutput {
             }
         }
     }
-}
 
-impl Output for DeliveryOutput {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn write(&mut self, item: &Tagged) -> io::Result<()> {
-        let seq = self.seq.take()?;
-        if self.count == 0 {
-            self.first_seq = seq;
-            self.opened = Instant::now();
-        } else {
-            self.events.push(b',');
-        }
-        append_numbered(&mut self.events, seq, item, &mut self.line)?;
-        self.count += 1;
-        if self.count >= self.settings.batch_size {
-            self.seal()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.opened.elapsed() >= self.settings.batch_interval {
-            self.seal()?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for DeliveryOutput {
-    fn drop(&mut self) {
-        if let Err(e) = self.seal() {
+    /// Seals the last batch and waits for the sender (which keeps trying
+    /// for `send::DRAIN`, then leaves the rest in the spool).
+    fn close(&mut self, sensor: &str) {
+        if let Err(e) = self.seal(sensor) {
             tracing::error!(error = %e, events = self.count, output = %self.name, "the last batch could not be spooled");
         }
-        // Closing the channel tells the sender to finish (it keeps trying
-        // for send::DRAIN, then leaves the rest in the spool).
+        // Closing the channel tells the sender to finish.
         self.wake = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
         let (batches, events, _) = spool_usage(&self.settings.spool_dir);
-        let left = (batches > 0).then_some(events);
         let line = |s: &AtomicU64| s.load(Ordering::Relaxed);
-        if let Some(events) = left {
+        if batches > 0 {
             tracing::warn!(
                 batches, events, spool = %self.settings.spool_dir.display(), output = %self.name,
                 "delivery stopped with events in the spool: they are sent at the next start"
@@ -275,6 +295,39 @@ impl Drop for DeliveryOutput {
             output = %self.name,
             "delivery stopped"
         );
+    }
+}
+
+impl Output for DeliveryOutput {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write(&mut self, item: &Tagged) -> io::Result<()> {
+        let seq = self.seq.take()?;
+        self.numbered.clear();
+        append_numbered(&mut self.numbered, seq, item, &mut self.line)?;
+        for lane in &mut self.lanes {
+            lane.add(seq, &self.numbered, &self.sensor)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        for lane in &mut self.lanes {
+            if lane.opened.elapsed() >= lane.settings.batch_interval {
+                lane.seal(&self.sensor)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DeliveryOutput {
+    fn drop(&mut self) {
+        for lane in &mut self.lanes {
+            lane.close(&self.sensor);
+        }
     }
 }
 
@@ -298,13 +351,29 @@ mod tests {
     #[test]
     fn sequence_numbers_are_never_reused_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Sequence::open(dir.path()).unwrap();
+        let mut s = Sequence::open(&[dir.path()]).unwrap();
         let first: Vec<u64> = (0..5).map(|_| s.take().unwrap()).collect();
         assert_eq!(first, [1, 2, 3, 4, 5]);
         drop(s); // a crash: the rest of the block is skipped
-        let mut s = Sequence::open(dir.path()).unwrap();
+        let mut s = Sequence::open(&[dir.path()]).unwrap();
         assert!(s.take().unwrap() > 5);
         let many: Vec<u64> = (0..(RESERVE as usize + 10)).map(|_| s.take().unwrap()).collect();
         assert!(many.windows(2).all(|w| w[1] == w[0] + 1), "one block after another");
+    }
+
+    /// A delivery added or removed later continues the numbering of the
+    /// others: never a number an earlier run gave another event.
+    #[test]
+    fn the_numbering_follows_the_highest_spool_of_any_delivery() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut only_a = Sequence::open(&[a.path()]).unwrap();
+        let first = only_a.take().unwrap();
+        drop(only_a);
+        let mut both = Sequence::open(&[a.path(), b.path()]).unwrap();
+        let second = both.take().unwrap();
+        assert!(second > first);
+        drop(both);
+        let mut only_b = Sequence::open(&[b.path()]).unwrap();
+        assert!(only_b.take().unwrap() > second, "b's spool knew the reservation too");
     }
 }
