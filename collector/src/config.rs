@@ -277,10 +277,18 @@ impl Config {
                 return bad(&format!("source.nats.{key}"), "unknown key".into());
             }
             n.connection.check("source.nats")?;
-            let name_ok = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            for (key, name) in [("stream", &n.stream), ("consumer", &n.consumer), ("dead_letter_stream", &n.dead_letter_stream)] {
+            let name_ok =
+                |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            for (key, name) in [
+                ("stream", &n.stream),
+                ("consumer", &n.consumer),
+                ("dead_letter_stream", &n.dead_letter_stream),
+            ] {
                 if !name_ok(name) {
-                    return bad(&format!("source.nats.{key}"), format!("`{name}`: letters, digits, `-` and `_` only"));
+                    return bad(
+                        &format!("source.nats.{key}"),
+                        format!("`{name}`: letters, digits, `-` and `_` only"),
+                    );
                 }
             }
             if n.stream == n.dead_letter_stream {
@@ -374,18 +382,35 @@ mod tests {
     fn source_nats_names_what_is_wrong() {
         let c = Config::parse("[source.nats]\nservers = [\"nats://a:4222\"]\n").unwrap();
         let n = c.source.nats.unwrap();
-        assert_eq!((n.stream.as_str(), n.consumer.as_str()), ("NET_GAZER", "net-gazer-collector"));
+        assert_eq!(
+            (n.stream.as_str(), n.consumer.as_str()),
+            ("NET_GAZER", "net-gazer-collector")
+        );
         assert_eq!(n.retention, Retention::WorkQueue);
         for (text, key) in [
             ("servers = [\"nats://a:4222\"]\nstraem = \"X\"\n", "source.nats.straem"),
             ("servers = []\n", "source.nats.servers"),
-            ("servers = [\"nats://a:4222\"]\nstream = \"a.b\"\n", "source.nats.stream"),
-            ("servers = [\"nats://a:4222\"]\ndead_letter_stream = \"NET_GAZER\"\n", "source.nats.dead_letter_stream"),
+            (
+                "servers = [\"nats://a:4222\"]\nstream = \"a.b\"\n",
+                "source.nats.stream",
+            ),
+            (
+                "servers = [\"nats://a:4222\"]\ndead_letter_stream = \"NET_GAZER\"\n",
+                "source.nats.dead_letter_stream",
+            ),
             ("servers = [\"nats://a:4222\"]\nreplicas = 7\n", "source.nats.replicas"),
-            ("servers = [\"nats://a:4222\"]\nmax_deliver = 0\n", "source.nats.max_deliver"),
-            ("servers = [\"nats://a:4222\"]\nretention = \"forever\"\n", "source.nats.retention"),
+            (
+                "servers = [\"nats://a:4222\"]\nmax_deliver = 0\n",
+                "source.nats.max_deliver",
+            ),
+            (
+                "servers = [\"nats://a:4222\"]\nretention = \"forever\"\n",
+                "source.nats.retention",
+            ),
         ] {
-            let e = Config::parse(&format!("[source.nats]\n{text}")).unwrap_err().to_string();
+            let e = Config::parse(&format!("[source.nats]\n{text}"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(&format!("`{key}`")) || e.contains(key), "{text}: {e}");
         }
     }

@@ -70,7 +70,9 @@ impl Connection {
             return bad("servers", "name at least one server, e.g. [\"nats://127.0.0.1:4222\"]");
         }
         for s in &self.servers {
-            let scheme_ok = ["nats://", "tls://", "ws://", "wss://"].iter().any(|p| s.starts_with(p));
+            let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
+                .iter()
+                .any(|p| s.starts_with(p));
             if !scheme_ok || s.parse::<async_nats::ServerAddr>().is_err() {
                 return bad(
                     "servers",
@@ -127,8 +129,8 @@ impl Connection {
         if let Some(f) = &self.credentials_file {
             let text = crate::file::read_regular(f, 64 * 1024)
                 .map_err(|e| format!("credentials_file {}: {e}", f.display()))?;
-            let text = String::from_utf8(text)
-                .map_err(|_| format!("credentials_file {}: not UTF-8 text", f.display()))?;
+            let text =
+                String::from_utf8(text).map_err(|_| format!("credentials_file {}: not UTF-8 text", f.display()))?;
             options = options
                 .credentials(&text)
                 .map_err(|e| format!("credentials_file {}: {e}", f.display()))?;

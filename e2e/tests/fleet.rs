@@ -157,7 +157,9 @@ fn stored(c: &Collector) -> BTreeMap<String, (u64, u64)> {
     let mut out = BTreeMap::new();
     if let Some(m) = summary["events"].as_object() {
         for (id, kinds) in m {
-            let n = kinds.as_object().map_or(0, |k| k.values().filter_map(Value::as_u64).sum());
+            let n = kinds
+                .as_object()
+                .map_or(0, |k| k.values().filter_map(Value::as_u64).sum());
             out.insert(id.clone(), (n, 0));
         }
     }
@@ -215,7 +217,10 @@ fn written_all(dir: &Path, ids: &[&str]) -> BTreeMap<String, (u64, Option<u64>)>
 
 /// A metric's value in `/metrics` (the first sample whose line starts so).
 fn metric(c: &Collector, sample: &str) -> Option<f64> {
-    let text = reqwest::blocking::get(format!("{}/metrics", c.base)).ok()?.text().ok()?;
+    let text = reqwest::blocking::get(format!("{}/metrics", c.base))
+        .ok()?
+        .text()
+        .ok()?;
     text.lines()
         .find(|l| l.starts_with(sample))
         .and_then(|l| l.rsplit(' ').next())
@@ -226,7 +231,10 @@ fn metric(c: &Collector, sample: &str) -> Option<f64> {
 fn wait_consuming(c: &Collector) {
     let started = Instant::now();
     while metric(c, "netgazer_collector_nats_connected ") != Some(1.0) {
-        assert!(started.elapsed() < Duration::from_secs(60), "the collector never consumed from NATS");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the collector never consumed from NATS"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -288,7 +296,10 @@ fn finish(f: &Fleet, runs: Vec<(String, PathBuf, std::thread::JoinHandle<String>
 fn wait_for_some(c: &Collector, n: u64) {
     let started = Instant::now();
     while stored(c).values().map(|v| v.0).sum::<u64>() < n {
-        assert!(started.elapsed() < Duration::from_secs(60), "fewer than {n} stored in 60 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "fewer than {n} stored in 60 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -316,7 +327,12 @@ fn three_sensors_through_a_nats_cluster_to_two_collectors_store_every_event_once
     let metrics: Vec<String> = f
         .collectors
         .iter()
-        .map(|c| reqwest::blocking::get(format!("{}/metrics", c.base)).unwrap().text().unwrap())
+        .map(|c| {
+            reqwest::blocking::get(format!("{}/metrics", c.base))
+                .unwrap()
+                .text()
+                .unwrap()
+        })
         .map(|t| t.lines().filter(|l| l.contains("nats")).collect::<Vec<_>>().join("\n"))
         .collect();
     assert!(
@@ -362,8 +378,14 @@ fn poison_messages_land_in_the_dead_letter_stream_while_the_rest_flows() {
     let valid = r#"{"seq":1,"kind":"stats","ts_us":1700000000000000,"packets":1}"#;
     let poison = r#"{"seq":2,"kind":"stats","ts_us":"yesterday"}"#;
     let messages = [
-        ("net-gazer.events.gw9", format!(r#"{{"sensor":"gw9","events":[{valid},{poison}]}}"#)),
-        ("net-gazer.events.gw9", format!(r#"{{"sensor":"gw-other","events":[{valid}]}}"#)),
+        (
+            "net-gazer.events.gw9",
+            format!(r#"{{"sensor":"gw9","events":[{valid},{poison}]}}"#),
+        ),
+        (
+            "net-gazer.events.gw9",
+            format!(r#"{{"sensor":"gw-other","events":[{valid}]}}"#),
+        ),
         ("net-gazer.events.gw9", "this is not JSON".to_string()),
     ];
     runtime.block_on(async {
@@ -397,7 +419,11 @@ fn poison_messages_land_in_the_dead_letter_stream_while_the_rest_flows() {
                 .get("Net-Gazer-Error")
                 .map(|v| v.as_str().to_string())
                 .unwrap_or_default();
-            out.push((m.subject.to_string(), error, String::from_utf8_lossy(&m.payload).into_owned()));
+            out.push((
+                m.subject.to_string(),
+                error,
+                String::from_utf8_lossy(&m.payload).into_owned(),
+            ));
         }
         assert!(stream.get_raw_message(4).await.is_err(), "only three dead letters");
         out
@@ -410,7 +436,10 @@ fn poison_messages_land_in_the_dead_letter_stream_while_the_rest_flows() {
     assert!(refused.1.contains("1 events refused"), "{all}");
     assert!(refused.2.contains("yesterday"), "the event itself is kept: {all}");
     assert!(letters.iter().any(|l| l.1.contains("gw-other")), "{all}");
-    assert!(letters.iter().any(|l| l.2 == "this is not JSON" && !l.1.is_empty()), "{all}");
+    assert!(
+        letters.iter().any(|l| l.2 == "this is not JSON" && !l.1.is_empty()),
+        "{all}"
+    );
     let dead: f64 = f
         .collectors
         .iter()

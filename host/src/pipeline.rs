@@ -108,12 +108,7 @@ impl Pipeline {
     /// Reports the collector delivery's counters in the stats events.
     /// A delivery counter summed over the deliveries; none without one.
     fn delivery_sum(&self, counter: impl Fn(&crate::output::delivery::DeliveryStats) -> &AtomicU64) -> Option<u64> {
-        (!self.delivery.is_empty()).then(|| {
-            self.delivery
-                .iter()
-                .map(|d| counter(d).load(Ordering::Relaxed))
-                .sum()
-        })
+        (!self.delivery.is_empty()).then(|| self.delivery.iter().map(|d| counter(d).load(Ordering::Relaxed)).sum())
     }
 
     pub fn set_delivery_stats(&mut self, stats: Vec<std::sync::Arc<crate::output::delivery::DeliveryStats>>) {

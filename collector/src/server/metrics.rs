@@ -109,7 +109,12 @@ pub(super) async fn serve(State(state): State<Arc<AppState>>) -> Response {
             ]
             .map(|(result, v)| (format!("{{result=\"{result}\"}}"), v.load(Relaxed))),
         );
-        family(&mut o, "nats_dead_letter_events_total", "counter", one(&n.dead_letter_events));
+        family(
+            &mut o,
+            "nats_dead_letter_events_total",
+            "counter",
+            one(&n.dead_letter_events),
+        );
         family(&mut o, "nats_consumer_pending", "gauge", one(&n.pending));
         family(&mut o, "nats_consumer_ack_pending", "gauge", one(&n.ack_pending));
     }

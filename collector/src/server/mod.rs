@@ -280,7 +280,7 @@ async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         Err(Refusal::Invalid { status, message, .. }) => json_error(status, message),
         Err(Refusal::Unavailable(message)) => json_error(StatusCode::SERVICE_UNAVAILABLE, message),
         Err(Refusal::Failed(message)) => internal_error(&message),
-        Err(Refusal::Panicked(response)) => response,
+        Err(Refusal::Panicked(response)) => *response,
     }
 }
 
@@ -306,7 +306,7 @@ pub enum Refusal {
     /// same batch cannot mend (the sender isolates it).
     Failed(String),
     /// The storing task panicked (answered 500, counted).
-    Panicked(Response),
+    Panicked(Box<Response>),
 }
 
 impl AppState {
@@ -325,7 +325,11 @@ impl AppState {
         let invalid = |status, reason, message: String| {
             *self.metrics.lock().rejected.entry(reason).or_default() += 1;
             tracing::warn!(reason, %message, "batch rejected");
-            Err(Refusal::Invalid { status, reason, message })
+            Err(Refusal::Invalid {
+                status,
+                reason,
+                message,
+            })
         };
         let body = if gzip {
             let mut out = Vec::new();
@@ -377,7 +381,7 @@ impl AppState {
                 return Err(Refusal::Unavailable(format!("storing failed: {e}")));
             }
             Ok(Err(e)) => return Err(Refusal::Failed(format!("storing this batch failed: {e}"))),
-            Err(e) => return Err(Refusal::Panicked(self.join_failed(e))),
+            Err(e) => return Err(Refusal::Panicked(Box::new(self.join_failed(e)))),
         };
         self.count_stored(sensor, &batch, stored, started);
         Ok(Intake { stored, batch })

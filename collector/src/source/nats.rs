@@ -330,7 +330,9 @@ async fn whole_to_dead_letter(
         Ok(()) => {
             tracing::warn!(subject = %letter.subject, reason = %why, "NATS: a batch went to the dead-letter stream");
             stats.dead_letters.fetch_add(1, Relaxed);
-            stats.dead_letter_events.fetch_add(events_in(&message.payload, gzip), Relaxed);
+            stats
+                .dead_letter_events
+                .fetch_add(events_in(&message.payload, gzip), Relaxed);
             acknowledge(message, stats).await;
             Handled::Done
         }
@@ -448,7 +450,9 @@ fn refused_events(payload: &[u8], gzip: bool, sensor: &str, refused: &[Refused])
         events: Vec<&'a RawValue>,
     }
     let text = decoded(payload, gzip);
-    let events = serde_json::from_slice::<Events>(&text).map(|e| e.events).unwrap_or_default();
+    let events = serde_json::from_slice::<Events>(&text)
+        .map(|e| e.events)
+        .unwrap_or_default();
     let list: Vec<serde_json::Value> = refused
         .iter()
         .map(|r| {

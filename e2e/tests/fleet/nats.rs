@@ -127,7 +127,10 @@ impl Cluster {
 
     /// The client URLs of every node.
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.port)).collect()
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect()
     }
 
     /// `servers = [...]` for a configuration file.

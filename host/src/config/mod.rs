@@ -639,7 +639,12 @@ impl Config {
                     "with [output.nats], the sensor id is a token of the subject: set one without `.`, `*`, `>` or spaces (the host name is the default)",
                 );
             }
-            if self.output.collector.as_ref().is_some_and(|c| c.spool_dir == n.spool_dir) {
+            if self
+                .output
+                .collector
+                .as_ref()
+                .is_some_and(|c| c.spool_dir == n.spool_dir)
+            {
                 return bad(
                     "output.nats.spool_dir",
                     "must differ from output.collector.spool_dir (each delivery has its own spool)",
@@ -817,13 +822,28 @@ mod tests {
         assert_eq!(n.subject("gw1"), "net-gazer.events.gw1");
         assert_eq!(n.spool_dir, defaults::nats_spool_dir());
         for (text, key) in [
-            ("[output.nats]\nservers = [\"nats://a:4222\"]\nsevrers = 1\n", "output.nats.sevrers"),
+            (
+                "[output.nats]\nservers = [\"nats://a:4222\"]\nsevrers = 1\n",
+                "output.nats.sevrers",
+            ),
             ("[output.nats]\nservers = []\n", "output.nats.servers"),
             ("[output.nats]\nservers = [\"http://a\"]\n", "output.nats.servers"),
-            ("[output.nats]\nservers = [\"nats://a:1\"]\nuser = \"u\"\n", "output.nats.password"),
-            ("[output.nats]\nservers = [\"nats://a:1\"]\nsubject_prefix = \"a.*\"\n", "output.nats.subject_prefix"),
-            ("[sensor]\nid = \"gw1.example.net\"\n[output.nats]\nservers = [\"nats://a:1\"]\n", "sensor.id"),
-            ("[output.nats]\nservers = [\"nats://a:1\"]\nbatch_size = 0\n", "output.nats.batch_size"),
+            (
+                "[output.nats]\nservers = [\"nats://a:1\"]\nuser = \"u\"\n",
+                "output.nats.password",
+            ),
+            (
+                "[output.nats]\nservers = [\"nats://a:1\"]\nsubject_prefix = \"a.*\"\n",
+                "output.nats.subject_prefix",
+            ),
+            (
+                "[sensor]\nid = \"gw1.example.net\"\n[output.nats]\nservers = [\"nats://a:1\"]\n",
+                "sensor.id",
+            ),
+            (
+                "[output.nats]\nservers = [\"nats://a:1\"]\nbatch_size = 0\n",
+                "output.nats.batch_size",
+            ),
         ] {
             let e = Config::parse(text).unwrap_err();
             assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");

@@ -105,4 +105,3 @@ fn refused_in(text: &str) -> Option<Vec<(usize, String)>> {
     let s: Stored = serde_json::from_str(text).ok()?;
     Some(s.refused.into_iter().map(|r| (r.index, r.error)).collect())
 }
-
