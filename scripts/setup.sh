@@ -11,6 +11,8 @@ if [[ ${NG_SETUP_TESTS:-0} == 1 ]]; then
   # A real InfluxDB 1.x for the InfluxDB exporter's test (host/tests/influx.rs
   # starts its own on loopback; the package's service is not used).
   packages+=(influxdb)
+  # Certificates for the NATS TLS test (e2e/tests/fleet.rs).
+  packages+=(openssl)
 fi
 # For the Debian packages (scripts/build-deb.sh; the tests build them too).
 if [[ ${NG_SETUP_TESTS:-0} == 1 || ${NG_SETUP_DEB:-0} == 1 ]]; then

@@ -497,3 +497,150 @@ fn nats_down_for_a_minute_the_sensor_spools_within_its_cap_then_drains() {
     let want = BTreeMap::from([("gw1".to_string(), (written - dropped, None))]);
     assert_stored_once(&c, &want, Duration::from_secs(120), &log);
 }
+
+/// A CA and a server certificate for 127.0.0.1 (openssl), in `dir`:
+/// (ca.pem, server.pem, server.key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (scripts/setup.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=net-gazer test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName = IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
+}
+
+/// NATS as an operator runs it: TLS only, a user per sensor that may
+/// publish to its own subject only, a user for the collectors. A sensor
+/// with its own user delivers; one that names another sensor's subject is
+/// refused by the server (its batches stay in its spool, nothing of it is
+/// stored); one that does not trust the servers' CA does not connect.
+#[test]
+fn sensors_publish_over_tls_to_their_own_subject_only() {
+    let Some(bin) = fleet::nats::server_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let sensor_user = |u: &str| {
+        format!(
+            "{{user: {u}, password: {u}-secret, permissions: {{publish: [\"net-gazer.events.{u}\"], subscribe: [\"_INBOX.>\"]}}}}"
+        )
+    };
+    let extra = format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\nauthorization {{\n  users: [\n    {}\n    {}\n    \
+         {{user: collector, password: collector-secret}}\n  ]\n}}\n",
+        cert.display(),
+        key.display(),
+        sensor_user("gw1"),
+        sensor_user("gw2"),
+    );
+    let cluster = Cluster::start_with(&bin, dir.path(), 1, &extra);
+    let servers = format!("servers = [\"tls://127.0.0.1:{}\"]", cluster.nodes[0].port);
+    let tls = format!("tls_required = true\ntls_ca_file = \"{}\"", ca.display());
+    let config = dir.path().join("c1.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nretention_days = 0\n[source.nats]\n{servers}\n{tls}\n\
+             user = \"collector\"\npassword = \"collector-secret\"\n",
+            dir.path().join("events.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let c = Collector::spawn(&common::collector::bin(), &config);
+    wait_consuming(&c);
+
+    let capture = common::testdata().join("pcaps");
+    let files: Vec<PathBuf> = std::fs::read_dir(&capture)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .collect();
+    let sensor_with = |id: &str, user: &str, tls: &str| {
+        let config = dir.path().join(format!("{id}.sensor.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[sensor]\nid = \"{id}\"\n[output]\njsonl = \"{}\"\n[output.nats]\n{servers}\n{tls}\nuser = \"{user}\"\n\
+                 password = \"{user}-secret\"\nspool_dir = \"{}\"\ntimeout = \"1s\"\n",
+                dir.path().join(format!("{id}.jsonl")).display(),
+                spool_of(dir.path(), id).display()
+            ),
+        )
+        .unwrap();
+        replay(&config, &files)
+    };
+    let log1 = sensor_with("gw1", "gw1", &tls);
+    // gw2's password, gw3's subject: the server refuses the publication.
+    let log3 = sensor_with("gw3", "gw2", &tls);
+    // gw2 itself, without the CA: no TLS connection.
+    let log2 = sensor_with("gw2", "gw2", "tls_required = true");
+
+    let want = BTreeMap::from([("gw1".to_string(), (written(dir.path(), "gw1"), None))]);
+    assert_stored_once(&c, &want, Duration::from_secs(60), &log1);
+    let got = stored(&c);
+    assert!(
+        !got.contains_key("gw2") && !got.contains_key("gw3"),
+        "only gw1 stored: {got:?}"
+    );
+    assert!(log3.contains("Permissions Violation"), "{log3}");
+    assert!(
+        spooled(dir.path(), "gw3").0 > 0,
+        "gw3's batches wait in its spool: {log3}"
+    );
+    assert!(log2.contains("NATS unavailable"), "{log2}");
+    assert!(
+        spooled(dir.path(), "gw2").0 > 0,
+        "gw2's batches wait in its spool: {log2}"
+    );
+}

@@ -64,6 +64,24 @@ struct Metrics {
     panics: u64,
 }
 
+/// The NATS source's counters (`crate::source::nats`), for `/metrics`.
+#[derive(Default)]
+pub struct NatsStats {
+    /// 1 while connected and consuming.
+    pub connected: std::sync::atomic::AtomicU64,
+    pub stored: std::sync::atomic::AtomicU64,
+    /// Messages not acknowledged, to be delivered again.
+    pub retried: std::sync::atomic::AtomicU64,
+    /// Messages moved whole to the dead-letter stream.
+    pub dead_letters: std::sync::atomic::AtomicU64,
+    /// Events moved to the dead-letter stream (whole messages' included).
+    pub dead_letter_events: std::sync::atomic::AtomicU64,
+    /// The consumer's messages not yet delivered to any collector (lag),
+    /// and delivered but not acknowledged, as of the last look.
+    pub pending: std::sync::atomic::AtomicU64,
+    pub ack_pending: std::sync::atomic::AtomicU64,
+}
+
 /// The last answer of the store to a write, for `GET /health`.
 #[derive(Clone)]
 struct Health {
@@ -88,7 +106,7 @@ pub struct AppState {
     metrics: Lock<Metrics>,
     health: Lock<Option<Health>>,
     /// The NATS source's counters (`[source.nats]`).
-    nats: Arc<crate::source::nats::Stats>,
+    nats: Arc<NatsStats>,
 }
 
 /// Reading connections to the database, opened when needed: WAL lets them
@@ -117,7 +135,7 @@ impl Readers {
 /// The collector's state over `writer` (the ingest connection to
 /// `config.database`), with the counters of the FalkorDB thread and of the
 /// accept loop for `/metrics`: what the HTTP API ([`router`]) and the NATS
-/// source ([`crate::source`]) share.
+/// source (`crate::source`, which uses this module, not the reverse) share.
 pub fn state(
     config: Config,
     writer: Store,
@@ -442,7 +460,7 @@ impl AppState {
     }
 
     /// The NATS source's counters.
-    pub fn nats_stats(&self) -> Arc<crate::source::nats::Stats> {
+    pub fn nats_stats(&self) -> Arc<NatsStats> {
         Arc::clone(&self.nats)
     }
 

@@ -23,7 +23,7 @@
 //! `Net-Gazer-Subject` / `Net-Gazer-Stream-Sequence`; they are counted in
 //! `/metrics`, as are the consumer's pending messages (the lag).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,25 +35,7 @@ use serde_json::value::RawValue;
 
 use crate::config::{NatsSource, Retention};
 use crate::ingest::Refused;
-use crate::server::{AppState, Refusal};
-
-/// The source's counters, for `/metrics`.
-#[derive(Default)]
-pub struct Stats {
-    /// 1 while connected and consuming.
-    pub connected: AtomicU64,
-    pub stored: AtomicU64,
-    /// Messages not acknowledged, to be delivered again.
-    pub retried: AtomicU64,
-    /// Messages moved whole to the dead-letter stream.
-    pub dead_letters: AtomicU64,
-    /// Events moved to the dead-letter stream (whole messages' included).
-    pub dead_letter_events: AtomicU64,
-    /// The consumer's messages not yet delivered to any collector (lag),
-    /// and delivered but not acknowledged, as of the last look.
-    pub pending: AtomicU64,
-    pub ack_pending: AtomicU64,
-}
+use crate::server::{AppState, NatsStats as Stats, Refusal};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);

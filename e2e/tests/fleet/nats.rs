@@ -77,6 +77,12 @@ impl Cluster {
     /// `n` nodes in `dir`, started and ready (JetStream up, a meta leader
     /// elected).
     pub fn start(bin: &Path, dir: &Path, n: usize) -> Cluster {
+        Cluster::start_with(bin, dir, n, "")
+    }
+
+    /// The same, with `extra` appended to every node's configuration
+    /// (TLS, authorization).
+    pub fn start_with(bin: &Path, dir: &Path, n: usize, extra: &str) -> Cluster {
         let ports: Vec<[u16; 3]> = (0..n).map(|_| [free_port(), free_port(), free_port()]).collect();
         let nodes = (0..n)
             .map(|i| {
@@ -99,7 +105,7 @@ impl Cluster {
                     &config,
                     format!(
                         "server_name: n{i}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor}\n\
-                         jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 64MB\n  max_file_store: 2GB\n}}\n{cluster}",
+                         jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 64MB\n  max_file_store: 2GB\n}}\n{cluster}{extra}\n",
                         store.display()
                     ),
                 )

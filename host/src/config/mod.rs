@@ -99,18 +99,6 @@ pub struct CollectorSection {
     pub timeout: Duration,
 }
 
-impl CollectorSection {
-    pub fn spooling(&self) -> crate::output::delivery::Spooling {
-        crate::output::delivery::Spooling {
-            batch_size: self.batch_size,
-            batch_interval: self.batch_interval,
-            spool_dir: self.spool_dir.clone(),
-            spool_max_mb: self.spool_max_mb,
-            dead_letter_max_mb: self.dead_letter_max_mb,
-        }
-    }
-}
-
 /// `[output.nats]`: delivery to a NATS JetStream stream (docs/fleet.md),
 /// the connection keys of [`net_gazer_common::nats::Connection`] besides
 /// these.
@@ -145,16 +133,6 @@ pub struct NatsSection {
 }
 
 impl NatsSection {
-    pub fn spooling(&self) -> crate::output::delivery::Spooling {
-        crate::output::delivery::Spooling {
-            batch_size: self.batch_size,
-            batch_interval: self.batch_interval,
-            spool_dir: self.spool_dir.clone(),
-            spool_max_mb: self.spool_max_mb,
-            dead_letter_max_mb: self.dead_letter_max_mb,
-        }
-    }
-
     /// The subject this sensor publishes to.
     pub fn subject(&self, sensor: &str) -> String {
         format!("{}.{sensor}", self.subject_prefix)

@@ -122,6 +122,28 @@ pub struct Spooling {
     pub dead_letter_max_mb: u64,
 }
 
+impl Spooling {
+    fn of_collector(c: &CollectorSection) -> Spooling {
+        Spooling {
+            batch_size: c.batch_size,
+            batch_interval: c.batch_interval,
+            spool_dir: c.spool_dir.clone(),
+            spool_max_mb: c.spool_max_mb,
+            dead_letter_max_mb: c.dead_letter_max_mb,
+        }
+    }
+
+    fn of_nats(n: &NatsSection) -> Spooling {
+        Spooling {
+            batch_size: n.batch_size,
+            batch_interval: n.batch_interval,
+            spool_dir: n.spool_dir.clone(),
+            spool_max_mb: n.spool_max_mb,
+            dead_letter_max_mb: n.dead_letter_max_mb,
+        }
+    }
+}
+
 /// The deliveries of a sensor (`[output.collector]`, `[output.nats]`, or
 /// both), as one output: each event is numbered **once**, so an event
 /// that reaches one store by both ways has one (sensor, `seq`) and is
@@ -157,10 +179,13 @@ impl DeliveryOutput {
     ) -> io::Result<Option<DeliveryOutput>> {
         let mut lanes = Vec::new();
         if let Some(c) = collector {
-            lanes.push(Lane::open(c.spooling(), Box::new(http::Http::new(c)?))?);
+            lanes.push(Lane::open(Spooling::of_collector(c), Box::new(http::Http::new(c)?))?);
         }
         if let Some(n) = nats {
-            lanes.push(Lane::open(n.spooling(), Box::new(nats::Nats::new(n, &sensor)?))?);
+            lanes.push(Lane::open(
+                Spooling::of_nats(n),
+                Box::new(nats::Nats::new(n, &sensor)?),
+            )?);
         }
         if lanes.is_empty() {
             return Ok(None);
