@@ -171,7 +171,7 @@ impl Sender {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(
                         batch = %name, reason = %why, retry_in = ?misconfigured, output = %self.transport.target(),
-                        "the sensor is refused (check {}); batches stay in the spool", self.transport.settings_hint()
+                        "{} refused the sensor (check {}); batches stay in the spool", self.transport.kind(), self.transport.settings_hint()
                     );
                     pause(&wake, misconfigured, &mut closing);
                     misconfigured = (misconfigured * 2).min(MISCONFIGURED_MAX);

@@ -1,0 +1,120 @@
+//! Which sequence numbers of each sensor are stored, as ranges
+//! (`stored_ranges`): the store's uniqueness on (sensor, `seq`). A
+//! sensor's batches are runs of consecutive numbers, so this takes a row or
+//! two per batch to look up and write, where a unique index on the events
+//! took an entry per event (docs/benchmarks.md). Ranges are kept merged
+//! (disjoint, not adjacent) and outlive retention: a batch re-sent after
+//! its events expired is still a duplicate.
+//!
+//! The arithmetic on ranges is here without I/O; [`near`] and [`record`]
+//! read and write the table.
+
+use rusqlite::{params, Transaction};
+
+/// A run of stored sequence numbers, both ends included.
+pub type Range = (u64, u64);
+
+/// Which of `seqs` (a batch's, in its order) are new: in none of
+/// `stored` and not earlier in the batch.
+pub fn new_ones(seqs: &[u64], stored: &[Range]) -> Vec<bool> {
+    let increasing = seqs.windows(2).all(|w| w[0] < w[1]);
+    let mut seen = std::collections::HashSet::new();
+    seqs.iter()
+        .map(|&s| {
+            let again = !increasing && !seen.insert(s);
+            !again && !stored.iter().any(|&(a, b)| a <= s && s <= b)
+        })
+        .collect()
+}
+
+/// The runs of consecutive numbers in `sorted` (increasing, no repeats).
+pub fn runs(sorted: &[u64]) -> Vec<Range> {
+    let mut out: Vec<Range> = Vec::new();
+    for &s in sorted {
+        match out.last_mut() {
+            Some((_, b)) if b.checked_add(1) == Some(s) => *b = s,
+            _ => out.push((s, s)),
+        }
+    }
+    out
+}
+
+/// `near` and `new` as disjoint, non-adjacent ranges in order.
+pub fn merge(near: &[Range], new: &[Range]) -> Vec<Range> {
+    let mut all: Vec<Range> = near.iter().chain(new).copied().collect();
+    all.sort_unstable();
+    let mut out: Vec<Range> = Vec::new();
+    for (a, b) in all {
+        match out.last_mut() {
+            Some((_, last)) if a <= last.saturating_add(1) => *last = (*last).max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+fn to_sql(n: u64) -> rusqlite::Result<i64> {
+    super::seq(n)
+}
+
+/// The stored ranges of `sensor` that overlap or touch `[lo, hi]`.
+pub fn near(tx: &Transaction<'_>, sensor: &str, lo: u64, hi: u64) -> rusqlite::Result<Vec<Range>> {
+    // Ranges are disjoint: walking down from the last one starting at or
+    // before hi + 1, they end lower and lower; stop below lo - 1.
+    let mut q = tx.prepare_cached(
+        "SELECT first, last FROM stored_ranges WHERE sensor = ?1 AND first <= ?2 ORDER BY first DESC",
+    )?;
+    let mut rows = q.query(params![sensor, to_sql(hi.saturating_add(1).min(i64::MAX as u64))?])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let (a, b): (i64, i64) = (r.get(0)?, r.get(1)?);
+        let (a, b) = (a.max(0) as u64, b.max(0) as u64);
+        if b.saturating_add(1) < lo {
+            break;
+        }
+        out.push((a, b));
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// Records `stored` (the numbers of a batch just stored, increasing) with
+/// `near` (what [`near`] found for the batch's span), merged.
+pub fn record(tx: &Transaction<'_>, sensor: &str, near: &[Range], stored: &[u64]) -> rusqlite::Result<()> {
+    if stored.is_empty() {
+        return Ok(());
+    }
+    let merged = merge(near, &runs(stored));
+    let mut delete = tx.prepare_cached("DELETE FROM stored_ranges WHERE sensor = ?1 AND first = ?2")?;
+    for &(a, _) in near {
+        delete.execute(params![sensor, to_sql(a)?])?;
+    }
+    let mut insert = tx.prepare_cached("INSERT INTO stored_ranges (sensor, first, last) VALUES (?1, ?2, ?3)")?;
+    for (a, b) in merged {
+        insert.execute(params![sensor, to_sql(a)?, to_sql(b)?])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_ones_skip_the_stored_and_repeats_in_the_batch() {
+        assert_eq!(new_ones(&[1, 2, 3], &[]), [true, true, true]);
+        assert_eq!(new_ones(&[4, 5, 6, 7], &[(1, 5)]), [false, false, true, true]);
+        assert_eq!(new_ones(&[9, 3, 9, 3, 4], &[(4, 4)]), [true, true, false, false, false]);
+        assert_eq!(new_ones(&[u64::MAX - 1, 0], &[(0, 0)]), [true, false]);
+    }
+
+    #[test]
+    fn runs_and_merges() {
+        assert_eq!(runs(&[1, 2, 3, 5, 7, 8]), [(1, 3), (5, 5), (7, 8)]);
+        assert_eq!(runs(&[]), []);
+        // Out of order arrival fills the gap: one range again.
+        assert_eq!(merge(&[(1, 1000), (2001, 3000)], &[(1001, 2000)]), [(1, 3000)]);
+        assert_eq!(merge(&[(10, 20)], &[(1, 5), (22, 22)]), [(1, 5), (10, 20), (22, 22)]);
+        assert_eq!(merge(&[(0, u64::MAX)], &[(5, 6)]), [(0, u64::MAX)]);
+    }
+}
