@@ -124,38 +124,11 @@ fn events_wait_in_the_spool_while_the_collector_is_down() {
     assert_stored_as_written(&c, &written, "");
 }
 
-/// A capture of `n` established handshakes from 10.0.x.y to 192.0.2.z.
-fn many_handshakes(path: &Path, n: u32) {
-    use net_gazer_core::craft::{frame, PcapWriter, TcpSpec, TsResolution};
-    use net_gazer_core::decode::{LinkType, TcpFlags, VlanStack};
-    use net_gazer_core::time::Timestamp;
-    let mut w = PcapWriter::new(Vec::new(), 1, TsResolution::Micro, false, 65535).unwrap();
-    for i in 0..n {
-        let client = std::net::IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
-        let server = std::net::IpAddr::from([192, 0, 2, (i % 250) as u8]);
-        let port = 1024 + (i % 60_000) as u16;
-        let t = 1_700_000_000_000_000i64 + i as i64 * 100;
-        for (dt, spec) in [
-            (0, TcpSpec::new(client, port, server, 443, TcpFlags::SYN).seq(i)),
-            (
-                40,
-                TcpSpec::new(server, 443, client, port, TcpFlags::SYN | TcpFlags::ACK)
-                    .seq(7)
-                    .ack(i + 1),
-            ),
-        ] {
-            let f = frame(LinkType::Ethernet, VlanStack::NONE, &spec.ip_bytes());
-            w.write(Timestamp::from_micros(t + dt), &f, f.len() as u32).unwrap();
-        }
-    }
-    std::fs::write(path, w.into_inner()).unwrap();
-}
-
 #[test]
 fn a_collector_killed_and_restarted_during_a_replay_stores_every_event_once() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("many.pcap");
-    many_handshakes(&pcap, 20_000);
+    common::many_handshakes(&pcap, 20_000);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -332,7 +305,7 @@ fn events_the_collector_refuses_go_to_the_dead_letter_file_and_the_rest_arrive()
 fn batches_too_large_for_the_collector_are_split_until_they_fit() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("many.pcap");
-    many_handshakes(&pcap, 12_000);
+    common::many_handshakes(&pcap, 12_000);
     let c = Collector::start(dir.path(), "127.0.0.1:0", "body_limit_mb = 1");
     let jsonl = dir.path().join("events.jsonl");
     let config = collector::sensor_config(dir.path(), &c.base, &jsonl, "");
@@ -354,7 +327,7 @@ fn batches_too_large_for_the_collector_are_split_until_they_fit() {
 fn a_refused_token_keeps_the_batches_until_it_is_fixed() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("few.pcap");
-    many_handshakes(&pcap, 50);
+    common::many_handshakes(&pcap, 50);
     let c = start_collector(dir.path(), "127.0.0.1:0");
     let jsonl = dir.path().join("events.jsonl");
     let config = collector::sensor_config(dir.path(), &c.base, &jsonl, "");

@@ -106,33 +106,6 @@ fn drain(dir: &Path, id: &str, config: &Path) -> String {
     panic!("{id}'s spool did not drain: {:?}", spooled(dir, id));
 }
 
-/// A capture of `n` established handshakes, from 10.0.x.y to 192.0.2.z.
-fn many_handshakes(path: &Path, n: u32) {
-    use net_gazer_core::craft::{frame, PcapWriter, TcpSpec, TsResolution};
-    use net_gazer_core::decode::{LinkType, TcpFlags, VlanStack};
-    use net_gazer_core::time::Timestamp;
-    let mut w = PcapWriter::new(Vec::new(), 1, TsResolution::Micro, false, 65535).unwrap();
-    for i in 0..n {
-        let client = std::net::IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
-        let server = std::net::IpAddr::from([192, 0, 2, (i % 250) as u8]);
-        let port = 1024 + (i % 60_000) as u16;
-        let t = 1_700_000_000_000_000i64 + i as i64 * 100;
-        for (dt, spec) in [
-            (0, TcpSpec::new(client, port, server, 443, TcpFlags::SYN).seq(i)),
-            (
-                40,
-                TcpSpec::new(server, 443, client, port, TcpFlags::SYN | TcpFlags::ACK)
-                    .seq(7)
-                    .ack(i + 1),
-            ),
-        ] {
-            let f = frame(LinkType::Ethernet, VlanStack::NONE, &spec.ip_bytes());
-            w.write(Timestamp::from_micros(t + dt), &f, f.len() as u32).unwrap();
-        }
-    }
-    std::fs::write(path, w.into_inner()).unwrap();
-}
-
 /// Events written by sensor `id` (its JSON lines, every run's).
 fn written(dir: &Path, id: &str) -> u64 {
     let text = std::fs::read_to_string(dir.join(format!("{id}.jsonl"))).unwrap_or_default();
@@ -270,7 +243,7 @@ fn fleet() -> Option<Fleet> {
 fn replay_all(f: &Fleet, ids: &[&str], n: u32) -> Vec<(String, PathBuf, std::thread::JoinHandle<String>)> {
     let pcap = f.dir.path().join(format!("many-{n}.pcap"));
     if !pcap.exists() {
-        many_handshakes(&pcap, n);
+        common::many_handshakes(&pcap, n);
     }
     ids.iter()
         .map(|id| {
@@ -463,7 +436,7 @@ fn nats_down_for_a_minute_the_sensor_spools_within_its_cap_then_drains() {
 
     let config = sensor(dir.path(), "gw1", &cluster, "spool_max_mb = 1");
     let pcap = dir.path().join("many.pcap");
-    many_handshakes(&pcap, 40_000);
+    common::many_handshakes(&pcap, 40_000);
     // The spool's size, watched while the sensor runs.
     let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let watcher = {

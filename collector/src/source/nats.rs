@@ -66,36 +66,45 @@ pub async fn run(config: NatsSource, state: Arc<AppState>) {
 }
 
 fn stream_config(config: &NatsSource) -> stream::Config {
-    stream::Config {
-        name: config.stream.clone(),
-        subjects: config.subjects.clone(),
-        retention: match config.retention {
-            Retention::WorkQueue => stream::RetentionPolicy::WorkQueue,
-            Retention::Limits => stream::RetentionPolicy::Limits,
-        },
-        max_age: config.max_age,
-        max_bytes: max_bytes(config.max_mb),
-        duplicate_window: config.duplicate_window,
-        num_replicas: config.replicas as usize,
-        storage: stream::StorageType::File,
-        discard: stream::DiscardPolicy::Old,
-        description: Some("net-gazer: batches of events from the sensors".into()),
-        ..Default::default()
-    }
+    let retention = match config.retention {
+        Retention::WorkQueue => stream::RetentionPolicy::WorkQueue,
+        Retention::Limits => stream::RetentionPolicy::Limits,
+    };
+    let about = "net-gazer: batches of events from the sensors";
+    stream_of(config, &config.stream, config.subjects.clone(), retention, about)
 }
 
 fn dead_letter_config(config: &NatsSource) -> stream::Config {
+    let subjects = vec![format!("{}.>", config.dead_letter_prefix)];
+    let about = "net-gazer: what the collectors could not store, with the reason";
+    stream_of(
+        config,
+        &config.dead_letter_stream,
+        subjects,
+        stream::RetentionPolicy::Limits,
+        about,
+    )
+}
+
+/// A stream on file storage with the limits and replicas of `config`.
+fn stream_of(
+    config: &NatsSource,
+    name: &str,
+    subjects: Vec<String>,
+    retention: stream::RetentionPolicy,
+    about: &str,
+) -> stream::Config {
     stream::Config {
-        name: config.dead_letter_stream.clone(),
-        subjects: vec![format!("{}.>", config.dead_letter_prefix)],
-        retention: stream::RetentionPolicy::Limits,
+        name: name.to_string(),
+        subjects,
+        retention,
         max_age: config.max_age,
         max_bytes: max_bytes(config.max_mb),
         duplicate_window: config.duplicate_window,
         num_replicas: config.replicas as usize,
         storage: stream::StorageType::File,
         discard: stream::DiscardPolicy::Old,
-        description: Some("net-gazer: what the collectors could not store, with the reason".into()),
+        description: Some(about.into()),
         ..Default::default()
     }
 }

@@ -133,3 +133,31 @@ pub fn built_plugins(needed: &[&str]) -> Option<PathBuf> {
     eprintln!("==================================================================");
     None
 }
+
+/// A capture of `n` established handshakes from 10.0.x.y to 192.0.2.z
+/// (the delivery and fleet tests).
+pub fn many_handshakes(path: &Path, n: u32) {
+    use net_gazer_core::craft::{frame, PcapWriter, TcpSpec, TsResolution};
+    use net_gazer_core::decode::{LinkType, TcpFlags, VlanStack};
+    use net_gazer_core::time::Timestamp;
+    let mut w = PcapWriter::new(Vec::new(), 1, TsResolution::Micro, false, 65535).unwrap();
+    for i in 0..n {
+        let client = std::net::IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
+        let server = std::net::IpAddr::from([192, 0, 2, (i % 250) as u8]);
+        let port = 1024 + (i % 60_000) as u16;
+        let t = 1_700_000_000_000_000i64 + i as i64 * 100;
+        for (dt, spec) in [
+            (0, TcpSpec::new(client, port, server, 443, TcpFlags::SYN).seq(i)),
+            (
+                40,
+                TcpSpec::new(server, 443, client, port, TcpFlags::SYN | TcpFlags::ACK)
+                    .seq(7)
+                    .ack(i + 1),
+            ),
+        ] {
+            let f = frame(LinkType::Ethernet, VlanStack::NONE, &spec.ip_bytes());
+            w.write(Timestamp::from_micros(t + dt), &f, f.len() as u32).unwrap();
+        }
+    }
+    std::fs::write(path, w.into_inner()).unwrap();
+}
