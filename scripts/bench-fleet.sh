@@ -70,7 +70,9 @@ for n in "${counts[@]}"; do
   start=$(date +%s.%N)
   sensors=()
   for s in 1 2 3; do
-    printf '[sensor]\nid = "gw%s"\n[output]\njsonl = "/dev/null"\n[output.nats]\nservers = %s\nspool_dir = "%s/spool-%s"\nspool_max_mb = 8192\n[track]\nmax_connections = 4000000\n' \
+    # stop_timeout: a flood's SYNs all end at the end of the capture; let
+    # the replay wait for them rather than count them as not written.
+    printf '[sensor]\nid = "gw%s"\n[output]\njsonl = "/dev/null"\nstop_timeout = "10m"\n[output.nats]\nservers = %s\nspool_dir = "%s/spool-%s"\nspool_max_mb = 8192\n[track]\nmax_connections = 4000000\n' \
       "$s" "$servers" "$work" "$s" >"$work/s$s.toml"
     ("$ng" replay --no-progress -c "$work/s$s.toml" "$pcap" 2>"$work/s$s.log"; touch "$work/s$s.done") &
     sensors+=($!)

@@ -1,5 +1,6 @@
 //! net-gazer-collector: receives the events of one or many sensors over
-//! HTTP, stores each exactly once in SQLite, and serves them.
+//! HTTP or from NATS JetStream, stores each exactly once in SQLite, and
+//! serves them.
 //!
 //! - [`cli`]: the command line;
 //! - [`config`]: the TOML file (`net-gazer-collector.toml`), with the
@@ -13,6 +14,8 @@
 //! - [`server`]: the HTTP API (axum): `POST /api/v1/events`, `GET /health`,
 //!   `GET /metrics`, `GET /api/v1/summary`, `/api/v1/hosts`,
 //!   `/api/v1/hosts/{ip}`, `/api/v1/graph`, …;
+//! - [`source`]: batches from NATS JetStream (`[source.nats]`), through
+//!   the same intake as `POST /api/v1/events`;
 //! - [`graphdb`]: the optional FalkorDB graph of the traced paths, filled
 //!   from SQLite by a thread of its own;
 //! - [`ui`]: the web UI's files, compiled into the binary (no internet
