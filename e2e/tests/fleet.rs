@@ -617,3 +617,43 @@ fn sensors_publish_over_tls_to_their_own_subject_only() {
         "gw2's batches wait in its spool: {log2}"
     );
 }
+
+/// The store stops taking writes for a while mid-stream (another process
+/// holds SQLite's write lock for 15 s): the collectors back off and resume,
+/// JetStream keeps what the sensors publish meanwhile, nothing goes to the
+/// dead-letter stream and nothing is lost.
+#[test]
+fn a_store_that_stops_taking_writes_pauses_the_collectors_and_loses_nothing() {
+    let Some(f) = fleet() else { return };
+    let runs = replay_all(&f, &SENSORS, 20_000);
+    wait_for_some(&f.collectors[0], 2_000);
+    let lock = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\n\
+             c = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked', flush=True)\n\
+             time.sleep(15)\n\
+             c.execute('COMMIT')\n",
+        ])
+        .arg(f.dir.path().join("events.sqlite"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let logs = finish(&f, runs);
+    let out = lock.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("locked"), "the lock was taken");
+    let want = written_all(f.dir.path(), &SENSORS);
+    assert_stored_once(&f.collectors[0], &want, Duration::from_secs(180), &logs);
+    let sum = |sample: &str| -> f64 { f.collectors.iter().filter_map(|c| metric(c, sample)).sum() };
+    assert!(
+        sum("netgazer_collector_nats_messages_total{result=\"retried\"}") > 0.0,
+        "the collectors met the locked store and retried"
+    );
+    assert_eq!(
+        sum("netgazer_collector_nats_messages_total{result=\"dead_letter\"}"),
+        0.0,
+        "a store outage sends nothing to the dead-letter stream"
+    );
+}
