@@ -643,7 +643,10 @@ fn a_store_that_stops_taking_writes_pauses_the_collectors_and_loses_nothing() {
         .expect("python3 runs");
     let logs = finish(&f, runs);
     let out = lock.wait_with_output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("locked"), "the lock was taken");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("locked"),
+        "the lock was taken"
+    );
     let want = written_all(f.dir.path(), &SENSORS);
     assert_stored_once(&f.collectors[0], &want, Duration::from_secs(180), &logs);
     let sum = |sample: &str| -> f64 { f.collectors.iter().filter_map(|c| metric(c, sample)).sum() };
