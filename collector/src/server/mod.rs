@@ -200,8 +200,7 @@ fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn reject(state: &AppState, status: StatusCode, reason: &'static str, message: String) -> Response {
-    *state.metrics.lock().rejected.entry(reason).or_default() += 1;
-    tracing::warn!(reason, %message, "batch rejected");
+    state.count_rejected(reason, &message);
     json_error(status, message)
 }
 
@@ -341,8 +340,7 @@ impl AppState {
         let limit_mb = self.config.body_limit_mb;
         let limit = limit_mb.saturating_mul(1024 * 1024);
         let invalid = |status, reason, message: String| {
-            *self.metrics.lock().rejected.entry(reason).or_default() += 1;
-            tracing::warn!(reason, %message, "batch rejected");
+            self.count_rejected(reason, &message);
             Err(Refusal::Invalid {
                 status,
                 reason,
@@ -394,15 +392,21 @@ impl AppState {
         let (stored, batch) = match result {
             Ok(Ok(r)) => r,
             Ok(Err(e)) if transient(&e) => {
-                *self.metrics.lock().rejected.entry("database").or_default() += 1;
-                tracing::warn!(reason = "database", error = %e, "batch not stored");
-                return Err(Refusal::Unavailable(format!("storing failed: {e}")));
+                let message = format!("storing failed: {e}");
+                self.count_rejected("database", &message);
+                return Err(Refusal::Unavailable(message));
             }
             Ok(Err(e)) => return Err(Refusal::Failed(format!("storing this batch failed: {e}"))),
             Err(e) => return Err(Refusal::Panicked(Box::new(self.join_failed(e)))),
         };
         self.count_stored(sensor, &batch, stored, started);
         Ok(Intake { stored, batch })
+    }
+
+    /// A batch not stored, by reason: counted for `/metrics` and logged.
+    fn count_rejected(&self, reason: &'static str, message: &str) {
+        *self.metrics.lock().rejected.entry(reason).or_default() += 1;
+        tracing::warn!(reason, %message, "batch rejected");
     }
 
     fn count_stored(&self, sensor: &str, batch: &ingest::Batch, stored: crate::store::Stored, started: Instant) {

@@ -264,11 +264,18 @@ async fn handle(
         sensor: &sensor,
         subject,
         stream_seq,
+        body_limit: state.config().body_limit_mb.saturating_mul(1024 * 1024),
     };
     match state.intake(&sensor, message.payload.clone(), gzip, started).await {
         Ok(intake) => {
             if !intake.batch.refused.is_empty() {
-                let body = refused_events(&message.payload, gzip, &sensor, &intake.batch.refused);
+                let body = refused_events(
+                    &message.payload,
+                    gzip,
+                    letter.body_limit,
+                    &sensor,
+                    &intake.batch.refused,
+                );
                 let n = intake.batch.refused.len() as u64;
                 let reason = format!("{n} events refused; the first: {}", intake.batch.refused[0].error);
                 if let Err(e) = letter.send(body, false, &reason, "refused").await {
@@ -323,7 +330,7 @@ async fn whole_to_dead_letter(
             stats.dead_letters.fetch_add(1, Relaxed);
             stats
                 .dead_letter_events
-                .fetch_add(events_in(&message.payload, gzip), Relaxed);
+                .fetch_add(events_in(&message.payload, gzip, letter.body_limit), Relaxed);
             acknowledge(message, stats).await;
             Handled::Done
         }
@@ -366,6 +373,8 @@ struct DeadLetter<'a> {
     sensor: &'a str,
     subject: &'a str,
     stream_seq: u64,
+    /// The collector's `body_limit_mb`, in bytes.
+    body_limit: u64,
 }
 
 impl DeadLetter<'_> {
@@ -409,41 +418,44 @@ fn header_value(text: &str) -> String {
         .collect()
 }
 
-/// A payload as JSON text (decompressed when `gzip`), at most 1 GiB; empty
-/// when it does not decode (it was stored, so it does).
-fn decoded(payload: &[u8], gzip: bool) -> Vec<u8> {
+/// A payload as JSON text (decompressed when `gzip`); empty when it does
+/// not decode or is larger than `limit` decompressed (a payload refused
+/// as too large is not inflated again here).
+fn decoded(payload: &[u8], gzip: bool, limit: u64) -> Vec<u8> {
     if !gzip {
         return payload.to_vec();
     }
     let mut out = Vec::new();
     let d = flate2::read::GzDecoder::new(payload);
-    let _ = std::io::Read::read_to_end(&mut std::io::Read::take(d, 1 << 30), &mut out);
-    out
+    match std::io::Read::read_to_end(&mut std::io::Read::take(d, limit.saturating_add(1)), &mut out) {
+        Ok(_) if out.len() as u64 <= limit => out,
+        _ => Vec::new(),
+    }
 }
 
-/// The events of a payload, when they can be counted.
-fn events_in(payload: &[u8], gzip: bool) -> u64 {
+/// The events of a batch's JSON text, each as it came (none when the text
+/// is not a batch).
+fn raw_events(text: &[u8]) -> Vec<&RawValue> {
     #[derive(serde::Deserialize)]
     struct Events<'a> {
         #[serde(borrow)]
         events: Vec<&'a RawValue>,
     }
-    let text = decoded(payload, gzip);
-    serde_json::from_slice::<Events>(&text).map_or(0, |e| e.events.len() as u64)
+    serde_json::from_slice::<Events>(text)
+        .map(|e| e.events)
+        .unwrap_or_default()
+}
+
+/// The events of a payload, when they can be counted.
+fn events_in(payload: &[u8], gzip: bool, limit: u64) -> u64 {
+    raw_events(&decoded(payload, gzip, limit)).len() as u64
 }
 
 /// The dead letter of the events of a batch refused one by one:
 /// `{"sensor", "refused": [{"index", "seq", "error", "event"}]}`.
-fn refused_events(payload: &[u8], gzip: bool, sensor: &str, refused: &[Refused]) -> Bytes {
-    #[derive(serde::Deserialize)]
-    struct Events<'a> {
-        #[serde(borrow)]
-        events: Vec<&'a RawValue>,
-    }
-    let text = decoded(payload, gzip);
-    let events = serde_json::from_slice::<Events>(&text)
-        .map(|e| e.events)
-        .unwrap_or_default();
+fn refused_events(payload: &[u8], gzip: bool, limit: u64, sensor: &str, refused: &[Refused]) -> Bytes {
+    let text = decoded(payload, gzip, limit);
+    let events = raw_events(&text);
     let list: Vec<serde_json::Value> = refused
         .iter()
         .map(|r| {
@@ -474,9 +486,16 @@ mod tests {
             seq: Some(2),
             error: "events[1]: unknown kind".into(),
         }];
-        let letter: serde_json::Value = serde_json::from_slice(&refused_events(body, false, "gw1", &refused)).unwrap();
+        let letter: serde_json::Value =
+            serde_json::from_slice(&refused_events(body, false, 1 << 20, "gw1", &refused)).unwrap();
         assert_eq!(letter["refused"][0]["event"]["kind"], "bogus");
         assert_eq!(letter["refused"][0]["error"], "events[1]: unknown kind");
-        assert_eq!(events_in(body, false), 2);
+        assert_eq!(events_in(body, false, 1 << 20), 2);
+        // A gzip bomb is not inflated past the limit.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &vec![b' '; 1 << 22]).unwrap();
+        let bomb = gz.finish().unwrap();
+        assert!(decoded(&bomb, true, 1 << 20).is_empty());
+        assert_eq!(decoded(&bomb, true, 1 << 23).len(), 1 << 22);
     }
 }

@@ -206,16 +206,9 @@ impl Store {
         let mut result = Stored::default();
         let mut by_kind: BTreeMap<&str, i64> = BTreeMap::new();
         let seqs: Vec<u64> = batch.rows.iter().map(|r| r.seq).collect();
-        let (lo, hi) = (
-            seqs.iter().copied().min().unwrap_or(0),
-            seqs.iter().copied().max().unwrap_or(0),
-        );
+        let hi = seqs.iter().copied().max().unwrap_or(0);
         {
-            let near = if seqs.is_empty() {
-                Vec::new()
-            } else {
-                ranges::near(&tx, &batch.sensor, lo, hi)?
-            };
+            let near = ranges::near(&tx, &batch.sensor, &seqs)?;
             let fresh = ranges::new_ones(&seqs, &near);
             let mut stored_seqs = Vec::with_capacity(seqs.len());
             let mut insert =
@@ -507,6 +500,27 @@ mod tests {
         // duplicate, not stored again.
         s.expire(i64::MAX).unwrap();
         assert_eq!(s.insert(&batch(&[5, 6]), 0).unwrap().duplicates, 2);
+    }
+
+    /// A sensor sending every other number, then a batch spanning them all
+    /// and a sparse one reaching far: the numbers between are stored, the
+    /// gaps close into one range, and the far one is found on its own.
+    #[test]
+    fn sparse_batches_fill_their_gaps() {
+        let mut s = Store::in_memory().unwrap();
+        let odd: Vec<u64> = (0..1000).map(|i| 2 * i + 1).collect();
+        assert_eq!(s.insert(&batch(&odd), 0).unwrap().stored, 1000);
+        let far = (i64::MAX - 1) as u64;
+        let mut all: Vec<u64> = (1..=2000).collect();
+        all.push(far);
+        let r = s.insert(&batch(&all), 0).unwrap();
+        assert_eq!((r.stored, r.duplicates), (1001, 1000));
+        let n: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM stored_ranges", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2, "1..=2000 and the far one");
+        assert_eq!(s.insert(&batch(&[1, far]), 0).unwrap().duplicates, 2);
     }
 
     /// A database whose uniqueness was an index on the events gets the

@@ -15,14 +15,20 @@ use rusqlite::{params, Transaction};
 pub type Range = (u64, u64);
 
 /// Which of `seqs` (a batch's, in its order) are new: in none of
-/// `stored` and not earlier in the batch.
+/// `stored` (disjoint, in order) and not earlier in the batch.
 pub fn new_ones(seqs: &[u64], stored: &[Range]) -> Vec<bool> {
     let increasing = seqs.windows(2).all(|w| w[0] < w[1]);
     let mut seen = std::collections::HashSet::new();
+    let covered = |s: u64| {
+        // The last range starting at or before s is the only one that can
+        // hold it.
+        let i = stored.partition_point(|&(a, _)| a <= s);
+        i > 0 && stored[i - 1].1 >= s
+    };
     seqs.iter()
         .map(|&s| {
             let again = !increasing && !seen.insert(s);
-            !again && !stored.iter().any(|&(a, b)| a <= s && s <= b)
+            !again && !covered(s)
         })
         .collect()
 }
@@ -57,8 +63,27 @@ fn to_sql(n: u64) -> rusqlite::Result<i64> {
     super::seq(n)
 }
 
+/// The stored ranges of `sensor` that overlap or touch the numbers of a
+/// batch (`seqs`, any order), in order. Looked up run by run of the
+/// batch's numbers, so the work is bounded by the batch, not by the span
+/// between its smallest and largest number (a sparse batch from 1 to 2^62
+/// reads only the ranges next to its own numbers).
+pub fn near(tx: &Transaction<'_>, sensor: &str, seqs: &[u64]) -> rusqlite::Result<Vec<Range>> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = Vec::new();
+    for (lo, hi) in runs(&sorted) {
+        out.extend(near_run(tx, sensor, lo, hi)?);
+    }
+    // A range between two runs touches both.
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
 /// The stored ranges of `sensor` that overlap or touch `[lo, hi]`.
-pub fn near(tx: &Transaction<'_>, sensor: &str, lo: u64, hi: u64) -> rusqlite::Result<Vec<Range>> {
+fn near_run(tx: &Transaction<'_>, sensor: &str, lo: u64, hi: u64) -> rusqlite::Result<Vec<Range>> {
     // Ranges are disjoint: walking down from the last one starting at or
     // before hi + 1, they end lower and lower; stop below lo - 1.
     let mut q = tx.prepare_cached(
@@ -79,7 +104,7 @@ pub fn near(tx: &Transaction<'_>, sensor: &str, lo: u64, hi: u64) -> rusqlite::R
 }
 
 /// Records `stored` (the numbers of a batch just stored, increasing) with
-/// `near` (what [`near`] found for the batch's span), merged.
+/// `near` (what [`near`] found for the batch), merged.
 pub fn record(tx: &Transaction<'_>, sensor: &str, near: &[Range], stored: &[u64]) -> rusqlite::Result<()> {
     if stored.is_empty() {
         return Ok(());
@@ -106,6 +131,15 @@ mod tests {
         assert_eq!(new_ones(&[4, 5, 6, 7], &[(1, 5)]), [false, false, true, true]);
         assert_eq!(new_ones(&[9, 3, 9, 3, 4], &[(4, 4)]), [true, true, false, false, false]);
         assert_eq!(new_ones(&[u64::MAX - 1, 0], &[(0, 0)]), [true, false]);
+    }
+
+    #[test]
+    fn new_ones_find_their_range_among_many() {
+        let stored: Vec<Range> = (0..1000u64).map(|i| (i * 10, i * 10 + 4)).collect();
+        assert_eq!(
+            new_ones(&[0, 4, 5, 9, 9990, 9994, 9995, 20_000], &stored),
+            [false, false, true, true, false, false, true, true]
+        );
     }
 
     #[test]

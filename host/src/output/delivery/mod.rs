@@ -15,8 +15,8 @@
 //! `spool_max_mb`, the oldest batches are deleted and their events counted
 //! as dropped, with a log line. The store drops duplicates by (sensor,
 //! `seq`) (and JetStream by the message id first), so a batch sent twice
-//! (its answer lost) is stored once. Each delivery has a spool (and
-//! numbering) of its own.
+//! (its answer lost) is stored once. Each delivery has a spool of its own;
+//! the numbering is one for all ([`DeliveryOutput`]).
 
 mod dead_letter;
 mod http;
