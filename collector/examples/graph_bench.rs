@@ -9,14 +9,14 @@ use std::time::Instant;
 
 use net_gazer_collector::ingest::{self};
 use net_gazer_collector::query::{self, Filter};
-use net_gazer_collector::store::Store;
+use net_gazer_collector::store::{Location, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(args.get(1).ok_or("usage: graph_bench DIR [HOSTS]")?);
     let hosts: u64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(10_000);
     let _ = std::fs::remove_file(dir.join("graph.sqlite"));
-    let mut store = Store::open(&dir.join("graph.sqlite"))?;
+    let mut store = Store::open(&Location::Sqlite(dir.join("graph.sqlite")))?;
     let mut seq = 0u64;
     let mut events = Vec::new();
     for h in 0..hosts {

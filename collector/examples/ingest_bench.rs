@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use net_gazer_collector::ingest;
-use net_gazer_collector::store::Store;
+use net_gazer_collector::store::{Location, Store};
 
 fn event(seq: u64) -> serde_json::Value {
     serde_json::json!({"kind": "handshake", "seq": seq, "ts": "2026-11-26T10:00:00.000000Z",
@@ -42,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // As the collector opens it: ingest on one connection, checkpoints on
     // another, every 250 ms (on the same pinned core: taskset pins the
     // whole process).
-    let mut store = Store::open_ingest(&dir.join("collector.sqlite"))?;
+    let mut store = Store::open_ingest(&Location::Sqlite(dir.join("collector.sqlite")))?;
     net_gazer_collector::store::spawn_checkpointer(
         &dir.join("collector.sqlite"),
         std::time::Duration::from_millis(250),

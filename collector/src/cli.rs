@@ -33,4 +33,21 @@ pub struct Cli {
     /// More log output: -v info, -vv debug (RUST_LOG overrides)
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Copy every event of a SQLite database into the configured store ([postgres]), then exit
+    ///
+    /// Events already in the destination (same sensor and sequence number) are skipped, so the
+    /// command can be run again after an interruption, or while sensors already send to the new
+    /// store. Exit status 0 when every event was copied or found there.
+    Migrate {
+        /// The SQLite database of the collector being replaced
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
 }

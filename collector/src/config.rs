@@ -55,6 +55,10 @@ pub struct Config {
     pub falkordb: Option<crate::graphdb::FalkorConfig>,
     /// `[source.nats]`: batches also come from NATS JetStream.
     pub source: Sources,
+    /// `[postgres]`: store in this PostgreSQL database (shared by any
+    /// number of collectors) instead of the SQLite file `database`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<crate::store::postgres::Settings>,
 }
 
 /// `[source.*]`: where batches come from besides `POST /api/v1/events`.
@@ -205,6 +209,7 @@ impl Default for Config {
             location: None,
             falkordb: None,
             source: Sources::default(),
+            postgres: None,
         }
     }
 }
@@ -214,6 +219,15 @@ impl Config {
     /// the defaults.
     pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
         config_file::load(path, &SEARCH_PATH, Config::parse)
+    }
+
+    /// Where the events are stored: `[postgres]` when there is one, the
+    /// SQLite file `database` otherwise.
+    pub fn store(&self) -> crate::store::Location {
+        match &self.postgres {
+            Some(p) => crate::store::Location::Postgres(p.clone()),
+            None => crate::store::Location::Sqlite(self.database.clone()),
+        }
     }
 
     /// Parses and checks TOML text; the error names the key and the line.
@@ -240,6 +254,9 @@ impl Config {
         ];
         if let Some(f) = &self.falkordb {
             list.push(range::count("falkordb.batch", f.batch, 1, 100_000));
+        }
+        if let Some(p) = &self.postgres {
+            list.push(range::time("postgres.connect_timeout", p.connect_timeout, s(1), s(300)));
         }
         if let Some(n) = &self.source.nats {
             list.extend([
@@ -270,6 +287,17 @@ impl Config {
             }
             if f.graph.is_empty() {
                 return bad("falkordb.graph", "must not be empty".into());
+            }
+        }
+        if let Some(p) = &config.postgres {
+            if let Err(e) = p.config() {
+                return bad("postgres.url", format!("not a PostgreSQL connection string or URL: {e}"));
+            }
+            if config.falkordb.is_some() {
+                return bad(
+                    "falkordb",
+                    "FalkorDB is filled from the SQLite store only; with [postgres] leave [falkordb] out".into(),
+                );
             }
         }
         if let Some(n) = &config.source.nats {

@@ -119,7 +119,7 @@ impl Bytes<'_> {
 pub fn stored_values(data: &[u8]) {
     let mut b = Bytes(data);
     let store = Store::in_memory().expect("an in-memory database");
-    let conn = store.conn_for_tests();
+    let conn = store.sqlite().expect("an in-memory SQLite database").conn_for_tests();
     let mut n = 0;
     while !b.0.is_empty() && n < 64 {
         n += 1;

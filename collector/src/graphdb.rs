@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::Store;
+// The graph is filled from the SQLite store (with `[postgres]`, the
+// configuration refuses `[falkordb]`).
+use crate::store::sqlite::Sqlite as Store;
 
 /// `[falkordb]` in the collector's configuration.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

@@ -1,5 +1,5 @@
 //! net-gazer-collector: receives the events of one or many sensors over
-//! HTTP or from NATS JetStream, stores each exactly once in SQLite, and
+//! HTTP or from NATS JetStream, stores each exactly once in SQLite or PostgreSQL, and
 //! serves them.
 //!
 //! - [`cli`]: the command line;
@@ -7,8 +7,11 @@
 //!   sensors and their tokens;
 //! - [`ingest`]: a batch's body → validated rows, or a message saying what
 //!   is wrong (no I/O);
-//! - [`store`]: SQLite (bundled, WAL): schema, batches in one transaction,
-//!   duplicates by (sensor, sequence number) ignored;
+//! - [`store`]: SQLite (bundled, WAL; the default) or PostgreSQL
+//!   (`[postgres]`, shared by collectors): schema, batches in one
+//!   transaction, duplicates by (sensor, sequence number) ignored;
+//! - [`migrate`]: `migrate --from FILE`, a SQLite database's events into
+//!   the configured store;
 //! - [`query`]: what the API serves (hosts, graph, one host's detail),
 //!   read from the typed tables;
 //! - [`server`]: the HTTP API (axum): `POST /api/v1/events`, `GET /health`,
@@ -28,6 +31,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod graphdb;
 pub mod ingest;
+pub mod migrate;
 pub mod query;
 pub mod server;
 pub mod source;

@@ -38,16 +38,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if config.sensors.is_empty() && config.source.nats.is_none() {
         tracing::warn!("no [sensors.<id>] table: every batch will be refused (401)");
     }
-    let store = Store::open_ingest(&config.database)
-        .with_context(|| format!("opening the database {}", config.database.display()))?;
-    net_gazer_collector::store::spawn_checkpointer(&config.database, CHECKPOINT_EVERY)
-        .context("starting the WAL checkpoint thread")?;
+    let at = config.store();
+    if let Some(net_gazer_collector::cli::Command::Migrate { from }) = &cli.command {
+        return net_gazer_collector::migrate::run(from, &at);
+    }
+    let store = Store::open_ingest(&at).with_context(|| format!("opening the store {at}"))?;
+    if config.postgres.is_none() {
+        net_gazer_collector::store::spawn_checkpointer(&config.database, CHECKPOINT_EVERY)
+            .context("starting the WAL checkpoint thread")?;
+    }
     if config.retention_days > 0 {
         spawn_retention(&config)?;
     }
     let graph_stats = std::sync::Arc::new(net_gazer_collector::graphdb::GraphStats::default());
     if let Some(f) = config.falkordb.clone() {
-        let store = Store::open(&config.database)
+        let store = net_gazer_collector::store::sqlite::Sqlite::open(&config.database)
             .with_context(|| format!("opening the database {}", config.database.display()))?;
         tracing::info!(url = %f.url, graph = %f.graph, "writing traced paths to FalkorDB");
         net_gazer_collector::graphdb::spawn(f, store, std::sync::Arc::clone(&graph_stats))
@@ -61,7 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
-        tracing::info!(listen = %config.listen, database = %config.database.display(), "listening");
+        tracing::info!(listen = %config.listen, store = %config.store(), "listening");
         let bound = listener.local_addr()?;
         // Tests and scripts wait for this line on standard error.
         eprintln!("net-gazer-collector: listening on {bound}");
@@ -130,8 +135,8 @@ async fn shutdown() {
 /// Deletes events older than `retention_days`, at start and every hour, on
 /// a connection of its own.
 fn spawn_retention(config: &Config) -> anyhow::Result<()> {
-    let mut store =
-        Store::open(&config.database).with_context(|| format!("opening the database {}", config.database.display()))?;
+    let at = config.store();
+    let mut store = Store::open(&at).with_context(|| format!("opening the store {at}"))?;
     let keep = std::time::Duration::from_secs(u64::from(config.retention_days) * 86_400);
     std::thread::Builder::new()
         .name("retention".into())

@@ -5,11 +5,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use rusqlite::types::Value as Sql;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::store::Store;
+use crate::store::{Dialect, Param, Result, Store};
+
+/// A parameter the filters bind.
+type Sql = Param<'static>;
+
+fn text(v: &str) -> Sql {
+    Param::Text(v.to_owned().into())
+}
 
 /// Filters common to the queries (all optional).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -46,22 +52,22 @@ impl Filter {
             values.push(v);
         };
         if let Some(v) = self.since_us {
-            add("ts_us >= ?", Sql::Integer(v));
+            add("ts_us >= ?", Sql::Int(v));
         }
         if let Some(v) = self.until_us {
-            add("ts_us <= ?", Sql::Integer(v));
+            add("ts_us <= ?", Sql::Int(v));
         }
         if let Some(v) = &self.sensor {
-            add("sensor = ?", Sql::Text(v.clone()));
+            add("sensor = ?", text(v));
         }
         if let Some(v) = &self.direction {
-            add("direction = ?", Sql::Text(v.clone()));
+            add("direction = ?", text(v));
         }
         if let Some(v) = self.port {
-            add("server_port = ?", Sql::Integer(v.into()));
+            add("server_port = ?", Sql::Int(v.into()));
         }
         if let Some(v) = self.outcome.as_ref().filter(|_| with_outcome) {
-            add("outcome = ?", Sql::Text(v.clone()));
+            add("outcome = ?", text(v));
         }
         (sql, values)
     }
@@ -89,19 +95,17 @@ struct Host {
 
 /// One row per remote host of the handshakes in the filter, most attempts
 /// first.
-pub fn hosts(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
+pub fn hosts(store: &Store, f: &Filter) -> Result<Value> {
     let (clause, values) = f.clause();
     let sql = format!(
         "SELECT remote_ip, outcome, rtt_us, server_port, ts_us, country, city, lat, lon, asn, org
          FROM all_handshakes WHERE 1 = 1{clause}"
     );
-    let mut q = store.conn().prepare(&sql)?;
-    let mut rows = q.query(rusqlite::params_from_iter(values))?;
     let mut hosts: BTreeMap<String, Host> = BTreeMap::new();
-    while let Some(r) = rows.next()? {
-        let h = hosts.entry(r.get::<_, String>(0)?).or_default();
-        *h.outcomes.entry(r.get::<_, String>(1)?).or_default() += 1;
-        if let Some(rtt) = r.get::<_, Option<f64>>(2)? {
+    store.each(&sql, &values, |r| {
+        let h = hosts.entry(r.get::<String>(0)?).or_default();
+        *h.outcomes.entry(r.get::<String>(1)?).or_default() += 1;
+        if let Some(rtt) = r.get::<Option<f64>>(2)? {
             h.rtts.push(rtt);
         }
         h.ports.insert(r.get(3)?);
@@ -115,11 +119,12 @@ pub fn hosts(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
         if h.geo.is_null() || (tagged && (!h.geo_tagged || newer)) || (!h.geo_tagged && newer) {
             h.geo_us = ts;
             h.geo_tagged = tagged;
-            h.geo = json!({"country": country, "city": r.get::<_, Option<String>>(6)?,
-                "lat": r.get::<_, Option<f64>>(7)?, "lon": r.get::<_, Option<f64>>(8)?,
-                "asn": asn, "org": r.get::<_, Option<String>>(10)?});
+            h.geo = json!({"country": country, "city": r.get::<Option<String>>(6)?,
+                "lat": r.get::<Option<f64>>(7)?, "lon": r.get::<Option<f64>>(8)?,
+                "asn": asn, "org": r.get::<Option<String>>(10)?});
         }
-    }
+        Ok(())
+    })?;
     let mut out: Vec<Value> = hosts
         .into_iter()
         .map(|(ip, mut h)| {
@@ -225,20 +230,18 @@ pub struct Graph {
 /// The graph: local hosts, remote hosts and the hops between, with the
 /// connections (local → remote) and the latest path to each remote host
 /// (sensor → hop → … → remote).
-pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
+pub fn graph(store: &Store, f: &Filter) -> Result<Graph> {
     let (clause, values) = f.clause();
     let sql = format!(
         "SELECT CASE WHEN direction = 'inbound' THEN server_ip ELSE client_ip END, remote_ip, count(*),
                 count(CASE WHEN outcome != 'established' THEN 1 END), min(rtt_us), max(country), max(asn),
-                max(org), max(lat), max(lon), max(direction = 'internal')
-         FROM all_handshakes WHERE 1 = 1{clause} GROUP BY 1, 2"
+                max(org), max(lat), max(lon), max(CASE WHEN direction = 'internal' THEN 1 ELSE 0 END)
+         FROM all_handshakes WHERE 1 = 1{clause} GROUP BY 1, 2 ORDER BY 1, 2"
     );
     // Looked up once per handshake pair and hop row; sorted at the end.
     let mut nodes: HashMap<String, Node> = HashMap::new();
     let mut links = Vec::new();
-    let mut q = store.conn().prepare(&sql)?;
-    let mut rows = q.query(rusqlite::params_from_iter(values))?;
-    while let Some(r) = rows.next()? {
+    store.each(&sql, &values, |r| {
         let (local, remote, count): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
         let geo = Geo {
             country: r.get(5)?,
@@ -248,7 +251,7 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
             lon: r.get(9)?,
         };
         // The server of an internal connection is a local host too.
-        let remote_kind = if r.get::<_, bool>(10)? { "local" } else { "remote" };
+        let remote_kind = if r.get::<i64>(10)? != 0 { "local" } else { "remote" };
         for (id, kind, geo) in [(&local, "local", Geo::default()), (&remote, remote_kind, geo)] {
             let n = nodes.entry(id.clone()).or_insert_with(|| Node::new(id, kind, geo));
             let c = n.count.get_or_insert(0);
@@ -266,16 +269,22 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
             rtt_delta_us: None,
             slowest: false,
         });
-    }
-    // The hops of the latest route to each destination, in one pass
-    // (SQLite takes the other columns of a max() aggregate from its row).
-    let mut q = store.conn().prepare_cached(
-        "WITH latest AS (SELECT dst_ip, src_ip, sensor, seq, max(ts_us) FROM routes GROUP BY dst_ip)
+        Ok(())
+    })?;
+    // The hops of the latest route to each destination, in one pass.
+    let latest = match store.dialect() {
+        // SQLite takes the other columns of a max() aggregate from its row.
+        Dialect::Sqlite => "SELECT dst_ip, src_ip, sensor, seq, max(ts_us) FROM routes GROUP BY dst_ip",
+        Dialect::Postgres => {
+            "SELECT DISTINCT ON (dst_ip) dst_ip, src_ip, sensor, seq FROM routes ORDER BY dst_ip, ts_us DESC"
+        }
+    };
+    let sql = format!(
+        "WITH latest AS ({latest})
          SELECT l.dst_ip, l.src_ip, h.ttl, h.addr, h.rtt_avg_us, h.country, h.asn, h.lat, h.lon
          FROM latest l JOIN hops h ON h.sensor = l.sensor AND h.route_seq = l.seq
-         ORDER BY l.dst_ip, h.ttl",
-    )?;
-    let mut rows = q.query([])?;
+         ORDER BY l.dst_ip, h.ttl"
+    );
     // The destination whose hops the rows are on, and whether it is a
     // remote host of the graph (its hops are skipped otherwise).
     let mut current = String::new();
@@ -283,10 +292,10 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
     let mut prev = String::new();
     let mut prev_rtt: Option<f64> = None;
     let mut path_start = links.len();
-    while let Some(r) = rows.next()? {
-        let dst = r.get_ref(0)?.as_str()?;
+    store.each(&sql, &[], |r| {
+        let dst: String = r.get(0)?;
         if dst != current {
-            current = dst.to_string();
+            current = dst;
             wanted = matches!(nodes.get(&current), Some(n) if n.kind == "remote");
             if wanted {
                 let src: String = r.get(1)?;
@@ -300,10 +309,10 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
             }
         }
         if !wanted {
-            continue;
+            return Ok(());
         }
-        let Some(addr) = r.get::<_, Option<String>>(3)? else {
-            continue;
+        let Some(addr) = r.get::<Option<String>>(3)? else {
+            return Ok(());
         };
         if addr != current && !nodes.contains_key(&addr) {
             let geo = Geo {
@@ -329,7 +338,8 @@ pub fn graph(store: &Store, f: &Filter) -> rusqlite::Result<Graph> {
             slowest: false,
         });
         prev_rtt = rtt.or(prev_rtt);
-    }
+        Ok(())
+    })?;
     mark_slowest(&mut links[path_start..]);
     let mut nodes: Vec<Node> = nodes.into_values().collect();
     nodes.sort_unstable_by(|a, b| a.id.cmp(&b.id));
@@ -383,48 +393,47 @@ fn merge_paths(links: Vec<Link>) -> Vec<Link> {
 
 /// One remote host: its RTTs over time, ports, and its routes (latest
 /// first, with hops).
-pub fn host(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> {
+pub fn host(store: &Store, ip: &str, f: &Filter) -> Result<Value> {
     let (clause, mut values) = f.clause();
-    values.insert(0, Sql::Text(ip.to_string()));
+    values.insert(0, text(ip));
     let sql = format!(
-        "SELECT ts_us, rtt_us, outcome, server_port, sensor FROM all_handshakes WHERE remote_ip = ?{clause} ORDER BY ts_us"
+        "SELECT ts_us, rtt_us, outcome, server_port, sensor FROM all_handshakes WHERE remote_ip = ?{clause}
+         ORDER BY ts_us, sensor, seq"
     );
-    let mut q = store.conn().prepare(&sql)?;
-    let series: Vec<Value> = q
-        .query_map(rusqlite::params_from_iter(values), |r| {
-            Ok(
-                json!({"ts_us": r.get::<_, i64>(0)?, "rtt_us": r.get::<_, Option<f64>>(1)?,
-                "outcome": r.get::<_, String>(2)?, "port": r.get::<_, i64>(3)?, "sensor": r.get::<_, String>(4)?}),
-            )
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut routes_q = store.conn().prepare_cached(
-        "SELECT sensor, seq, ts_us, protocol, reached, hop_count, changed FROM routes WHERE dst_ip = ?1 ORDER BY ts_us DESC LIMIT 20",
+    let mut series: Vec<Value> = Vec::new();
+    store.each(&sql, &values, |r| {
+        series.push(json!({"ts_us": r.get::<i64>(0)?, "rtt_us": r.get::<Option<f64>>(1)?,
+            "outcome": r.get::<String>(2)?, "port": r.get::<i64>(3)?, "sensor": r.get::<String>(4)?}));
+        Ok(())
+    })?;
+    let mut heads: Vec<(String, i64, Value)> = Vec::new();
+    store.each(
+        "SELECT sensor, seq, ts_us, protocol, reached, hop_count, changed FROM routes WHERE dst_ip = ?
+         ORDER BY ts_us DESC, sensor DESC, seq DESC LIMIT 20",
+        &[text(ip)],
+        |r| {
+            heads.push((
+                r.get(0)?,
+                r.get(1)?,
+                json!({"ts_us": r.get::<i64>(2)?, "protocol": r.get::<Option<String>>(3)?,
+                    "reached": r.get::<bool>(4)?, "hop_count": r.get::<Option<i64>>(5)?, "changed": r.get::<bool>(6)?}),
+            ));
+            Ok(())
+        },
     )?;
-    let mut hops_q = store.conn().prepare_cached(
-        "SELECT ttl, addr, rtt_avg_us, sent, received FROM hops WHERE sensor = ?1 AND route_seq = ?2 ORDER BY ttl",
-    )?;
-    let heads: Vec<(String, i64, Value)> = routes_q
-        .query_map([ip], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                json!({"ts_us": r.get::<_, i64>(2)?, "protocol": r.get::<_, Option<String>>(3)?,
-                    "reached": r.get::<_, bool>(4)?, "hop_count": r.get::<_, Option<i64>>(5)?, "changed": r.get::<_, bool>(6)?}),
-            ))
-        })?
-        .collect::<Result<_, _>>()?;
     let mut routes = Vec::new();
     for (sensor, seq, mut route) in heads {
-        let hops: Vec<Value> = hops_q
-            .query_map(rusqlite::params![sensor, seq], |h| {
-                Ok(
-                    json!({"ttl": h.get::<_, i64>(0)?, "addr": h.get::<_, Option<String>>(1)?,
-                    "rtt_avg_us": h.get::<_, Option<f64>>(2)?, "sent": h.get::<_, Option<i64>>(3)?,
-                    "received": h.get::<_, Option<i64>>(4)?}),
-                )
-            })?
-            .collect::<Result<_, _>>()?;
+        let mut hops: Vec<Value> = Vec::new();
+        store.each(
+            "SELECT ttl, addr, rtt_avg_us, sent, received FROM hops WHERE sensor = ? AND route_seq = ? ORDER BY ttl",
+            &[Param::Text(sensor.into()), Param::Int(seq)],
+            |h| {
+                hops.push(json!({"ttl": h.get::<i64>(0)?, "addr": h.get::<Option<String>>(1)?,
+                    "rtt_avg_us": h.get::<Option<f64>>(2)?, "sent": h.get::<Option<i64>>(3)?,
+                    "received": h.get::<Option<i64>>(4)?}));
+                Ok(())
+            },
+        )?;
         route["hops"] = Value::Array(hops);
         routes.push(route);
     }
@@ -435,41 +444,42 @@ pub fn host(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> {
 
 /// The flow counters (capture mode `quality`) summed over the flows with
 /// remote host `ip` in the filter, and how they ended.
-fn flow_quality(store: &Store, ip: &str, f: &Filter) -> rusqlite::Result<Value> {
+fn flow_quality(store: &Store, ip: &str, f: &Filter) -> Result<Value> {
     let (clause, mut values) = f.flow_clause();
-    values.insert(0, Sql::Text(ip.to_string()));
-    // total(), not sum(): SQLite's integer sum() fails on overflow (two
-    // flows of 2^62 packets would make the query fail for good); total()
-    // sums as floating point, exact below 2^53, and the result saturates.
+    values.insert(0, text(ip));
+    // Summed as floating point, exact below 2^53, and the result
+    // saturates: SQLite's integer sum() fails on overflow (two flows of
+    // 2^62 packets would make the query fail for good), total() does not;
+    // PostgreSQL's sum() of bigint is numeric, of double precision as here.
     let sums: Vec<String> = crate::store::FLOW_COUNTERS
         .iter()
-        .map(|c| format!("total({c})"))
+        .map(|c| match store.dialect() {
+            Dialect::Sqlite => format!("total({c})"),
+            Dialect::Postgres => format!("coalesce(sum({c}::double precision), 0)"),
+        })
         .collect();
     let sql = format!(
         "SELECT count(*), {} FROM flows WHERE remote_ip = ?{clause}",
         sums.join(", ")
     );
-    let mut out = store
-        .conn()
-        .query_row(&sql, rusqlite::params_from_iter(values.clone()), |r| {
-            let mut m = serde_json::Map::new();
-            m.insert("count".into(), r.get::<_, i64>(0)?.into());
-            for (i, name) in crate::store::FLOW_COUNTERS.iter().enumerate() {
-                // `as` saturates (and a NaN, impossible from total(), is 0).
-                m.insert((*name).into(), (r.get::<_, f64>(i + 1)? as u64).into());
-            }
-            Ok(m)
-        })?;
-    let sql = format!("SELECT end_reason, count(*) FROM flows WHERE remote_ip = ?{clause} GROUP BY 1");
-    let mut q = store.conn().prepare(&sql)?;
-    let ends: serde_json::Map<String, Value> = q
-        .query_map(rusqlite::params_from_iter(values), |r| {
-            Ok((
-                r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                Value::from(r.get::<_, i64>(1)?),
-            ))
-        })?
-        .collect::<Result<_, _>>()?;
+    let mut out = serde_json::Map::new();
+    store.each(&sql, &values, |r| {
+        out.insert("count".into(), r.get::<i64>(0)?.into());
+        for (i, name) in crate::store::FLOW_COUNTERS.iter().enumerate() {
+            // `as` saturates (and a NaN, impossible from a sum, is 0).
+            out.insert((*name).into(), (r.get::<f64>(i + 1)? as u64).into());
+        }
+        Ok(())
+    })?;
+    let sql = format!("SELECT end_reason, count(*) FROM flows WHERE remote_ip = ?{clause} GROUP BY 1 ORDER BY 1");
+    let mut ends = serde_json::Map::new();
+    store.each(&sql, &values, |r| {
+        ends.insert(
+            r.get::<Option<String>>(0)?.unwrap_or_default(),
+            Value::from(r.get::<i64>(1)?),
+        );
+        Ok(())
+    })?;
     out.insert("end_reasons".into(), Value::Object(ends));
     Ok(Value::Object(out))
 }
@@ -506,13 +516,13 @@ mod tests {
 
 /// Who knocks: sources of inbound attempts that were refused or went
 /// unanswered, and of scans, with what they tried.
-pub fn inbound(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
+pub fn inbound(store: &Store, f: &Filter) -> Result<Value> {
     let mut f = f.clone();
     f.direction = Some("inbound".into());
     let (clause, values) = f.clause();
     let sql = format!(
         "SELECT client_ip, server_ip, server_port, outcome, count(*), min(ts_us), max(ts_us), max(country), max(asn)
-         FROM all_handshakes WHERE outcome != 'established'{clause} GROUP BY 1, 2, 3, 4"
+         FROM all_handshakes WHERE outcome != 'established'{clause} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
     );
     #[derive(Default)]
     struct Source {
@@ -527,27 +537,26 @@ pub fn inbound(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
         scans: Vec<Value>,
     }
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
-    let mut q = store.conn().prepare(&sql)?;
-    let mut rows = q.query(rusqlite::params_from_iter(values))?;
-    while let Some(r) = rows.next()? {
+    store.each(&sql, &values, |r| {
         let s = sources.entry(r.get(0)?).or_insert_with(|| Source {
             first_us: i64::MAX,
             ..Source::default()
         });
         let n: i64 = r.get(4)?;
-        match r.get::<_, String>(3)?.as_str() {
+        match r.get::<String>(3)?.as_str() {
             "refused" => s.refused = s.refused.saturating_add(n.unsigned_abs()),
             "unanswered" => s.unanswered = s.unanswered.saturating_add(n.unsigned_abs()),
             _ => s.other = s.other.saturating_add(n.unsigned_abs()),
         }
         s.targets
-            .push(json!({"ip": r.get::<_, String>(1)?, "port": r.get::<_, i64>(2)?,
-            "outcome": r.get::<_, String>(3)?, "count": n}));
+            .push(json!({"ip": r.get::<String>(1)?, "port": r.get::<i64>(2)?,
+            "outcome": r.get::<String>(3)?, "count": n}));
         s.first_us = s.first_us.min(r.get(5)?);
         s.last_us = s.last_us.max(r.get(6)?);
         s.country = s.country.take().or(r.get(7)?);
         s.asn = s.asn.or(r.get(8)?);
-    }
+        Ok(())
+    })?;
     // Scans in the window (the scan table has no direction or port).
     let mut scan_sql = String::from(
         "SELECT src_ip, scan_type, phase, target_ip, target_port, distinct_count, ts_us, country, asn FROM scans WHERE 1 = 1",
@@ -555,19 +564,18 @@ pub fn inbound(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
     let mut scan_values = Vec::new();
     if let Some(v) = f.since_us {
         scan_sql.push_str(" AND ts_us >= ?");
-        scan_values.push(Sql::Integer(v));
+        scan_values.push(Sql::Int(v));
     }
     if let Some(v) = f.until_us {
         scan_sql.push_str(" AND ts_us <= ?");
-        scan_values.push(Sql::Integer(v));
+        scan_values.push(Sql::Int(v));
     }
     if let Some(v) = &f.sensor {
         scan_sql.push_str(" AND sensor = ?");
-        scan_values.push(Sql::Text(v.clone()));
+        scan_values.push(text(v));
     }
-    let mut q = store.conn().prepare(&scan_sql)?;
-    let mut rows = q.query(rusqlite::params_from_iter(scan_values))?;
-    while let Some(r) = rows.next()? {
+    scan_sql.push_str(" ORDER BY ts_us, sensor, seq");
+    store.each(&scan_sql, &scan_values, |r| {
         let s = sources.entry(r.get(0)?).or_insert_with(|| Source {
             first_us: i64::MAX,
             ..Source::default()
@@ -578,11 +586,12 @@ pub fn inbound(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
         s.country = s.country.take().or(r.get(7)?);
         s.asn = s.asn.or(r.get(8)?);
         s.scans.push(
-            json!({"scan_type": r.get::<_, String>(1)?, "phase": r.get::<_, String>(2)?,
-            "target_ip": r.get::<_, Option<String>>(3)?, "target_port": r.get::<_, Option<i64>>(4)?,
-            "distinct": r.get::<_, Option<i64>>(5)?, "ts_us": ts}),
+            json!({"scan_type": r.get::<String>(1)?, "phase": r.get::<String>(2)?,
+            "target_ip": r.get::<Option<String>>(3)?, "target_port": r.get::<Option<i64>>(4)?,
+            "distinct": r.get::<Option<i64>>(5)?, "ts_us": ts}),
         );
-    }
+        Ok(())
+    })?;
     let mut out: Vec<Value> = sources
         .into_iter()
         .map(|(ip, s)| {
@@ -597,25 +606,22 @@ pub fn inbound(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
 
 /// Local hosts talking to each other (internal connections), one link per
 /// client, server and port.
-pub fn internal(store: &Store, f: &Filter) -> rusqlite::Result<Value> {
+pub fn internal(store: &Store, f: &Filter) -> Result<Value> {
     let mut f = f.clone();
     f.direction = Some("internal".into());
     let (clause, values) = f.clause();
     let sql = format!(
         "SELECT client_ip, server_ip, server_port, count(*), count(CASE WHEN outcome != 'established' THEN 1 END),
                 min(rtt_us), max(ts_us)
-         FROM all_handshakes WHERE 1 = 1{clause} GROUP BY 1, 2, 3 ORDER BY 4 DESC"
+         FROM all_handshakes WHERE 1 = 1{clause} GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3"
     );
-    let mut q = store.conn().prepare(&sql)?;
-    let links: Vec<Value> = q
-        .query_map(rusqlite::params_from_iter(values), |r| {
-            Ok(
-                json!({"client": r.get::<_, String>(0)?, "server": r.get::<_, String>(1)?,
-                "port": r.get::<_, i64>(2)?, "count": r.get::<_, i64>(3)?, "failures": r.get::<_, i64>(4)?,
-                "rtt_min_us": r.get::<_, Option<f64>>(5)?, "last_us": r.get::<_, i64>(6)?}),
-            )
-        })?
-        .collect::<Result<_, _>>()?;
+    let mut links: Vec<Value> = Vec::new();
+    store.each(&sql, &values, |r| {
+        links.push(json!({"client": r.get::<String>(0)?, "server": r.get::<String>(1)?,
+            "port": r.get::<i64>(2)?, "count": r.get::<i64>(3)?, "failures": r.get::<i64>(4)?,
+            "rtt_min_us": r.get::<Option<f64>>(5)?, "last_us": r.get::<i64>(6)?}));
+        Ok(())
+    })?;
     Ok(json!({ "links": links }))
 }
 
@@ -653,7 +659,7 @@ pub struct NotANetwork(pub String);
 impl std::str::FromStr for Network {
     type Err = NotANetwork;
 
-    fn from_str(s: &str) -> Result<Network, NotANetwork> {
+    fn from_str(s: &str) -> std::result::Result<Network, NotANetwork> {
         let bad = || NotANetwork(s.to_owned());
         let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
         let addr: IpAddr = addr.parse().map_err(|_| bad())?;
@@ -679,36 +685,35 @@ impl Network {
     }
 }
 
-pub fn rtt_series(store: &Store, filter: &Filter, s: &Series) -> rusqlite::Result<Value> {
+pub fn rtt_series(store: &Store, filter: &Filter, s: &Series) -> Result<Value> {
     // Checked by the server before it calls (a 400 there).
     let network: Option<Network> = s.network.as_deref().and_then(|n| n.parse().ok());
     let (mut clause, mut values) = filter.clause();
     if let Some(h) = &s.host {
         clause.push_str(" AND remote_ip = ?");
-        values.push(Sql::Text(h.clone()));
+        values.push(text(h));
     }
     if let Some(a) = s.asn {
         clause.push_str(" AND asn = ?");
-        values.push(Sql::Integer(a));
+        values.push(Sql::Int(a));
     }
     if let Some(c) = &s.country {
         clause.push_str(" AND country = ?");
-        values.push(Sql::Text(c.clone()));
+        values.push(text(c));
     }
     let sql = format!("SELECT ts_us, rtt_us, outcome, remote_ip FROM all_handshakes WHERE 1 = 1{clause}");
-    let mut q = store.conn().prepare(&sql)?;
-    let mut rows = q.query(rusqlite::params_from_iter(values))?;
     // (time, RTT, failed)
     let mut matching: Vec<(i64, Option<f64>, bool)> = Vec::new();
-    while let Some(r) = rows.next()? {
+    store.each(&sql, &values, |r| {
         if let Some(net) = &network {
             let remote: String = r.get(3)?;
             if !remote.parse().is_ok_and(|ip| net.contains(ip)) {
-                continue;
+                return Ok(());
             }
         }
-        matching.push((r.get(0)?, r.get(1)?, r.get::<_, String>(2)? != "established"));
-    }
+        matching.push((r.get(0)?, r.get(1)?, r.get::<String>(2)? != "established"));
+        Ok(())
+    })?;
     // Stored times are checked at ingest, but a database written by an
     // older collector may hold any i64: the arithmetic saturates.
     let bucket = match (s.bucket_us.filter(|b| *b > 0), s.buckets.filter(|n| *n > 0)) {

@@ -30,7 +30,6 @@ mod metrics;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,15 +111,17 @@ pub struct AppState {
 /// Reading connections to the database, opened when needed: WAL lets them
 /// read while ingest writes.
 struct Readers {
-    path: PathBuf,
+    at: crate::store::Location,
+    /// Statements stop after this on the store's side too (PostgreSQL).
+    timeout: Duration,
     idle: Lock<Vec<Store>>,
 }
 
 impl Readers {
-    fn take(&self) -> rusqlite::Result<Store> {
+    fn take(&self) -> crate::store::Result<Store> {
         match self.idle.lock().pop() {
             Some(s) => Ok(s),
-            None => Store::open(&self.path),
+            None => Store::open_reader(&self.at, self.timeout),
         }
     }
 
@@ -144,7 +145,8 @@ pub fn state(
 ) -> Arc<AppState> {
     Arc::new(AppState {
         readers: Readers {
-            path: config.database.clone(),
+            at: config.store(),
+            timeout: config.query_timeout,
             idle: Lock::default(),
         },
         config,
@@ -391,7 +393,7 @@ impl AppState {
         .await;
         let (stored, batch) = match result {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) if transient(&e) => {
+            Ok(Err(e)) if e.is_transient() => {
                 let message = format!("storing failed: {e}");
                 self.count_rejected("database", &message);
                 return Err(Refusal::Unavailable(message));
@@ -430,28 +432,6 @@ impl AppState {
     }
 }
 
-/// Whether a store error is about the store's state (full, busy, read-only,
-/// failing I/O): worth retrying later, unlike one about the data.
-fn transient(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode::*;
-    matches!(
-        e.sqlite_error_code(),
-        Some(
-            DatabaseBusy
-                | DatabaseLocked
-                | DiskFull
-                | ReadOnly
-                | SystemIoFailure
-                | CannotOpen
-                | OutOfMemory
-                | FileLockingProtocolFailed
-                | DatabaseCorrupt
-                | NotADatabase
-                | OperationInterrupted
-        )
-    )
-}
-
 fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -483,7 +463,7 @@ impl AppState {
     }
 
     /// Remembers how the store answered a write, for `/health`.
-    fn note_write(&self, error: Option<&rusqlite::Error>) {
+    fn note_write(&self, error: Option<&crate::store::Error>) {
         *self.health.lock() = Some(Health {
             at: Instant::now(),
             problem: error.map(|e| format!("the store cannot take writes: {e}")),
@@ -525,7 +505,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 async fn read<T, Q>(state: &Arc<AppState>, q: Q) -> Response
 where
     T: serde::Serialize + Send + 'static,
-    Q: FnOnce(&Store) -> rusqlite::Result<T> + Send + 'static,
+    Q: FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
 {
     let store = match state.readers.take() {
         Ok(s) => s,

@@ -6,10 +6,9 @@
 //! (disjoint, not adjacent) and outlive retention: a batch re-sent after
 //! its events expired is still a duplicate.
 //!
-//! The arithmetic on ranges is here without I/O; [`near`] and [`record`]
-//! read and write the table.
-
-use rusqlite::{params, Transaction};
+//! The arithmetic on ranges is here, without I/O; each store reads and
+//! writes its `stored_ranges` table with it (`near` and `record` in
+//! `sqlite.rs` and `postgres.rs`).
 
 /// A run of stored sequence numbers, both ends included.
 pub type Range = (u64, u64);
@@ -57,68 +56,6 @@ pub fn merge(near: &[Range], new: &[Range]) -> Vec<Range> {
         }
     }
     out
-}
-
-fn to_sql(n: u64) -> rusqlite::Result<i64> {
-    super::seq(n)
-}
-
-/// The stored ranges of `sensor` that overlap or touch the numbers of a
-/// batch (`seqs`, any order), in order. Looked up run by run of the
-/// batch's numbers, so the work is bounded by the batch, not by the span
-/// between its smallest and largest number (a sparse batch from 1 to 2^62
-/// reads only the ranges next to its own numbers).
-pub fn near(tx: &Transaction<'_>, sensor: &str, seqs: &[u64]) -> rusqlite::Result<Vec<Range>> {
-    let mut sorted = seqs.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut out = Vec::new();
-    for (lo, hi) in runs(&sorted) {
-        out.extend(near_run(tx, sensor, lo, hi)?);
-    }
-    // A range between two runs touches both.
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
-}
-
-/// The stored ranges of `sensor` that overlap or touch `[lo, hi]`.
-fn near_run(tx: &Transaction<'_>, sensor: &str, lo: u64, hi: u64) -> rusqlite::Result<Vec<Range>> {
-    // Ranges are disjoint: walking down from the last one starting at or
-    // before hi + 1, they end lower and lower; stop below lo - 1.
-    let mut q = tx.prepare_cached(
-        "SELECT first, last FROM stored_ranges WHERE sensor = ?1 AND first <= ?2 ORDER BY first DESC",
-    )?;
-    let mut rows = q.query(params![sensor, to_sql(hi.saturating_add(1).min(i64::MAX as u64))?])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let (a, b): (i64, i64) = (r.get(0)?, r.get(1)?);
-        let (a, b) = (a.max(0) as u64, b.max(0) as u64);
-        if b.saturating_add(1) < lo {
-            break;
-        }
-        out.push((a, b));
-    }
-    out.reverse();
-    Ok(out)
-}
-
-/// Records `stored` (the numbers of a batch just stored, increasing) with
-/// `near` (what [`near`] found for the batch), merged.
-pub fn record(tx: &Transaction<'_>, sensor: &str, near: &[Range], stored: &[u64]) -> rusqlite::Result<()> {
-    if stored.is_empty() {
-        return Ok(());
-    }
-    let merged = merge(near, &runs(stored));
-    let mut delete = tx.prepare_cached("DELETE FROM stored_ranges WHERE sensor = ?1 AND first = ?2")?;
-    for &(a, _) in near {
-        delete.execute(params![sensor, to_sql(a)?])?;
-    }
-    let mut insert = tx.prepare_cached("INSERT INTO stored_ranges (sensor, first, last) VALUES (?1, ?2, ?3)")?;
-    for (a, b) in merged {
-        insert.execute(params![sensor, to_sql(a)?, to_sql(b)?])?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,50 +1,23 @@
 //! The columns the queries need, taken from a stored event: one row per
-//! handshake, route (and its hops) and scan, with the GeoIP tags the
-//! sensor's plugin added. Only new events get here (the events table's
-//! unique (sensor, seq) decided), so these tables need no key of their own.
+//! handshake, flow, route (and its hops) and scan, with the GeoIP tags the
+//! sensor's plugin added. Only new events get here (the stored ranges
+//! decided), so these tables need no key of their own. Both stores write
+//! these values in this order (SQLite with prepared statements, PostgreSQL
+//! with COPY).
 
-use rusqlite::{params, Statement, Transaction};
 use serde_json::Value;
 
+use super::{Param, Result};
 use crate::ingest::{Fields, Handshake, Row};
 
 fn tag<'a>(e: &'a Value, key: &str) -> Option<&'a str> {
     e.get("tags").and_then(|t| t.get(key)).and_then(Value::as_str)
 }
 
-fn tag_f64(e: &Value, key: &str) -> Option<f64> {
+fn tag_parsed<T: std::str::FromStr>(e: &Value, key: &str) -> Option<T> {
     tag(e, key).and_then(|v| v.parse().ok())
 }
 
-fn tag_i64(e: &Value, key: &str) -> Option<i64> {
-    tag(e, key).and_then(|v| v.parse().ok())
-}
-
-/// The statements, prepared once per batch.
-pub(super) struct Typed<'tx> {
-    handshake: Statement<'tx>,
-    flow: Statement<'tx>,
-    route: Statement<'tx>,
-    hop: Statement<'tx>,
-    scan: Statement<'tx>,
-}
-
-impl<'tx> Typed<'tx> {
-    pub(super) fn new(tx: &'tx Transaction<'_>) -> rusqlite::Result<Typed<'tx>> {
-        Ok(Typed {
-            handshake: tx.prepare(HANDSHAKE)?,
-            flow: tx.prepare(FLOW)?,
-            route: tx.prepare(ROUTE)?,
-            hop: tx.prepare(HOP)?,
-            scan: tx.prepare(SCAN)?,
-        })
-    }
-}
-
-const HANDSHAKE: &str =
-    "INSERT INTO handshakes_new (sensor, seq, id, ts_us, client_ip, client_port, server_ip, server_port,
-     direction, outcome, rtt_us, syn_count, remote_ip, country, city, lat, lon, asn, org)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 /// The flow counters, named as in the events and as their columns.
 pub const FLOW_COUNTERS: [&str; 12] = [
     "packets_c2s",
@@ -60,131 +33,162 @@ pub const FLOW_COUNTERS: [&str; 12] = [
     "zero_window_c2s",
     "zero_window_s2c",
 ];
-const FLOW: &str = "INSERT INTO flows (sensor, seq, id, ts_us, end_us, client_ip, client_port, server_ip, server_port,
-     direction, remote_ip, handshake_seen, end_reason, rst_from, duration_us, packets_c2s, packets_s2c, bytes_c2s,
-     bytes_s2c, retrans_c2s, retrans_s2c, sack_blocks_c2s, sack_blocks_s2c, dup_acks_c2s, dup_acks_s2c,
-     zero_window_c2s, zero_window_s2c)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-     ?23, ?24, ?25, ?26, ?27)";
-const ROUTE: &str = "INSERT INTO routes (sensor, seq, id, ts_us, handshake_id, src_ip, dst_ip, protocol, reached,
-     hop_count, changed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-const HOP: &str = "INSERT INTO hops (sensor, route_seq, ttl, addr, sent, received, rtt_avg_us, country, asn, lat, lon)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-const SCAN: &str = "INSERT INTO scans (sensor, seq, ts_us, src_ip, scan_type, phase, target_ip, target_port,
-     distinct_count, country, asn) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
-pub(super) fn insert(t: &mut Typed<'_>, sensor: &str, row: &Row) -> rusqlite::Result<()> {
+pub const HANDSHAKE_COLUMNS: &str = "sensor, seq, id, ts_us, client_ip, client_port, server_ip, server_port, \
+     direction, outcome, rtt_us, syn_count, remote_ip, country, city, lat, lon, asn, org";
+pub const FLOW_COLUMNS: &str = "sensor, seq, id, ts_us, end_us, client_ip, client_port, server_ip, server_port, \
+     direction, remote_ip, handshake_seen, end_reason, rst_from, duration_us, packets_c2s, packets_s2c, bytes_c2s, \
+     bytes_s2c, retrans_c2s, retrans_s2c, sack_blocks_c2s, sack_blocks_s2c, dup_acks_c2s, dup_acks_s2c, \
+     zero_window_c2s, zero_window_s2c";
+pub const ROUTE_COLUMNS: &str = "sensor, seq, id, ts_us, handshake_id, src_ip, dst_ip, protocol, reached, hop_count, changed";
+pub const HOP_COLUMNS: &str = "sensor, route_seq, ttl, addr, sent, received, rtt_avg_us, country, asn, lat, lon";
+pub const SCAN_COLUMNS: &str =
+    "sensor, seq, ts_us, src_ip, scan_type, phase, target_ip, target_port, distinct_count, country, asn";
+
+/// The typed rows of one event.
+pub enum Typed<'a> {
+    Handshake([Param<'a>; 19]),
+    Flow([Param<'a>; 27]),
+    Route([Param<'a>; 11], Vec<[Param<'a>; 11]>),
+    Scan([Param<'a>; 11]),
+    /// Stored as an event only (stats).
+    None,
+}
+
+fn text(v: Option<&str>) -> Param<'_> {
+    v.map_or(Param::Null, |s| Param::Text(s.into()))
+}
+
+fn int(v: Option<i64>) -> Param<'static> {
+    v.map_or(Param::Null, Param::Int)
+}
+
+fn real(v: Option<f64>) -> Param<'static> {
+    v.map_or(Param::Null, Param::Real)
+}
+
+fn flag(v: Option<bool>) -> Param<'static> {
+    v.map_or(Param::Null, Param::Bool)
+}
+
+/// The typed rows of `row`, sent by `sensor`.
+pub fn of<'a>(sensor: &'a str, row: &'a Row) -> Result<Typed<'a>> {
     let e = match &row.fields {
-        Fields::Handshake(h) => return insert_handshake(t, sensor, row, h),
+        Fields::Handshake(h) => return handshake(sensor, row, h),
         Fields::Other(e) => e,
     };
+    let seq = Param::Int(super::seq(row.seq)?);
     let s = |k: &str| e.get(k).and_then(Value::as_str);
     let i = |k: &str| e.get(k).and_then(Value::as_i64);
-    match row.kind {
+    Ok(match row.kind {
         "flow" => {
             let remote = if s("direction") == Some("inbound") {
                 s("client_ip")
             } else {
                 s("server_ip")
             };
-            let mut values: Vec<rusqlite::types::Value> = vec![
-                sensor.to_string().into(),
-                (super::seq(row.seq)?).into(),
-                i("id").into(),
-                row.ts_us.into(),
-                i("end_us").into(),
-                s("client_ip").map(str::to_string).into(),
-                i("client_port").into(),
-                s("server_ip").map(str::to_string).into(),
-                i("server_port").into(),
-                s("direction").map(str::to_string).into(),
-                remote.map(str::to_string).into(),
-                e.get("handshake_seen").and_then(Value::as_bool).into(),
-                s("end_reason").map(str::to_string).into(),
-                s("rst_from").map(str::to_string).into(),
-                e.get("duration_us").and_then(Value::as_f64).into(),
+            let fixed = [
+                Param::Text(sensor.into()),
+                seq,
+                int(i("id")),
+                Param::Int(row.ts_us),
+                int(i("end_us")),
+                text(s("client_ip")),
+                int(i("client_port")),
+                text(s("server_ip")),
+                int(i("server_port")),
+                text(s("direction")),
+                text(remote),
+                flag(e.get("handshake_seen").and_then(Value::as_bool)),
+                text(s("end_reason")),
+                text(s("rst_from")),
+                real(e.get("duration_us").and_then(Value::as_f64)),
             ];
-            values.extend(FLOW_COUNTERS.iter().map(|k| i(k).into()));
-            t.flow.execute(rusqlite::params_from_iter(values))?;
+            let mut all = fixed.into_iter().chain(FLOW_COUNTERS.iter().map(|k| int(i(k))));
+            Typed::Flow(std::array::from_fn(|_| all.next().unwrap_or(Param::Null)))
         }
         "route" => {
-            t.route.execute(params![
-                sensor,
-                super::seq(row.seq)?,
-                i("id"),
-                row.ts_us,
-                i("handshake_id"),
-                s("src_ip"),
-                s("dst_ip"),
-                s("protocol"),
-                e.get("reached").and_then(Value::as_bool).unwrap_or(false),
-                i("hop_count"),
-                e.get("changed").and_then(Value::as_bool).unwrap_or(false),
-            ])?;
-            for h in e.get("hops").and_then(Value::as_array).into_iter().flatten() {
-                let ttl = h.get("ttl").and_then(Value::as_i64).unwrap_or(0);
-                t.hop.execute(params![
-                    sensor,
-                    super::seq(row.seq)?,
-                    ttl,
-                    h.get("addr").and_then(Value::as_str),
-                    h.get("sent").and_then(Value::as_i64),
-                    h.get("received").and_then(Value::as_i64),
-                    h.get("rtt_avg_us").and_then(Value::as_f64),
-                    tag(e, &format!("hop.{ttl}.geo.country")),
-                    tag_i64(e, &format!("hop.{ttl}.asn")),
-                    tag_f64(e, &format!("hop.{ttl}.geo.lat")),
-                    tag_f64(e, &format!("hop.{ttl}.geo.lon")),
-                ])?;
-            }
+            let hops = e
+                .get("hops")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|h| {
+                    let ttl = h.get("ttl").and_then(Value::as_i64).unwrap_or(0);
+                    [
+                        Param::Text(sensor.into()),
+                        seq.clone(),
+                        Param::Int(ttl),
+                        text(h.get("addr").and_then(Value::as_str)),
+                        int(h.get("sent").and_then(Value::as_i64)),
+                        int(h.get("received").and_then(Value::as_i64)),
+                        real(h.get("rtt_avg_us").and_then(Value::as_f64)),
+                        text(tag(e, &format!("hop.{ttl}.geo.country"))),
+                        int(tag_parsed(e, &format!("hop.{ttl}.asn"))),
+                        real(tag_parsed(e, &format!("hop.{ttl}.geo.lat"))),
+                        real(tag_parsed(e, &format!("hop.{ttl}.geo.lon"))),
+                    ]
+                })
+                .collect();
+            let route = [
+                Param::Text(sensor.into()),
+                seq,
+                int(i("id")),
+                Param::Int(row.ts_us),
+                int(i("handshake_id")),
+                text(s("src_ip")),
+                text(s("dst_ip")),
+                text(s("protocol")),
+                Param::Bool(e.get("reached").and_then(Value::as_bool).unwrap_or(false)),
+                int(i("hop_count")),
+                Param::Bool(e.get("changed").and_then(Value::as_bool).unwrap_or(false)),
+            ];
+            Typed::Route(route, hops)
         }
-        "scan" => {
-            t.scan.execute(params![
-                sensor,
-                super::seq(row.seq)?,
-                row.ts_us,
-                s("src_ip"),
-                s("scan_type"),
-                s("phase"),
-                s("target_ip"),
-                i("target_port"),
-                i("distinct"),
-                tag(e, "geo.country"),
-                tag_i64(e, "asn"),
-            ])?;
-        }
-        _ => {}
-    }
-    Ok(())
+        "scan" => Typed::Scan([
+            Param::Text(sensor.into()),
+            seq,
+            Param::Int(row.ts_us),
+            text(s("src_ip")),
+            text(s("scan_type")),
+            text(s("phase")),
+            text(s("target_ip")),
+            int(i("target_port")),
+            int(i("distinct")),
+            text(tag(e, "geo.country")),
+            int(tag_parsed(e, "asn")),
+        ]),
+        _ => Typed::None,
+    })
 }
 
-fn insert_handshake(t: &mut Typed<'_>, sensor: &str, row: &Row, h: &Handshake) -> rusqlite::Result<()> {
+fn handshake<'a>(sensor: &'a str, row: &'a Row, h: &'a Handshake) -> Result<Typed<'a>> {
     let remote = if h.direction.as_str() == Some("inbound") {
         &h.client_ip
     } else {
         &h.server_ip
     };
+    let tag = |key: &str| h.tags.get(key);
     let tag_parsed = |key: &str| h.tags.get(key).and_then(|v| v.parse::<f64>().ok());
-    t.handshake.execute(params![
-        sensor,
-        super::seq(row.seq)?,
-        h.id.as_i64(),
-        row.ts_us,
-        h.client_ip.as_str(),
-        h.client_port.as_i64(),
-        h.server_ip.as_str(),
-        h.server_port.as_i64(),
-        h.direction.as_str(),
-        h.outcome.as_str(),
-        h.rtt_last_syn_us.as_f64(),
-        h.syn_count.as_i64(),
-        remote.as_str(),
-        h.tags.get("geo.country"),
-        h.tags.get("geo.city"),
-        tag_parsed("geo.lat"),
-        tag_parsed("geo.lon"),
-        h.tags.get("asn").and_then(|v| v.parse::<i64>().ok()),
-        h.tags.get("asn.org"),
-    ])?;
-    Ok(())
+    Ok(Typed::Handshake([
+        Param::Text(sensor.into()),
+        Param::Int(super::seq(row.seq)?),
+        int(h.id.as_i64()),
+        Param::Int(row.ts_us),
+        text(h.client_ip.as_str()),
+        int(h.client_port.as_i64()),
+        text(h.server_ip.as_str()),
+        int(h.server_port.as_i64()),
+        text(h.direction.as_str()),
+        text(h.outcome.as_str()),
+        real(h.rtt_last_syn_us.as_f64()),
+        int(h.syn_count.as_i64()),
+        text(remote.as_str()),
+        text(tag("geo.country")),
+        text(tag("geo.city")),
+        real(tag_parsed("geo.lat")),
+        real(tag_parsed("geo.lon")),
+        int(h.tags.get("asn").and_then(|v| v.parse::<i64>().ok())),
+        text(tag("asn.org")),
+    ]))
 }

@@ -1,0 +1,677 @@
+//! The PostgreSQL store (`[postgres]`): one database shared by any number
+//! of collectors (docs/fleet.md).
+//!
+//! - The tables of the SQLite store under the same names and columns
+//!   (integers as `bigint`, reals as `double precision`, flags as
+//!   `boolean`), migrated in order under an advisory lock (`schema_version`).
+//! - The tables of events are partitioned by day (UTC) of `ts_us`:
+//!   `events_d<days since 1970>` and so on, made when a batch first needs
+//!   them; retention drops whole days ([`Postgres::expire`]).
+//! - A batch is one transaction: an advisory lock on its sensor (two
+//!   collectors storing the same sensor's batches decide in turn), the
+//!   stored ranges of its numbers ([`super::ranges`]), then the new rows by
+//!   `COPY … (FORMAT binary)`, the merged ranges, the sensor and the counts.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
+use postgres::{Client, NoTls, Transaction};
+use serde::{Deserialize, Serialize};
+
+use super::typed::{self, Typed};
+use super::{ranges, seq, Error, Param, Result, Stored};
+use crate::ingest::Batch;
+
+/// `[postgres]`: where the shared store is.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// A libpq connection string (`host=/run/postgresql dbname=netgazer
+    /// user=collector`) or URL (`postgresql://collector@db1/netgazer`).
+    pub url: String,
+    /// Connecting must take no longer.
+    #[serde(default = "default_connect_timeout", with = "net_gazer_common::duration::serde")]
+    pub connect_timeout: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Settings {
+    /// The connection settings, or what is wrong with `url`.
+    pub fn config(&self) -> std::result::Result<postgres::Config, String> {
+        let mut c: postgres::Config = self.url.parse().map_err(|e| format!("{e}"))?;
+        c.connect_timeout(self.connect_timeout);
+        c.application_name("net-gazer-collector");
+        Ok(c)
+    }
+}
+
+impl std::fmt::Display for Settings {
+    /// The database and where it is, without the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Ok(c) = self.config() else {
+            return f.write_str("PostgreSQL (an unreadable url)");
+        };
+        let hosts: Vec<String> = c
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                postgres::config::Host::Tcp(name) => name.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        write!(
+            f,
+            "PostgreSQL database {} on {} as {}",
+            c.get_dbname().unwrap_or("(the user's)"),
+            if hosts.is_empty() { "localhost".into() } else { hosts.join(",") },
+            c.get_user().unwrap_or("(the system user)")
+        )
+    }
+}
+
+/// One day of `ts_us`, the span of a partition.
+const DAY_US: i64 = 86_400_000_000;
+
+/// Days without partitions one batch may add: a sensor's batches span a
+/// day or two; a batch naming many more days is refused rather than
+/// making a partition per day it names.
+pub const MAX_NEW_DAYS: usize = 8;
+
+/// The tables partitioned by day.
+const PARTITIONED: [&str; 6] = ["events", "handshakes", "flows", "routes", "hops", "scans"];
+
+/// Keys of the advisory locks (any number no other program on the database
+/// uses): the migrations and the partitions.
+const LOCK_MIGRATE: i64 = 0x6e67_0001;
+const LOCK_PARTITIONS: i64 = 0x6e67_0002;
+
+/// Schema versions, applied in order (`schema_version` says how many
+/// already were).
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE sensors (
+        id TEXT PRIMARY KEY, first_seen_us BIGINT NOT NULL, last_seen_us BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE events (
+        sensor TEXT NOT NULL, seq BIGINT NOT NULL, kind TEXT NOT NULL, ts_us BIGINT NOT NULL, json TEXT NOT NULL
+    ) PARTITION BY RANGE (ts_us);
+    CREATE TABLE handshakes (
+        sensor TEXT NOT NULL, seq BIGINT NOT NULL, id BIGINT NOT NULL, ts_us BIGINT NOT NULL,
+        client_ip TEXT NOT NULL, client_port BIGINT NOT NULL, server_ip TEXT NOT NULL, server_port BIGINT NOT NULL,
+        direction TEXT NOT NULL, outcome TEXT NOT NULL, rtt_us DOUBLE PRECISION, syn_count BIGINT,
+        remote_ip TEXT NOT NULL, country TEXT, city TEXT, lat DOUBLE PRECISION, lon DOUBLE PRECISION,
+        asn BIGINT, org TEXT
+    ) PARTITION BY RANGE (ts_us);
+    CREATE INDEX handshakes_remote ON handshakes (remote_ip, ts_us);
+    CREATE INDEX handshakes_ts ON handshakes (ts_us);
+    CREATE VIEW all_handshakes AS SELECT * FROM handshakes;
+    CREATE TABLE flows (
+        sensor TEXT NOT NULL, seq BIGINT NOT NULL, id BIGINT, ts_us BIGINT NOT NULL, end_us BIGINT,
+        client_ip TEXT NOT NULL, client_port BIGINT NOT NULL, server_ip TEXT NOT NULL, server_port BIGINT NOT NULL,
+        direction TEXT NOT NULL, remote_ip TEXT NOT NULL, handshake_seen BOOLEAN, end_reason TEXT, rst_from TEXT,
+        duration_us DOUBLE PRECISION, packets_c2s BIGINT, packets_s2c BIGINT, bytes_c2s BIGINT, bytes_s2c BIGINT,
+        retrans_c2s BIGINT, retrans_s2c BIGINT, sack_blocks_c2s BIGINT, sack_blocks_s2c BIGINT,
+        dup_acks_c2s BIGINT, dup_acks_s2c BIGINT, zero_window_c2s BIGINT, zero_window_s2c BIGINT
+    ) PARTITION BY RANGE (ts_us);
+    CREATE INDEX flows_remote ON flows (remote_ip, ts_us);
+    CREATE TABLE routes (
+        sensor TEXT NOT NULL, seq BIGINT NOT NULL, id BIGINT, ts_us BIGINT NOT NULL, handshake_id BIGINT,
+        src_ip TEXT NOT NULL, dst_ip TEXT NOT NULL, protocol TEXT, reached BOOLEAN NOT NULL, hop_count BIGINT,
+        changed BOOLEAN NOT NULL
+    ) PARTITION BY RANGE (ts_us);
+    CREATE INDEX routes_dst ON routes (dst_ip, ts_us);
+    CREATE TABLE hops (
+        sensor TEXT NOT NULL, route_seq BIGINT NOT NULL, ttl BIGINT NOT NULL, addr TEXT, sent BIGINT,
+        received BIGINT, rtt_avg_us DOUBLE PRECISION, country TEXT, asn BIGINT, lat DOUBLE PRECISION,
+        lon DOUBLE PRECISION, ts_us BIGINT NOT NULL
+    ) PARTITION BY RANGE (ts_us);
+    CREATE INDEX hops_route ON hops (sensor, route_seq, ttl);
+    CREATE TABLE scans (
+        sensor TEXT NOT NULL, seq BIGINT NOT NULL, ts_us BIGINT NOT NULL, src_ip TEXT NOT NULL,
+        scan_type TEXT NOT NULL, phase TEXT NOT NULL, target_ip TEXT, target_port BIGINT, distinct_count BIGINT,
+        country TEXT, asn BIGINT
+    ) PARTITION BY RANGE (ts_us);
+    CREATE TABLE event_counts (sensor TEXT NOT NULL, kind TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (sensor, kind));
+    CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_us BIGINT NOT NULL);
+    CREATE TABLE stored_ranges (
+        sensor TEXT NOT NULL, first BIGINT NOT NULL, last BIGINT NOT NULL, PRIMARY KEY (sensor, first)
+    );
+    CREATE TABLE partitions (day BIGINT PRIMARY KEY);
+"];
+
+/// The column types of the typed tables, in [`typed`]'s order.
+const HANDSHAKE_TYPES: [Type; 19] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::FLOAT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::INT8,
+    Type::TEXT,
+];
+const ROUTE_TYPES: [Type; 11] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BOOL,
+    Type::INT8,
+    Type::BOOL,
+];
+/// The hop's columns and the route's time.
+const HOP_TYPES: [Type; 12] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::FLOAT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::INT8,
+];
+const SCAN_TYPES: [Type; 11] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+];
+
+fn flow_types() -> Vec<Type> {
+    let mut t = vec![
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::BOOL,
+        Type::TEXT,
+        Type::TEXT,
+        Type::FLOAT8,
+    ];
+    t.extend(std::iter::repeat_n(Type::INT8, typed::FLOW_COUNTERS.len()));
+    t
+}
+
+pub struct Postgres {
+    config: postgres::Config,
+    /// Connected when first needed and again after the connection broke
+    /// (a restart of the server): `RefCell` because the queries read
+    /// through `&self`.
+    client: RefCell<Option<Client>>,
+    /// Days whose partitions this connection knows exist.
+    days: BTreeSet<i64>,
+}
+
+/// A failure as the logs and answers say it.
+pub(super) fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("PostgreSQL: {} (SQLSTATE {})", d.message(), d.code().code()),
+        None => format!("PostgreSQL: {e}"),
+    }
+}
+
+/// Whether a failure is about the server's state (unreachable,
+/// restarting, out of resources, a conflict between transactions) rather
+/// than about the batch.
+pub(super) fn transient(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // Not an answer of the server: the connection, I/O, a timeout.
+        None => true,
+        Some(c) => {
+            let c = c.code();
+            ["08", "53", "57P", "58"].iter().any(|class| c.starts_with(class))
+                || ["40001", "40P01", "55P03", "57014", "25006"].contains(&c)
+        }
+    }
+}
+
+/// The partition of `table` for `day`.
+fn partition(table: &str, day: i64) -> String {
+    format!("{table}_d{day}")
+}
+
+fn day_of(ts_us: i64) -> i64 {
+    ts_us.div_euclid(DAY_US)
+}
+
+/// `?` parameters written as PostgreSQL's `$1`, `$2`, … in order.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn connect(config: &postgres::Config) -> Result<Client> {
+    let mut client = config.connect(NoTls)?;
+    migrate(&mut client)?;
+    Ok(client)
+}
+
+/// Brings the schema up to date, once whatever the number of collectors
+/// starting at once.
+fn migrate(client: &mut Client) -> Result<()> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_MIGRATE])?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+    let done: Option<i64> = tx
+        .query_opt("SELECT version FROM schema_version", &[])?
+        .map(|r| r.get(0));
+    let done = done.unwrap_or(0).max(0) as usize;
+    if done > MIGRATIONS.len() {
+        return Err(Error::Invalid(format!(
+            "the database's schema is version {done}, newer than this collector's ({}): upgrade the collector",
+            MIGRATIONS.len()
+        )));
+    }
+    for m in &MIGRATIONS[done..] {
+        tx.batch_execute(m)?;
+    }
+    tx.execute("DELETE FROM schema_version", &[])?;
+    tx.execute("INSERT INTO schema_version VALUES ($1)", &[&(MIGRATIONS.len() as i64)])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The connected client in `slot`, connecting when there is none or the
+/// one there broke.
+fn connected<'a>(slot: &'a mut Option<Client>, config: &postgres::Config) -> Result<&'a mut Client> {
+    let client = match slot.take() {
+        Some(c) if !c.is_closed() => c,
+        _ => connect(config)?,
+    };
+    Ok(slot.insert(client))
+}
+
+impl Postgres {
+    /// Connects and brings the schema up to date.
+    pub fn open(settings: &Settings) -> Result<Postgres> {
+        Self::with_config(settings.config().map_err(Error::Invalid)?)
+    }
+
+    /// A connection whose statements the server stops after `timeout`.
+    pub fn open_reader(settings: &Settings, timeout: Duration) -> Result<Postgres> {
+        let mut config = settings.config().map_err(Error::Invalid)?;
+        config.options(&format!("-c statement_timeout={}", timeout.as_millis().max(1)));
+        Self::with_config(config)
+    }
+
+    fn with_config(config: postgres::Config) -> Result<Postgres> {
+        let client = connect(&config)?;
+        Ok(Postgres {
+            config,
+            client: RefCell::new(Some(client)),
+            days: BTreeSet::new(),
+        })
+    }
+
+    /// What cancels the statement running on this connection, if it is
+    /// connected.
+    pub fn cancel_token(&self) -> Option<postgres::CancelToken> {
+        self.client.borrow().as_ref().map(Client::cancel_token)
+    }
+
+    /// Runs `sql` (`?` parameters) and calls `f` with each row.
+    pub fn each(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        mut f: impl FnMut(&postgres::Row) -> Result<()>,
+    ) -> Result<()> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut slot = self.client.borrow_mut();
+        let client = connected(&mut slot, &self.config)?;
+        let mut rows = client.query_raw(numbered(sql).as_str(), params.iter())?;
+        while let Some(r) = rows.next()? {
+            f(&r)?;
+        }
+        Ok(())
+    }
+
+    pub fn probe_write(&mut self, now_us: i64) -> Result<()> {
+        let client = connected(self.client.get_mut(), &self.config)?;
+        client.execute(
+            "INSERT INTO health (id, checked_us) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET checked_us = $1",
+            &[&now_us],
+        )?;
+        Ok(())
+    }
+
+    pub fn size_bytes(&self) -> Result<u64> {
+        let mut size = 0;
+        self.each("SELECT pg_database_size(current_database())", &[], |r| {
+            size = r.try_get::<_, i64>(0)?.max(0) as u64;
+            Ok(())
+        })?;
+        Ok(size)
+    }
+
+    /// Stores a batch in one transaction ([module documentation](self)).
+    pub fn insert(&mut self, batch: &Batch, now_us: i64) -> Result<Stored> {
+        let result = self.try_insert(batch, now_us);
+        if result.is_err() {
+            // Retention on another collector may have dropped a day this
+            // one thought was there.
+            self.days.clear();
+        }
+        result
+    }
+
+    fn try_insert(&mut self, batch: &Batch, now_us: i64) -> Result<Stored> {
+        let client = connected(self.client.get_mut(), &self.config)?;
+        let new_days: BTreeSet<i64> = batch
+            .rows
+            .iter()
+            .map(|r| day_of(r.ts_us))
+            .filter(|d| !self.days.contains(d))
+            .collect();
+        if new_days.len() > MAX_NEW_DAYS {
+            return Err(Error::Invalid(format!(
+                "the batch's events fall on {} days without partitions; at most {MAX_NEW_DAYS} new days per batch",
+                new_days.len()
+            )));
+        }
+        if !new_days.is_empty() {
+            make_partitions(client, &new_days)?;
+            self.days.extend(new_days);
+        }
+        let mut tx = client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&batch.sensor])?;
+        let seqs: Vec<u64> = batch.rows.iter().map(|r| r.seq).collect();
+        let near = near(&mut tx, &batch.sensor, &seqs)?;
+        let fresh = ranges::new_ones(&seqs, &near);
+        let rows: Vec<&crate::ingest::Row> = batch.rows.iter().zip(&fresh).filter(|(_, new)| **new).map(|(r, _)| r).collect();
+        let result = Stored {
+            stored: rows.len() as u64,
+            duplicates: (batch.rows.len() - rows.len()) as u64,
+        };
+        copy_rows(&mut tx, &batch.sensor, &rows)?;
+        let mut stored_seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+        stored_seqs.sort_unstable();
+        record(&mut tx, &batch.sensor, &near, &stored_seqs)?;
+        let last = seq(seqs.iter().copied().max().unwrap_or(0))?;
+        tx.execute(
+            "INSERT INTO sensors (id, first_seen_us, last_seen_us, last_seq) VALUES ($1, $2, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET last_seen_us = $2, last_seq = greatest(sensors.last_seq, $3)",
+            &[&batch.sensor, &now_us, &last],
+        )?;
+        let mut by_kind: BTreeMap<&str, i64> = BTreeMap::new();
+        for r in &rows {
+            *by_kind.entry(r.kind).or_default() += 1;
+        }
+        for (kind, n) in &by_kind {
+            tx.execute(
+                "INSERT INTO event_counts (sensor, kind, n) VALUES ($1, $2, $3)
+                 ON CONFLICT (sensor, kind) DO UPDATE SET n = event_counts.n + $3",
+                &[&batch.sensor, kind, n],
+            )?;
+        }
+        tx.commit()?;
+        Ok(result)
+    }
+
+    /// Drops the days that end at or before `before_us`, each in a
+    /// transaction of its own, with the counts of what they held. Returns
+    /// the events deleted. (Retention is by whole days: an event stays up
+    /// to a day longer than `retention_days`.)
+    pub fn expire(&mut self, before_us: i64) -> Result<u64> {
+        let client = connected(self.client.get_mut(), &self.config)?;
+        let last_gone = day_of(before_us) - 1;
+        let days: Vec<i64> = client
+            .query("SELECT day FROM partitions WHERE day <= $1 ORDER BY day", &[&last_gone])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut deleted = 0u64;
+        for day in days {
+            let mut tx = client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_PARTITIONS])?;
+            if tx.execute("DELETE FROM partitions WHERE day = $1", &[&day])? == 0 {
+                continue;
+            }
+            let counts = tx.query(
+                &format!("SELECT sensor, kind, count(*) FROM {} GROUP BY 1, 2", partition("events", day)),
+                &[],
+            )?;
+            for r in &counts {
+                let (sensor, kind, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+                tx.execute(
+                    "UPDATE event_counts SET n = n - $3 WHERE sensor = $1 AND kind = $2",
+                    &[&sensor, &kind, &n],
+                )?;
+                deleted += n.max(0) as u64;
+            }
+            for table in PARTITIONED {
+                tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", partition(table, day)))?;
+            }
+            tx.commit()?;
+            self.days.remove(&day);
+        }
+        Ok(deleted)
+    }
+}
+
+/// Makes the partitions of `days` that do not exist yet, in a transaction
+/// of its own (creating a partition locks its table: not inside a batch).
+fn make_partitions(client: &mut Client, days: &BTreeSet<i64>) -> Result<()> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_PARTITIONS])?;
+    for &day in days {
+        if tx.execute("INSERT INTO partitions (day) VALUES ($1) ON CONFLICT DO NOTHING", &[&day])? == 0 {
+            continue;
+        }
+        let (from, to) = (day.saturating_mul(DAY_US), day.saturating_add(1).saturating_mul(DAY_US));
+        for table in PARTITIONED {
+            tx.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} PARTITION OF {table} FOR VALUES FROM ({from}) TO ({to})",
+                partition(table, day)
+            ))?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The new rows of a batch and their typed rows, by `COPY … (FORMAT
+/// binary)`: one stream per table that has rows.
+fn copy_rows(tx: &mut Transaction<'_>, sensor: &str, rows: &[&crate::ingest::Row]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut w = copy(tx, "events", "sensor, seq, kind, ts_us, json", &[
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+    ])?;
+    let mut typed_rows = Vec::with_capacity(rows.len());
+    for r in rows {
+        let s = seq(r.seq)?;
+        w.write(&[&sensor, &s, &r.kind, &r.ts_us, &r.json])?;
+        typed_rows.push((r.ts_us, typed::of(sensor, r)?));
+    }
+    w.finish()?;
+    let mut tables: [Vec<&[Param<'_>]>; 4] = Default::default();
+    let mut hops: Vec<Vec<Param<'_>>> = Vec::new();
+    for (ts, t) in &typed_rows {
+        match t {
+            Typed::Handshake(v) => tables[0].push(v),
+            Typed::Flow(v) => tables[1].push(v),
+            Typed::Route(v, hs) => {
+                tables[2].push(v);
+                // The hop's columns and its route's time.
+                hops.extend(hs.iter().map(|h| h.iter().cloned().chain([Param::Int(*ts)]).collect()));
+            }
+            Typed::Scan(v) => tables[3].push(v),
+            Typed::None => {}
+        }
+    }
+    let [handshakes, flows, routes, scans] = tables;
+    let hop_columns = format!("{}, ts_us", typed::HOP_COLUMNS);
+    let hops: Vec<&[Param<'_>]> = hops.iter().map(Vec::as_slice).collect();
+    let all: [(&str, &str, &[Type], Vec<&[Param<'_>]>); 5] = [
+        ("handshakes", typed::HANDSHAKE_COLUMNS, &HANDSHAKE_TYPES, handshakes),
+        ("flows", typed::FLOW_COLUMNS, &flow_types(), flows),
+        ("routes", typed::ROUTE_COLUMNS, &ROUTE_TYPES, routes),
+        ("hops", &hop_columns, &HOP_TYPES, hops),
+        ("scans", typed::SCAN_COLUMNS, &SCAN_TYPES, scans),
+    ];
+    for (table, columns, types, rows) in all {
+        if rows.is_empty() {
+            continue;
+        }
+        let mut w = copy(tx, table, columns, types)?;
+        for v in rows {
+            w.write_raw(v.iter())?;
+        }
+        w.finish()?;
+    }
+    Ok(())
+}
+
+fn copy<'a>(
+    tx: &'a mut Transaction<'_>,
+    table: &str,
+    columns: &str,
+    types: &[Type],
+) -> Result<BinaryCopyInWriter<'a>> {
+    let sink = tx.copy_in(&format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))?;
+    Ok(BinaryCopyInWriter::new(sink, types))
+}
+
+/// The stored ranges of `sensor` that overlap or touch the numbers of a
+/// batch, in order: per run `[lo, hi]` of its numbers, the ranges starting
+/// in `[lo, hi + 1]` and the last one starting before `lo` if it reaches
+/// `lo - 1` (ranges are disjoint: no other can touch the run).
+fn near(tx: &mut Transaction<'_>, sensor: &str, seqs: &[u64]) -> Result<Vec<ranges::Range>> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = Vec::new();
+    let range = |r: &postgres::Row| -> (u64, u64) {
+        let (a, b): (i64, i64) = (r.get(0), r.get(1));
+        (a.max(0) as u64, b.max(0) as u64)
+    };
+    for (lo, hi) in ranges::runs(&sorted) {
+        let (lo_sql, hi_next) = (seq(lo)?, seq(hi.saturating_add(1).min(i64::MAX as u64))?);
+        let before = tx.query_opt(
+            "SELECT first, last FROM stored_ranges WHERE sensor = $1 AND first < $2 ORDER BY first DESC LIMIT 1",
+            &[&sensor, &lo_sql],
+        )?;
+        if let Some(r) = before.as_ref().map(range).filter(|&(_, b)| b.saturating_add(1) >= lo) {
+            out.push(r);
+        }
+        let within = tx.query(
+            "SELECT first, last FROM stored_ranges WHERE sensor = $1 AND first >= $2 AND first <= $3 ORDER BY first",
+            &[&sensor, &lo_sql, &hi_next],
+        )?;
+        out.extend(within.iter().map(range));
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Records `stored` (increasing) with `near`, merged.
+fn record(tx: &mut Transaction<'_>, sensor: &str, near: &[ranges::Range], stored: &[u64]) -> Result<()> {
+    if stored.is_empty() {
+        return Ok(());
+    }
+    for &(a, _) in near {
+        tx.execute(
+            "DELETE FROM stored_ranges WHERE sensor = $1 AND first = $2",
+            &[&sensor, &seq(a)?],
+        )?;
+    }
+    for (a, b) in ranges::merge(near, &ranges::runs(stored)) {
+        tx.execute(
+            "INSERT INTO stored_ranges (sensor, first, last) VALUES ($1, $2, $3)",
+            &[&sensor, &seq(a)?, &seq(b)?],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_numbered_in_order() {
+        assert_eq!(
+            numbered("SELECT a FROM t WHERE x = ? AND y <= ? LIMIT ?"),
+            "SELECT a FROM t WHERE x = $1 AND y <= $2 LIMIT $3"
+        );
+    }
+
+    #[test]
+    fn days_and_partitions() {
+        assert_eq!(day_of(0), 0);
+        assert_eq!(day_of(DAY_US - 1), 0);
+        assert_eq!(day_of(DAY_US), 1);
+        assert_eq!(day_of(-1), -1);
+        assert_eq!(partition("events", 20_427), "events_d20427");
+    }
+
+    #[test]
+    fn where_it_is_without_the_password() {
+        let s = Settings {
+            url: "postgresql://collector:secret@db1:5433/netgazer".into(),
+            connect_timeout: Duration::from_secs(1),
+        };
+        let shown = s.to_string();
+        assert_eq!(shown, "PostgreSQL database netgazer on db1 as collector");
+        assert!(!shown.contains("secret"));
+    }
+}
