@@ -235,7 +235,7 @@ pub fn graph(store: &Store, f: &Filter) -> Result<Graph> {
     let sql = format!(
         "SELECT CASE WHEN direction = 'inbound' THEN server_ip ELSE client_ip END, remote_ip, count(*),
                 count(CASE WHEN outcome != 'established' THEN 1 END), min(rtt_us), max(country), max(asn),
-                max(org), max(lat), max(lon), max(CASE WHEN direction = 'internal' THEN 1 ELSE 0 END)
+                max(org), max(lat), max(lon), count(CASE WHEN direction = 'internal' THEN 1 END)
          FROM all_handshakes WHERE 1 = 1{clause} GROUP BY 1, 2 ORDER BY 1, 2"
     );
     // Looked up once per handshake pair and hop row; sorted at the end.
@@ -251,7 +251,7 @@ pub fn graph(store: &Store, f: &Filter) -> Result<Graph> {
             lon: r.get(9)?,
         };
         // The server of an internal connection is a local host too.
-        let remote_kind = if r.get::<i64>(10)? != 0 { "local" } else { "remote" };
+        let remote_kind = if r.get::<i64>(10)? > 0 { "local" } else { "remote" };
         for (id, kind, geo) in [(&local, "local", Geo::default()), (&remote, remote_kind, geo)] {
             let n = nodes.entry(id.clone()).or_insert_with(|| Node::new(id, kind, geo));
             let c = n.count.get_or_insert(0);

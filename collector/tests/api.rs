@@ -13,10 +13,60 @@ use serde_json::{json, Value};
 const TOKEN: &str = "gw1-secret-token-0123";
 const OTHER: &str = "gw2-secret-token-4567";
 
-fn start(dir: &Path) -> Collector {
+/// The store a test runs on: the tests that read or write events run on
+/// both (`on_both_stores!`), PostgreSQL on a server of the test's own.
+enum Store {
+    Sqlite,
+    Postgres(common::postgres::Server),
+}
+
+impl Store {
+    /// The configuration's lines that choose it.
+    fn config(&self) -> String {
+        match self {
+            Store::Sqlite => String::new(),
+            Store::Postgres(server) => server.config(),
+        }
+    }
+}
+
+/// Each named test function once per store: `sqlite::NAME` and
+/// `postgres::NAME`.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Store::Sqlite)
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                if let Some(server) = super::common::postgres::Server::start() {
+                    super::$name(&super::Store::Postgres(server))
+                }
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    batches_are_stored_once_and_bad_requests_store_nothing,
+    invalid_events_are_refused_one_by_one_and_the_rest_stored,
+    stored_events_survive_a_kill_and_retries_after_it_stay_single,
+    hosts_graph_and_host_detail_answer_from_what_was_stored,
+    inbound_internal_and_rtt_over_time,
+    filters_networks_buckets_and_geo_of_untagged_events,
+);
+
+fn start(dir: &Path, store: &Store) -> Collector {
     common::start(
         dir,
-        &format!("body_limit_mb = 1\n[sensors.gw1]\ntoken = \"{TOKEN}\"\n[sensors.gw2]\ntoken = \"{OTHER}\"\n"),
+        &format!(
+            "body_limit_mb = 1\n[sensors.gw1]\ntoken = \"{TOKEN}\"\n[sensors.gw2]\ntoken = \"{OTHER}\"\n{}",
+            store.config()
+        ),
     )
 }
 
@@ -66,10 +116,9 @@ fn stored(c: &Collector, sensor: &str) -> u64 {
     summary(c)["events"][sensor]["handshake"].as_u64().unwrap_or(0)
 }
 
-#[test]
-fn batches_are_stored_once_and_bad_requests_store_nothing() {
+fn batches_are_stored_once_and_bad_requests_store_nothing(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let c = start(dir.path());
+    let c = start(dir.path(), store);
     let health = reqwest::blocking::get(format!("{}/health", c.base))
         .unwrap()
         .text()
@@ -166,10 +215,9 @@ fn batches_are_stored_once_and_bad_requests_store_nothing() {
 /// One bad event never holds back the others: the valid events of a batch
 /// are stored, each invalid one is named in the answer (its index, `seq`
 /// and what is wrong), and a retry stores nothing twice.
-#[test]
-fn invalid_events_are_refused_one_by_one_and_the_rest_stored() {
+fn invalid_events_are_refused_one_by_one_and_the_rest_stored(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let c = start(dir.path());
+    let c = start(dir.path(), store);
     let mut b = batch("gw1", 1..=10);
     b["events"][3]["server_port"] = json!("https");
     b["events"][5]["kind"] = json!("telemetry");
@@ -227,14 +275,13 @@ fn invalid_events_are_refused_one_by_one_and_the_rest_stored() {
     );
 }
 
-#[test]
-fn stored_events_survive_a_kill_and_retries_after_it_stay_single() {
+fn stored_events_survive_a_kill_and_retries_after_it_stay_single(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let c = start(dir.path());
+    let c = start(dir.path(), store);
     let body = serde_json::to_vec(&batch("gw1", 1..=500)).unwrap();
     assert_eq!(post(&c, Some(TOKEN), body.clone(), false).0, 200);
     drop(c); // SIGKILL: no clean shutdown
-    let c = start(dir.path());
+    let c = start(dir.path(), store);
     assert_eq!(stored(&c, "gw1"), 500);
     assert_eq!(
         post(&c, Some(TOKEN), body, false),
@@ -254,10 +301,9 @@ fn get(c: &Collector, path: &str) -> (u16, Value) {
     (status, serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null))
 }
 
-#[test]
-fn hosts_graph_and_host_detail_answer_from_what_was_stored() {
+fn hosts_graph_and_host_detail_answer_from_what_was_stored(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let c = start(dir.path());
+    let c = start(dir.path(), store);
     // 10 handshakes to 192.0.2.7 (RTT 1..10 ms, the 10th refused), 3 to
     // 198.51.100.9 (port 22), one inbound from 203.0.113.5, and a route to
     // 192.0.2.7 through two hops, tagged by the GeoIP plugin.
@@ -364,10 +410,9 @@ fn hosts_graph_and_host_detail_answer_from_what_was_stored() {
     assert_eq!(get(&c, "/api/v1/hosts/not-an-ip").0, 400);
 }
 
-#[test]
-fn inbound_internal_and_rtt_over_time() {
+fn inbound_internal_and_rtt_over_time(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let c = start(dir.path());
+    let c = start(dir.path(), store);
     let mut events = Vec::new();
     // 203.0.113.5 knocks on 3 ports of 10.0.0.1 (2 refused, 1 unanswered)
     // and is reported as a port scan; one inbound connection succeeds from
@@ -441,10 +486,9 @@ fn inbound_internal_and_rtt_over_time() {
     assert_eq!(by_host["points"][0]["failures"], 3);
 }
 
-#[test]
-fn filters_networks_buckets_and_geo_of_untagged_events() {
+fn filters_networks_buckets_and_geo_of_untagged_events(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let c = start(dir.path());
+    let c = start(dir.path(), store);
     let mut events = Vec::new();
     // 192.0.2.7: tagged, then a later handshake that passed untagged.
     let mut tagged = handshake(1);

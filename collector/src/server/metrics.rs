@@ -19,14 +19,18 @@ fn family(o: &mut String, name: &str, kind: &str, samples: impl IntoIterator<Ite
 }
 
 pub(super) async fn serve(State(state): State<Arc<AppState>>) -> Response {
-    let size = match state.readers.take() {
-        Ok(store) => {
-            let size = store.size_bytes().unwrap_or(0);
-            state.readers.give(store);
-            size
-        }
-        Err(_) => 0,
-    };
+    // Off the async threads: a PostgreSQL client blocks.
+    let task_state = Arc::clone(&state);
+    let size = tokio::task::spawn_blocking(move || {
+        let store = task_state.readers.take().ok()?;
+        let size = store.size_bytes().ok();
+        task_state.readers.give(store);
+        size
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(0);
     let mut o = String::new();
     {
         let m = state.metrics.lock();

@@ -507,23 +507,26 @@ where
     T: serde::Serialize + Send + 'static,
     Q: FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
 {
-    let store = match state.readers.take() {
-        Ok(s) => s,
-        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, format!("opening the database: {e}")),
-    };
-    let interrupt = store.interrupt_handle();
+    // The connection is taken (perhaps opened: a PostgreSQL client
+    // blocks) on the blocking thread, which hands back what stops it.
+    let interrupt: Arc<Lock<Option<crate::store::Interrupt>>> = Arc::default();
     let task_state = Arc::clone(state);
+    let task_interrupt = Arc::clone(&interrupt);
     let task = tokio::task::spawn_blocking(move || {
+        let store = task_state.readers.take().map_err(Unread::Open)?;
+        *task_interrupt.lock() = Some(store.interrupt_handle());
         let result = q(&store);
         task_state.readers.give(store);
-        result
+        result.map_err(Unread::Query)
     });
     let limit = state.config.query_timeout;
     let mut task = std::pin::pin!(task);
     let joined = match tokio::time::timeout(limit, task.as_mut()).await {
         Ok(j) => j,
         Err(_) => {
-            interrupt.interrupt();
+            if let Some(i) = interrupt.lock().take() {
+                i.interrupt();
+            }
             let _ = task.await;
             let message = format!(
                 "the query ran longer than query_timeout ({}); narrow it (since_us, until_us, sensor)",
@@ -536,6 +539,21 @@ where
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => state.join_failed(e),
+    }
+}
+
+/// Why a query was not answered.
+enum Unread {
+    Open(crate::store::Error),
+    Query(crate::store::Error),
+}
+
+impl std::fmt::Display for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unread::Open(e) => write!(f, "opening the store: {e}"),
+            Unread::Query(e) => write!(f, "{e}"),
+        }
     }
 }
 

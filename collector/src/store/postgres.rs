@@ -315,7 +315,9 @@ fn migrate(client: &mut Client) -> Result<()> {
         )));
     }
     for m in &MIGRATIONS[done..] {
-        tx.batch_execute(m)?;
+        // Text compared byte by byte, as SQLite does (addresses sort the
+        // same on both stores whatever the database's locale).
+        tx.batch_execute(&m.replace(" TEXT", " TEXT COLLATE \"C\""))?;
     }
     tx.execute("DELETE FROM schema_version", &[])?;
     tx.execute("INSERT INTO schema_version VALUES ($1)", &[&(MIGRATIONS.len() as i64)])?;

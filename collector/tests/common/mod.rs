@@ -5,6 +5,7 @@
 use std::path::Path;
 
 pub mod falkordb;
+pub mod postgres;
 mod process;
 pub use process::Collector;
 
