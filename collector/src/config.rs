@@ -291,7 +291,10 @@ impl Config {
         }
         if let Some(p) = &config.postgres {
             if let Err(e) = p.config() {
-                return bad("postgres.url", format!("not a PostgreSQL connection string or URL: {e}"));
+                return bad(
+                    "postgres.url",
+                    format!("not a PostgreSQL connection string or URL: {e}"),
+                );
             }
             if config.falkordb.is_some() {
                 return bad(

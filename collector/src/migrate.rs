@@ -52,7 +52,9 @@ pub fn copy(source: &rusqlite::Connection, dest: &mut Store) -> anyhow::Result<C
         let mut after = -1i64;
         loop {
             let rows: Vec<(i64, String)> = q
-                .query_map(rusqlite::params![sensor, after, BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map(rusqlite::params![sensor, after, BATCH as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
                 .collect::<Result<_, _>>()?;
             let Some(&(last, _)) = rows.last() else {
                 break;

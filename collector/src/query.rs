@@ -585,11 +585,10 @@ pub fn inbound(store: &Store, f: &Filter) -> Result<Value> {
         s.last_us = s.last_us.max(ts);
         s.country = s.country.take().or(r.get(7)?);
         s.asn = s.asn.or(r.get(8)?);
-        s.scans.push(
-            json!({"scan_type": r.get::<String>(1)?, "phase": r.get::<String>(2)?,
+        s.scans
+            .push(json!({"scan_type": r.get::<String>(1)?, "phase": r.get::<String>(2)?,
             "target_ip": r.get::<Option<String>>(3)?, "target_port": r.get::<Option<i64>>(4)?,
-            "distinct": r.get::<Option<i64>>(5)?, "ts_us": ts}),
-        );
+            "distinct": r.get::<Option<i64>>(5)?, "ts_us": ts}));
         Ok(())
     })?;
     let mut out: Vec<Value> = sources

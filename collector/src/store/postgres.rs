@@ -69,7 +69,11 @@ impl std::fmt::Display for Settings {
             f,
             "PostgreSQL database {} on {} as {}",
             c.get_dbname().unwrap_or("(the user's)"),
-            if hosts.is_empty() { "localhost".into() } else { hosts.join(",") },
+            if hosts.is_empty() {
+                "localhost".into()
+            } else {
+                hosts.join(",")
+            },
             c.get_user().unwrap_or("(the system user)")
         )
     }
@@ -364,12 +368,7 @@ impl Postgres {
     }
 
     /// Runs `sql` (`?` parameters) and calls `f` with each row.
-    pub fn each(
-        &self,
-        sql: &str,
-        params: &[Param<'_>],
-        mut f: impl FnMut(&postgres::Row) -> Result<()>,
-    ) -> Result<()> {
+    pub fn each(&self, sql: &str, params: &[Param<'_>], mut f: impl FnMut(&postgres::Row) -> Result<()>) -> Result<()> {
         use postgres::fallible_iterator::FallibleIterator;
         let mut slot = self.client.borrow_mut();
         let client = connected(&mut slot, &self.config)?;
@@ -428,11 +427,20 @@ impl Postgres {
             self.days.extend(new_days);
         }
         let mut tx = client.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&batch.sensor])?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&batch.sensor],
+        )?;
         let seqs: Vec<u64> = batch.rows.iter().map(|r| r.seq).collect();
         let near = near(&mut tx, &batch.sensor, &seqs)?;
         let fresh = ranges::new_ones(&seqs, &near);
-        let rows: Vec<&crate::ingest::Row> = batch.rows.iter().zip(&fresh).filter(|(_, new)| **new).map(|(r, _)| r).collect();
+        let rows: Vec<&crate::ingest::Row> = batch
+            .rows
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, new)| **new)
+            .map(|(r, _)| r)
+            .collect();
         let result = Stored {
             stored: rows.len() as u64,
             duplicates: (batch.rows.len() - rows.len()) as u64,
@@ -482,7 +490,10 @@ impl Postgres {
                 continue;
             }
             let counts = tx.query(
-                &format!("SELECT sensor, kind, count(*) FROM {} GROUP BY 1, 2", partition("events", day)),
+                &format!(
+                    "SELECT sensor, kind, count(*) FROM {} GROUP BY 1, 2",
+                    partition("events", day)
+                ),
                 &[],
             )?;
             for r in &counts {
@@ -509,7 +520,11 @@ fn make_partitions(client: &mut Client, days: &BTreeSet<i64>) -> Result<()> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_PARTITIONS])?;
     for &day in days {
-        if tx.execute("INSERT INTO partitions (day) VALUES ($1) ON CONFLICT DO NOTHING", &[&day])? == 0 {
+        if tx.execute(
+            "INSERT INTO partitions (day) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&day],
+        )? == 0
+        {
             continue;
         }
         let (from, to) = (day.saturating_mul(DAY_US), day.saturating_add(1).saturating_mul(DAY_US));
@@ -530,13 +545,12 @@ fn copy_rows(tx: &mut Transaction<'_>, sensor: &str, rows: &[&crate::ingest::Row
     if rows.is_empty() {
         return Ok(());
     }
-    let mut w = copy(tx, "events", "sensor, seq, kind, ts_us, json", &[
-        Type::TEXT,
-        Type::INT8,
-        Type::TEXT,
-        Type::INT8,
-        Type::TEXT,
-    ])?;
+    let mut w = copy(
+        tx,
+        "events",
+        "sensor, seq, kind, ts_us, json",
+        &[Type::TEXT, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT],
+    )?;
     let mut typed_rows = Vec::with_capacity(rows.len());
     for r in rows {
         let s = seq(r.seq)?;
@@ -582,12 +596,7 @@ fn copy_rows(tx: &mut Transaction<'_>, sensor: &str, rows: &[&crate::ingest::Row
     Ok(())
 }
 
-fn copy<'a>(
-    tx: &'a mut Transaction<'_>,
-    table: &str,
-    columns: &str,
-    types: &[Type],
-) -> Result<BinaryCopyInWriter<'a>> {
+fn copy<'a>(tx: &'a mut Transaction<'_>, table: &str, columns: &str, types: &[Type]) -> Result<BinaryCopyInWriter<'a>> {
     let sink = tx.copy_in(&format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))?;
     Ok(BinaryCopyInWriter::new(sink, types))
 }

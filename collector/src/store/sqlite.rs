@@ -380,7 +380,6 @@ impl<'tx> Statements<'tx> {
     }
 }
 
-
 /// The stored ranges of `sensor` that overlap or touch the numbers of a
 /// batch (`seqs`, any order), in order. Looked up run by run of the
 /// batch's numbers, so the work is bounded by the batch, not by the span
@@ -520,7 +519,10 @@ mod tests {
             assert_eq!(o.join().unwrap(), Ok(()));
         }
         let s = open(&path);
-        let version: i64 = lite(&s).conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let version: i64 = lite(&s)
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
     }
 
@@ -613,7 +615,8 @@ mod tests {
         let path = dir.path().join("db.sqlite");
         let mut s = open(&path);
         s.insert(&batch(&[1, 2, 3, 7, 8]), 0).unwrap();
-        lite(&s).conn
+        lite(&s)
+            .conn
             .execute_batch(&format!(
                 "DROP TABLE stored_ranges; PRAGMA user_version = {};",
                 MIGRATIONS.len() - 1
@@ -689,7 +692,8 @@ mod tests {
     }
 
     fn count(s: &Store, table: &str) -> i64 {
-        lite(s).conn
+        lite(s)
+            .conn
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .unwrap()
     }
@@ -759,7 +763,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
         let row = |s: &Store| -> (String, i64, i64, i64, String) {
-            lite(&s).conn
+            lite(&s)
+                .conn
                 .query_row(
                     "SELECT remote_ip, retrans_s2c, dup_acks_c2s, sack_blocks_c2s, end_reason FROM flows",
                     [],
@@ -773,7 +778,8 @@ mod tests {
         assert_eq!(row(&s), want, "inbound: the remote host is the client");
 
         // A database from before the flows table: filled from its events.
-        lite(&s).conn
+        lite(&s)
+            .conn
             .execute_batch("DROP TABLE flows; DROP TABLE event_counts; PRAGMA user_version = 4;")
             .unwrap();
         drop(s);

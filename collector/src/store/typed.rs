@@ -40,7 +40,8 @@ pub const FLOW_COLUMNS: &str = "sensor, seq, id, ts_us, end_us, client_ip, clien
      direction, remote_ip, handshake_seen, end_reason, rst_from, duration_us, packets_c2s, packets_s2c, bytes_c2s, \
      bytes_s2c, retrans_c2s, retrans_s2c, sack_blocks_c2s, sack_blocks_s2c, dup_acks_c2s, dup_acks_s2c, \
      zero_window_c2s, zero_window_s2c";
-pub const ROUTE_COLUMNS: &str = "sensor, seq, id, ts_us, handshake_id, src_ip, dst_ip, protocol, reached, hop_count, changed";
+pub const ROUTE_COLUMNS: &str =
+    "sensor, seq, id, ts_us, handshake_id, src_ip, dst_ip, protocol, reached, hop_count, changed";
 pub const HOP_COLUMNS: &str = "sensor, route_seq, ttl, addr, sent, received, rtt_avg_us, country, asn, lat, lon";
 pub const SCAN_COLUMNS: &str =
     "sensor, seq, ts_us, src_ip, scan_type, phase, target_ip, target_port, distinct_count, country, asn";

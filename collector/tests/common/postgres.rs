@@ -74,7 +74,10 @@ impl Server {
             eprintln!("SKIP (PostgreSQL half): {why}");
             return None;
         };
-        let dir = tempfile::Builder::new().prefix("ng-pg").tempdir().expect("a temporary directory");
+        let dir = tempfile::Builder::new()
+            .prefix("ng-pg")
+            .tempdir()
+            .expect("a temporary directory");
         let user = (effective_uid() == 0).then(nobody);
         let data = dir.path().join("data");
         std::fs::create_dir(&data).expect("the data directory");
@@ -147,7 +150,11 @@ impl Server {
             if postgres::Client::connect(&self.url(), postgres::NoTls).is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "PostgreSQL did not answer within 30 s: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not answer within 30 s: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
