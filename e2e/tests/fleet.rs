@@ -12,6 +12,8 @@
 mod common;
 mod fleet {
     pub mod nats;
+    #[path = "../../../collector/tests/common/postgres.rs"]
+    pub mod postgres;
 }
 
 use std::collections::BTreeMap;
@@ -23,17 +25,17 @@ use serde_json::Value;
 use common::collector::Collector;
 use fleet::nats::Cluster;
 
-/// A collector of the fleet: `[source.nats]` on `cluster`, the database
-/// `db` shared with the others, acknowledgements awaited 2 s, two messages
-/// asked for at a time (so that the collectors share even a short run).
-fn start_collector(dir: &Path, name: &str, db: &Path, cluster: &Cluster) -> Collector {
+/// A collector of the fleet: `[source.nats]` on `cluster`, the store
+/// `store` (the lines that name it) shared with the others,
+/// acknowledgements awaited 2 s, two messages asked for at a time (so that
+/// the collectors share even a short run).
+fn start_collector(dir: &Path, name: &str, store: &str, cluster: &Cluster) -> Collector {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\nretention_days = 0\n\
+            "listen = \"127.0.0.1:0\"\nretention_days = 0\n{store}\n\
              [source.nats]\n{}\nreplicas = {}\nack_wait = \"2s\"\nmax_deliver = 3\nfetch = 2\n",
-            db.display(),
             cluster.servers_toml(),
             cluster.nodes.len(),
         ),
@@ -216,17 +218,33 @@ struct Fleet {
     dir: tempfile::TempDir,
     cluster: Cluster,
     collectors: Vec<Collector>,
+    /// The shared store's server (none: one SQLite file, `events.sqlite`).
+    postgres: Option<fleet::postgres::Server>,
 }
 
-/// A 3-node cluster and two collectors on one store, consuming.
+/// A 3-node cluster and two collectors on one PostgreSQL database,
+/// consuming.
 fn fleet() -> Option<Fleet> {
+    let server = fleet::postgres::Server::start()?;
+    fleet_on(Some(server))
+}
+
+/// The same on one SQLite file (`events.sqlite`).
+fn fleet_on_sqlite() -> Option<Fleet> {
+    fleet_on(None)
+}
+
+fn fleet_on(postgres: Option<fleet::postgres::Server>) -> Option<Fleet> {
     let bin = fleet::nats::server_bin()?;
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(&bin, dir.path(), 3);
-    let db = dir.path().join("events.sqlite");
+    let store = match &postgres {
+        Some(server) => server.config(),
+        None => format!("database = \"{}\"", dir.path().join("events.sqlite").display()),
+    };
     let collectors: Vec<Collector> = ["c1", "c2"]
         .iter()
-        .map(|n| start_collector(dir.path(), n, &db, &cluster))
+        .map(|n| start_collector(dir.path(), n, &store, &cluster))
         .collect();
     for c in &collectors {
         wait_consuming(c);
@@ -235,6 +253,7 @@ fn fleet() -> Option<Fleet> {
         dir,
         cluster,
         collectors,
+        postgres,
     })
 }
 
@@ -429,7 +448,8 @@ fn nats_down_for_a_minute_the_sensor_spools_within_its_cap_then_drains() {
     let Some(bin) = fleet::nats::server_bin() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(&bin, dir.path(), 1);
-    let c = start_collector(dir.path(), "c1", &dir.path().join("events.sqlite"), &cluster);
+    let db = dir.path().join("events.sqlite");
+    let c = start_collector(dir.path(), "c1", &format!("database = \"{}\"", db.display()), &cluster);
     wait_consuming(&c);
     cluster.kill(0);
     let down = Instant::now();
@@ -624,7 +644,7 @@ fn sensors_publish_over_tls_to_their_own_subject_only() {
 /// dead-letter stream and nothing is lost.
 #[test]
 fn a_store_that_stops_taking_writes_pauses_the_collectors_and_loses_nothing() {
-    let Some(f) = fleet() else { return };
+    let Some(f) = fleet_on_sqlite() else { return };
     let runs = replay_all(&f, &SENSORS, 20_000);
     wait_for_some(&f.collectors[0], 2_000);
     let lock = std::process::Command::new("python3")
@@ -653,6 +673,33 @@ fn a_store_that_stops_taking_writes_pauses_the_collectors_and_loses_nothing() {
     assert!(
         sum("netgazer_collector_nats_messages_total{result=\"retried\"}") > 0.0,
         "the collectors met the locked store and retried"
+    );
+    assert_eq!(
+        sum("netgazer_collector_nats_messages_total{result=\"dead_letter\"}"),
+        0.0,
+        "a store outage sends nothing to the dead-letter stream"
+    );
+}
+
+/// PostgreSQL restarted mid-stream (a fast shutdown cuts every
+/// connection; the server is back 5 s later): the collectors back off and
+/// reconnect, nothing goes to the dead-letter stream, nothing is lost.
+#[test]
+fn postgresql_restarted_mid_stream_the_collectors_back_off_and_resume() {
+    let Some(mut f) = fleet() else { return };
+    let runs = replay_all(&f, &SENSORS, 20_000);
+    wait_for_some(&f.collectors[0], 2_000);
+    let server = f.postgres.as_mut().expect("the fleet's PostgreSQL");
+    server.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    server.restart();
+    let logs = finish(&f, runs);
+    let want = written_all(f.dir.path(), &SENSORS);
+    assert_stored_once(&f.collectors[1], &want, Duration::from_secs(180), &logs);
+    let sum = |sample: &str| -> f64 { f.collectors.iter().filter_map(|c| metric(c, sample)).sum() };
+    assert!(
+        sum("netgazer_collector_nats_messages_total{result=\"retried\"}") > 0.0,
+        "the collectors met the stopped server and retried"
     );
     assert_eq!(
         sum("netgazer_collector_nats_messages_total{result=\"dead_letter\"}"),

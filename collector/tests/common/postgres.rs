@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! A PostgreSQL server of a test's own: `initdb` in a temporary directory
 //! and `postgres` on a free loopback port, as the user `nobody` when the
 //! tests run as root (PostgreSQL refuses root), stopped when dropped.
