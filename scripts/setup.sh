@@ -13,6 +13,11 @@ if [[ ${NG_SETUP_TESTS:-0} == 1 ]]; then
   packages+=(influxdb)
   # Certificates for the NATS TLS test (e2e/tests/fleet.rs).
   packages+=(openssl)
+  # PostgreSQL for the shared store's tests: each test runs initdb and
+  # postgres in a temporary directory of its own
+  # (collector/tests/common/postgres.rs); the package's own cluster and
+  # service are not wanted (not made when the package is installed here).
+  packages+=(postgresql)
 fi
 # For the Debian packages (scripts/build-deb.sh; the tests build them too).
 if [[ ${NG_SETUP_TESTS:-0} == 1 || ${NG_SETUP_DEB:-0} == 1 ]]; then
@@ -30,6 +35,10 @@ if ((${#missing[@]})); then
     exit 1
   fi
   echo "setup: installing ${missing[*]}" >&2
+  if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+    mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/net-gazer-tests.conf
+  fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

