@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Fleet path benchmark (docs/benchmarks.md, docs/fleet.md): three sensors
 # replaying at once → a 3-node NATS JetStream cluster on loopback (stream
-# replicated 3 times) → one, then two collectors → their store. Reports
-# events/s end to end (from the sensors' start to the last event stored),
-# the consumer lag (messages in the stream no collector was handed yet,
-# sampled each second) and each collector's share.
-#   ./scripts/bench-fleet.sh [SOURCES_PER_SENSOR] [COLLECTORS...]
+# replicated 3 times) → one, then two collectors → their store: one
+# PostgreSQL database (a server of the benchmark's own), or with
+# NG_BENCH_STORE=sqlite one SQLite file. Reports events/s end to end (from
+# the sensors' start to the last event stored), the consumer lag (messages
+# in the stream no collector was handed yet, sampled each second) and each
+# collector's share.
+#   [NG_BENCH_STORE=sqlite] ./scripts/bench-fleet.sh [SOURCES_PER_SENSOR] [COLLECTORS...]
 # e.g. ./scripts/bench-fleet.sh 2000000 1 2
 captures=0
 source "$(dirname "$0")/bench-common.sh"
@@ -23,6 +25,7 @@ pcap="$dir/fleet-$sources.pcap"
 [[ -f $pcap ]] || "$gen" flood "$pcap" "$sources"
 work="$dir/fleet-bench"
 pids=()
+store="${NG_BENCH_STORE:-postgres}"
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -35,6 +38,7 @@ for n in "${counts[@]}"; do
   rm -rf "$work" && mkdir -p "$work"
   ports=()
   for i in 0 1 2; do ports+=("$(port) $(port) $(port)"); done
+rm -rf "$work"
   servers=""
   for i in 0 1 2; do
     read -r p r m <<<"${ports[$i]}"
@@ -44,29 +48,44 @@ for n in "${counts[@]}"; do
       read -r _ rj _ <<<"${ports[$j]}"
       routes+="nats-route://127.0.0.1:$rj, "
     done
+rm -rf "$work"
     printf 'server_name: n%s\nlisten: 127.0.0.1:%s\nhttp: 127.0.0.1:%s\njetstream { store_dir: "%s/n%s" }\ncluster { name: bench, listen: 127.0.0.1:%s, routes: [%s] }\n' \
       "$i" "$p" "$m" "$work" "$i" "$r" "${routes%, }" >"$work/n$i.conf"
     "$nats" -c "$work/n$i.conf" 2>"$work/n$i.log" &
     pids+=($!)
     servers+="\"nats://127.0.0.1:$p\", "
   done
+rm -rf "$work"
   servers="[${servers%, }]"
   for i in 0 1 2; do
     read -r _ _ m <<<"${ports[$i]}"
     for _ in $(seq 300); do curl -sf "http://127.0.0.1:$m/healthz" >/dev/null && break; sleep 0.1; done
+rm -rf "$work"
   done
+rm -rf "$work"
+  if [[ $store == postgres ]]; then
+    start_postgres "$work"
+    pids+=("$pg_pid")
+    store_toml="[postgres]\nurl = \"$pg_url\""
+  else
+    store_toml="database = \"$work/events.sqlite\""
+  fi
   urls=()
   for c in $(seq "$n"); do
-    printf 'listen = "127.0.0.1:0"\ndatabase = "%s/events.sqlite"\nretention_days = 0\n[source.nats]\nservers = %s\nreplicas = 3\n' \
-      "$work" "$servers" >"$work/c$c.toml"
+    printf "listen = \"127.0.0.1:0\"\nretention_days = 0\n$store_toml\n[source.nats]\nservers = %s\nreplicas = 3\n" \
+      "$servers" >"$work/c$c.toml"
     "$coll" -c "$work/c$c.toml" 2>"$work/c$c.log" &
     pids+=($!)
     for _ in $(seq 100); do grep -q "listening on" "$work/c$c.log" && break; sleep 0.1; done
+rm -rf "$work"
     urls+=("http://$(sed -n 's/^net-gazer-collector: listening on //p' "$work/c$c.log")")
   done
+rm -rf "$work"
   for u in "${urls[@]}"; do
     for _ in $(seq 600); do [[ $(metric "$u" netgazer_collector_nats_connected) == 1 ]] && break; sleep 0.1; done
+rm -rf "$work"
   done
+rm -rf "$work"
   start=$(date +%s.%N)
   sensors=()
   for s in 1 2 3; do
@@ -77,6 +96,7 @@ for n in "${counts[@]}"; do
     ("$ng" replay --no-progress -c "$work/s$s.toml" "$pcap" 2>"$work/s$s.log"; touch "$work/s$s.done") &
     sensors+=($!)
   done
+rm -rf "$work"
   max_lag=0
   total=""
   while :; do
@@ -90,14 +110,17 @@ for n in "${counts[@]}"; do
     [[ -n $total ]] && ((got >= total)) && break
     sleep 1
   done
+rm -rf "$work"
   end=$(date +%s.%N)
   shares=""
   for u in "${urls[@]}"; do shares+="$(metric "$u" 'netgazer_collector_nats_messages_total{result="stored"}') "; done
-  python3 - "$n" "$total" "$start" "$end" "$max_lag" "$shares" <<'PY'
+rm -rf "$work"
+  python3 - "$store" "$n" "$total" "$start" "$end" "$max_lag" "$shares" <<'PY'
 import sys
-n, total, start, end, lag, shares = sys.argv[1:]
+store, n, total, start, end, lag, shares = sys.argv[1:]
 secs = float(end) - float(start)
-print(f"collectors={n} events={int(total)} seconds={secs:.1f} events_per_s={int(total)/secs:,.0f} "
+print(f"store={store} collectors={n} events={int(total)} seconds={secs:.1f} events_per_s={int(total)/secs:,.0f} "
       f"max_consumer_lag_messages={lag} messages_per_collector={shares.split()}")
 PY
 done
+rm -rf "$work"

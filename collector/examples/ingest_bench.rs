@@ -6,6 +6,11 @@
 //! same batches over HTTP to a running collector when a URL is given.
 //!
 //!   ingest_bench DIR [EVENTS] [BATCH] [URL TOKEN]
+//!
+//! With `NG_BENCH_POSTGRES` (a connection string), the same into
+//! PostgreSQL first: the collector's path (`COPY` into the partitioned
+//! tables, with the stored ranges) against a plain `COPY` of the same rows
+//! into one table, and against multi-row `INSERT`s of them.
 
 use std::time::Instant;
 
@@ -36,6 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             serde_json::to_vec(&serde_json::json!({"sensor": "bench", "events": events})).unwrap_or_default()
         })
         .collect();
+
+    if let Ok(url) = std::env::var("NG_BENCH_POSTGRES") {
+        postgres_bench(&url, &bodies, n)?;
+    }
 
     // The collector's path.
     let _ = std::fs::remove_file(dir.join("collector.sqlite"));
@@ -121,5 +130,72 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             n as f64 / http
         );
     }
+    Ok(())
+}
+
+/// The PostgreSQL comparison (see the top of this file).
+fn postgres_bench(url: &str, bodies: &[Vec<u8>], n: u64) -> Result<(), Box<dyn std::error::Error>> {
+    use postgres::types::Type;
+    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    client.batch_execute(
+        "DROP TABLE IF EXISTS plain_copy, plain_insert;
+         CREATE TABLE plain_copy (sensor TEXT, seq BIGINT, kind TEXT, ts_us BIGINT, json TEXT);
+         CREATE TABLE plain_insert (sensor TEXT, seq BIGINT, kind TEXT, ts_us BIGINT, json TEXT);",
+    )?;
+    let settings = net_gazer_collector::store::postgres::Settings {
+        url: url.to_string(),
+        connect_timeout: std::time::Duration::from_secs(5),
+    };
+    let mut store = Store::open_ingest(&Location::Postgres(settings))?;
+    let started = Instant::now();
+    for body in bodies {
+        store.insert(&ingest::parse(body)?, 0)?;
+    }
+    let ours = started.elapsed().as_secs_f64();
+    let batches: Vec<Vec<(i64, i64, String)>> = bodies
+        .iter()
+        .map(|b| {
+            ingest::parse(b)
+                .map(|p| p.rows.into_iter().map(|r| (r.seq as i64, r.ts_us, r.json)).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    let started = Instant::now();
+    for rows in &batches {
+        let mut tx = client.transaction()?;
+        let types = [Type::TEXT, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT];
+        let mut data = net_gazer_collector::store::postgres::CopyData::new(&types);
+        for (seq, ts, json) in rows {
+            data.row(&[&"bench", seq, &"handshake", ts, json])?;
+        }
+        data.send(&mut tx, "plain_copy", "sensor, seq, kind, ts_us, json")?;
+        tx.commit()?;
+    }
+    let copy = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for rows in &batches {
+        let mut tx = client.transaction()?;
+        // At most 13,000 rows of 5 values in one statement (65,535 parameters).
+        for chunk in rows.chunks(13_000) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("('bench', ${}, 'handshake', ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect();
+            let sql = format!("INSERT INTO plain_insert VALUES {}", values.join(", "));
+            let params: Vec<&(dyn postgres::types::ToSql + Sync)> = chunk
+                .iter()
+                .flat_map(|(seq, ts, json)| [seq as &(dyn postgres::types::ToSql + Sync), ts, json])
+                .collect();
+            tx.execute(sql.as_str(), &params)?;
+        }
+        tx.commit()?;
+    }
+    let insert = started.elapsed().as_secs_f64();
+    let rate = |s: f64| n as f64 / s;
+    println!("PostgreSQL, events: {n}");
+    println!("collector path (parse, check, COPY with dedup): {ours:.3} s, {:.0} events/s", rate(ours));
+    println!("plain COPY of the same rows:                    {copy:.3} s, {:.0} events/s", rate(copy));
+    println!("plain multi-row INSERT of the same rows:        {insert:.3} s, {:.0} events/s", rate(insert));
+    println!("ratio (collector / plain COPY): {:.2}", copy / ours);
+    println!("ratio (multi-row INSERT / COPY): {:.2}", copy / insert);
     Ok(())
 }

@@ -16,8 +16,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::Type;
+use bytes::BufMut;
+use postgres::types::{IsNull, ToSql, Type};
 use postgres::{Client, NoTls, Transaction};
 use serde::{Deserialize, Serialize};
 
@@ -545,19 +545,14 @@ fn copy_rows(tx: &mut Transaction<'_>, sensor: &str, rows: &[&crate::ingest::Row
     if rows.is_empty() {
         return Ok(());
     }
-    let mut w = copy(
-        tx,
-        "events",
-        "sensor, seq, kind, ts_us, json",
-        &[Type::TEXT, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT],
-    )?;
+    let mut events = CopyData::new(&EVENT_TYPES);
     let mut typed_rows = Vec::with_capacity(rows.len());
     for r in rows {
         let s = seq(r.seq)?;
-        w.write(&[&sensor, &s, &r.kind, &r.ts_us, &r.json])?;
+        events.row(&[&sensor, &s, &r.kind, &r.ts_us, &r.json])?;
         typed_rows.push((r.ts_us, typed::of(sensor, r)?));
     }
-    w.finish()?;
+    events.send(tx, "events", "sensor, seq, kind, ts_us, json")?;
     let mut tables: [Vec<&[Param<'_>]>; 4] = Default::default();
     let mut hops: Vec<Vec<Param<'_>>> = Vec::new();
     for (ts, t) in &typed_rows {
@@ -587,18 +582,72 @@ fn copy_rows(tx: &mut Transaction<'_>, sensor: &str, rows: &[&crate::ingest::Row
         if rows.is_empty() {
             continue;
         }
-        let mut w = copy(tx, table, columns, types)?;
+        let mut data = CopyData::new(types);
         for v in rows {
-            w.write_raw(v.iter())?;
+            let values: Vec<&(dyn ToSql + Sync)> = v.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            data.row(&values)?;
         }
-        w.finish()?;
+        data.send(tx, table, columns)?;
     }
     Ok(())
 }
 
-fn copy<'a>(tx: &'a mut Transaction<'_>, table: &str, columns: &str, types: &[Type]) -> Result<BinaryCopyInWriter<'a>> {
-    let sink = tx.copy_in(&format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))?;
-    Ok(BinaryCopyInWriter::new(sink, types))
+const EVENT_TYPES: [Type; 5] = [Type::TEXT, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT];
+
+/// Rows in PostgreSQL's binary `COPY` format, sent whole in one go (the
+/// postgres crate's row writer waits on its runtime for every row:
+/// docs/benchmarks.md).
+pub struct CopyData<'t> {
+    types: &'t [Type],
+    buf: bytes::BytesMut,
+}
+
+impl<'t> CopyData<'t> {
+    pub fn new(types: &'t [Type]) -> CopyData<'t> {
+        let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+        buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.put_i32(0); // flags
+        buf.put_i32(0); // header extension
+        CopyData { types, buf }
+    }
+
+    /// One row: its values in the order of the types.
+    pub fn row(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<()> {
+        let n = i16::try_from(values.len()).ok().filter(|_| values.len() == self.types.len());
+        let Some(n) = n else {
+            return Err(Error::Invalid(format!(
+                "a row of {} values for {} columns",
+                values.len(),
+                self.types.len()
+            )));
+        };
+        self.buf.put_i16(n);
+        for (v, ty) in values.iter().zip(self.types) {
+            let at = self.buf.len();
+            self.buf.put_i32(0);
+            let len = match v
+                .to_sql_checked(ty, &mut self.buf)
+                .map_err(|e| Error::Invalid(format!("a {ty} value: {e}")))?
+            {
+                IsNull::Yes => -1,
+                IsNull::No => i32::try_from(self.buf.len() - at - 4)
+                    .map_err(|_| Error::Invalid("a value larger than 2 GiB".into()))?,
+            };
+            self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    /// `COPY table (columns) FROM STDIN (FORMAT binary)` with the rows.
+    pub fn send(mut self, tx: &mut Transaction<'_>, table: &str, columns: &str) -> Result<u64> {
+        use std::io::Write;
+        self.buf.put_i16(-1);
+        let mut w = tx.copy_in(&format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))?;
+        // One write: the writer holds it and sends it when finished.
+        w.write_all(&self.buf)
+            .map_err(|e| Error::Invalid(format!("COPY {table}: {e}")))?;
+        Ok(w.finish()?)
+    }
 }
 
 /// The stored ranges of `sensor` that overlap or touch the numbers of a
