@@ -38,7 +38,6 @@ for n in "${counts[@]}"; do
   rm -rf "$work" && mkdir -p "$work"
   ports=()
   for i in 0 1 2; do ports+=("$(port) $(port) $(port)"); done
-rm -rf "$work"
   servers=""
   for i in 0 1 2; do
     read -r p r m <<<"${ports[$i]}"
@@ -48,21 +47,17 @@ rm -rf "$work"
       read -r _ rj _ <<<"${ports[$j]}"
       routes+="nats-route://127.0.0.1:$rj, "
     done
-rm -rf "$work"
     printf 'server_name: n%s\nlisten: 127.0.0.1:%s\nhttp: 127.0.0.1:%s\njetstream { store_dir: "%s/n%s" }\ncluster { name: bench, listen: 127.0.0.1:%s, routes: [%s] }\n' \
       "$i" "$p" "$m" "$work" "$i" "$r" "${routes%, }" >"$work/n$i.conf"
     "$nats" -c "$work/n$i.conf" 2>"$work/n$i.log" &
     pids+=($!)
     servers+="\"nats://127.0.0.1:$p\", "
   done
-rm -rf "$work"
   servers="[${servers%, }]"
   for i in 0 1 2; do
     read -r _ _ m <<<"${ports[$i]}"
     for _ in $(seq 300); do curl -sf "http://127.0.0.1:$m/healthz" >/dev/null && break; sleep 0.1; done
-rm -rf "$work"
   done
-rm -rf "$work"
   if [[ $store == postgres ]]; then
     start_postgres "$work"
     pids+=("$pg_pid")
@@ -77,15 +72,11 @@ rm -rf "$work"
     "$coll" -c "$work/c$c.toml" 2>"$work/c$c.log" &
     pids+=($!)
     for _ in $(seq 100); do grep -q "listening on" "$work/c$c.log" && break; sleep 0.1; done
-rm -rf "$work"
     urls+=("http://$(sed -n 's/^net-gazer-collector: listening on //p' "$work/c$c.log")")
   done
-rm -rf "$work"
   for u in "${urls[@]}"; do
     for _ in $(seq 600); do [[ $(metric "$u" netgazer_collector_nats_connected) == 1 ]] && break; sleep 0.1; done
-rm -rf "$work"
   done
-rm -rf "$work"
   start=$(date +%s.%N)
   sensors=()
   for s in 1 2 3; do
@@ -96,7 +87,6 @@ rm -rf "$work"
     ("$ng" replay --no-progress -c "$work/s$s.toml" "$pcap" 2>"$work/s$s.log"; touch "$work/s$s.done") &
     sensors+=($!)
   done
-rm -rf "$work"
   max_lag=0
   total=""
   while :; do
@@ -110,11 +100,9 @@ rm -rf "$work"
     [[ -n $total ]] && ((got >= total)) && break
     sleep 1
   done
-rm -rf "$work"
   end=$(date +%s.%N)
   shares=""
   for u in "${urls[@]}"; do shares+="$(metric "$u" 'netgazer_collector_nats_messages_total{result="stored"}') "; done
-rm -rf "$work"
   python3 - "$store" "$n" "$total" "$start" "$end" "$max_lag" "$shares" <<'PY'
 import sys
 store, n, total, start, end, lag, shares = sys.argv[1:]
@@ -123,4 +111,5 @@ print(f"store={store} collectors={n} events={int(total)} seconds={secs:.1f} even
       f"max_consumer_lag_messages={lag} messages_per_collector={shares.split()}")
 PY
 done
+# The spools and the stream hold gigabytes.
 rm -rf "$work"
