@@ -8,6 +8,8 @@
 # in the stream no collector was handed yet, sampled each second) and each
 # collector's share.
 #   [NG_BENCH_STORE=sqlite] ./scripts/bench-fleet.sh [SOURCES_PER_SENSOR] [COLLECTORS...]
+# COLLECTORS 0 measures the sensors → NATS part alone (the floor of the
+# path on this machine).
 # e.g. ./scripts/bench-fleet.sh 2000000 1 2
 captures=0
 source "$(dirname "$0")/bench-common.sh"
@@ -90,14 +92,19 @@ for n in "${counts[@]}"; do
   max_lag=0
   total=""
   while :; do
-    got=$(stored "${urls[0]}")
-    lag=$(metric "${urls[0]}" netgazer_collector_nats_consumer_pending)
+    # No collector (0): the sensors → NATS part alone, until the last
+    # batch is acknowledged by JetStream.
+    got=0 lag=0
+    if ((n > 0)); then
+      got=$(stored "${urls[0]}")
+      lag=$(metric "${urls[0]}" netgazer_collector_nats_consumer_pending)
+    fi
     ((${lag:-0} > max_lag)) && max_lag=${lag:-0}
     # Once the sensors are done, their logs say how many events they wrote.
     if [[ -z $total && -e $work/s1.done && -e $work/s2.done && -e $work/s3.done ]]; then
       total=$(cat "$work"/s?.log | awk '/events written:/ {n += $3} END {print n}')
     fi
-    [[ -n $total ]] && ((got >= total)) && break
+    [[ -n $total ]] && { ((n == 0)) || ((got >= total)); } && break
     sleep 1
   done
   end=$(date +%s.%N)

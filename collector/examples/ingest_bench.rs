@@ -192,9 +192,18 @@ fn postgres_bench(url: &str, bodies: &[Vec<u8>], n: u64) -> Result<(), Box<dyn s
     let insert = started.elapsed().as_secs_f64();
     let rate = |s: f64| n as f64 / s;
     println!("PostgreSQL, events: {n}");
-    println!("collector path (parse, check, COPY with dedup): {ours:.3} s, {:.0} events/s", rate(ours));
-    println!("plain COPY of the same rows:                    {copy:.3} s, {:.0} events/s", rate(copy));
-    println!("plain multi-row INSERT of the same rows:        {insert:.3} s, {:.0} events/s", rate(insert));
+    println!(
+        "collector path (parse, check, COPY with dedup): {ours:.3} s, {:.0} events/s",
+        rate(ours)
+    );
+    println!(
+        "plain COPY of the same rows:                    {copy:.3} s, {:.0} events/s",
+        rate(copy)
+    );
+    println!(
+        "plain multi-row INSERT of the same rows:        {insert:.3} s, {:.0} events/s",
+        rate(insert)
+    );
     println!("ratio (collector / plain COPY): {:.2}", copy / ours);
     println!("ratio (multi-row INSERT / COPY): {:.2}", copy / insert);
     Ok(())

@@ -230,6 +230,9 @@ fn retention_drops_whole_days_and_their_counts() {
         .flat_map(|d| (1..=10).map(move |i| day(d, d as u64 * 10 + i)))
         .collect();
     s.insert(&batch("gw1", &evs), 0).unwrap();
+    // Another collector that wrote on day 0 (and knows its partition).
+    let mut other = Store::open(&at).unwrap();
+    other.insert(&batch("gw2", &[day(0, 1)]), 0).unwrap();
     let partitions = |server: &Server| -> i64 {
         server
             .client()
@@ -242,21 +245,29 @@ fn retention_drops_whole_days_and_their_counts() {
     };
     assert_eq!(partitions(&server), 4, "one partition per day");
     // A cutoff in the middle of day 2: days 0 and 1 go whole; day 2 stays.
-    assert_eq!(s.expire(T0 + 2 * DAY_US + DAY_US / 2).unwrap(), 20);
+    assert_eq!(s.expire(T0 + 2 * DAY_US + DAY_US / 2).unwrap(), 21);
     assert_eq!(partitions(&server), 2);
     assert_eq!(s.counts().unwrap()["gw1"]["stats"], 20);
+    assert!(
+        !s.counts().unwrap().contains_key("gw2"),
+        "its only event went with day 0"
+    );
+    // The other collector, which still thinks day 0 is there, stores a
+    // late event of that day (the day is made again).
+    assert_eq!(other.insert(&batch("gw2", &[day(0, 2)]), 0).unwrap().stored, 1);
+    assert_eq!(partitions(&server), 3);
     assert_eq!(s.sequence_numbers("gw1").unwrap(), (21..=40).collect::<Vec<_>>());
     // A late re-send of a dropped day is a duplicate (the ranges stay);
     // a new event on that day makes its partition again.
     let r = s.insert(&batch("gw1", &[day(0, 1), day(0, 41)]), 0).unwrap();
     assert_eq!((r.stored, r.duplicates), (1, 1));
-    assert_eq!(partitions(&server), 3);
     // A batch naming more new days than allowed is refused whole.
     let far: Vec<Value> = (0..20).map(|d| day(100 + d * 2, 100 + d as u64)).collect();
     let e = s.insert(&batch("gw1", &far), 0).unwrap_err();
     assert!(e.to_string().contains("days without partitions"), "{e}");
     assert!(!e.is_transient());
     assert_eq!(s.counts().unwrap()["gw1"]["stats"], 21, "nothing of it stored");
+    assert_eq!(partitions(&server), 3, "nor any day made");
 }
 
 #[test]
@@ -287,9 +298,14 @@ fn migrate_copies_a_sqlite_database_once() {
 fn a_restarted_server_is_reconnected() {
     let Some((mut server, at)) = server() else { return };
     let mut s = Store::open(&at).unwrap();
+    let reader = Store::open_reader(&at, std::time::Duration::from_secs(5)).unwrap();
     let evs = events(1, 1, 300);
     s.insert(&batch("gw1", &evs[..100]), 0).unwrap();
+    assert_eq!(reader.sequence_numbers("gw1").unwrap().len(), 100);
     server.restart();
+    // A reader kept idle over the restart answers at once (it connects
+    // again by itself).
+    assert_eq!(reader.sequence_numbers("gw1").unwrap().len(), 100);
     let mut failures = 0;
     let stored = loop {
         match s.insert(&batch("gw1", &evs[100..]), 0) {

@@ -42,7 +42,8 @@ impl std::fmt::Display for Location {
 /// A connection to the store.
 pub enum Store {
     Sqlite(sqlite::Sqlite),
-    Postgres(postgres::Postgres),
+    /// Boxed: a client is large, and stores are moved between threads.
+    Postgres(Box<postgres::Postgres>),
 }
 
 /// A store's failure.
@@ -181,7 +182,7 @@ impl Store {
     pub fn open(at: &Location) -> Result<Store> {
         Ok(match at {
             Location::Sqlite(p) => Store::Sqlite(sqlite::Sqlite::open(p)?),
-            Location::Postgres(s) => Store::Postgres(postgres::Postgres::open(s)?),
+            Location::Postgres(s) => Store::Postgres(Box::new(postgres::Postgres::open(s)?)),
         })
     }
 
@@ -190,7 +191,7 @@ impl Store {
     pub fn open_ingest(at: &Location) -> Result<Store> {
         Ok(match at {
             Location::Sqlite(p) => Store::Sqlite(sqlite::Sqlite::open_ingest(p)?),
-            Location::Postgres(s) => Store::Postgres(postgres::Postgres::open(s)?),
+            Location::Postgres(s) => Store::Postgres(Box::new(postgres::Postgres::open(s)?)),
         })
     }
 
@@ -199,7 +200,7 @@ impl Store {
     pub fn open_reader(at: &Location, timeout: Duration) -> Result<Store> {
         Ok(match at {
             Location::Sqlite(p) => Store::Sqlite(sqlite::Sqlite::open(p)?),
-            Location::Postgres(s) => Store::Postgres(postgres::Postgres::open_reader(s, timeout)?),
+            Location::Postgres(s) => Store::Postgres(Box::new(postgres::Postgres::open_reader(s, timeout)?)),
         })
     }
 

@@ -370,9 +370,28 @@ impl Postgres {
     /// Runs `sql` (`?` parameters) and calls `f` with each row.
     pub fn each(&self, sql: &str, params: &[Param<'_>], mut f: impl FnMut(&postgres::Row) -> Result<()>) -> Result<()> {
         use postgres::fallible_iterator::FallibleIterator;
+        let sql = numbered(sql);
         let mut slot = self.client.borrow_mut();
+        let failed = {
+            let client = connected(&mut slot, &self.config)?;
+            match client.query_raw(sql.as_str(), params.iter()) {
+                Ok(mut rows) => {
+                    while let Some(r) = rows.next()? {
+                        f(&r)?;
+                    }
+                    return Ok(());
+                }
+                Err(e) => e,
+            }
+        };
+        // A connection kept idle that the server closed meanwhile (it
+        // restarted): once more, on a new one.
+        if !slot.as_ref().is_some_and(Client::is_closed) {
+            return Err(failed.into());
+        }
+        tracing::info!(error = %describe(&failed), "PostgreSQL: connection lost; connecting again");
         let client = connected(&mut slot, &self.config)?;
-        let mut rows = client.query_raw(numbered(sql).as_str(), params.iter())?;
+        let mut rows = client.query_raw(sql.as_str(), params.iter())?;
         while let Some(r) = rows.next()? {
             f(&r)?;
         }
@@ -399,11 +418,15 @@ impl Postgres {
 
     /// Stores a batch in one transaction ([module documentation](self)).
     pub fn insert(&mut self, batch: &Batch, now_us: i64) -> Result<Stored> {
-        let result = self.try_insert(batch, now_us);
+        let mut result = self.try_insert(batch, now_us);
         if result.is_err() {
             // Retention on another collector may have dropped a day this
-            // one thought was there.
+            // one thought was there: once more, making the days again.
             self.days.clear();
+            if matches!(&result, Err(Error::Postgres(e)) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE))
+            {
+                result = self.try_insert(batch, now_us);
+            }
         }
         result
     }
@@ -540,11 +563,22 @@ fn make_partitions(client: &mut Client, days: &BTreeSet<i64>) -> Result<()> {
 }
 
 /// The new rows of a batch and their typed rows, by `COPY … (FORMAT
-/// binary)`: one stream per table that has rows.
+/// binary)`: one stream per table and day that has rows, straight into
+/// the day's partition (through the partitioned table, each row would be
+/// routed on its own).
 fn copy_rows(tx: &mut Transaction<'_>, sensor: &str, rows: &[&crate::ingest::Row]) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
+    let mut by_day: BTreeMap<i64, Vec<&crate::ingest::Row>> = BTreeMap::new();
+    for r in rows {
+        by_day.entry(day_of(r.ts_us)).or_default().push(r);
     }
+    for (day, rows) in by_day {
+        copy_day(tx, sensor, day, &rows)?;
+    }
+    Ok(())
+}
+
+/// [`copy_rows`] for the rows of one day.
+fn copy_day(tx: &mut Transaction<'_>, sensor: &str, day: i64, rows: &[&crate::ingest::Row]) -> Result<()> {
     let mut events = CopyData::new(&EVENT_TYPES);
     let mut typed_rows = Vec::with_capacity(rows.len());
     for r in rows {
@@ -552,7 +586,7 @@ fn copy_rows(tx: &mut Transaction<'_>, sensor: &str, rows: &[&crate::ingest::Row
         events.row(&[&sensor, &s, &r.kind, &r.ts_us, &r.json])?;
         typed_rows.push((r.ts_us, typed::of(sensor, r)?));
     }
-    events.send(tx, "events", "sensor, seq, kind, ts_us, json")?;
+    events.send(tx, &partition("events", day), "sensor, seq, kind, ts_us, json")?;
     let mut tables: [Vec<&[Param<'_>]>; 4] = Default::default();
     let mut hops: Vec<Vec<Param<'_>>> = Vec::new();
     for (ts, t) in &typed_rows {
@@ -569,26 +603,33 @@ fn copy_rows(tx: &mut Transaction<'_>, sensor: &str, rows: &[&crate::ingest::Row
         }
     }
     let [handshakes, flows, routes, scans] = tables;
-    let hop_columns = format!("{}, ts_us", typed::HOP_COLUMNS);
     let hops: Vec<&[Param<'_>]> = hops.iter().map(Vec::as_slice).collect();
-    let all: [(&str, &str, &[Type], Vec<&[Param<'_>]>); 5] = [
-        ("handshakes", typed::HANDSHAKE_COLUMNS, &HANDSHAKE_TYPES, handshakes),
-        ("flows", typed::FLOW_COLUMNS, &flow_types(), flows),
-        ("routes", typed::ROUTE_COLUMNS, &ROUTE_TYPES, routes),
-        ("hops", &hop_columns, &HOP_TYPES, hops),
-        ("scans", typed::SCAN_COLUMNS, &SCAN_TYPES, scans),
-    ];
-    for (table, columns, types, rows) in all {
-        if rows.is_empty() {
-            continue;
-        }
-        let mut data = CopyData::new(types);
-        for v in rows {
-            let values: Vec<&(dyn ToSql + Sync)> = v.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            data.row(&values)?;
-        }
-        data.send(tx, table, columns)?;
+    let hop_columns = format!("{}, ts_us", typed::HOP_COLUMNS);
+    let on_day = |table: &str| partition(table, day);
+    send(
+        tx,
+        &on_day("handshakes"),
+        typed::HANDSHAKE_COLUMNS,
+        &HANDSHAKE_TYPES,
+        &handshakes,
+    )?;
+    send(tx, &on_day("flows"), typed::FLOW_COLUMNS, &flow_types(), &flows)?;
+    send(tx, &on_day("routes"), typed::ROUTE_COLUMNS, &ROUTE_TYPES, &routes)?;
+    send(tx, &on_day("hops"), &hop_columns, &HOP_TYPES, &hops)?;
+    send(tx, &on_day("scans"), typed::SCAN_COLUMNS, &SCAN_TYPES, &scans)
+}
+
+/// `rows` into `table` by one `COPY`, when there are any.
+fn send(tx: &mut Transaction<'_>, table: &str, columns: &str, types: &[Type], rows: &[&[Param<'_>]]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
     }
+    let mut data = CopyData::new(types);
+    for v in rows {
+        let values: Vec<&(dyn ToSql + Sync)> = v.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        data.row(&values)?;
+    }
+    data.send(tx, table, columns)?;
     Ok(())
 }
 
@@ -613,7 +654,9 @@ impl<'t> CopyData<'t> {
 
     /// One row: its values in the order of the types.
     pub fn row(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<()> {
-        let n = i16::try_from(values.len()).ok().filter(|_| values.len() == self.types.len());
+        let n = i16::try_from(values.len())
+            .ok()
+            .filter(|_| values.len() == self.types.len());
         let Some(n) = n else {
             return Err(Error::Invalid(format!(
                 "a row of {} values for {} columns",

@@ -763,7 +763,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
         let row = |s: &Store| -> (String, i64, i64, i64, String) {
-            lite(&s)
+            lite(s)
                 .conn
                 .query_row(
                     "SELECT remote_ip, retrans_s2c, dup_acks_c2s, sack_blocks_c2s, end_reason FROM flows",
