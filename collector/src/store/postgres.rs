@@ -420,6 +420,10 @@ impl Postgres {
     pub fn insert(&mut self, batch: &Batch, now_us: i64) -> Result<Stored> {
         let mut result = self.try_insert(batch, now_us);
         if result.is_err() {
+            // A new connection: a COPY refused at its start can leave the
+            // client out of step with the server (seen: "unexpected
+            // message" on the next statement).
+            *self.client.get_mut() = None;
             // Retention on another collector may have dropped a day this
             // one thought was there: once more, making the days again.
             self.days.clear();
