@@ -145,6 +145,7 @@ fn postgres_bench(url: &str, bodies: &[Vec<u8>], n: u64) -> Result<(), Box<dyn s
     let settings = net_gazer_collector::store::postgres::Settings {
         url: url.to_string(),
         connect_timeout: std::time::Duration::from_secs(5),
+        graph_queue: false,
     };
     let mut store = Store::open_ingest(&Location::Postgres(settings))?;
     let started = Instant::now();

@@ -225,7 +225,10 @@ impl Config {
     /// SQLite file `database` otherwise.
     pub fn store(&self) -> crate::store::Location {
         match &self.postgres {
-            Some(p) => crate::store::Location::Postgres(p.clone()),
+            Some(p) => crate::store::Location::Postgres(crate::store::postgres::Settings {
+                graph_queue: self.falkordb.is_some(),
+                ..p.clone()
+            }),
             None => crate::store::Location::Sqlite(self.database.clone()),
         }
     }
@@ -294,12 +297,6 @@ impl Config {
                 return bad(
                     "postgres.url",
                     format!("not a PostgreSQL connection string or URL: {e}"),
-                );
-            }
-            if config.falkordb.is_some() {
-                return bad(
-                    "falkordb",
-                    "FalkorDB is filled from the SQLite store only; with [postgres] leave [falkordb] out".into(),
                 );
             }
         }

@@ -16,10 +16,17 @@
 //! travel in FalkorDB's `CYPHER name=value …` parameter header, rendered
 //! by [`Param`] (strings quoted and escaped, never spliced into a query).
 //!
-//! Progress is kept in the graph itself (`(:sync {name: 'routes'})` with
-//! the last SQLite route rowid written), so a graph that was emptied or
-//! replaced is filled again from SQLite, and a FalkorDB that was down
-//! catches up when it returns.
+//! On SQLite, progress is kept in the graph itself (`(:sync {name:
+//! 'routes'})` with the last SQLite route rowid written), so a graph that
+//! was emptied or replaced is filled again from SQLite, and a FalkorDB that
+//! was down catches up when it returns. On PostgreSQL, shared by many
+//! collectors, each new route is queued in the database (`graph_queue`) in
+//! the transaction that stores it, and the graph thread of any collector
+//! with `[falkordb]` takes routes from the queue (a route held by one is
+//! skipped by the others) and forgets them once written; a graph without
+//! its `:sync` node gets every stored route queued again. The queries
+//! `MERGE`, so a route written twice (a collector that died after writing
+//! and before forgetting) changes nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,9 +34,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-// The graph is filled from the SQLite store (with `[postgres]`, the
-// configuration refuses `[falkordb]`).
-use crate::store::sqlite::Sqlite as Store;
+use crate::store::postgres::Postgres;
+use crate::store::sqlite::Sqlite;
 
 /// `[falkordb]` in the collector's configuration.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -162,19 +168,7 @@ MERGE (s)-[t:traced]->(d) SET t.last_seen = $ts";
 const CURSOR_GET: &str = "MATCH (c:sync {name: 'routes'}) RETURN c.last";
 const CURSOR_SET: &str = "MERGE (c:sync {name: 'routes'}) SET c.last = $last";
 
-/// An answering hop: (ttl, address, average RTT µs, ASN, country).
-pub type HopRow = (i64, String, Option<f64>, Option<i64>, Option<String>);
-
-/// One stored route with its answering hops, in TTL order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RouteRow {
-    pub rowid: i64,
-    pub sensor: String,
-    pub ts_us: i64,
-    pub src: String,
-    pub dst: String,
-    pub hops: Vec<HopRow>,
-}
+pub use crate::store::{HopRow, RouteRow};
 
 impl RouteRow {
     /// The queries that write this route.
@@ -218,8 +212,14 @@ impl RouteRow {
     }
 }
 
+/// Where the graph's routes come from.
+pub enum Source {
+    Sqlite(Sqlite),
+    Postgres(Box<Postgres>),
+}
+
 /// Routes stored after `rowid` (at most `limit`), with their hops.
-pub fn routes_after(store: &Store, rowid: i64, limit: u32) -> rusqlite::Result<Vec<RouteRow>> {
+pub fn routes_after(store: &Sqlite, rowid: i64, limit: u32) -> rusqlite::Result<Vec<RouteRow>> {
     let conn = store.conn();
     let mut q = conn.prepare_cached(
         "SELECT rowid, sensor, seq, ts_us, src_ip, dst_ip FROM routes WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
@@ -259,22 +259,22 @@ pub struct GraphStats {
     pub errors: AtomicU64,
 }
 
-/// Starts the thread that keeps the graph filled from `store` (a
+/// Starts the thread that keeps the graph filled from `source` (a
 /// connection of its own).
-pub fn spawn(config: FalkorConfig, store: Store, stats: Arc<GraphStats>) -> std::io::Result<()> {
+pub fn spawn(config: FalkorConfig, mut source: Source, stats: Arc<GraphStats>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("falkordb".into())
-        .spawn(move || run(&config, &store, &stats))
+        .spawn(move || run(&config, &mut source, &stats))
         .map(|_| ())
 }
 
-fn run(config: &FalkorConfig, store: &Store, stats: &GraphStats) {
+fn run(config: &FalkorConfig, source: &mut Source, stats: &GraphStats) {
     let mut backoff = Duration::from_millis(500);
     let mut reported = false;
     // Kept across rounds; dropped on any error and made again.
     let mut con: Option<redis::Connection> = None;
     loop {
-        match sync(config, store, stats, &mut con) {
+        match sync(config, source, stats, &mut con) {
             Ok(()) => {
                 if reported {
                     tracing::info!(url = %config.url, "FalkorDB reachable again; the graph caught up");
@@ -287,7 +287,7 @@ fn run(config: &FalkorConfig, store: &Store, stats: &GraphStats) {
                 con = None;
                 stats.errors.fetch_add(1, Ordering::Relaxed);
                 if !reported {
-                    tracing::warn!(url = %config.url, error = %e, "FalkorDB: cannot write the graph; retrying (SQLite ingest continues)");
+                    tracing::warn!(url = %config.url, error = %e, "FalkorDB: cannot write the graph; retrying (ingest continues)");
                     reported = true;
                 }
                 std::thread::sleep(backoff);
@@ -303,13 +303,15 @@ enum SyncError {
     Redis(#[from] redis::RedisError),
     #[error("reading SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("reading the store: {0}")]
+    Store(#[from] crate::store::Error),
 }
 
 /// Writes every route not yet in the graph (connecting first if `con` is
 /// empty).
 fn sync(
     config: &FalkorConfig,
-    store: &Store,
+    source: &mut Source,
     stats: &GraphStats,
     con: &mut Option<redis::Connection>,
 ) -> Result<(), SyncError> {
@@ -322,6 +324,54 @@ fn sync(
             con.insert(c)
         }
     };
+    match source {
+        Source::Sqlite(store) => sync_sqlite(config, store, stats, con),
+        Source::Postgres(store) => sync_postgres(config, store, stats, con),
+    }
+}
+
+/// The routes queued in PostgreSQL, a batch at a time, until none is left.
+fn sync_postgres(
+    config: &FalkorConfig,
+    store: &mut Postgres,
+    stats: &GraphStats,
+    con: &mut redis::Connection,
+) -> Result<(), SyncError> {
+    let synced = match query(con, &config.graph, CURSOR_GET.to_string())? {
+        redis::Value::Array(parts) => first_int(&parts).is_some(),
+        _ => false,
+    };
+    if !synced {
+        let n = store.graph_refill()?;
+        tracing::info!(
+            routes = n,
+            "FalkorDB: a new or emptied graph; every stored route queued for it"
+        );
+        query(con, &config.graph, with_params(&[("last", Param::Int(0))], CURSOR_SET))?;
+    }
+    loop {
+        let written = store.graph_round(config.batch, |routes| -> Result<(), SyncError> {
+            for r in routes {
+                for q in r.queries() {
+                    query(con, &config.graph, q)?;
+                }
+            }
+            Ok(())
+        })?;
+        stats.routes_written.fetch_add(written as u64, Ordering::Relaxed);
+        if written == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// The routes after the graph's cursor in SQLite.
+fn sync_sqlite(
+    config: &FalkorConfig,
+    store: &Sqlite,
+    stats: &GraphStats,
+    con: &mut redis::Connection,
+) -> Result<(), SyncError> {
     let mut cursor = match query(con, &config.graph, CURSOR_GET.to_string())? {
         redis::Value::Array(parts) => first_int(&parts).unwrap_or(0),
         _ => 0,

@@ -52,8 +52,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let graph_stats = std::sync::Arc::new(net_gazer_collector::graphdb::GraphStats::default());
     if let Some(f) = config.falkordb.clone() {
-        let store = net_gazer_collector::store::sqlite::Sqlite::open(&config.database)
-            .with_context(|| format!("opening the database {}", config.database.display()))?;
+        use net_gazer_collector::graphdb::Source;
+        let store = match Store::open(&at).with_context(|| format!("opening the store {at}"))? {
+            Store::Sqlite(s) => Source::Sqlite(s),
+            Store::Postgres(p) => Source::Postgres(p),
+        };
         tracing::info!(url = %f.url, graph = %f.graph, "writing traced paths to FalkorDB");
         net_gazer_collector::graphdb::spawn(f, store, std::sync::Arc::clone(&graph_stats))
             .context("starting the FalkorDB thread")?;

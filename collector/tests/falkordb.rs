@@ -224,6 +224,79 @@ fn the_original_queries_return_the_traced_paths_and_an_outage_is_caught_up() {
     drop(falkor);
 }
 
+/// Two collectors on one PostgreSQL database, each with `[falkordb]`:
+/// the routes either of them stores reach the graph (queued in the
+/// database, written by whichever graph thread takes them, each once), and
+/// a FalkorDB that comes back empty gets every stored route again.
+#[test]
+fn collectors_sharing_postgresql_fill_one_graph_and_refill_an_emptied_one() {
+    let Some(bin) = common::falkordb::dir() else {
+        return;
+    };
+    let Some(pg) = common::postgres::Server::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut falkor = start_falkor(&bin, dir.path(), port);
+    let config = format!(
+        "[falkordb]\nurl = \"redis://127.0.0.1:{port}/\"\n[sensors.gw1]\ntoken = \"{TOKEN}\"\n{}",
+        pg.config()
+    );
+    let (d1, d2) = (dir.path().join("c1"), dir.path().join("c2"));
+    std::fs::create_dir_all(&d1).unwrap();
+    std::fs::create_dir_all(&d2).unwrap();
+    let c1 = common::start(&d1, &config);
+    let c2 = common::start(&d2, &config);
+    post(
+        &c1.base,
+        vec![route(1, "203.0.113.5", &[Some("10.0.0.254"), Some("203.0.113.5")])],
+    );
+    post(
+        &c2.base,
+        vec![route(2, "198.51.100.77", &[Some("10.0.0.254"), Some("198.51.100.77")])],
+    );
+    let next = "MATCH (a:hop {ip:'10.0.0.254'})-[:next]->(b) RETURN b.ip";
+    let after = wait_rows(port, next, "both collectors' routes in the graph", |r| r.len() == 2);
+    assert_eq!(
+        column(&after, 0),
+        ["198.51.100.77", "203.0.113.5"].map(String::from).into()
+    );
+    let hops = rows(port, "MATCH (n:hop) RETURN n.ip").unwrap();
+    assert_eq!(hops.len(), 4, "each address once: {hops:?}");
+    let queued: i64 = pg
+        .client()
+        .query_one("SELECT count(*) FROM graph_queue", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 0, "the queue is empty once written");
+
+    // FalkorDB back empty: every stored route again.
+    drop(falkor);
+    falkor = start_falkor(&bin, dir.path(), port);
+    wait_rows(port, next, "the emptied graph filled again", |r| r.len() == 2);
+    let metrics: f64 = [&c1, &c2]
+        .iter()
+        .filter_map(|c| {
+            reqwest::blocking::get(format!("{}/metrics", c.base))
+                .ok()?
+                .text()
+                .ok()?
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("netgazer_collector_graph_routes_written_total ")?
+                        .parse::<f64>()
+                        .ok()
+                })
+        })
+        .sum();
+    assert!(metrics >= 4.0, "two routes written, twice: {metrics}");
+    drop(falkor);
+}
+
 /// JSON from a blocking response (reqwest here has no `json` feature).
 trait JsonOrText {
     fn json_or_text(self) -> Value;

@@ -20,6 +20,7 @@ fn server() -> Option<(Server, Location)> {
     let at = Location::Postgres(store::postgres::Settings {
         url: s.url(),
         connect_timeout: std::time::Duration::from_secs(5),
+        graph_queue: false,
     });
     Some((s, at))
 }

@@ -318,6 +318,23 @@ impl Store {
     }
 }
 
+/// An answering hop of a route, for the graph store: (ttl, address,
+/// average RTT µs, ASN, country).
+pub type HopRow = (i64, String, Option<f64>, Option<i64>, Option<String>);
+
+/// One stored route with its answering hops, in TTL order, as the graph
+/// store (`crate::graphdb`) writes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteRow {
+    /// Its SQLite rowid (the graph's cursor on SQLite; 0 on PostgreSQL).
+    pub rowid: i64,
+    pub sensor: String,
+    pub ts_us: i64,
+    pub src: String,
+    pub dst: String,
+    pub hops: Vec<HopRow>,
+}
+
 /// A sequence number as the stores hold it (ingest refuses larger ones, so
 /// this fails only for a batch not made by [`crate::ingest::parse`]).
 pub(crate) fn seq(n: u64) -> Result<i64> {

@@ -35,6 +35,10 @@ pub struct Settings {
     /// Connecting must take no longer.
     #[serde(default = "default_connect_timeout", with = "net_gazer_common::duration::serde")]
     pub connect_timeout: Duration,
+    /// Queue each new route for the graph store (`graph_queue`): set when
+    /// the configuration has `[falkordb]`, not a key of `[postgres]`.
+    #[serde(skip)]
+    pub graph_queue: bool,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -97,7 +101,8 @@ const LOCK_PARTITIONS: i64 = 0x6e67_0002;
 
 /// Schema versions, applied in order (`schema_version` says how many
 /// already were).
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE sensors (
         id TEXT PRIMARY KEY, first_seen_us BIGINT NOT NULL, last_seen_us BIGINT NOT NULL,
         last_seq BIGINT NOT NULL DEFAULT 0
@@ -147,7 +152,16 @@ const MIGRATIONS: &[&str] = &["
         sensor TEXT NOT NULL, first BIGINT NOT NULL, last BIGINT NOT NULL, PRIMARY KEY (sensor, first)
     );
     CREATE TABLE partitions (day BIGINT PRIMARY KEY);
-"];
+",
+    "
+    -- Routes not yet written to the graph store (FalkorDB): filled with
+    -- each new route by collectors that have [falkordb], emptied by their
+    -- graph threads, whichever collector stored the route.
+    CREATE TABLE graph_queue (
+        sensor TEXT NOT NULL, route_seq BIGINT NOT NULL, ts_us BIGINT NOT NULL, PRIMARY KEY (sensor, route_seq)
+    );
+",
+];
 
 /// The column types of the typed tables, in [`typed`]'s order.
 const HANDSHAKE_TYPES: [Type; 19] = [
@@ -237,6 +251,8 @@ fn flow_types() -> Vec<Type> {
 
 pub struct Postgres {
     config: postgres::Config,
+    /// [`Settings::graph_queue`].
+    graph_queue: bool,
     /// Connected when first needed and again after the connection broke
     /// (a restart of the server): `RefCell` because the queries read
     /// through `&self`.
@@ -342,7 +358,9 @@ fn connected<'a>(slot: &'a mut Option<Client>, config: &postgres::Config) -> Res
 impl Postgres {
     /// Connects and brings the schema up to date.
     pub fn open(settings: &Settings) -> Result<Postgres> {
-        Self::with_config(settings.config().map_err(Error::Invalid)?)
+        let mut store = Self::with_config(settings.config().map_err(Error::Invalid)?)?;
+        store.graph_queue = settings.graph_queue;
+        Ok(store)
     }
 
     /// A connection whose statements the server stops after `timeout`.
@@ -356,6 +374,7 @@ impl Postgres {
         let client = connect(&config)?;
         Ok(Postgres {
             config,
+            graph_queue: false,
             client: RefCell::new(Some(client)),
             days: BTreeSet::new(),
         })
@@ -473,6 +492,14 @@ impl Postgres {
             duplicates: (batch.rows.len() - rows.len()) as u64,
         };
         copy_rows(&mut tx, &batch.sensor, &rows)?;
+        if self.graph_queue {
+            for r in rows.iter().filter(|r| r.kind == "route") {
+                tx.execute(
+                    "INSERT INTO graph_queue (sensor, route_seq, ts_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[&batch.sensor, &seq(r.seq)?, &r.ts_us],
+                )?;
+            }
+        }
         let mut stored_seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
         stored_seqs.sort_unstable();
         record(&mut tx, &batch.sensor, &near, &stored_seqs)?;
@@ -495,6 +522,78 @@ impl Postgres {
         }
         tx.commit()?;
         Ok(result)
+    }
+
+    /// Takes up to `limit` routes queued for the graph store (routes
+    /// another collector's graph thread holds are skipped), hands them to
+    /// `write` and forgets them once written, in one transaction: when
+    /// `write` fails they stay queued. Returns how many were written.
+    pub fn graph_round<E: From<Error>>(
+        &mut self,
+        limit: u32,
+        write: impl FnOnce(&[super::RouteRow]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<usize, E> {
+        let client = connected(self.client.get_mut(), &self.config)?;
+        let mut tx = client.transaction().map_err(Error::from)?;
+        let queued = tx
+            .query(
+                "SELECT sensor, route_seq, ts_us FROM graph_queue ORDER BY ts_us LIMIT $1 FOR UPDATE SKIP LOCKED",
+                &[&i64::from(limit)],
+            )
+            .map_err(Error::from)?;
+        let mut routes = Vec::with_capacity(queued.len());
+        for q in &queued {
+            let (sensor, seq, ts_us): (String, i64, i64) = (q.get(0), q.get(1), q.get(2));
+            // The route's own day (its partition) by its time.
+            let head = tx
+                .query_opt(
+                    "SELECT src_ip, dst_ip FROM routes WHERE sensor = $1 AND seq = $2 AND ts_us = $3",
+                    &[&sensor, &seq, &ts_us],
+                )
+                .map_err(Error::from)?;
+            // Gone with retention: nothing to write.
+            let Some(head) = head else { continue };
+            let hops = tx
+                .query(
+                    "SELECT ttl, addr, rtt_avg_us, asn, country FROM hops
+                     WHERE sensor = $1 AND route_seq = $2 AND ts_us = $3 AND addr IS NOT NULL ORDER BY ttl",
+                    &[&sensor, &seq, &ts_us],
+                )
+                .map_err(Error::from)?
+                .iter()
+                .map(|h| (h.get(0), h.get(1), h.get(2), h.get(3), h.get(4)))
+                .collect();
+            routes.push(super::RouteRow {
+                rowid: 0,
+                sensor,
+                ts_us,
+                src: head.get(0),
+                dst: head.get(1),
+                hops,
+            });
+        }
+        write(&routes)?;
+        for q in &queued {
+            let (sensor, seq): (String, i64) = (q.get(0), q.get(1));
+            tx.execute(
+                "DELETE FROM graph_queue WHERE sensor = $1 AND route_seq = $2",
+                &[&sensor, &seq],
+            )
+            .map_err(Error::from)?;
+        }
+        tx.commit().map_err(Error::from)?;
+        Ok(routes.len())
+    }
+
+    /// Queues every stored route for the graph store again (a graph that
+    /// was emptied or replaced). Returns how many were queued.
+    pub fn graph_refill(&mut self) -> Result<u64> {
+        let client = connected(self.client.get_mut(), &self.config)?;
+        Ok(client.execute(
+            "INSERT INTO graph_queue (sensor, route_seq, ts_us) SELECT sensor, seq, ts_us FROM routes
+             ON CONFLICT DO NOTHING",
+            &[],
+        )?)
     }
 
     /// Drops the days that end at or before `before_us`, each in a
@@ -776,6 +875,7 @@ mod tests {
         let s = Settings {
             url: "postgresql://collector:secret@db1:5433/netgazer".into(),
             connect_timeout: Duration::from_secs(1),
+            graph_queue: false,
         };
         let shown = s.to_string();
         assert_eq!(shown, "PostgreSQL database netgazer on db1 as collector");
