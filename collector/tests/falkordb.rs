@@ -131,16 +131,21 @@ fn column(rows: &[Vec<String>], i: usize) -> std::collections::BTreeSet<String> 
     rows.iter().filter_map(|r| r.get(i).cloned()).collect()
 }
 
-#[test]
-fn the_original_queries_return_the_traced_paths_and_an_outage_is_caught_up() {
-    let Some(bin) = common::falkordb::dir() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
+/// FalkorDB's programs, a directory and a free port for it.
+fn falkor_setup() -> Option<(std::path::PathBuf, tempfile::TempDir, u16)> {
+    let bin = common::falkordb::dir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
+    Some((bin, tempfile::tempdir().unwrap(), port))
+}
+
+#[test]
+fn the_original_queries_return_the_traced_paths_and_an_outage_is_caught_up() {
+    let Some((bin, dir, port)) = falkor_setup() else {
+        return;
+    };
     let mut falkor = start_falkor(&bin, dir.path(), port);
     let c = common::start(
         dir.path(),
@@ -230,17 +235,12 @@ fn the_original_queries_return_the_traced_paths_and_an_outage_is_caught_up() {
 /// a FalkorDB that comes back empty gets every stored route again.
 #[test]
 fn collectors_sharing_postgresql_fill_one_graph_and_refill_an_emptied_one() {
-    let Some(bin) = common::falkordb::dir() else {
+    let Some((bin, dir, port)) = falkor_setup() else {
         return;
     };
     let Some(pg) = common::postgres::Server::start() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
     let mut falkor = start_falkor(&bin, dir.path(), port);
     let config = format!(
         "[falkordb]\nurl = \"redis://127.0.0.1:{port}/\"\n[sensors.gw1]\ntoken = \"{TOKEN}\"\n{}",

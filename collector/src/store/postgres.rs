@@ -163,90 +163,14 @@ const MIGRATIONS: &[&str] = &[
 ",
 ];
 
-/// The column types of the typed tables, in [`typed`]'s order.
-const HANDSHAKE_TYPES: [Type; 19] = [
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::FLOAT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::INT8,
-    Type::TEXT,
-];
-const ROUTE_TYPES: [Type; 11] = [
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::BOOL,
-    Type::INT8,
-    Type::BOOL,
-];
-/// The hop's columns and the route's time.
-const HOP_TYPES: [Type; 12] = [
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::FLOAT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::INT8,
-];
-const SCAN_TYPES: [Type; 11] = [
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-];
-
-fn flow_types() -> Vec<Type> {
-    let mut t = vec![
-        Type::TEXT,
-        Type::INT8,
-        Type::INT8,
-        Type::INT8,
-        Type::INT8,
-        Type::TEXT,
-        Type::INT8,
-        Type::TEXT,
-        Type::INT8,
-        Type::TEXT,
-        Type::TEXT,
-        Type::BOOL,
-        Type::TEXT,
-        Type::TEXT,
-        Type::FLOAT8,
-    ];
-    t.extend(std::iter::repeat_n(Type::INT8, typed::FLOW_COUNTERS.len()));
-    t
+/// PostgreSQL's type for a column of a typed table.
+fn pg_type(c: typed::Col) -> Type {
+    match c {
+        typed::Col::Text => Type::TEXT,
+        typed::Col::Int => Type::INT8,
+        typed::Col::Real => Type::FLOAT8,
+        typed::Col::Flag => Type::BOOL,
+    }
 }
 
 pub struct Postgres {
@@ -707,19 +631,20 @@ fn copy_day(tx: &mut Transaction<'_>, sensor: &str, day: i64, rows: &[&crate::in
     }
     let [handshakes, flows, routes, scans] = tables;
     let hops: Vec<&[Param<'_>]> = hops.iter().map(Vec::as_slice).collect();
-    let hop_columns = format!("{}, ts_us", typed::HOP_COLUMNS);
-    let on_day = |table: &str| partition(table, day);
-    send(
-        tx,
-        &on_day("handshakes"),
-        typed::HANDSHAKE_COLUMNS,
-        &HANDSHAKE_TYPES,
-        &handshakes,
-    )?;
-    send(tx, &on_day("flows"), typed::FLOW_COLUMNS, &flow_types(), &flows)?;
-    send(tx, &on_day("routes"), typed::ROUTE_COLUMNS, &ROUTE_TYPES, &routes)?;
-    send(tx, &on_day("hops"), &hop_columns, &HOP_TYPES, &hops)?;
-    send(tx, &on_day("scans"), typed::SCAN_COLUMNS, &SCAN_TYPES, &scans)
+    for (table, rows) in [
+        (&typed::HANDSHAKES, handshakes),
+        (&typed::FLOWS, flows),
+        (&typed::ROUTES, routes),
+        (&typed::SCANS, scans),
+    ] {
+        let types: Vec<Type> = table.columns.iter().map(|(_, c)| pg_type(*c)).collect();
+        send(tx, &partition(table.name, day), &table.column_list(), &types, &rows)?;
+    }
+    // The hops with their route's time (their partition's key).
+    let mut types: Vec<Type> = typed::HOPS.columns.iter().map(|(_, c)| pg_type(*c)).collect();
+    types.push(Type::INT8);
+    let columns = format!("{}, ts_us", typed::HOPS.column_list());
+    send(tx, &partition("hops", day), &columns, &types, &hops)
 }
 
 /// `rows` into `table` by one `COPY`, when there are any.

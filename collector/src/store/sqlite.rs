@@ -345,20 +345,21 @@ struct Statements<'tx> {
     scan: rusqlite::CachedStatement<'tx>,
 }
 
-/// `INSERT INTO table (columns) VALUES (?, ?, …)`.
-fn insert_into(table: &str, columns: &str) -> String {
-    let marks = vec!["?"; columns.split(',').count()].join(", ");
-    format!("INSERT INTO {table} ({columns}) VALUES ({marks})")
+/// `INSERT INTO name (columns) VALUES (?, ?, …)`.
+fn insert_into(name: &str, table: &typed::Table) -> String {
+    let marks = vec!["?"; table.columns.len()].join(", ");
+    format!("INSERT INTO {name} ({}) VALUES ({marks})", table.column_list())
 }
 
 impl<'tx> Statements<'tx> {
     fn new(tx: &'tx rusqlite::Transaction<'_>) -> rusqlite::Result<Statements<'tx>> {
         Ok(Statements {
-            handshake: tx.prepare_cached(&insert_into("handshakes_new", typed::HANDSHAKE_COLUMNS))?,
-            flow: tx.prepare_cached(&insert_into("flows", typed::FLOW_COLUMNS))?,
-            route: tx.prepare_cached(&insert_into("routes", typed::ROUTE_COLUMNS))?,
-            hop: tx.prepare_cached(&insert_into("hops", typed::HOP_COLUMNS))?,
-            scan: tx.prepare_cached(&insert_into("scans", typed::SCAN_COLUMNS))?,
+            // New handshakes go to the unindexed table first (INDEX_EVERY).
+            handshake: tx.prepare_cached(&insert_into("handshakes_new", &typed::HANDSHAKES))?,
+            flow: tx.prepare_cached(&insert_into(typed::FLOWS.name, &typed::FLOWS))?,
+            route: tx.prepare_cached(&insert_into(typed::ROUTES.name, &typed::ROUTES))?,
+            hop: tx.prepare_cached(&insert_into(typed::HOPS.name, &typed::HOPS))?,
+            scan: tx.prepare_cached(&insert_into(typed::SCANS.name, &typed::SCANS))?,
         })
     }
 

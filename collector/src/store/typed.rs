@@ -34,17 +34,136 @@ pub const FLOW_COUNTERS: [&str; 12] = [
     "zero_window_s2c",
 ];
 
-pub const HANDSHAKE_COLUMNS: &str = "sensor, seq, id, ts_us, client_ip, client_port, server_ip, server_port, \
-     direction, outcome, rtt_us, syn_count, remote_ip, country, city, lat, lon, asn, org";
-pub const FLOW_COLUMNS: &str = "sensor, seq, id, ts_us, end_us, client_ip, client_port, server_ip, server_port, \
-     direction, remote_ip, handshake_seen, end_reason, rst_from, duration_us, packets_c2s, packets_s2c, bytes_c2s, \
-     bytes_s2c, retrans_c2s, retrans_s2c, sack_blocks_c2s, sack_blocks_s2c, dup_acks_c2s, dup_acks_s2c, \
-     zero_window_c2s, zero_window_s2c";
-pub const ROUTE_COLUMNS: &str =
-    "sensor, seq, id, ts_us, handshake_id, src_ip, dst_ip, protocol, reached, hop_count, changed";
-pub const HOP_COLUMNS: &str = "sensor, route_seq, ttl, addr, sent, received, rtt_avg_us, country, asn, lat, lon";
-pub const SCAN_COLUMNS: &str =
-    "sensor, seq, ts_us, src_ip, scan_type, phase, target_ip, target_port, distinct_count, country, asn";
+/// A column's kind, which each store maps to its own type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Col {
+    Text,
+    Int,
+    Real,
+    Flag,
+}
+
+/// A typed table: its columns in the order [`of`] gives their values.
+pub struct Table {
+    pub name: &'static str,
+    pub columns: &'static [(&'static str, Col)],
+}
+
+impl Table {
+    /// `a, b, c`.
+    pub fn column_list(&self) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|(n, _)| *n).collect();
+        names.join(", ")
+    }
+}
+
+use Col::{Flag, Int, Real, Text};
+
+pub const HANDSHAKES: Table = Table {
+    name: "handshakes",
+    columns: &[
+        ("sensor", Text),
+        ("seq", Int),
+        ("id", Int),
+        ("ts_us", Int),
+        ("client_ip", Text),
+        ("client_port", Int),
+        ("server_ip", Text),
+        ("server_port", Int),
+        ("direction", Text),
+        ("outcome", Text),
+        ("rtt_us", Real),
+        ("syn_count", Int),
+        ("remote_ip", Text),
+        ("country", Text),
+        ("city", Text),
+        ("lat", Real),
+        ("lon", Real),
+        ("asn", Int),
+        ("org", Text),
+    ],
+};
+pub const FLOWS: Table = Table {
+    name: "flows",
+    columns: &[
+        ("sensor", Text),
+        ("seq", Int),
+        ("id", Int),
+        ("ts_us", Int),
+        ("end_us", Int),
+        ("client_ip", Text),
+        ("client_port", Int),
+        ("server_ip", Text),
+        ("server_port", Int),
+        ("direction", Text),
+        ("remote_ip", Text),
+        ("handshake_seen", Flag),
+        ("end_reason", Text),
+        ("rst_from", Text),
+        ("duration_us", Real),
+        // FLOW_COUNTERS, in order (a test holds them equal).
+        ("packets_c2s", Int),
+        ("packets_s2c", Int),
+        ("bytes_c2s", Int),
+        ("bytes_s2c", Int),
+        ("retrans_c2s", Int),
+        ("retrans_s2c", Int),
+        ("sack_blocks_c2s", Int),
+        ("sack_blocks_s2c", Int),
+        ("dup_acks_c2s", Int),
+        ("dup_acks_s2c", Int),
+        ("zero_window_c2s", Int),
+        ("zero_window_s2c", Int),
+    ],
+};
+pub const ROUTES: Table = Table {
+    name: "routes",
+    columns: &[
+        ("sensor", Text),
+        ("seq", Int),
+        ("id", Int),
+        ("ts_us", Int),
+        ("handshake_id", Int),
+        ("src_ip", Text),
+        ("dst_ip", Text),
+        ("protocol", Text),
+        ("reached", Flag),
+        ("hop_count", Int),
+        ("changed", Flag),
+    ],
+};
+pub const HOPS: Table = Table {
+    name: "hops",
+    columns: &[
+        ("sensor", Text),
+        ("route_seq", Int),
+        ("ttl", Int),
+        ("addr", Text),
+        ("sent", Int),
+        ("received", Int),
+        ("rtt_avg_us", Real),
+        ("country", Text),
+        ("asn", Int),
+        ("lat", Real),
+        ("lon", Real),
+    ],
+};
+pub const SCANS: Table = Table {
+    name: "scans",
+    columns: &[
+        ("sensor", Text),
+        ("seq", Int),
+        ("ts_us", Int),
+        ("src_ip", Text),
+        ("scan_type", Text),
+        ("phase", Text),
+        ("target_ip", Text),
+        ("target_port", Int),
+        ("distinct_count", Int),
+        ("country", Text),
+        ("asn", Int),
+    ],
+};
 
 /// The typed rows of one event.
 pub enum Typed<'a> {
@@ -192,4 +311,15 @@ fn handshake<'a>(sensor: &'a str, row: &'a Row, h: &'a Handshake) -> Result<Type
         int(h.tags.get("asn").and_then(|v| v.parse::<i64>().ok())),
         text(tag("asn.org")),
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flow_table_ends_with_the_counters() {
+        let names: Vec<&str> = FLOWS.columns.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names[names.len() - FLOW_COUNTERS.len()..], FLOW_COUNTERS);
+    }
 }
