@@ -86,10 +86,12 @@ impl std::fmt::Display for Settings {
 /// One day of `ts_us`, the span of a partition.
 const DAY_US: i64 = 86_400_000_000;
 
-/// Days without partitions one batch may add: a sensor's batches span a
-/// day or two; a batch naming many more days is refused rather than
-/// making a partition per day it names.
-pub const MAX_NEW_DAYS: usize = 8;
+/// Days made per transaction: a batch that needs more (a quiet sensor's
+/// spool sent after a long outage, or a sensor with a wrong clock) gets
+/// them in several short transactions, so that the locks on the
+/// partitioned tables are held briefly; it is logged, never refused (a
+/// batch refused for good would stall its sensor's spool).
+const DAYS_PER_TRANSACTION: usize = 8;
 
 /// The tables partitioned by day.
 const PARTITIONED: [&str; 6] = ["events", "handshakes", "flows", "routes", "hops", "scans"];
@@ -386,15 +388,14 @@ impl Postgres {
             .map(|r| day_of(r.ts_us))
             .filter(|d| !self.days.contains(d))
             .collect();
-        if new_days.len() > MAX_NEW_DAYS {
-            return Err(Error::Invalid(format!(
-                "the batch's events fall on {} days without partitions; at most {MAX_NEW_DAYS} new days per batch",
-                new_days.len()
-            )));
+        if new_days.len() > DAYS_PER_TRANSACTION {
+            tracing::warn!(sensor = %batch.sensor, days = new_days.len(),
+                "a batch whose events fall on many days without partitions (a spool sent after a long outage, or a wrong clock); making them");
         }
-        if !new_days.is_empty() {
-            make_partitions(client, &new_days)?;
-            self.days.extend(new_days);
+        let days: Vec<i64> = new_days.into_iter().collect();
+        for chunk in days.chunks(DAYS_PER_TRANSACTION) {
+            make_partitions(client, chunk)?;
+            self.days.extend(chunk);
         }
         let mut tx = client.transaction()?;
         tx.execute(
@@ -566,7 +567,7 @@ impl Postgres {
 
 /// Makes the partitions of `days` that do not exist yet, in a transaction
 /// of its own (creating a partition locks its table: not inside a batch).
-fn make_partitions(client: &mut Client, days: &BTreeSet<i64>) -> Result<()> {
+fn make_partitions(client: &mut Client, days: &[i64]) -> Result<()> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_PARTITIONS])?;
     for &day in days {
