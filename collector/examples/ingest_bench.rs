@@ -146,6 +146,7 @@ fn postgres_bench(url: &str, bodies: &[Vec<u8>], n: u64) -> Result<(), Box<dyn s
         url: url.to_string(),
         connect_timeout: std::time::Duration::from_secs(5),
         graph_queue: false,
+        tls_ca_file: None,
     };
     let mut store = Store::open_ingest(&Location::Postgres(settings))?;
     let started = Instant::now();

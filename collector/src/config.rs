@@ -299,6 +299,9 @@ impl Config {
                     format!("not a PostgreSQL connection string or URL: {e}"),
                 );
             }
+            if let Some(f) = p.tls_ca_file.as_ref().filter(|f| !f.is_file()) {
+                return bad("postgres.tls_ca_file", format!("{}: no such file", f.display()));
+            }
         }
         if let Some(n) = &config.source.nats {
             if let Some(key) = n.unknown.keys().next() {

@@ -21,6 +21,7 @@ fn server() -> Option<(Server, Location)> {
         url: s.url(),
         connect_timeout: std::time::Duration::from_secs(5),
         graph_queue: false,
+        tls_ca_file: None,
     });
     Some((s, at))
 }
@@ -321,4 +322,67 @@ fn a_restarted_server_is_reconnected() {
     assert_eq!(stored.stored, 200);
     assert_eq!(s.sequence_numbers("gw1").unwrap(), (1..=300).collect::<Vec<_>>());
     s.probe_write(1).unwrap();
+}
+
+/// `sslmode=require`: TLS with the server's certificate verified against
+/// `tls_ca_file`; without that CA (the system's CAs) the connection is
+/// refused, and a plain one is refused by a server that takes TLS only.
+#[test]
+fn tls_connections_verify_the_server() {
+    let Some((server, ca)) = Server::start_tls() else {
+        return;
+    };
+    let at = |url: String, tls_ca_file: Option<std::path::PathBuf>| {
+        Location::Postgres(store::postgres::Settings {
+            url,
+            connect_timeout: std::time::Duration::from_secs(5),
+            graph_queue: false,
+            tls_ca_file,
+        })
+    };
+    let tls_url = format!("{} sslmode=require", server.url());
+    let mut s = Store::open(&at(tls_url.clone(), Some(ca))).unwrap();
+    s.insert(&batch("gw1", &events(2, 1, 50)), 0).unwrap();
+    assert_eq!(s.sequence_numbers("gw1").unwrap().len(), 50);
+    let mut ssl = None;
+    s.each("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[], |r| {
+        ssl = Some(r.get::<bool>(0)?);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(ssl, Some(true), "the connection is encrypted");
+
+    let e = Store::open(&at(tls_url, None)).err().expect("an unknown CA is refused");
+    assert!(e.to_string().contains("certificate"), "{e}");
+    let e = Store::open(&at(server.url(), None))
+        .err()
+        .expect("plain is refused by a TLS-only server");
+    assert!(e.to_string().contains("pg_hba.conf"), "{e}");
+}
+
+/// A query past `query_timeout` is stopped by the server itself
+/// (`statement_timeout` on reading connections), and one stopped by the
+/// collector (its timer) through the connection's cancel request.
+#[test]
+fn queries_past_their_time_are_stopped() {
+    let Some((_server, at)) = server() else { return };
+    let sleep = "SELECT pg_sleep(30)";
+    let reader = Store::open_reader(&at, std::time::Duration::from_secs(1)).unwrap();
+    let e = reader.each(sleep, &[], |_| Ok(())).unwrap_err();
+    assert!(e.to_string().contains("statement timeout"), "{e}");
+    assert_eq!(
+        reader.counts().unwrap().len(),
+        0,
+        "the connection serves the next query"
+    );
+
+    let reader = Store::open_reader(&at, std::time::Duration::from_secs(60)).unwrap();
+    let stop = reader.interrupt_handle();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        stop.interrupt();
+    });
+    let e = reader.each(sleep, &[], |_| Ok(())).unwrap_err();
+    stopper.join().unwrap();
+    assert!(e.to_string().contains("canceling statement due to user request"), "{e}");
 }

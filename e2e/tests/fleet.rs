@@ -11,6 +11,8 @@
 #[path = "../../host/tests/common/mod.rs"]
 mod common;
 mod fleet {
+    #[path = "../../../collector/tests/common/certs.rs"]
+    pub mod certs;
     pub mod nats;
     #[path = "../../../collector/tests/common/postgres.rs"]
     pub mod postgres;
@@ -491,69 +493,6 @@ fn nats_down_for_a_minute_the_sensor_spools_within_its_cap_then_drains() {
     assert_stored_once(&c, &want, Duration::from_secs(120), &log);
 }
 
-/// A CA and a server certificate for 127.0.0.1 (openssl), in `dir`:
-/// (ca.pem, server.pem, server.key).
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs (scripts/setup.sh installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=net-gazer test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName = IP:127.0.0.1\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.pem",
-    ]);
-    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
-}
-
 /// NATS as an operator runs it: TLS only, a user per sensor that may
 /// publish to its own subject only, a user for the collectors. A sensor
 /// with its own user delivers; one that names another sensor's subject is
@@ -563,7 +502,7 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 fn sensors_publish_over_tls_to_their_own_subject_only() {
     let Some(bin) = fleet::nats::server_bin() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificates(dir.path());
+    let (ca, cert, key) = fleet::certs::certificates(dir.path());
     let sensor_user = |u: &str| {
         format!(
             "{{user: {u}, password: {u}-secret, permissions: {{publish: [\"net-gazer.events.{u}\"], subscribe: [\"_INBOX.>\"]}}}}"

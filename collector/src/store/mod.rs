@@ -158,7 +158,7 @@ pub enum Dialect {
 /// Stops the statement running on a connection (a query past its time).
 pub enum Interrupt {
     Sqlite(rusqlite::InterruptHandle),
-    Postgres(Option<::postgres::CancelToken>),
+    Postgres(Option<Box<(::postgres::CancelToken, postgres::Target)>>),
 }
 
 impl Interrupt {
@@ -168,10 +168,10 @@ impl Interrupt {
             // The cancel request is a connection of its own: off the
             // caller's thread.
             Interrupt::Postgres(None) => {}
-            Interrupt::Postgres(Some(t)) => {
+            Interrupt::Postgres(Some(cancel)) => {
                 let _ = std::thread::Builder::new()
                     .name("cancel-query".into())
-                    .spawn(move || t.cancel_query(::postgres::NoTls));
+                    .spawn(move || cancel.1.cancel(&cancel.0));
             }
         }
     }
@@ -246,7 +246,7 @@ impl Store {
     pub fn interrupt_handle(&self) -> Interrupt {
         match self {
             Store::Sqlite(s) => Interrupt::Sqlite(s.interrupt_handle()),
-            Store::Postgres(s) => Interrupt::Postgres(s.cancel_token()),
+            Store::Postgres(s) => Interrupt::Postgres(s.cancel_token().map(Box::new)),
         }
     }
 

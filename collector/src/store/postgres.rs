@@ -20,6 +20,7 @@ use bytes::BufMut;
 use postgres::types::{IsNull, ToSql, Type};
 use postgres::{Client, NoTls, Transaction};
 use serde::{Deserialize, Serialize};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::typed::{self, Typed};
 use super::{ranges, seq, Error, Param, Result, Stored};
@@ -35,6 +36,10 @@ pub struct Settings {
     /// Connecting must take no longer.
     #[serde(default = "default_connect_timeout", with = "net_gazer_common::duration::serde")]
     pub connect_timeout: Duration,
+    /// With `sslmode=require` in the url: the CA certificates (PEM) the
+    /// server's certificate must chain to (default: the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Queue each new route for the graph store (`graph_queue`): set when
     /// the configuration has `[falkordb]`, not a key of `[postgres]`.
     #[serde(skip)]
@@ -176,7 +181,7 @@ fn pg_type(c: typed::Col) -> Type {
 }
 
 pub struct Postgres {
-    config: postgres::Config,
+    target: Target,
     /// [`Settings::graph_queue`].
     graph_queue: bool,
     /// Connected when first needed and again after the connection broke
@@ -191,7 +196,12 @@ pub struct Postgres {
 pub(super) fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(d) => format!("PostgreSQL: {} (SQLSTATE {})", d.message(), d.code().code()),
-        None => format!("PostgreSQL: {e}"),
+        // The cause too: "error performing TLS handshake: invalid peer
+        // certificate: UnknownIssuer".
+        None => match std::error::Error::source(e) {
+            Some(cause) if !e.to_string().contains(&cause.to_string()) => format!("PostgreSQL: {e}: {cause}"),
+            _ => format!("PostgreSQL: {e}"),
+        },
     }
 }
 
@@ -238,10 +248,73 @@ fn numbered(sql: &str) -> String {
     out
 }
 
-fn connect(config: &postgres::Config) -> Result<Client> {
-    let mut client = config.connect(NoTls)?;
-    migrate(&mut client)?;
-    Ok(client)
+/// Where to connect, and how: TLS (the server's certificate verified)
+/// when the url says `sslmode=require`, plain otherwise.
+#[derive(Clone)]
+pub struct Target {
+    config: postgres::Config,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl Target {
+    fn new(settings: &Settings) -> Result<Target> {
+        let config = settings.config().map_err(Error::Invalid)?;
+        let tls = match config.get_ssl_mode() {
+            postgres::config::SslMode::Require => Some(tls(settings)?),
+            _ => None,
+        };
+        Ok(Target { config, tls })
+    }
+
+    /// A new connection, its schema brought up to date.
+    fn connect(&self) -> Result<Client> {
+        let mut client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone())?,
+            None => self.config.connect(NoTls)?,
+        };
+        migrate(&mut client)?;
+        Ok(client)
+    }
+
+    /// Asks the server to stop what `token`'s connection runs.
+    pub fn cancel(&self, token: &postgres::CancelToken) {
+        let _ = match &self.tls {
+            Some(tls) => token.cancel_query(tls.clone()),
+            None => token.cancel_query(NoTls),
+        };
+    }
+}
+
+/// The TLS client of `sslmode=require`: the certificates of `tls_ca_file`
+/// or, without it, the system's, and the host name checked.
+fn tls(settings: &Settings) -> Result<MakeRustlsConnect> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match &settings.tls_ca_file {
+        Some(path) => {
+            let bad =
+                |e: &dyn std::fmt::Display| Error::Invalid(format!("postgres.tls_ca_file {}: {e}", path.display()));
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(bad(&"no certificate in it"));
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Invalid(format!("TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// Brings the schema up to date, once whatever the number of collectors
@@ -273,10 +346,10 @@ fn migrate(client: &mut Client) -> Result<()> {
 
 /// The connected client in `slot`, connecting when there is none or the
 /// one there broke.
-fn connected<'a>(slot: &'a mut Option<Client>, config: &postgres::Config) -> Result<&'a mut Client> {
+fn connected<'a>(slot: &'a mut Option<Client>, target: &Target) -> Result<&'a mut Client> {
     let client = match slot.take() {
         Some(c) if !c.is_closed() => c,
-        _ => connect(config)?,
+        _ => target.connect()?,
     };
     Ok(slot.insert(client))
 }
@@ -284,22 +357,24 @@ fn connected<'a>(slot: &'a mut Option<Client>, config: &postgres::Config) -> Res
 impl Postgres {
     /// Connects and brings the schema up to date.
     pub fn open(settings: &Settings) -> Result<Postgres> {
-        let mut store = Self::with_config(settings.config().map_err(Error::Invalid)?)?;
+        let mut store = Self::with_target(Target::new(settings)?)?;
         store.graph_queue = settings.graph_queue;
         Ok(store)
     }
 
     /// A connection whose statements the server stops after `timeout`.
     pub fn open_reader(settings: &Settings, timeout: Duration) -> Result<Postgres> {
-        let mut config = settings.config().map_err(Error::Invalid)?;
-        config.options(&format!("-c statement_timeout={}", timeout.as_millis().max(1)));
-        Self::with_config(config)
+        let mut target = Target::new(settings)?;
+        target
+            .config
+            .options(&format!("-c statement_timeout={}", timeout.as_millis().max(1)));
+        Self::with_target(target)
     }
 
-    fn with_config(config: postgres::Config) -> Result<Postgres> {
-        let client = connect(&config)?;
+    fn with_target(target: Target) -> Result<Postgres> {
+        let client = target.connect()?;
         Ok(Postgres {
-            config,
+            target,
             graph_queue: false,
             client: RefCell::new(Some(client)),
             days: BTreeSet::new(),
@@ -308,8 +383,9 @@ impl Postgres {
 
     /// What cancels the statement running on this connection, if it is
     /// connected.
-    pub fn cancel_token(&self) -> Option<postgres::CancelToken> {
-        self.client.borrow().as_ref().map(Client::cancel_token)
+    pub fn cancel_token(&self) -> Option<(postgres::CancelToken, Target)> {
+        let token = self.client.borrow().as_ref().map(Client::cancel_token)?;
+        Some((token, self.target.clone()))
     }
 
     /// Runs `sql` (`?` parameters) and calls `f` with each row.
@@ -318,7 +394,7 @@ impl Postgres {
         let sql = numbered(sql);
         let mut slot = self.client.borrow_mut();
         let failed = {
-            let client = connected(&mut slot, &self.config)?;
+            let client = connected(&mut slot, &self.target)?;
             match client.query_raw(sql.as_str(), params.iter()) {
                 Ok(mut rows) => {
                     while let Some(r) = rows.next()? {
@@ -335,7 +411,7 @@ impl Postgres {
             return Err(failed.into());
         }
         tracing::info!(error = %describe(&failed), "PostgreSQL: connection lost; connecting again");
-        let client = connected(&mut slot, &self.config)?;
+        let client = connected(&mut slot, &self.target)?;
         let mut rows = client.query_raw(sql.as_str(), params.iter())?;
         while let Some(r) = rows.next()? {
             f(&r)?;
@@ -344,7 +420,7 @@ impl Postgres {
     }
 
     pub fn probe_write(&mut self, now_us: i64) -> Result<()> {
-        let client = connected(self.client.get_mut(), &self.config)?;
+        let client = connected(self.client.get_mut(), &self.target)?;
         client.execute(
             "INSERT INTO health (id, checked_us) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET checked_us = $1",
             &[&now_us],
@@ -381,7 +457,7 @@ impl Postgres {
     }
 
     fn try_insert(&mut self, batch: &Batch, now_us: i64) -> Result<Stored> {
-        let client = connected(self.client.get_mut(), &self.config)?;
+        let client = connected(self.client.get_mut(), &self.target)?;
         let new_days: BTreeSet<i64> = batch
             .rows
             .iter()
@@ -458,7 +534,7 @@ impl Postgres {
         limit: u32,
         write: impl FnOnce(&[super::RouteRow]) -> std::result::Result<(), E>,
     ) -> std::result::Result<usize, E> {
-        let client = connected(self.client.get_mut(), &self.config)?;
+        let client = connected(self.client.get_mut(), &self.target)?;
         let mut tx = client.transaction().map_err(Error::from)?;
         let queued = tx
             .query(
@@ -513,7 +589,7 @@ impl Postgres {
     /// Queues every stored route for the graph store again (a graph that
     /// was emptied or replaced). Returns how many were queued.
     pub fn graph_refill(&mut self) -> Result<u64> {
-        let client = connected(self.client.get_mut(), &self.config)?;
+        let client = connected(self.client.get_mut(), &self.target)?;
         Ok(client.execute(
             "INSERT INTO graph_queue (sensor, route_seq, ts_us) SELECT sensor, seq, ts_us FROM routes
              ON CONFLICT DO NOTHING",
@@ -526,7 +602,7 @@ impl Postgres {
     /// the events deleted. (Retention is by whole days: an event stays up
     /// to a day longer than `retention_days`.)
     pub fn expire(&mut self, before_us: i64) -> Result<u64> {
-        let client = connected(self.client.get_mut(), &self.config)?;
+        let client = connected(self.client.get_mut(), &self.target)?;
         let last_gone = day_of(before_us) - 1;
         let days: Vec<i64> = client
             .query("SELECT day FROM partitions WHERE day <= $1 ORDER BY day", &[&last_gone])?
@@ -802,6 +878,7 @@ mod tests {
             url: "postgresql://collector:secret@db1:5433/netgazer".into(),
             connect_timeout: Duration::from_secs(1),
             graph_queue: false,
+            tls_ca_file: None,
         };
         let shown = s.to_string();
         assert_eq!(shown, "PostgreSQL database netgazer on db1 as collector");

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+pub mod certs;
 pub mod falkordb;
 pub mod postgres;
 mod process;

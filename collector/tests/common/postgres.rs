@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 pub struct Server {
     child: Option<Child>,
+    /// Extra `-c name=value` settings (TLS).
+    settings: Vec<String>,
     bin: PathBuf,
     /// The temporary directory holding `data/` and `server.log`.
     dir: tempfile::TempDir,
@@ -69,6 +71,18 @@ impl Server {
     /// Starts a server, or says loudly why not and gives `None` (a panic
     /// when `NG_REQUIRE_POSTGRES` is set, as the test command sets it).
     pub fn start() -> Option<Server> {
+        Self::start_with(false)
+    }
+
+    /// A server that takes TLS connections only (`hostssl` in pg_hba.conf),
+    /// its certificate from a test CA: the server and the CA's file.
+    pub fn start_tls() -> Option<(Server, PathBuf)> {
+        let server = Self::start_with(true)?;
+        let ca = server.dir().join("ca.pem");
+        Some((server, ca))
+    }
+
+    fn start_with(tls: bool) -> Option<Server> {
         let Some(bin) = bin_dir() else {
             let why = "PostgreSQL (initdb, postgres) not found: install Debian's postgresql (scripts/setup.sh) or set NG_PG_BIN";
             assert!(std::env::var_os("NG_REQUIRE_POSTGRES").is_none(), "{why}");
@@ -103,8 +117,24 @@ impl Server {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut settings = Vec::new();
+        if tls {
+            let (_, cert, key) = super::certs::certificates(dir.path());
+            if let Some((uid, gid)) = user {
+                std::os::unix::fs::chown(&key, Some(uid), Some(gid)).expect("chown the key");
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod the key");
+            std::fs::write(data.join("pg_hba.conf"), "hostssl all all 127.0.0.1/32 trust\n").expect("pg_hba.conf");
+            settings.extend([
+                "ssl=on".to_string(),
+                format!("ssl_cert_file={}", cert.display()),
+                format!("ssl_key_file={}", key.display()),
+            ]);
+        }
         let mut server = Server {
             child: None,
+            settings,
             bin,
             dir,
             port: free_port(),
@@ -142,14 +172,21 @@ impl Server {
             ])
             .stdout(Stdio::null())
             .stderr(log);
+        for s in &self.settings {
+            cmd.arg("-c").arg(s);
+        }
         if let Some((uid, gid)) = self.user {
             cmd.uid(uid).gid(gid);
         }
         self.child = Some(cmd.spawn().expect("postgres starts"));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if postgres::Client::connect(&self.url(), postgres::NoTls).is_ok() {
-                return;
+            // Up once it answers, be it to refuse a plain connection
+            // (a TLS-only server).
+            match postgres::Client::connect(&self.url(), postgres::NoTls) {
+                Ok(_) => return,
+                Err(e) if e.as_db_error().is_some() => return,
+                Err(_) => {}
             }
             assert!(
                 Instant::now() < deadline,
