@@ -446,6 +446,32 @@ mod tests {
         }
     }
 
+    /// `[postgres]`: a bad url, a missing CA file, an unknown key or a
+    /// timeout out of range name their key; a good table is the store.
+    #[test]
+    fn postgres_keys_are_checked() {
+        for (text, key) in [
+            ("url = \"host=db1 sslmode=verify-full\"", "postgres.url"),
+            (
+                "url = \"host=db1\"\ntls_ca_file = \"/nonexistent/ca.pem\"",
+                "postgres.tls_ca_file",
+            ),
+            ("url = \"host=db1\"\npasword = \"x\"", "pasword"),
+            (
+                "url = \"host=db1\"\nconnect_timeout = \"0s\"",
+                "postgres.connect_timeout",
+            ),
+        ] {
+            let e = Config::parse(&format!("[postgres]\n{text}\n")).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let c = Config::parse("[postgres]\nurl = \"postgresql://collector@db1/netgazer\"\n[falkordb]\n").unwrap();
+        match c.store() {
+            crate::store::Location::Postgres(s) => assert!(s.graph_queue, "[falkordb] queues the routes"),
+            other => panic!("{other}"),
+        }
+    }
+
     #[test]
     fn shipped_file_parses_and_equals_the_defaults() {
         let text = include_str!("../../etc/net-gazer/net-gazer-collector.toml");
@@ -460,6 +486,7 @@ mod tests {
             source: Config::parse("[source.nats]\nservers = [\"nats://127.0.0.1:4222\"]\n")
                 .unwrap()
                 .source,
+            postgres: Config::parse("[postgres]\nurl = \"host=db1\"\n").unwrap().postgres,
             ..Config::default()
         };
         let doc = include_str!("../../docs/collector-api.md");
