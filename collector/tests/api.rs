@@ -603,7 +603,7 @@ fn systemd_hears_ready_and_watchdog_pings() {
 /// Standard error connected to the journal (JOURNAL_STREAM set, as systemd
 /// does): log lines without timestamps or colours, the journal adds its own.
 #[test]
-fn journal_lines_carry_no_timestamp() {
+fn journal_lines_carry_their_priority_and_no_timestamp() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let config = common::write_config(dir.path(), "");
@@ -624,9 +624,21 @@ fn journal_lines_carry_no_timestamp() {
     let logged: Vec<&String> = lines.iter().filter(|l| l.contains("listening")).collect();
     assert!(!logged.is_empty(), "an info line about listening: {lines:?}");
     for l in logged {
-        assert!(l.trim_start().starts_with("INFO"), "no timestamp first: {l:?}");
+        assert!(
+            l.starts_with("<6>") && l[3..].trim_start().starts_with("INFO"),
+            "the priority, then no timestamp: {l:?}"
+        );
         assert!(!l.contains('\u{1b}'), "no colour codes: {l:?}");
     }
+    // The warning of a configuration without sensors: priority 4, which
+    // `journalctl -p warning` shows.
+    let warned: Vec<&String> = lines.iter().filter(|l| l.contains("WARN")).collect();
+    assert!(
+        warned
+            .iter()
+            .any(|l| l.starts_with("<4>") && l.contains("no [sensors.<id>] table")),
+        "{lines:?}"
+    );
 }
 
 /// For service managers: a configuration error exits 78, a command-line
