@@ -338,3 +338,42 @@ fn devices_and_endless_inputs_are_refused_with_what_they_are() {
         );
     }
 }
+
+/// `net-gazer replay big.pcap | head`: once the reader closes standard
+/// output, the replay stops reading (it does not go through the whole
+/// file) and ends quietly with status 0, as `cat big | head` does.
+#[test]
+fn a_closed_standard_output_ends_a_replay_quietly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("many.pcap");
+    let n = 200_000;
+    common::many_handshakes(&pcap, n);
+    let mut child = Command::new(common::bin())
+        .args(["replay", "-v", "--no-progress", "-c", "/dev/null"])
+        .arg(&pcap)
+        .env_remove("NG_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run net-gazer");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Vec<String> = lines.by_ref().take(10).map(Result::unwrap).collect();
+    assert_eq!(first.len(), 10);
+    drop(lines); // as head does
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{:?}: {err}", o.status);
+    assert!(!err.contains("ERROR") && !err.contains("output failed"), "{err}");
+    let stopped = err
+        .lines()
+        .find(|l| l.contains("standard output closed: the replay stops"))
+        .unwrap_or_else(|| panic!("the replay stopped early: {err}"));
+    let read: u64 = stopped
+        .split("packets=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{stopped}"));
+    assert!(read < u64::from(n) * 3, "read {read} of {} packets", n * 3);
+}

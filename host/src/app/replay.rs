@@ -63,12 +63,20 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut file_errors: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut done_bytes = 0u64;
-    for file in &mut files {
+    let mut read = 0u64;
+    'files: for file in &mut files {
         let path = file.path().to_path_buf();
         let mut records = file.records();
         let mut n = 0u32;
         let mut skipped = false;
         while let Some(record) = records.next_packet() {
+            // `net-gazer replay big.pcap | head`: the reader is gone
+            // (looked at every 1024 packets).
+            if n % 1024 == 0 && crate::output::jsonl::stdout_closed() {
+                tracing::info!(packets = read, "standard output closed: the replay stops");
+                break 'files;
+            }
+            read += 1;
             match record {
                 Ok(pkt) => pipeline.handle_packet(&pkt),
                 Err(e) if e.is_fatal() => {
@@ -118,6 +126,10 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
             .collect(),
         stats,
     };
+    if crate::output::jsonl::stdout_closed() {
+        // Quietly, as `cat big | head` does: no summary, status 0.
+        return Ok(());
+    }
     if args.summary_json {
         eprintln!("{}", serde_json::to_string(&summary)?);
     } else {

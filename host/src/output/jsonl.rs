@@ -3,12 +3,32 @@
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Output;
 use crate::event::Tagged;
 
 /// Bytes of lines gathered before one write.
 const BUFFER: usize = 64 * 1024;
+
+/// Set once standard output was closed by its reader (`net-gazer replay
+/// big.pcap | head`): a replay then stops, quietly, as Unix tools do.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether standard output's reader went away.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
+/// Whether `e`, met writing to the output `name`, means standard output's
+/// reader went away (and records it): not a failure of the run.
+pub fn reader_gone(name: &str, e: &io::Error) -> bool {
+    let gone = name == "stdout" && e.kind() == io::ErrorKind::BrokenPipe;
+    if gone {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    }
+    gone
+}
 
 /// Events are serialised straight into one buffer of lines, written out
 /// when it fills and on flush (no per-line copy into a `BufWriter`).

@@ -10,7 +10,7 @@
 
 pub mod delivery;
 pub mod json;
-mod jsonl;
+pub mod jsonl;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -334,8 +334,7 @@ fn write_all(
                     continue;
                 }
                 if let Err(e) = out.write(item) {
-                    tracing::error!(output = out.name(), error = %e, "output failed; its further events are dropped");
-                    report.errors.push(format!("{}: {e}", out.name()));
+                    output_failed(out.as_ref(), &e, &mut report);
                     failed[i] = true;
                 }
             }
@@ -352,12 +351,23 @@ fn write_all(
     report
 }
 
+/// An output that failed: an error of the run, logged, unless it is
+/// standard output whose reader went away (`… | head`), which ends a
+/// replay quietly.
+fn output_failed(out: &dyn Output, e: &std::io::Error, report: &mut OutputReport) {
+    if jsonl::reader_gone(out.name(), e) {
+        tracing::info!("standard output closed by its reader; no more events written there");
+        return;
+    }
+    tracing::error!(output = out.name(), error = %e, "output failed; its further events are dropped");
+    report.errors.push(format!("{}: {e}", out.name()));
+}
+
 fn flush(outputs: &mut [Box<dyn Output>], failed: &mut [bool], report: &mut OutputReport) {
     for (i, out) in outputs.iter_mut().enumerate() {
         if !failed[i] {
             if let Err(e) = out.flush() {
-                tracing::error!(output = out.name(), error = %e, "output failed; its further events are dropped");
-                report.errors.push(format!("{}: {e}", out.name()));
+                output_failed(out.as_ref(), &e, report);
                 failed[i] = true;
             }
         }
