@@ -47,9 +47,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         net_gazer_collector::store::spawn_checkpointer(&config.database, CHECKPOINT_EVERY)
             .context("starting the WAL checkpoint thread")?;
     }
-    if config.retention_days > 0 {
-        spawn_retention(&config)?;
-    }
+    // Read by the retention thread each round: a reload (SIGHUP) changes it.
+    let retention_days = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(config.retention_days));
+    spawn_retention(&config, std::sync::Arc::clone(&retention_days))?;
     let graph_stats = std::sync::Arc::new(net_gazer_collector::graphdb::GraphStats::default());
     if let Some(f) = config.falkordb.clone() {
         use net_gazer_collector::graphdb::Source;
@@ -88,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let connections = std::sync::Arc::new(server::listen::ConnectionStats::default());
         let nats = config.source.nats.clone();
         let state = server::state(config, store, graph_stats, std::sync::Arc::clone(&connections));
+        tokio::spawn(reload_on_hangup(path, std::sync::Arc::clone(&state), retention_days));
         if let Some(n) = nats {
             tokio::spawn(net_gazer_collector::source::nats::run(n, std::sync::Arc::clone(&state)));
         }
@@ -96,6 +97,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .context("serving")
     })
+}
+
+/// On SIGHUP (systemd's `reload`, logrotate's convention), reads the
+/// configuration file again and puts it in force (the sensors and their
+/// tokens, locations, limits read per request, `retention_days`); keys
+/// that need a restart are named in a warning. A file with an error is
+/// logged and changes nothing.
+async fn reload_on_hangup(
+    path: Option<std::path::PathBuf>,
+    state: std::sync::Arc<server::AppState>,
+    retention_days: std::sync::Arc<std::sync::atomic::AtomicU32>,
+) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot watch for SIGHUP: reload by restarting");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+        match Config::load(path.as_deref()) {
+            Ok((mut new, _)) => {
+                // What the command line set stays set.
+                let old = state.config();
+                new.listen = old.listen;
+                new.database = old.database.clone();
+                retention_days.store(new.retention_days, std::sync::atomic::Ordering::Relaxed);
+                let sensors = new.sensors.len();
+                let restart = state.reload(new);
+                tracing::info!(sensors, "configuration reloaded");
+                if !restart.is_empty() {
+                    tracing::warn!(keys = ?restart, "changed keys that take effect at the next start only");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "configuration not reloaded; the one in force stays"),
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    }
 }
 
 /// Pings systemd's watchdog each `every` while `GET /health` on our own
@@ -135,23 +172,27 @@ async fn shutdown() {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
 
-/// Deletes events older than `retention_days`, at start and every hour, on
-/// a connection of its own.
-fn spawn_retention(config: &Config) -> anyhow::Result<()> {
+/// Deletes events older than `retention_days` (as it is at each round: a
+/// reload changes it; 0 keeps everything), at start and every hour, on a
+/// connection of its own.
+fn spawn_retention(config: &Config, days: std::sync::Arc<std::sync::atomic::AtomicU32>) -> anyhow::Result<()> {
     let at = config.store();
     let mut store = Store::open(&at).with_context(|| format!("opening the store {at}"))?;
-    let keep = std::time::Duration::from_secs(u64::from(config.retention_days) * 86_400);
     std::thread::Builder::new()
         .name("retention".into())
         .spawn(move || loop {
-            let cutoff = std::time::SystemTime::now()
-                .checked_sub(keep)
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_micros() as i64);
-            match store.expire(cutoff) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "retention: old events deleted"),
-                Err(e) => tracing::error!(error = %e, "retention failed"),
+            let days = days.load(std::sync::atomic::Ordering::Relaxed);
+            if days > 0 {
+                let keep = std::time::Duration::from_secs(u64::from(days) * 86_400);
+                let cutoff = std::time::SystemTime::now()
+                    .checked_sub(keep)
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_micros() as i64);
+                match store.expire(cutoff) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "retention: old events deleted"),
+                    Err(e) => tracing::error!(error = %e, "retention failed"),
+                }
             }
             std::thread::sleep(std::time::Duration::from_secs(3600));
         })

@@ -666,3 +666,43 @@ fn configuration_and_usage_errors_have_their_exit_statuses() {
     let o = std::process::Command::new(bin).arg("--no-such-flag").output().unwrap();
     assert_eq!(o.status.code(), Some(64));
 }
+
+/// SIGHUP (systemd's `reload`) reads the file again: a sensor added to it
+/// is let in, a removed one refused, the data and the process stay; a file
+/// with an error changes nothing and the collector goes on.
+#[test]
+fn sighup_reloads_the_sensors_and_survives_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sensor = |id: &str, token: &str| format!("[sensors.{id}]\ntoken = \"{token}\"\n");
+    let config = common::write_config(dir.path(), &sensor("gw1", TOKEN));
+    let c = Collector::spawn(Path::new(env!("CARGO_BIN_EXE_net-gazer-collector")), &config);
+    let body = |s: &str, seqs| serde_json::to_vec(&batch(s, seqs)).unwrap();
+    assert_eq!(post(&c, Some(TOKEN), body("gw1", 1..=10), false).0, 200);
+    assert_eq!(post(&c, Some(OTHER), body("gw2", 1..=10), false).0, 401);
+
+    let hangup = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &c.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP");
+    };
+    // gw2 added, gw1 removed.
+    common::write_config(dir.path(), &sensor("gw2", OTHER));
+    hangup();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while post(&c, Some(OTHER), body("gw2", 1..=10), false).0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "gw2 never let in after SIGHUP");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(post(&c, Some(TOKEN), body("gw1", 11..=20), false).0, 401, "gw1 removed");
+    assert_eq!(stored(&c, "gw1"), 10, "what gw1 sent before stays");
+
+    // A file with an error: nothing changes, the collector goes on.
+    std::fs::write(&config, "listen = [").unwrap();
+    hangup();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(post(&c, Some(OTHER), body("gw2", 11..=20), false).0, 200);
+    assert_eq!(stored(&c, "gw2"), 20);
+}

@@ -83,7 +83,7 @@ pub(super) async fn serve(State(state): State<Arc<AppState>>) -> Response {
         "counter",
         [(String::new(), c.timed_out.load(Relaxed))],
     );
-    if state.config.falkordb.is_some() {
+    if state.config().falkordb.is_some() {
         let g = &state.graph;
         family(
             &mut o,
@@ -98,7 +98,7 @@ pub(super) async fn serve(State(state): State<Arc<AppState>>) -> Response {
             [(String::new(), g.errors.load(Relaxed))],
         );
     }
-    if state.config.source.nats.is_some() {
+    if state.config().source.nats.is_some() {
         let n = &state.nats;
         let one = |v: &std::sync::atomic::AtomicU64| [(String::new(), v.load(Relaxed))];
         family(&mut o, "nats_connected", "gauge", one(&n.connected));

@@ -96,7 +96,8 @@ const HEALTH_WAIT: Duration = Duration::from_secs(5);
 const IDLE_READERS: usize = 4;
 
 pub struct AppState {
-    config: Config,
+    /// The configuration in force: replaced on SIGHUP ([`AppState::reload`]).
+    config: Lock<Arc<Config>>,
     graph: Arc<crate::graphdb::GraphStats>,
     connections: Arc<listen::ConnectionStats>,
     /// The ingest connection.
@@ -149,7 +150,7 @@ pub fn state(
             timeout: config.query_timeout,
             idle: Lock::default(),
         },
-        config,
+        config: Lock::new(Arc::new(config)),
         graph: graph_stats,
         connections,
         writer: Lock::new(writer),
@@ -249,7 +250,8 @@ async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(sensor) = token.and_then(|t| state.config.sensor_of(t)).map(String::from) else {
+    let config = state.config();
+    let Some(sensor) = token.and_then(|t| config.sensor_of(t)).map(String::from) else {
         return reject_and_close(
             &state,
             StatusCode::UNAUTHORIZED,
@@ -257,7 +259,7 @@ async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             "unknown or missing bearer token".into(),
         );
     };
-    let limit_mb = state.config.body_limit_mb;
+    let limit_mb = config.body_limit_mb;
     let limit = limit_mb.saturating_mul(1024 * 1024);
     let too_large = |what: &str| format!("the body is larger than {limit_mb} MiB{what}");
     let declared = headers
@@ -267,7 +269,8 @@ async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
     if declared.is_some_and(|n| n > limit) {
         return reject_and_close(&state, StatusCode::PAYLOAD_TOO_LARGE, "size", too_large(""));
     }
-    let body = match read_body(body, limit, state.config.body_timeout).await {
+    let body_timeout = config.body_timeout;
+    let body = match read_body(body, limit, body_timeout).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
             return reject_and_close(&state, StatusCode::PAYLOAD_TOO_LARGE, "size", too_large(""))
@@ -275,7 +278,7 @@ async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         Err(BodyError::Slow) => {
             let message = format!(
                 "the body did not arrive within body_timeout ({})",
-                net_gazer_common::duration::format_duration(state.config.body_timeout)
+                net_gazer_common::duration::format_duration(body_timeout)
             );
             return reject_and_close(&state, StatusCode::REQUEST_TIMEOUT, "slow", message);
         }
@@ -339,7 +342,7 @@ impl AppState {
         gzip: bool,
         started: Instant,
     ) -> Result<Intake, Refusal> {
-        let limit_mb = self.config.body_limit_mb;
+        let limit_mb = self.config().body_limit_mb;
         let limit = limit_mb.saturating_mul(1024 * 1024);
         let invalid = |status, reason, message: String| {
             self.count_rejected(reason, &message);
@@ -439,8 +442,34 @@ fn now_us() -> i64 {
 }
 
 impl AppState {
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration in force (a reload replaces it; a request keeps
+    /// the one it started with).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.lock())
+    }
+
+    /// Puts `new` in force for what is read per request (the sensors and
+    /// their tokens and locations, `location`, `body_limit_mb`,
+    /// `body_timeout`, `query_timeout`); returns the keys that changed
+    /// but take effect only at the next start.
+    pub fn reload(&self, new: Config) -> Vec<&'static str> {
+        let old = self.config();
+        let mut restart = Vec::new();
+        let mut differs = |key: &'static str, changed: bool| {
+            if changed {
+                restart.push(key);
+            }
+        };
+        differs("listen", old.listen != new.listen);
+        differs("database", old.database != new.database);
+        differs("postgres", old.postgres != new.postgres);
+        differs("falkordb", old.falkordb != new.falkordb);
+        differs("source", old.source != new.source);
+        differs("max_connections", old.max_connections != new.max_connections);
+        differs("header_timeout", old.header_timeout != new.header_timeout);
+        differs("idle_timeout", old.idle_timeout != new.idle_timeout);
+        *self.config.lock() = Arc::new(new);
+        restart
     }
 
     /// The NATS source's counters.
@@ -519,7 +548,7 @@ where
         task_state.readers.give(store);
         result.map_err(Unread::Query)
     });
-    let limit = state.config.query_timeout;
+    let limit = state.config().query_timeout;
     let mut task = std::pin::pin!(task);
     let joined = match tokio::time::timeout(limit, task.as_mut()).await {
         Ok(j) => j,
@@ -591,7 +620,7 @@ async fn rtt(
 /// The sensors that have sent, with their configured location (the map's
 /// origin).
 async fn sensors(State(state): State<Arc<AppState>>) -> Response {
-    let config = state.config.clone();
+    let config = state.config();
     read(&state, move |s| {
         let rows = s.sensors()?;
         let list: Vec<serde_json::Value> = rows

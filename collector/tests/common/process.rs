@@ -50,6 +50,11 @@ impl Collector {
         }
     }
 
+    /// Its process id (signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills it (SIGKILL) and waits.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
