@@ -19,6 +19,22 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 0
 fi
 
+# Never on an installation someone uses: the test installs, removes and
+# purges the packages (an installed collector's database with them).
+installed=()
+for p in net-gazer net-gazer-collector; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && installed+=("$p")
+done
+if ((${#installed[@]})) && [[ ${NG_TEST_PACKAGES_REPLACE:-0} != 1 ]]; then
+  echo "==================================================================" >&2
+  echo "REFUSED: ${installed[*]} installed here. The package test installs, removes" >&2
+  echo "and PURGES the packages (configuration and the collector's database" >&2
+  echo "included). Run it on a test machine, or set NG_TEST_PACKAGES_REPLACE=1" >&2
+  echo "to let it replace this installation." >&2
+  echo "==================================================================" >&2
+  exit 1
+fi
+
 fail() {
   echo "test-packages: FAILED: $*" >&2
   exit 1
