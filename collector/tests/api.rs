@@ -706,3 +706,32 @@ fn sighup_reloads_the_sensors_and_survives_a_bad_file() {
     assert_eq!(post(&c, Some(OTHER), body("gw2", 11..=20), false).0, 200);
     assert_eq!(stored(&c, "gw2"), 20);
 }
+
+/// `/metrics` as Prometheus reads it: every family with its `# HELP` and
+/// `# TYPE`, and label values escaped (a sensor id may hold `"` or `\`).
+#[test]
+fn metrics_have_help_and_escaped_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = common::start(dir.path(), &format!("[sensors.'odd\"id\\']\ntoken = \"{TOKEN}\"\n"));
+    let body = serde_json::to_vec(&batch("odd\"id\\", 1..=3)).unwrap();
+    assert_eq!(post(&c, Some(TOKEN), body, false).0, 200);
+    let text = reqwest::blocking::get(format!("{}/metrics", c.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        text.contains(r#"netgazer_collector_events_stored_total{sensor="odd\"id\\",kind="handshake"} 3"#),
+        "{text}"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if let Some(family) = l.strip_prefix("# TYPE ") {
+            let name = family.split(' ').next().unwrap();
+            let help = i.checked_sub(1).map(|h| lines[h]).unwrap_or("");
+            assert!(
+                help.starts_with(&format!("# HELP {name} ")) && help.len() > name.len() + 8,
+                "{name} has no help: {help:?}"
+            );
+        }
+    }
+}

@@ -10,8 +10,50 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 
-/// `# TYPE` line, then one sample per (labels, value).
+/// What each family counts (`# HELP`).
+fn help(name: &str) -> &'static str {
+    match name {
+        "events_received_total" => "Events received in batches, by sensor and kind.",
+        "events_stored_total" => "Events stored (not seen before), by sensor and kind.",
+        "events_duplicate_total" => "Events received again and ignored (a retried batch), by sensor and kind.",
+        "events_refused_total" => "Events refused one by one (invalid), by sensor.",
+        "requests_rejected_total" => "Batches not stored, by reason.",
+        "ingest_seconds_total" => "Time spent storing batches.",
+        "batches_total" => "Batches stored.",
+        "requests_panicked_total" => "Requests that met a bug (answered 500).",
+        "connections_open" => "HTTP connections open.",
+        "connections_refused_total" => "Connections refused because max_connections were open.",
+        "connections_timed_out_total" => "Connections closed for a timeout.",
+        "graph_routes_written_total" => "Routes written to FalkorDB.",
+        "graph_errors_total" => "Failed rounds of writing to FalkorDB.",
+        "nats_connected" => "1 while the NATS source consumes.",
+        "nats_messages_total" => "NATS messages handled, by result.",
+        "nats_dead_letter_events_total" => "Events sent to the dead-letter stream.",
+        "nats_consumer_pending" => "Messages in the stream no collector was handed yet (lag).",
+        "nats_consumer_ack_pending" => "Messages handed out and not yet acknowledged.",
+        "database_bytes" => "Size of the store (the SQLite file, or the PostgreSQL database).",
+        _ => "",
+    }
+}
+
+/// A label value in the exposition format: `\`, `"` and newlines escaped
+/// (sensor ids come from the configuration and may hold any of them).
+fn label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `# HELP` and `# TYPE` lines, then one sample per (labels, value).
 fn family(o: &mut String, name: &str, kind: &str, samples: impl IntoIterator<Item = (String, u64)>) {
+    let _ = writeln!(o, "# HELP netgazer_collector_{name} {}", help(name));
     let _ = writeln!(o, "# TYPE netgazer_collector_{name} {kind}");
     for (labels, value) in samples {
         let _ = writeln!(o, "netgazer_collector_{name}{labels} {value}");
@@ -37,7 +79,7 @@ pub(super) async fn serve(State(state): State<Arc<AppState>>) -> Response {
         let by_kind = |i: usize| {
             m.events
                 .iter()
-                .map(move |((sensor, kind), n)| (format!("{{sensor=\"{sensor}\",kind=\"{kind}\"}}"), n[i]))
+                .map(move |((sensor, kind), n)| (format!("{{sensor=\"{}\",kind=\"{kind}\"}}", label(sensor)), n[i]))
         };
         family(&mut o, "events_received_total", "counter", by_kind(0));
         family(&mut o, "events_stored_total", "counter", by_kind(1));
@@ -46,13 +88,20 @@ pub(super) async fn serve(State(state): State<Arc<AppState>>) -> Response {
             &mut o,
             "events_refused_total",
             "counter",
-            m.refused.iter().map(|(s, n)| (format!("{{sensor=\"{s}\"}}"), *n)),
+            m.refused
+                .iter()
+                .map(|(s, n)| (format!("{{sensor=\"{}\"}}", label(s)), *n)),
         );
         family(
             &mut o,
             "requests_rejected_total",
             "counter",
             m.rejected.iter().map(|(r, n)| (format!("{{reason=\"{r}\"}}"), *n)),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP netgazer_collector_ingest_seconds_total {}",
+            help("ingest_seconds_total")
         );
         let _ = writeln!(o, "# TYPE netgazer_collector_ingest_seconds_total counter");
         let _ = writeln!(o, "netgazer_collector_ingest_seconds_total {}", m.ingest_seconds);
@@ -124,4 +173,16 @@ pub(super) async fn serve(State(state): State<Arc<AppState>>) -> Response {
     }
     family(&mut o, "database_bytes", "gauge", [(String::new(), size)]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label(r#"gw"1\x"#), r#"gw\"1\\x"#);
+        assert_eq!(label("a\nb"), "a\\nb");
+        assert_eq!(label("gw1"), "gw1");
+    }
 }
