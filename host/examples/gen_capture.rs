@@ -61,7 +61,7 @@ fn mix(out: &mut Out, target: u64) -> std::io::Result<()> {
     let mut conn: u32 = 0;
     while out.packets < target {
         conn += 1;
-        let v6 = conn % 4 == 0;
+        let v6 = conn.is_multiple_of(4);
         let client = addr(v6, 0, conn % 60_000 + 1);
         let server = addr(v6, 1, conn % 997 + 1);
         let cport = 10_000 + (conn % 50_000) as u16;
@@ -78,10 +78,10 @@ fn mix(out: &mut Out, target: u64) -> std::io::Result<()> {
                 .seq(isn)
                 .syn_options(conn),
         )?;
-        if conn % 50 == 0 {
+        if conn.is_multiple_of(50) {
             continue;
         }
-        if conn % 25 == 0 {
+        if conn.is_multiple_of(25) {
             let rst = TcpSpec::new(server, sport, client, cport, TcpFlags::RST | ACK).ack(isn.wrapping_add(1));
             out.put(ts(&mut t_us, 40), &rst)?;
             continue;

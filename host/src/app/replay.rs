@@ -72,7 +72,7 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
         while let Some(record) = records.next_packet() {
             // `net-gazer replay big.pcap | head`: the reader is gone
             // (looked at every 1024 packets).
-            if n % 1024 == 0 && crate::output::jsonl::stdout_closed() {
+            if n.is_multiple_of(1024) && crate::output::jsonl::stdout_closed() {
                 tracing::info!(packets = read, "standard output closed: the replay stops");
                 break 'files;
             }
@@ -92,7 +92,7 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
                 }
             }
             n = n.wrapping_add(1);
-            if n % 65_536 == 0 {
+            if n.is_multiple_of(65_536) {
                 if let Some(b) = &bar {
                     b.set_position(done_bytes + records.position());
                 }

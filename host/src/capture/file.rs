@@ -549,7 +549,7 @@ impl Records<'_> {
             let be = self.big_endian;
             let block_type = read32(head, 0, be);
             let len = read32(head, 4, be);
-            if len < 12 || len % 4 != 0 || len > MAX_BLOCK {
+            if len < 12 || !len.is_multiple_of(4) || len > MAX_BLOCK {
                 return Err(FileError::BadBlockLength { offset: at, len });
             }
             let len = len as usize;

@@ -364,7 +364,7 @@ pub(crate) mod tests {
         fn on<T>(yes: bool, v: T) -> Option<T> {
             yes.then_some(v)
         }
-        let even = i % 2 == 0;
+        let even = i.is_multiple_of(2);
         let mut vlan = crate::decode::VlanStack::NONE;
         for id in [100, 200].iter().take(i as usize % 3) {
             vlan.push(*id);
@@ -375,13 +375,13 @@ pub(crate) mod tests {
             ts_us: -5 - i64::from(i),
             client_ip: format!("10.0.{i}.1").parse().unwrap(),
             client_port: 40_000 + i as u16,
-            server_ip: if i % 3 == 0 {
+            server_ip: if i.is_multiple_of(3) {
                 format!("2001:db8::{i}:1").parse().unwrap()
             } else {
                 "192.0.2.1".parse().unwrap()
             },
             server_port: 443,
-            ip_version: if i % 3 == 0 { 6 } else { 4 },
+            ip_version: if i.is_multiple_of(3) { 6 } else { 4 },
             vlan,
             direction: [
                 event::Direction::Outbound,
@@ -400,8 +400,8 @@ pub(crate) mod tests {
             rtt_last_syn_us: on(even, 123.456 + f64::from(i)),
             rtt_first_syn_us: if i % 3 == 2 { Some(f64::MAX) } else { on(even, 0.5) },
             client_rtt_us: if i % 2 == 1 { Some(7.25) } else { None },
-            reordered: i % 3 == 0,
-            synack_seq_changed: i % 5 == 0,
+            reordered: i.is_multiple_of(3),
+            synack_seq_changed: i.is_multiple_of(5),
             rst_from: [None, Some(event::Side::Client), Some(event::Side::Server)][i as usize % 3],
             client_ttl: 64 - i as u8,
             client_initial_ttl: 64,
@@ -411,8 +411,8 @@ pub(crate) mod tests {
             server_hops: on(even, 12),
             client_mss: on(even, 1460),
             client_wscale: if i % 2 == 1 { Some(14) } else { None },
-            client_sack_permitted: i % 2 == 0,
-            client_timestamps: i % 3 != 0,
+            client_sack_permitted: i.is_multiple_of(2),
+            client_timestamps: !i.is_multiple_of(3),
             server_mss: if i % 2 == 1 { Some(65_495) } else { None },
             server_wscale: on(even, 7),
             server_sack_permitted: [None, Some(true), Some(false)][i as usize % 3],
