@@ -335,26 +335,29 @@ fn three_sensors_through_a_nats_cluster_to_two_collectors_store_every_event_once
     );
 }
 
+/// The three sensors replay 20,000 handshakes each; once 2,000 are stored,
+/// `fault` strikes; then every event is stored exactly once, as collector
+/// `survivor` sees it. What `fault` returned, for checks of its own.
+fn through_a_fault<R>(f: &mut Fleet, survivor: usize, fault: impl FnOnce(&mut Fleet) -> R) -> R {
+    let runs = replay_all(f, &SENSORS, 20_000);
+    wait_for_some(&f.collectors[0], 2_000);
+    let r = fault(f);
+    let logs = finish(f, runs);
+    let want = written_all(f.dir.path(), &SENSORS);
+    assert_stored_once(&f.collectors[survivor], &want, Duration::from_secs(180), &logs);
+    r
+}
+
 #[test]
 fn a_nats_node_killed_mid_stream_loses_and_doubles_nothing() {
     let Some(mut f) = fleet() else { return };
-    let runs = replay_all(&f, &SENSORS, 20_000);
-    wait_for_some(&f.collectors[0], 2_000);
-    f.cluster.kill(0);
-    let logs = finish(&f, runs);
-    let want = written_all(f.dir.path(), &SENSORS);
-    assert_stored_once(&f.collectors[1], &want, Duration::from_secs(180), &logs);
+    through_a_fault(&mut f, 1, |f| f.cluster.kill(0));
 }
 
 #[test]
 fn a_collector_killed_mid_stream_leaves_its_messages_to_the_other() {
     let Some(mut f) = fleet() else { return };
-    let runs = replay_all(&f, &SENSORS, 20_000);
-    wait_for_some(&f.collectors[0], 2_000);
-    f.collectors[0].kill();
-    let logs = finish(&f, runs);
-    let want = written_all(f.dir.path(), &SENSORS);
-    assert_stored_once(&f.collectors[1], &want, Duration::from_secs(180), &logs);
+    through_a_fault(&mut f, 1, |f| f.collectors[0].kill());
 }
 
 /// A batch of one valid event and one that is not (its `ts_us` is text),
@@ -583,31 +586,28 @@ fn sensors_publish_over_tls_to_their_own_subject_only() {
 /// dead-letter stream and nothing is lost.
 #[test]
 fn a_store_that_stops_taking_writes_pauses_the_collectors_and_loses_nothing() {
-    let Some(f) = fleet_on_sqlite() else { return };
-    let runs = replay_all(&f, &SENSORS, 20_000);
-    wait_for_some(&f.collectors[0], 2_000);
-    let lock = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3, sys, time\n\
-             c = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)\n\
-             c.execute('BEGIN EXCLUSIVE')\n\
-             print('locked', flush=True)\n\
-             time.sleep(15)\n\
-             c.execute('COMMIT')\n",
-        ])
-        .arg(f.dir.path().join("events.sqlite"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let logs = finish(&f, runs);
+    let Some(mut f) = fleet_on_sqlite() else { return };
+    let lock = through_a_fault(&mut f, 0, |f| {
+        std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys, time\n\
+                 c = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)\n\
+                 c.execute('BEGIN EXCLUSIVE')\n\
+                 print('locked', flush=True)\n\
+                 time.sleep(15)\n\
+                 c.execute('COMMIT')\n",
+            ])
+            .arg(f.dir.path().join("events.sqlite"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs")
+    });
     let out = lock.wait_with_output().unwrap();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("locked"),
         "the lock was taken"
     );
-    let want = written_all(f.dir.path(), &SENSORS);
-    assert_stored_once(&f.collectors[0], &want, Duration::from_secs(180), &logs);
     assert_retried_not_dead_lettered(&f);
 }
 
@@ -632,14 +632,11 @@ fn assert_retried_not_dead_lettered(f: &Fleet) {
 #[test]
 fn postgresql_restarted_mid_stream_the_collectors_back_off_and_resume() {
     let Some(mut f) = fleet() else { return };
-    let runs = replay_all(&f, &SENSORS, 20_000);
-    wait_for_some(&f.collectors[0], 2_000);
-    let server = f.postgres.as_mut().expect("the fleet's PostgreSQL");
-    server.stop();
-    std::thread::sleep(Duration::from_secs(5));
-    server.restart();
-    let logs = finish(&f, runs);
-    let want = written_all(f.dir.path(), &SENSORS);
-    assert_stored_once(&f.collectors[1], &want, Duration::from_secs(180), &logs);
+    through_a_fault(&mut f, 1, |f| {
+        let server = f.postgres.as_mut().expect("the fleet's PostgreSQL");
+        server.stop();
+        std::thread::sleep(Duration::from_secs(5));
+        server.restart();
+    });
     assert_retried_not_dead_lettered(&f);
 }

@@ -63,7 +63,6 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut file_errors: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut done_bytes = 0u64;
-    let mut read = 0u64;
     'files: for file in &mut files {
         let path = file.path().to_path_buf();
         let mut records = file.records();
@@ -73,10 +72,9 @@ pub fn run(config: Config, args: &ReplayArgs) -> anyhow::Result<()> {
             // `net-gazer replay big.pcap | head`: the reader is gone
             // (looked at every 1024 packets).
             if n.is_multiple_of(1024) && crate::output::jsonl::stdout_closed() {
-                tracing::info!(packets = read, "standard output closed: the replay stops");
+                tracing::info!(packets = pipeline.packets(), "standard output closed: the replay stops");
                 break 'files;
             }
-            read += 1;
             match record {
                 Ok(pkt) => pipeline.handle_packet(&pkt),
                 Err(e) if e.is_fatal() => {
