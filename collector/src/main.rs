@@ -123,7 +123,12 @@ async fn reload_on_hangup(
                 new.database = old.database.clone();
                 retention_days.store(new.retention_days, std::sync::atomic::Ordering::Relaxed);
                 let sensors = new.sensors.len();
-                let restart = state.reload(new);
+                // Off the async threads: a reload may close reading
+                // connections (a PostgreSQL client blocks to close).
+                let task_state = std::sync::Arc::clone(&state);
+                let restart = tokio::task::spawn_blocking(move || task_state.reload(new))
+                    .await
+                    .unwrap_or_default();
                 tracing::info!(sensors, "configuration reloaded");
                 if !restart.is_empty() {
                     tracing::warn!(keys = ?restart, "changed keys that take effect at the next start only");

@@ -113,8 +113,9 @@ pub struct AppState {
 /// read while ingest writes.
 struct Readers {
     at: crate::store::Location,
-    /// Statements stop after this on the store's side too (PostgreSQL).
-    timeout: Duration,
+    /// Statements stop after this on the store's side too (PostgreSQL):
+    /// `query_timeout`, which a reload may change.
+    timeout: Lock<Duration>,
     idle: Lock<Vec<Store>>,
 }
 
@@ -122,7 +123,7 @@ impl Readers {
     fn take(&self) -> crate::store::Result<Store> {
         match self.idle.lock().pop() {
             Some(s) => Ok(s),
-            None => Store::open_reader(&self.at, self.timeout),
+            None => Store::open_reader(&self.at, *self.timeout.lock()),
         }
     }
 
@@ -147,7 +148,7 @@ pub fn state(
     Arc::new(AppState {
         readers: Readers {
             at: config.store(),
-            timeout: config.query_timeout,
+            timeout: Lock::new(config.query_timeout),
             idle: Lock::default(),
         },
         config: Lock::new(Arc::new(config)),
@@ -451,7 +452,8 @@ impl AppState {
     /// Puts `new` in force for what is read per request (the sensors and
     /// their tokens and locations, `location`, `body_limit_mb`,
     /// `body_timeout`, `query_timeout`); returns the keys that changed
-    /// but take effect only at the next start.
+    /// but take effect only at the next start. Blocks (it may close
+    /// reading connections): call it off the async threads.
     pub fn reload(&self, new: Config) -> Vec<&'static str> {
         let old = self.config();
         let mut restart = Vec::new();
@@ -468,6 +470,12 @@ impl AppState {
         differs("max_connections", old.max_connections != new.max_connections);
         differs("header_timeout", old.header_timeout != new.header_timeout);
         differs("idle_timeout", old.idle_timeout != new.idle_timeout);
+        if new.query_timeout != old.query_timeout {
+            // Idle reading connections carry the old one (PostgreSQL's
+            // statement_timeout): new ones are opened.
+            *self.readers.timeout.lock() = new.query_timeout;
+            self.readers.idle.lock().clear();
+        }
         *self.config.lock() = Arc::new(new);
         restart
     }
